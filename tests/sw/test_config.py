@@ -1,0 +1,498 @@
+"""Tests of the accelerator configuration: presets, validation messages, JSON loading, saving."""
+
+import dataclasses
+import doctest
+import json
+import os
+import re
+import stat
+
+import pytest
+
+import sw.config
+from sw.config import (
+    CONFIGS_DIR,
+    SCHEMA_VERSION,
+    AcceleratorConfig,
+    ConfigError,
+    HardwareParams,
+    ModelTopology,
+    load_config,
+    minimum_buffers,
+    preset_names,
+)
+
+# name: (hidden, heads, head_dim, ffn, tokens, layers, array side, block side, lanes)
+PRESET_TABLE = {
+    "tiny": (64, 4, 16, 128, 17, 2, 4, 8, 1),
+    "deit_t16": (192, 3, 64, 768, 197, 12, 16, 32, 4),
+    "deit_s16": (384, 6, 64, 1536, 197, 12, 16, 32, 4),
+    "deit_b16": (768, 12, 64, 3072, 197, 12, 16, 32, 4),
+    "bert_base": (768, 12, 64, 3072, 128, 12, 16, 32, 4),
+}
+
+
+def expected_preset(name):
+    """The preset as the project defines it: act/out buffers at the minimum, a dense FFN weight
+    matrix fits the weight buffer."""
+    hidden, heads, head_dim, ffn, tokens, layers, array, block, lanes = PRESET_TABLE[name]
+    model = ModelTopology(
+        hidden_size=hidden, num_heads=heads, head_dim=head_dim, ffn_size=ffn, tokens=tokens,
+        layers=layers,
+    )
+    minimum = minimum_buffers(
+        model, array_rows=array, array_cols=array, block_rows=block, block_cols=block
+    )
+    hardware = HardwareParams(
+        array_rows=array, array_cols=array, block_rows=block, block_cols=block,
+        act_buffer_depth=minimum["act_buffer_depth"],
+        weight_buffer_depth=hidden * ffn // array,
+        out_buffer_depth=minimum["out_buffer_depth"],
+        softmax_lanes=lanes, gelu_lanes=lanes, layernorm_lanes=lanes,
+    )
+    return AcceleratorConfig(name=name, model=model, hardware=hardware)
+
+
+TINY_MODEL = dict(hidden_size=64, num_heads=4, head_dim=16, ffn_size=128, tokens=17, layers=2)
+TINY_HARDWARE = dict(
+    array_rows=4, array_cols=4, block_rows=8, block_cols=8, act_buffer_depth=544,
+    weight_buffer_depth=2048, out_buffer_depth=544,
+)
+
+
+def build(model=None, hardware=None, name="tiny"):
+    """A tiny configuration with some model and hardware fields changed."""
+    return AcceleratorConfig(
+        name=name,
+        model=ModelTopology(**{**TINY_MODEL, **(model or {})}),
+        hardware=HardwareParams(**{**TINY_HARDWARE, **(hardware or {})}),
+    )
+
+
+def raises(message):
+    return pytest.raises(ConfigError, match=re.escape(message))
+
+
+# Presets ---------------------------------------------------------------------------------------
+
+
+def test_preset_names():
+    assert preset_names() == ["bert_base", "deit_b16", "deit_s16", "deit_t16", "tiny"]
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_preset_loads_and_round_trips(name):
+    path = CONFIGS_DIR / f"{name}.json"
+    config = load_config(name)
+    assert config == expected_preset(name)
+    assert path.read_bytes() == config.to_json().encode("utf-8")
+    again = AcceleratorConfig.from_dict(json.loads(config.to_json()))
+    assert again == config
+    assert again.to_json() == config.to_json()
+    assert AcceleratorConfig.from_json_file(path) == config
+    assert config.name == name
+
+
+def test_preset_buffer_depths():
+    tiny = load_config("tiny")
+    assert (tiny.hardware.act_buffer_depth, tiny.hardware.out_buffer_depth) == (544, 544)
+    assert tiny.hardware.weight_buffer_depth == 2048
+    deit_b16 = load_config("deit_b16")
+    assert deit_b16.hardware.act_buffer_depth == 37824
+    assert deit_b16.hardware.out_buffer_depth == 37824
+    assert deit_b16.hardware.weight_buffer_depth == 147456
+
+
+def test_tiny_buffers_are_exactly_the_minimum():
+    with raises("act_buffer_depth (543) is too small"):
+        build(hardware={"act_buffer_depth": 543})
+    with raises("out_buffer_depth (543) is too small"):
+        build(hardware={"out_buffer_depth": 543})
+
+
+def test_derived_properties():
+    tiny = load_config("tiny")
+    assert tiny.schema_version == SCHEMA_VERSION == 1
+    assert tiny.max_gemm_rows == 17
+    assert tiny.max_gemm_inner == 128
+    assert tiny.max_gemm_outer == 128
+
+
+def test_to_dict_key_order():
+    data = load_config("tiny").to_dict()
+    assert list(data) == ["schema_version", "name", "model", "hardware"]
+    assert list(data["model"]) == [spec.name for spec in dataclasses.fields(ModelTopology)]
+    assert list(data["hardware"]) == [spec.name for spec in dataclasses.fields(HardwareParams)]
+
+
+def test_module_examples():
+    assert doctest.testmod(sw.config).failed == 0
+
+
+# load_config -----------------------------------------------------------------------------------
+
+
+def test_load_config_by_path(tmp_path, monkeypatch):
+    tiny = load_config("tiny")
+    path = tmp_path / "mine.json"
+    tiny.replace(name="mine").save(path)
+    assert load_config(path).name == "mine"
+    assert load_config(str(path)).name == "mine"
+    monkeypatch.chdir(tmp_path)
+    assert load_config("mine.json").name == "mine"
+    os.rename("mine.json", "mine")
+    assert load_config("mine").name == "mine"  # an existing file without a suffix
+
+
+def test_load_config_prefers_preset_over_file_of_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    load_config("tiny").replace(name="imposter").save(tmp_path / "tiny")
+    assert load_config("tiny").name == "tiny"
+    assert load_config("./tiny").name == "imposter"
+
+
+def test_load_config_unknown_preset():
+    with raises("unknown preset 'foo'; presets: bert_base, deit_b16, deit_s16, deit_t16, tiny"):
+        load_config("foo")
+
+
+def test_load_config_missing_path(tmp_path):
+    with raises(f"{tmp_path / 'absent.json'}: no such file"):
+        load_config(tmp_path / "absent.json")
+
+
+# Field validation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "section, field, human",
+    [
+        ("hardware", "array_rows", "Array rows"),
+        ("hardware", "array_cols", "Array columns"),
+        ("hardware", "block_rows", "Block rows"),
+        ("hardware", "block_cols", "Block columns"),
+        ("hardware", "data_width", "Data width"),
+        ("hardware", "acc_width", "Accumulator width"),
+        ("hardware", "multiplier_width", "Multiplier width"),
+        ("hardware", "act_buffer_depth", "Activation buffer depth"),
+        ("hardware", "weight_buffer_depth", "Weight buffer depth"),
+        ("hardware", "out_buffer_depth", "Output buffer depth"),
+        ("hardware", "softmax_lanes", "Softmax lanes"),
+        ("hardware", "gelu_lanes", "GELU lanes"),
+        ("hardware", "layernorm_lanes", "LayerNorm lanes"),
+        ("model", "hidden_size", "Hidden size"),
+        ("model", "num_heads", "Number of heads"),
+        ("model", "head_dim", "Head dimension"),
+        ("model", "ffn_size", "FFN size"),
+        ("model", "tokens", "Tokens"),
+        ("model", "layers", "Layers"),
+    ],
+)
+@pytest.mark.parametrize("value, shown", [(0, "0"), (-3, "-3"), (True, "True"), ("4", "'4'"),
+                                          (4.0, "4.0"), (None, "None")])
+def test_positive_integer_fields(section, field, human, value, shown):
+    with raises(f"{human} must be a positive integer, not {shown}"):
+        build(**{section: {field: value}})
+
+
+def test_every_field_is_checked():
+    checked = {"array_rows", "array_cols", "block_rows", "block_cols", "data_width", "acc_width",
+               "multiplier_width", "act_buffer_depth", "weight_buffer_depth", "out_buffer_depth",
+               "softmax_lanes", "gelu_lanes", "layernorm_lanes", "hidden_size", "num_heads",
+               "head_dim", "ffn_size", "tokens", "layers"}
+    all_fields = {spec.name for cls in (ModelTopology, HardwareParams)
+                  for spec in dataclasses.fields(cls)}
+    assert all_fields == checked
+
+
+def test_hidden_size_is_heads_times_head_dim():
+    with raises("hidden_size (64) must equal num_heads (3) x head_dim (16) = 48"):
+        build(model={"num_heads": 3})
+
+
+@pytest.mark.parametrize(
+    "model, hardware, message",
+    [
+        ({}, {"block_cols": 24}, "block_cols (24) must divide hidden_size (64)"),
+        ({"ffn_size": 48}, {"block_cols": 32}, "block_cols (32) must divide ffn_size (48)"),
+        ({}, {"block_rows": 24}, "block_rows (24) must divide hidden_size (64)"),
+        ({"ffn_size": 48}, {"block_rows": 32}, "block_rows (32) must divide ffn_size (48)"),
+        ({}, {"block_rows": 32},
+         "block_rows (32) must divide head_dim (16), so a pruning block never straddles two "
+         "heads"),
+        ({}, {"block_cols": 32},
+         "block_cols (32) must divide head_dim (16), so a pruning block never straddles two "
+         "heads"),
+    ],
+)
+def test_block_divides_model(model, hardware, message):
+    with raises(message):
+        build(model=model, hardware=hardware)
+
+
+def test_array_tiles_block():
+    with raises("block_rows (8) must be a multiple of array_cols (3), so the array tiles the "
+                "block"):
+        build(hardware={"array_cols": 3})
+    with raises("block_cols (8) must be a multiple of array_rows (3), so the array tiles the "
+                "block"):
+        build(hardware={"array_rows": 3})
+
+
+@pytest.mark.parametrize(
+    "hardware, message",
+    [
+        ({"data_width": 1}, "Data width must be between 2 and 16 bits, not 1"),
+        ({"data_width": 17}, "Data width must be between 2 and 16 bits, not 17"),
+        ({"acc_width": 65}, "Accumulator width must be between 2 and 64 bits, not 65"),
+        ({"acc_width": 15}, "acc_width (15) must be at least 2 x data_width (8) = 16"),
+        ({"multiplier_width": 1}, "Multiplier width must be between 2 and 32 bits, not 1"),
+        ({"multiplier_width": 33}, "Multiplier width must be between 2 and 32 bits, not 33"),
+    ],
+)
+def test_widths(hardware, message):
+    with raises(message):
+        build(hardware=hardware)
+
+
+def test_widths_at_their_limits_are_accepted():
+    build(hardware={"data_width": 2, "acc_width": 4, "multiplier_width": 2})
+    build(hardware={"data_width": 16, "acc_width": 64, "multiplier_width": 32})
+
+
+def test_buffer_depths():
+    with raises("act_buffer_depth (100) is too small: tokens (17) x widest input (128) / "
+                "array_rows (4) needs 544 words"):
+        build(hardware={"act_buffer_depth": 100})
+    with raises("out_buffer_depth (100) is too small: tokens (17) x widest output (128) / "
+                "array_cols (4) needs 544 words"):
+        build(hardware={"out_buffer_depth": 100})
+    with raises("weight_buffer_depth (10) is too small: one block_rows (8) x block_cols (8) "
+                "block / array_cols (4) needs 16 words"):
+        build(hardware={"weight_buffer_depth": 10})
+    build(hardware={"weight_buffer_depth": 16})
+
+
+def test_minimum_buffers():
+    model = ModelTopology(**TINY_MODEL)
+    assert minimum_buffers(model, array_rows=4, array_cols=8, block_rows=8, block_cols=16) == {
+        "act_buffer_depth": 544, "weight_buffer_depth": 16, "out_buffer_depth": 272,
+    }
+    with raises("model must be a ModelTopology, not dict"):
+        minimum_buffers(TINY_MODEL, array_rows=4, array_cols=4, block_rows=8, block_cols=8)
+    with raises("Array columns must be a positive integer, not 0"):
+        minimum_buffers(model, array_rows=4, array_cols=0, block_rows=8, block_cols=8)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".", "..", ".hidden", "x y", "tiny\n"])
+def test_bad_names(name):
+    with raises(f"Name must be letters, digits, '_', '.' or '-' and not start with '.', "
+                f"not {name!r}"):
+        build(name=name)
+
+
+def test_name_and_sections_must_have_their_types():
+    with raises("Name must be a string, not 3"):
+        build(name=3)
+    with raises("model must be a ModelTopology, not dict"):
+        AcceleratorConfig(name="x", model=TINY_MODEL, hardware=HardwareParams(**TINY_HARDWARE))
+    with raises("hardware must be a HardwareParams, not dict"):
+        AcceleratorConfig(name="x", model=ModelTopology(**TINY_MODEL), hardware=TINY_HARDWARE)
+
+
+def test_frozen():
+    tiny = load_config("tiny")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tiny.name = "other"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tiny.model.tokens = 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tiny.hardware.array_rows = 8
+
+
+# replace ---------------------------------------------------------------------------------------
+
+
+def test_replace():
+    tiny = load_config("tiny")
+    wide = tiny.replace(name="tiny_wide", hardware={"array_cols": 8})
+    assert (wide.name, wide.hardware.array_cols, wide.hardware.array_rows) == ("tiny_wide", 8, 4)
+    assert wide.model is tiny.model
+    assert tiny.hardware.array_cols == 4
+    model = dataclasses.replace(tiny.model, layers=1)
+    assert tiny.replace(model=model).model.layers == 1
+    assert tiny.replace(model={"layers": 3}).model.layers == 3
+    assert tiny.replace() == tiny
+
+
+def test_replace_validates():
+    tiny = load_config("tiny")
+    with raises("Array rows must be a positive integer, not 0"):
+        tiny.replace(hardware={"array_rows": 0})
+    with raises("act_buffer_depth (544) is too small: tokens (33)"):
+        tiny.replace(model={"tokens": 33})
+    with raises("replace(): unknown field 'hardware.arry_rows' (did you mean "
+                "'hardware.array_rows'?)"):
+        tiny.replace(hardware={"arry_rows": 8})
+    with raises("replace(): unknown field 'modle'"):
+        tiny.replace(modle={})
+    with raises("model must be a ModelTopology, not list"):
+        tiny.replace(model=[])
+
+
+# JSON loading ----------------------------------------------------------------------------------
+
+
+def write_json(tmp_path, data, name="deit.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def tiny_dict():
+    return load_config("tiny").to_dict()
+
+
+def test_missing_field(tmp_path):
+    data = tiny_dict()
+    del data["hardware"]["array_rows"]
+    path = write_json(tmp_path, data)
+    with raises(f"{path}: missing field 'hardware.array_rows'"):
+        AcceleratorConfig.from_json_file(path)
+    data = tiny_dict()
+    del data["model"]
+    with raises("deit.json: missing field 'model'"):
+        AcceleratorConfig.from_dict(data, source="deit.json")
+
+
+def test_unknown_field(tmp_path):
+    data = tiny_dict()
+    data["hardware"]["arry_rows"] = data["hardware"].pop("array_rows")
+    path = write_json(tmp_path, data)
+    with raises(f"{path}: unknown field 'hardware.arry_rows' (did you mean "
+                f"'hardware.array_rows'?)"):
+        AcceleratorConfig.from_json_file(path)
+    data = tiny_dict()
+    data["comment"] = "hello"
+    with raises("deit.json: unknown field 'comment'"):
+        AcceleratorConfig.from_dict(data, source="deit.json")
+
+
+@pytest.mark.parametrize(
+    "value, found",
+    [("197", "str '197'"), (197.0, "float 197.0"), (True, "bool True"), (None, "null"),
+     ([197], "list [197]")],
+)
+def test_wrong_type(tmp_path, value, found):
+    data = tiny_dict()
+    data["model"]["tokens"] = value
+    path = write_json(tmp_path, data)
+    with raises(f"{path}: field 'model.tokens' must be an integer, found {found}"):
+        AcceleratorConfig.from_json_file(path)
+
+
+def test_wrong_structure():
+    with raises("x.json: top level must be a JSON object, found list [1, 2]"):
+        AcceleratorConfig.from_dict([1, 2], source="x.json")
+    data = tiny_dict()
+    data["hardware"] = [4, 4]
+    with raises("x.json: field 'hardware' must be an object, found list [4, 4]"):
+        AcceleratorConfig.from_dict(data, source="x.json")
+    data = tiny_dict()
+    data["name"] = 7
+    with raises("x.json: field 'name' must be a string, found int 7"):
+        AcceleratorConfig.from_dict(data, source="x.json")
+
+
+def test_schema_version(tmp_path):
+    data = tiny_dict()
+    data["schema_version"] = 2
+    data["new_in_v2"] = {}
+    with raises("x.json: schema_version 2 is not supported (this build reads 1)"):
+        AcceleratorConfig.from_dict(data, source="x.json")
+    data["schema_version"] = "1"
+    with raises("x.json: field 'schema_version' must be an integer, found str '1'"):
+        AcceleratorConfig.from_dict(data, source="x.json")
+    del data["schema_version"]
+    path = write_json(tmp_path, data, "x.json")
+    with raises(f"{path}: missing field 'schema_version'"):
+        AcceleratorConfig.from_json_file(path)
+
+
+def test_invalid_json(tmp_path):
+    path = write_json(tmp_path, '{\n  "schema_version": 1,\n  "name": tiny\n}\n')
+    with raises(f"{path}: invalid JSON at line 3 column 11: Expecting value"):
+        AcceleratorConfig.from_json_file(path)
+
+
+def test_duplicate_key(tmp_path):
+    path = write_json(tmp_path, '{"schema_version": 1, "name": "a", "name": "b"}')
+    with raises(f"{path}: duplicate key 'name'"):
+        AcceleratorConfig.from_json_file(path)
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"name": "caf\xe9"}')
+    with raises(f"{path}: not UTF-8 text"):
+        AcceleratorConfig.from_json_file(path)
+
+
+def test_missing_file(tmp_path):
+    with raises(f"{tmp_path / 'nope.json'}: no such file"):
+        AcceleratorConfig.from_json_file(tmp_path / "nope.json")
+
+
+def test_validation_errors_name_the_source(tmp_path):
+    data = tiny_dict()
+    data["hardware"]["array_rows"] = 0
+    path = write_json(tmp_path, data, "tiny.json")
+    with raises(f"{path}: Array rows must be a positive integer, not 0"):
+        AcceleratorConfig.from_json_file(path)
+    with raises("<dict>: Array rows must be a positive integer, not 0"):
+        AcceleratorConfig.from_dict(data)
+
+
+def test_defaulted_fields_may_be_left_out():
+    data = tiny_dict()
+    for key in ("data_width", "acc_width", "multiplier_width", "softmax_lanes", "gelu_lanes",
+                "layernorm_lanes"):
+        del data["hardware"][key]
+    assert AcceleratorConfig.from_dict(data) == load_config("tiny")
+
+
+# save ------------------------------------------------------------------------------------------
+
+
+def test_save_writes_exact_bytes_and_overwrites(tmp_path):
+    path = tmp_path / "config.json"
+    tiny = load_config("tiny")
+    assert tiny.save(path) == path
+    assert path.read_text(encoding="utf-8") == tiny.to_json()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    other = tiny.replace(name="other")
+    other.save(str(path))
+    assert path.read_text(encoding="utf-8") == other.to_json()
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_save_keeps_permissions_of_existing_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("old", encoding="utf-8")
+    path.chmod(0o600)
+    load_config("tiny").save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_save_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    path.write_text("old", encoding="utf-8")
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        load_config("tiny").save(path)
+    assert path.read_text(encoding="utf-8") == "old"
+    assert os.listdir(tmp_path) == ["config.json"]
