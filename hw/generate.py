@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import os
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,10 @@ def _without_zero_memory_init():
 
 def _relative_sources(text: str) -> str:
     """Make ``src`` attributes independent of where the checkout and the venv live."""
-    for entry in sys.path:
-        if entry.endswith("site-packages"):
-            text = text.replace(f"{entry}/", "")
+    prefixes = [entry for entry in sys.path if entry.endswith("site-packages")]
+    prefixes.append(sysconfig.get_paths()["stdlib"])     # FSMs are attributed to contextlib
+    for prefix in prefixes:
+        text = text.replace(f"{prefix}/", "")
     return text.replace(f"{REPO_ROOT}/", "")
 
 

@@ -101,14 +101,19 @@ def run_testbench(design: BuiltDesign, test_module: str, run_dir: Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     results = run_dir / "results.xml"
     env = {"ACCEL_CONFIG": str(design.config_path), **(extra_env or {})}
-    get_runner("verilator").test(
-        test_module=test_module, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
-        build_dir=design.directory,
-        test_dir=run_dir, results_xml=str(results), extra_env=env, testcase=testcase,
-        log_file=run_dir / "sim.log")
+    try:
+        get_runner("verilator").test(
+            test_module=test_module, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
+            build_dir=design.directory, test_dir=run_dir, results_xml=str(results),
+            extra_env=env, testcase=testcase, log_file=run_dir / "sim.log")
+    except SystemExit:
+        pass            # the runner exits on failed tests; the results file says which
+    if not results.exists():
+        raise TestbenchFailed(f"the simulation ended without results; see {run_dir / 'sim.log'}")
     tests, failures = get_results(results)
     if tests == 0 or failures:
         log = (run_dir / "sim.log").read_text(errors="replace").splitlines()
-        detail = "\n".join(line for line in log if "Error" in line or "assert" in line)[-3000:]
+        detail = "\n".join(line for line in log
+                            if "Error" in line or "ERROR" in line or "assert" in line)[-3000:]
         raise TestbenchFailed(f"{failures} of {tests} cocotb tests failed in {run_dir}\n{detail}")
     return results

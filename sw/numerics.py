@@ -34,6 +34,8 @@ def saturate(values, width: int) -> np.ndarray:
 def wrap(values, width: int) -> np.ndarray:
     """Reduce ``values`` modulo ``2**width`` into the signed range, as a hardware register does."""
     values = np.asarray(values, dtype=np.int64)
+    if width >= 64:                              # an int64 already is a 64-bit register
+        return values
     half = 1 << (width - 1)
     return ((values + half) & ((1 << width) - 1)) - half
 
@@ -41,7 +43,8 @@ def wrap(values, width: int) -> np.ndarray:
 def rounding_offset(shift) -> np.ndarray:
     """The constant added before the right shift: ``2**(shift-1)``, or 0 when ``shift`` is 0."""
     shift = np.asarray(shift, dtype=np.int64)
-    return (np.int64(1) << shift) >> 1
+    # 1 << (shift - 1) directly: (1 << shift) >> 1 would overflow int64 at shift 63.
+    return np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
 
 
 def requantize(acc, multiplier, shift, *, out_width: int = 8) -> np.ndarray:

@@ -44,7 +44,7 @@ def pack_lanes(values, width: int) -> list[int]:
                          f"{width}-bit lanes")
     if values.shape[0] == 0:
         return []
-    unsigned = values & ((1 << width) - 1)
+    unsigned = np.ascontiguousarray(values & ((1 << width) - 1))
     if width % 8 == 0 and width <= 64:
         nbytes = width // 8
         as_bytes = unsigned.astype(np.uint64).astype("<u8").view(np.uint8)
@@ -70,11 +70,10 @@ def unpack_lanes(words, lanes: int, width: int, *, signed: bool = True) -> np.nd
     if not words:
         return np.zeros((0, lanes), dtype=np.int64)
     mask = (1 << width) - 1
-    if width % 8 == 0 and width <= 32:
+    if width in (8, 16, 32):                    # lanes numpy can view directly
         nbytes = width // 8
         raw = b"".join(word.to_bytes(lanes * nbytes, "little") for word in words)
-        out = np.frombuffer(raw, dtype=f"<u{nbytes}" if nbytes in (1, 2, 4) else np.uint8)
-        out = out.astype(np.int64).reshape(len(words), lanes)
+        out = np.frombuffer(raw, dtype=f"<u{nbytes}").astype(np.int64).reshape(len(words), lanes)
     else:
         out = np.array([[(word >> (lane * width)) & mask for lane in range(lanes)]
                         for word in words], dtype=np.int64).reshape(len(words), lanes)

@@ -85,5 +85,11 @@ def block_sparse_gemm(operands: GemmOperands, *, data_width: int = 8, acc_width:
     for name, values in (("activations", operands.x), ("weights", operands.weights.blocks)):
         if values.size and (values.min() < low or values.max() > high):
             raise ValueError(f"{name} exceed {data_width}-bit signed integers")
+    low, high = signed_range(acc_width)
+    if operands.bias.size and (operands.bias.min() < low or operands.bias.max() > high):
+        raise ValueError(f"biases exceed {acc_width}-bit signed integers")
+    multiplier = np.asarray(operands.multiplier)
+    if multiplier.size and (multiplier.min() < 0 or multiplier.max() >= 1 << multiplier_width):
+        raise ValueError(f"multipliers must lie in [0, 2**{multiplier_width})")
     acc = accumulate(operands.x, operands.weights.to_dense(), operands.bias, acc_width=acc_width)
     return requantize(acc, operands.multiplier, operands.shift, out_width=data_width)
