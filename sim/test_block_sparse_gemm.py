@@ -12,6 +12,7 @@ import pytest
 from sim.gemm_cases import GemmCase, make_operands, save_operands
 from sim.hardware_shapes import hardware_shapes
 from sim.harness import run_testbench
+from sw.config import load_config
 
 pytestmark = pytest.mark.sim
 
@@ -56,3 +57,21 @@ def test_gemm_matches_golden_and_cycle_model(shape, case, built_designs, tmp_pat
     assert result["stall"] == result["model_stall"]
     if case.pattern == "saturate":
         assert result["saturated_outputs"] > 0
+
+
+@pytest.mark.slow
+def test_deit_b16_ffn_gemm_at_quarter_density(built_designs, tmp_path):
+    """The benchmark's shape: 197 x 768 times 768 x 3072 on the deit_b16 engine (16 x 16 array,
+    32 x 32 blocks), a quarter of the blocks stored. Minutes: the build dominates."""
+    config = load_config("deit_b16")
+    m = config.model
+    case = GemmCase("deit_b16_ffn", m.tokens, m.hidden_size, m.ffn_size, density=0.25, seed=2)
+    save_operands(make_operands(case, config.hardware), tmp_path / "operands.npz")
+    run_testbench(built_designs(config), "sim.tb_block_sparse_gemm", tmp_path, extra_env={
+        "GEMM_OPERANDS": str(tmp_path / "operands.npz"),
+        "GEMM_RESULT": str(tmp_path / "result.json"),
+    })
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["bit_exact"]
+    assert result["cycles"] == result["model_cycles"] == result["edge_cycles"]
+    assert result["ideal_cycles"] / result["cycles"] >= 0.85
