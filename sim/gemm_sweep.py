@@ -53,6 +53,9 @@ def sweep(config: AcceleratorConfig, *, tokens: int, in_features: int, out_featu
             "cycles": r["cycles"],
             "model_cycles": r["model_cycles"],
             "ideal_cycles": r["ideal_cycles"],
+            "busy_cycles": r["busy"],
+            "stall_cycles": r["stall"],
+            "fixed_cycles": r["cycles"] - r["busy"] - r["stall"],
             "dense_cycles": dense["cycles"] if dense else None,
             "utilization": r["ideal_cycles"] / r["cycles"],
             "speedup": dense["cycles"] / r["cycles"] if dense else None,
@@ -73,14 +76,17 @@ def format_table(document: dict) -> str:
     rows, cols = document["array"]
     lines = [f"GEMM {m} x {k} times {k} x {n} on a {rows} x {cols} array, "
              f"{document['block'][0]} x {document['block'][1]} blocks",
-             f"{'density':>8} {'cycles':>10} {'model':>10} {'ideal':>10} {'util':>6} "
-             f"{'speedup':>8} {'exact':>6} {'sim s':>7}"]
+             f"{'density':>8} {'cycles':>10} {'model':>10} {'ideal':>10} {'stall':>8} "
+             f"{'fixed':>6} {'util':>6} {'speedup':>8} {'exact':>6} {'sim s':>7}"]
     for r in document["results"]:
         speedup = f"{r['speedup']:.2f}" if r["speedup"] is not None else "-"
         lines.append(f"{r['density']:>8.2f} {r['cycles']:>10} {r['model_cycles']:>10} "
-                     f"{r['ideal_cycles']:>10} {r['utilization']:>6.3f} {speedup:>8} "
+                     f"{r['ideal_cycles']:>10} {r['stall_cycles']:>8} {r['fixed_cycles']:>6} "
+                     f"{r['utilization']:>6.3f} {speedup:>8} "
                      f"{'yes' if r['bit_exact'] and r['cycle_exact'] else 'NO':>6} "
                      f"{r['sim_seconds']:>7.2f}")
+    lines.append("stall: issue cycles without useful work (zero tiles of block rows with no")
+    lines.append("       stored block, period padding); fixed: start-up and drain of the job")
     return "\n".join(lines)
 
 

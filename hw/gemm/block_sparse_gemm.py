@@ -14,6 +14,7 @@ from hw.gemm.geometry import GemmGeometry, LoadTarget, unsigned_for
 from hw.gemm.requantizer import Requantizer
 from hw.gemm.systolic_array import SystolicArray
 from sw.config import AcceleratorConfig
+from sw.cycle_model.gemm import STARTUP_CYCLES, GemmTiming
 
 #: Width of each performance counter.
 COUNTER_WIDTH = 32
@@ -56,9 +57,6 @@ class BlockSparseGemm(wiring.Component):
         Performance counters of the last job (see ``sw.cycle_model.gemm``).
     """
 
-    #: Cycle (counted from job acceptance) at which the first activation row is issued.
-    startup_cycles = 11
-
     def __init__(self, config: AcceleratorConfig):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
@@ -84,24 +82,17 @@ class BlockSparseGemm(wiring.Component):
         return self._geometry
 
     @property
-    def array_latency(self) -> int:
-        """Cycles through the systolic array: ``array_rows + array_cols - 1``."""
-        return self._geometry.array_rows + self._geometry.array_cols - 1
-
-    @property
-    def weight_load_offset(self) -> int:
-        """Cycle of a tile period at which the next tile's weights start loading."""
-        return max(self._geometry.array_cols, self._geometry.array_rows - 1)
-
-    @property
-    def min_tile_period(self) -> int:
-        """Shortest tile period (weight load done, sequencer kept up)."""
-        return max(self.weight_load_offset + 1, BlockSequencer.cycles_per_tile)
+    def timing(self) -> GemmTiming:
+        """The schedule this engine implements (``sw.cycle_model.gemm`` is its specification:
+        the weight-load offset and shortest tile period come from there; the co-simulation
+        checks that the resulting cycle counts match it exactly)."""
+        return GemmTiming(self._geometry.array_rows, self._geometry.array_cols)
 
     def elaborate(self, platform):
         m = Module()
         g = self._geometry
         rows, cols = g.array_rows, g.array_cols
+        timing = self.timing
 
         # ---- memories and the load port ----------------------------------------------------
         memories = {target: Memory(shape=g.word_shapes[target], depth=depth, init=[])
@@ -189,7 +180,7 @@ class BlockSparseGemm(wiring.Component):
         tokens = Signal.like(self.job.payload.tokens)
         in_tiles = Signal.like(self.job.payload.in_tiles)
         out_tiles = Signal(range(g.quant_depth + 1))
-        period = Signal(range(max(g.max_tokens, self.min_tile_period) + 1))
+        period = Signal(range(max(g.max_tokens, timing.min_tile_period) + 1))
         current = Signal(g.tile_layout)
         upcoming = Signal(g.tile_layout)
         bank = Signal()
@@ -197,8 +188,8 @@ class BlockSparseGemm(wiring.Component):
         act_addr = Signal.like(act_read.addr)
         out_addr = Signal(range(g.out_depth))
         row = Signal.like(tokens)
-        prologue = Signal(range(self.startup_cycles))
-        drain = Signal(range(self.array_latency + Requantizer.latency + 2))
+        prologue = Signal(range(STARTUP_CYCLES))
+        drain = Signal(range(array.latency + Requantizer.latency + 2))
         done = Signal()
         m.d.comb += self.done.eq(done)
 
@@ -213,8 +204,8 @@ class BlockSparseGemm(wiring.Component):
                         running.eq(1), done.eq(0), prologue.eq(0),
                         tokens.eq(payload.tokens), in_tiles.eq(payload.in_tiles),
                         out_tiles.eq(payload.out_block_rows * g.out_tiles_per_block),
-                        period.eq(Mux(payload.tokens > self.min_tile_period,
-                                      payload.tokens, self.min_tile_period)),
+                        period.eq(Mux(payload.tokens > timing.min_tile_period,
+                                      payload.tokens, timing.min_tile_period)),
                         bank.eq(0),
                         self.total_cycles.eq(0), self.busy_cycles.eq(0),
                         self.stall_cycles.eq(0),
@@ -223,7 +214,7 @@ class BlockSparseGemm(wiring.Component):
             with m.State("PROLOGUE"):
                 # prologue == cycle - 1; the first descriptor is popped at startup_cycles - 2
                 # and its weights start loading the next cycle, one row ahead of the first row.
-                with m.If(prologue == self.startup_cycles - 3):
+                with m.If(prologue == STARTUP_CYCLES - 3):
                     with m.If(tile_queue.r_rdy):
                         m.d.comb += tile_queue.r_en.eq(1)
                         m.d.sync += [current.eq(queued), prologue.eq(prologue + 1),
@@ -231,7 +222,7 @@ class BlockSparseGemm(wiring.Component):
                                      row.eq(0)]
                 with m.Else():
                     m.d.sync += prologue.eq(prologue + 1)
-                with m.If(prologue == self.startup_cycles - 2):
+                with m.If(prologue == STARTUP_CYCLES - 2):
                     m.d.comb += [load_start.eq(~current.zero),
                                  load_start_addr.eq(current.weight_addr),
                                  load_start_bank.eq(0)]
@@ -246,7 +237,7 @@ class BlockSparseGemm(wiring.Component):
                     with m.If(offset == 0):
                         m.d.comb += tile_queue.r_en.eq(1)
                         m.d.sync += upcoming.eq(queued)
-                    with m.If(offset == self.weight_load_offset):
+                    with m.If(offset == timing.weight_load_offset):
                         m.d.comb += [load_start.eq(~upcoming.end & ~upcoming.zero),
                                      load_start_addr.eq(upcoming.weight_addr),
                                      load_start_bank.eq(~bank)]
@@ -269,7 +260,7 @@ class BlockSparseGemm(wiring.Component):
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
                 # last issue at X; its output is written at X + drain length: stop then.
-                with m.If(drain == self.array_latency + Requantizer.latency):
+                with m.If(drain == array.latency + Requantizer.latency):
                     m.d.sync += [done.eq(1), running.eq(0)]
                     m.next = "IDLE"
 
@@ -294,7 +285,7 @@ class BlockSparseGemm(wiring.Component):
                      issued.row.eq(row), issued.out_tile.eq(current.out_tile),
                      issued.out_addr.eq(out_addr)]
         # meta[k] describes the row issued k+1 cycles ago.
-        meta = [Signal(meta_layout, name=f"meta_{k}") for k in range(self.array_latency + 1)]
+        meta = [Signal(meta_layout, name=f"meta_{k}") for k in range(array.latency + 1)]
         m.d.sync += meta[0].eq(issued)
         for k in range(1, len(meta)):
             m.d.sync += meta[k].eq(meta[k - 1])
@@ -307,9 +298,9 @@ class BlockSparseGemm(wiring.Component):
 
         # One cycle before the sums leave the array, read the row's accumulator and the output
         # tile's constants; when they leave, add and either store or requantize.
-        before = meta[self.array_latency - 1]
+        before = meta[array.latency - 1]
         m.d.comb += [acc_read.addr.eq(before.row), quant_read.addr.eq(before.out_tile)]
-        leaving = meta[self.array_latency]
+        leaving = meta[array.latency]
         quant = quant_read.data
         sums = Signal(data.ArrayLayout(signed(g.acc_width), cols))
         for c in range(cols):

@@ -12,10 +12,10 @@ from hw.gemm import BlockSparseGemm
 from hw.gemm.block_sequencer import BlockSequencer
 from hw.gemm.geometry import GemmGeometry, LoadTarget, check_job_fits
 from hw.gemm.requantizer import Requantizer
+from hw.gemm.systolic_array import SystolicArray
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import load_config, minimum_buffers
-from sw.cycle_model.gemm import (REQUANT_LATENCY, SEQUENCER_CYCLES_PER_TILE, STARTUP_CYCLES,
-                                 GemmTiming)
+from sw.cycle_model.gemm import (ACTIVATION_READ_LATENCY, GemmTiming, REQUANT_LATENCY, SEQUENCER_CYCLES_PER_TILE)
 from sw.packing import pack_activations, pack_quant, pack_weights, quant_record_width
 
 TINY = load_config("tiny")
@@ -56,13 +56,17 @@ def test_rejects_a_non_config():
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
-def test_timing_matches_cycle_model(config):
+def test_structure_matches_cycle_model(config):
+    """The schedule comes from the cycle model; the latencies of the cells it is built from
+    must be the ones the model assumes."""
+    hw = config.hardware
     dut = BlockSparseGemm(config)
-    timing = GemmTiming(config.hardware.array_rows, config.hardware.array_cols)
-    assert dut.startup_cycles == STARTUP_CYCLES
-    assert dut.array_latency == timing.array_latency
-    assert dut.weight_load_offset == timing.weight_load_offset
-    assert dut.min_tile_period == timing.min_tile_period
+    timing = GemmTiming(hw.array_rows, hw.array_cols)
+    assert dut.timing == timing
+    array = SystolicArray(rows=hw.array_rows, cols=hw.array_cols, data_width=hw.data_width,
+                          acc_width=hw.acc_width)
+    assert array.latency == timing.array_latency
+    assert timing.drain_cycles == ACTIVATION_READ_LATENCY + array.latency + Requantizer.latency
     assert dut.config is config
     assert dut.geometry == GemmGeometry.from_config(config)
     Fragment.get(dut, None)                                              # it elaborates
