@@ -1,0 +1,1 @@
+"""Amaranth hardware of the accelerator and its Verilog generator (``python -m hw.generate``)."""

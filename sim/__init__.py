@@ -1,0 +1,1 @@
+"""Co-simulation: cocotb testbenches (tb_*.py), their pytest drivers (test_*.py), harness and demo."""
