@@ -4,8 +4,10 @@ Transaction level: load every memory through the load port, send the job, wait f
 (no Python runs while the engine computes), read the outputs and counters back. The scoreboard
 compares outputs with ``sw.golden.gemm`` (``==``) and every counter with ``sw.cycle_model.gemm``.
 
-Environment: ``ACCEL_CONFIG`` (config JSON), ``GEMM_OPERANDS`` (``.npz`` from
-``sim.gemm_cases.save_operands``), ``GEMM_RESULT`` (JSON written with the measurements).
+Environment: ``ACCEL_CONFIG`` (config JSON), ``GEMM_OPERANDS`` (``.npz`` files from
+``sim.gemm_cases.save_operands``, separated by ``os.pathsep``: the jobs run one after the other
+with no reset between them), ``GEMM_RESULT`` (JSON written with the last job's measurements),
+``GEMM_LOAD_GAPS=1`` (idle cycles in the load stream).
 """
 
 from __future__ import annotations
@@ -56,14 +58,19 @@ class GemmTB:
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
-    async def load(self, target: LoadTarget, words: list[int]):
-        """Write ``words`` from address 0 of ``target``'s memory, one per cycle."""
+    async def load(self, target: LoadTarget, words: list[int], gaps: bool = False):
+        """Write ``words`` from address 0 of ``target``'s memory, one per cycle; with ``gaps``,
+        ``valid`` drops for a cycle after every third word, with a garbage payload."""
         assert int(self.dut.load__ready.value) == 1, "load port not ready: engine busy"
         dut, head = self.dut, target.value << self._target_shift
-        dut.load__valid.value = 1
         for addr, word in enumerate(words):
+            dut.load__valid.value = 1
             dut.load__payload.value = head | (addr << self._addr_shift) | (word << self._data_shift)
             await RisingEdge(dut.clk)
+            if gaps and addr % 3 == 2:
+                dut.load__valid.value = 0
+                dut.load__payload.value = head | (addr << self._addr_shift)   # would zero it
+                await RisingEdge(dut.clk)
         dut.load__valid.value = 0
 
     async def run_job(self, *, tokens: int, in_tiles: int, out_block_rows: int) -> int:
@@ -103,12 +110,23 @@ class GemmTB:
 
 
 @cocotb.test()
-async def gemm_job(dut):
-    """One block-sparse GEMM: bit-exact outputs, cycle-exact counters."""
+async def gemm_jobs(dut):
+    """Block-sparse GEMM jobs in sequence: bit-exact outputs, cycle-exact counters."""
     config = AcceleratorConfig.from_json_file(os.environ["ACCEL_CONFIG"])
-    operands = load_operands(os.environ["GEMM_OPERANDS"])
     tb = GemmTB(dut, config)
-    hw = config.hardware
+    await tb.reset()
+    result = {}
+    for path in os.environ["GEMM_OPERANDS"].split(os.pathsep):
+        result = await run_one_job(tb, load_operands(path))
+    if "GEMM_RESULT" in os.environ:
+        with open(os.environ["GEMM_RESULT"], "w") as handle:
+            json.dump(result, handle, indent=2)
+    assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"
+
+
+async def run_one_job(tb: GemmTB, operands) -> dict:
+    """Load, run and check one job; return its measurements."""
+    dut, hw = tb.dut, tb.hw
     tokens, inner, outer = operands.shape
 
     image = pack_gemm(operands, array_rows=hw.array_rows, array_cols=hw.array_cols,
@@ -125,10 +143,10 @@ async def gemm_job(dut):
                         block_rows=hw.block_rows, block_cols=hw.block_cols, tokens=tokens,
                         block_mask=operands.weights.block_mask())
 
-    await tb.reset()
     started = time.monotonic()
+    gaps = os.environ.get("GEMM_LOAD_GAPS") == "1"
     for target, words in memories.items():
-        await tb.load(target, words)
+        await tb.load(target, words, gaps=gaps)
     load_seconds = time.monotonic() - started
 
     started = time.monotonic()
@@ -154,7 +172,7 @@ async def gemm_job(dut):
         tb.check(f"{name} cycles", counters[name], predicted[name])
     tb.check("cycles from acceptance to done", edge_cycles, model.total)
 
-    result = {
+    return {
         "shape": [tokens, inner, outer], "block_density": operands.weights.block_density,
         "cycles": counters["total"], "busy": counters["busy"], "stall": counters["stall"],
         "edge_cycles": edge_cycles, "model_cycles": model.total, "model_busy": model.busy,
@@ -166,7 +184,3 @@ async def gemm_job(dut):
         "readback_seconds": readback_seconds,
         "cycles_per_second": counters["total"] / max(compute_seconds, 1e-9),
     }
-    if "GEMM_RESULT" in os.environ:
-        with open(os.environ["GEMM_RESULT"], "w") as handle:
-            json.dump(result, handle, indent=2)
-    assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"
