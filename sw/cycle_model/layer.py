@@ -1,0 +1,257 @@
+"""Cycle model of one encoder layer, unit by unit, dense or pruned.
+
+``python -m sw.cycle_model.layer --config deit_b16 --kept-heads 7 --density 0.25`` prints where
+a layer's cycles go. Units run one after the other (no overlap between units is modelled):
+
+====================  =========================================================================
+unit                  cycles
+====================  =========================================================================
+layernorm_before      ``T * 2 * ceil(d / L_ln) + LAYERNORM_LATENCY`` (statistics pass, then
+                      normalise pass, ``L_ln`` elements per cycle)
+q, k, v               the GEMM engine (``sw.cycle_model.gemm``, exact): ``T x d`` times the
+                      kept heads' ``(h' * dh) x d`` block-sparse weight
+attention_scores      per kept head, ``Q_h K_h^T`` on the same array: a dense GEMM of ``T`` rows,
+                      inner ``dh`` and ``T`` outputs, padded up to whole array tiles
+softmax               per kept head, ``T * 2 * ceil(T / L_sm) + SOFTMAX_LATENCY`` (max and
+                      exponent-sum pass, then normalise pass)
+attention_context     per kept head, ``P_h V_h``: dense GEMM of ``T`` rows, inner ``T``, ``dh``
+                      outputs, padded to whole tiles
+o                     GEMM of ``T x (h' * dh)`` times the ``d x (h' * dh)`` weight
+residual_attention    ``T * ceil(d / C)`` (one array-width vector per cycle)
+token_gather          when the layer keeps ``T' < T`` tokens: ``T`` cycles to rank the CLS
+                      attention row, then ``T' * ceil(d / C)`` to copy the kept rows
+layernorm_after       as ``layernorm_before`` on ``T'`` rows
+fc1                   GEMM of ``T' x d`` times the kept ``f' x d`` weight
+gelu                  ``ceil(T' * f' / L_gelu) + GELU_LATENCY``
+fc2                   GEMM of ``T' x f'`` times the ``d x f'`` weight
+residual_ffn          ``T' * ceil(d / C)``
+====================  =========================================================================
+
+The GEMM rows are exact (the RTL is verified against them). The other units are not built yet:
+their rows are the throughput each unit must reach (one element per lane per cycle) plus a
+pipeline latency the unit will publish; until then these latencies are placeholders, marked so.
+Head removal shrinks q/k/v/o and the attention rows; block density shrinks only the six
+weight GEMMs; token pruning shrinks everything after the gather. Neither LayerNorm nor the
+residuals shrink with heads or density, and the attention products shrink with heads only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sw.config import AcceleratorConfig, ConfigError, load_config
+from sw.cycle_model.gemm import gemm_cycles
+
+#: Pipeline latencies of the special-function units: placeholders until those units exist and
+#: publish theirs (issue "Softmax, GELU and LayerNorm hardware units").
+LAYERNORM_LATENCY = 8
+SOFTMAX_LATENCY = 8
+GELU_LATENCY = 4
+
+LINEARS = ("q", "k", "v", "o", "fc1", "fc2")
+
+
+@dataclass(frozen=True)
+class LayerPruning:
+    """What pruning left of one layer.
+
+    Attributes
+    ----------
+    kept_heads : int
+        Attention heads left after head removal.
+    kept_ffn : int
+        FFN neurons left (rows of FC1, columns of FC2).
+    tokens : int
+        Tokens entering the layer.
+    kept_tokens : int
+        Tokens left after this layer's token gather (``tokens`` when it prunes none).
+    block_density : float
+        Stored-block fraction of each remaining weight, when ``masks`` does not give it.
+    masks : dict
+        Optional exact block masks per linear (``q k v o fc1 fc2``), shaped for the remaining
+        weight in the config's block shape.
+    """
+
+    kept_heads: int
+    kept_ffn: int
+    tokens: int
+    kept_tokens: int
+    block_density: float = 1.0
+    masks: dict = field(default_factory=dict)
+
+    @classmethod
+    def dense(cls, config: AcceleratorConfig) -> "LayerPruning":
+        m = config.model
+        return cls(kept_heads=m.num_heads, kept_ffn=m.ffn_size, tokens=m.tokens,
+                   kept_tokens=m.tokens)
+
+
+def spread_mask(rows: int, cols: int, density: float) -> np.ndarray:
+    """A block mask with ``round(density * rows * cols)`` blocks spread as evenly as possible
+    over the block rows (no block row empty unless there are fewer blocks than rows)."""
+    total = round(density * rows * cols)
+    per_row = np.full(rows, total // rows)
+    per_row[: total % rows] += 1
+    return np.arange(cols)[None, :] < per_row[:, None]
+
+
+@dataclass(frozen=True)
+class LayerCycles:
+    """Cycles per unit of one layer, in execution order, and the multiply-accumulates."""
+
+    units: dict
+    macs: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.units.values())
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
+def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycles:
+    """Cycles of one encoder layer of ``config`` pruned as ``pruning``.
+
+    Raises
+    ------
+    ValueError
+        If the pruning does not fit the model (more heads, neurons or tokens than it has, a
+        kept FFN width or head width the block shape does not divide, a mask of the wrong shape).
+    """
+    m, hw = config.model, config.hardware
+    rows, cols = hw.array_rows, hw.array_cols
+    p = pruning
+    checks = [("kept_heads", p.kept_heads, 1, m.num_heads), ("kept_ffn", p.kept_ffn, 1, m.ffn_size),
+              ("tokens", p.tokens, 1, m.tokens), ("kept_tokens", p.kept_tokens, 1, p.tokens)]
+    for name, value, low, high in checks:
+        if not low <= value <= high:
+            raise ValueError(f"{name} ({value}) must lie in {low}..{high}")
+    if not 0.0 <= p.block_density <= 1.0:
+        raise ValueError(f"block_density ({p.block_density}) must lie in 0..1")
+    if p.kept_ffn % hw.block_rows or p.kept_ffn % hw.block_cols:
+        raise ValueError(f"kept_ffn ({p.kept_ffn}) must be a multiple of the "
+                         f"{hw.block_rows}x{hw.block_cols} block")
+    attn = p.kept_heads * m.head_dim
+    shapes = {"q": (attn, m.hidden_size), "k": (attn, m.hidden_size),
+              "v": (attn, m.hidden_size), "o": (m.hidden_size, attn),
+              "fc1": (p.kept_ffn, m.hidden_size), "fc2": (m.hidden_size, p.kept_ffn)}
+    t, t_kept = p.tokens, p.kept_tokens
+    tokens_of = {"q": t, "k": t, "v": t, "o": t, "fc1": t_kept, "fc2": t_kept}
+
+    def linear(name: str) -> tuple[int, int]:
+        out_features, in_features = shapes[name]
+        grid = (out_features // hw.block_rows, in_features // hw.block_cols)
+        mask = p.masks.get(name)
+        if mask is None:
+            mask = spread_mask(*grid, p.block_density)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != grid:
+            raise ValueError(f"mask of {name} has shape {mask.shape}, expected {grid}")
+        cycles = gemm_cycles(array_rows=rows, array_cols=cols, block_rows=hw.block_rows,
+                             block_cols=hw.block_cols, tokens=tokens_of[name], block_mask=mask)
+        return cycles.total, cycles.macs
+
+    def dense_product(tokens: int, inner: int, outer: int) -> tuple[int, int]:
+        """A GEMM whose 'weight' is an activation (K_h or V_h), padded to whole tiles."""
+        inner_pad, outer_pad = _ceil_to(inner, rows), _ceil_to(outer, cols)
+        mask = np.ones((outer_pad // cols, inner_pad // rows), dtype=bool)
+        cycles = gemm_cycles(array_rows=rows, array_cols=cols, block_rows=cols,
+                             block_cols=rows, tokens=tokens, block_mask=mask)
+        return cycles.total, tokens * inner * outer
+
+    def layernorm(tokens: int) -> int:
+        return tokens * 2 * math.ceil(m.hidden_size / hw.layernorm_lanes) + LAYERNORM_LATENCY
+
+    units, macs = {}, 0
+    units["layernorm_before"] = layernorm(t)
+    for name in ("q", "k", "v"):
+        units[name], used = linear(name)
+        macs += used
+    scores, used_scores = dense_product(t, m.head_dim, t)
+    context, used_context = dense_product(t, t, m.head_dim)
+    units["attention_scores"] = p.kept_heads * scores
+    units["softmax"] = p.kept_heads * (t * 2 * math.ceil(t / hw.softmax_lanes)
+                                       + SOFTMAX_LATENCY)
+    units["attention_context"] = p.kept_heads * context
+    macs += p.kept_heads * (used_scores + used_context)
+    units["o"], used = linear("o")
+    macs += used
+    units["residual_attention"] = t * math.ceil(m.hidden_size / cols)
+    units["token_gather"] = (t + t_kept * math.ceil(m.hidden_size / cols)) if t_kept < t else 0
+    units["layernorm_after"] = layernorm(t_kept)
+    units["fc1"], used = linear("fc1")
+    macs += used
+    units["gelu"] = math.ceil(t_kept * p.kept_ffn / hw.gelu_lanes) + GELU_LATENCY
+    units["fc2"], used = linear("fc2")
+    macs += used
+    units["residual_ffn"] = t_kept * math.ceil(m.hidden_size / cols)
+    return LayerCycles(units=units, macs=macs)
+
+
+def breakdown_table(config: AcceleratorConfig, pruning: LayerPruning) -> str:
+    """Dense vs pruned cycles per unit, with shares and speed-ups, as text."""
+    dense = layer_cycles(config, LayerPruning.dense(config))
+    pruned = layer_cycles(config, pruning)
+    hw = config.hardware
+    lines = [f"{config.name}: {hw.array_rows}x{hw.array_cols} array, {hw.block_rows}x"
+             f"{hw.block_cols} blocks, lanes softmax/gelu/layernorm "
+             f"{hw.softmax_lanes}/{hw.gelu_lanes}/{hw.layernorm_lanes}",
+             f"pruned: {pruning.kept_heads}/{config.model.num_heads} heads, "
+             f"{pruning.kept_ffn}/{config.model.ffn_size} FFN neurons, block density "
+             f"{pruning.block_density:.2f}, tokens {pruning.tokens} -> {pruning.kept_tokens}",
+             f"{'unit':<20} {'dense':>12} {'share':>6} {'pruned':>12} {'share':>6} "
+             f"{'speed-up':>8}"]
+    for unit in dense.units:
+        d, q = dense.units[unit], pruned.units[unit]
+        speedup = f"{d / q:.2f}" if d and q else "-"        # a unit absent on one side
+        lines.append(f"{unit:<20} {d:>12,} {d / dense.total:>6.1%} {q:>12,} "
+                     f"{q / pruned.total:>6.1%} {speedup:>8}")
+    lines.append(f"{'total':<20} {dense.total:>12,} {'':>6} {pruned.total:>12,} {'':>6} "
+                 f"{dense.total / pruned.total:>8.2f}")
+    lines.append(f"MACs: dense {dense.macs:,}, pruned {pruned.macs:,} "
+                 f"(reduction {dense.macs / pruned.macs:.2f}x)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sw.cycle_model.layer",
+                                     description="Cycles per unit of one encoder layer.")
+    parser.add_argument("--config", default="deit_b16", help="preset name or config JSON path")
+    parser.add_argument("--kept-heads", type=int, help="heads left (default: all)")
+    parser.add_argument("--kept-ffn", type=float, default=1.0,
+                        help="FFN neurons left: a count, or a fraction when <= 1")
+    parser.add_argument("--density", type=float, default=1.0,
+                        help="stored-block fraction of the remaining weights")
+    parser.add_argument("--keep-rate", type=float, default=1.0,
+                        help="fraction of tokens this layer keeps (CLS included)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    m, hw = config.model, config.hardware
+    block = math.lcm(hw.block_rows, hw.block_cols)
+    kept_ffn = (round(args.kept_ffn * m.ffn_size / block) * block if args.kept_ffn <= 1
+                else int(args.kept_ffn))
+    pruning = LayerPruning(kept_heads=args.kept_heads or m.num_heads, kept_ffn=kept_ffn,
+                           tokens=m.tokens,
+                           kept_tokens=max(1, math.ceil(args.keep_rate * m.tokens)),
+                           block_density=args.density)
+    try:
+        print(breakdown_table(config, pruning))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

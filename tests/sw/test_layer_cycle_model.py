@@ -1,0 +1,127 @@
+"""Tests of the per-unit encoder-layer cycle model."""
+
+import numpy as np
+import pytest
+
+from sw.config import load_config
+from sw.cycle_model.gemm import gemm_cycles
+from sw.cycle_model.layer import (GELU_LATENCY, LAYERNORM_LATENCY, SOFTMAX_LATENCY, LayerPruning,
+                                  layer_cycles, main, spread_mask)
+
+DEIT_B = load_config("deit_b16")
+TINY = load_config("tiny")
+WEIGHT_UNITS = ("q", "k", "v", "o", "fc1", "fc2")
+HEAD_UNITS = ("attention_scores", "softmax", "attention_context")
+
+
+def pruned(config, **changes):
+    base = LayerPruning.dense(config)
+    fields = dict(kept_heads=base.kept_heads, kept_ffn=base.kept_ffn, tokens=base.tokens,
+                  kept_tokens=base.kept_tokens, block_density=base.block_density)
+    return LayerPruning(**{**fields, **changes})
+
+
+def test_weight_gemms_are_the_gemm_engine_model():
+    hw, m = DEIT_B.hardware, DEIT_B.model
+    cycles = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B))
+    qkv = gemm_cycles(array_rows=16, array_cols=16, block_rows=32, block_cols=32, tokens=197,
+                      block_mask=np.ones((768 // 32, 768 // 32), dtype=bool))
+    fc = gemm_cycles(array_rows=16, array_cols=16, block_rows=32, block_cols=32, tokens=197,
+                     block_mask=np.ones((3072 // 32, 768 // 32), dtype=bool))
+    assert (hw.block_rows, m.hidden_size, m.ffn_size) == (32, 768, 3072)
+    for unit in ("q", "k", "v", "o"):
+        assert cycles.units[unit] == qkv.total
+    assert cycles.units["fc1"] == cycles.units["fc2"] == fc.total
+
+
+def test_special_units_follow_their_throughput_contract():
+    m, hw = DEIT_B.model, DEIT_B.hardware
+    cycles = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B))
+    assert cycles.units["layernorm_before"] == 197 * 2 * (768 // 4) + LAYERNORM_LATENCY
+    assert cycles.units["softmax"] == m.num_heads * (197 * 2 * 50 + SOFTMAX_LATENCY)  # ceil(197/4)
+    assert cycles.units["gelu"] == 197 * 3072 // 4 + GELU_LATENCY
+    assert cycles.units["residual_attention"] == 197 * 768 // hw.array_cols
+    assert cycles.units["token_gather"] == 0
+
+
+def test_dense_macs():
+    m = DEIT_B.model
+    t, d, f = m.tokens, m.hidden_size, m.ffn_size
+    expected = t * (4 * d * d + 2 * d * f) + m.num_heads * 2 * t * t * m.head_dim
+    assert layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B)).macs == expected
+
+
+def test_head_removal_shrinks_only_attention_units():
+    dense = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B)).units
+    fewer = layer_cycles(DEIT_B, pruned(DEIT_B, kept_heads=6)).units
+    for unit in dense:
+        if unit in ("q", "k", "v", "o") or unit in HEAD_UNITS:
+            assert fewer[unit] < dense[unit], unit
+        else:
+            assert fewer[unit] == dense[unit], unit
+    for unit in HEAD_UNITS:
+        assert fewer[unit] * 2 == dense[unit]
+
+
+def test_block_density_shrinks_only_weight_gemms():
+    dense = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B)).units
+    sparse = layer_cycles(DEIT_B, pruned(DEIT_B, block_density=0.25)).units
+    for unit in dense:
+        assert (sparse[unit] < dense[unit]) == (unit in WEIGHT_UNITS), unit
+
+
+def test_token_pruning_shrinks_everything_after_the_gather():
+    dense = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B)).units
+    kept = layer_cycles(DEIT_B, pruned(DEIT_B, kept_tokens=138)).units
+    after = ("layernorm_after", "fc1", "gelu", "fc2", "residual_ffn")
+    for unit in dense:
+        if unit in after:
+            assert kept[unit] < dense[unit], unit
+        elif unit == "token_gather":
+            assert kept[unit] == 197 + 138 * 768 // 16
+        else:
+            assert kept[unit] == dense[unit], unit
+
+
+def test_explicit_masks_override_the_density():
+    mask = np.zeros((3072 // 32, 768 // 32), dtype=bool)
+    mask[0, 0] = True
+    cycles = layer_cycles(DEIT_B, LayerPruning(kept_heads=12, kept_ffn=3072, tokens=197,
+                                               kept_tokens=197, masks={"fc1": mask}))
+    assert cycles.units["fc1"] == gemm_cycles(array_rows=16, array_cols=16, block_rows=32,
+                                              block_cols=32, tokens=197, block_mask=mask).total
+
+
+@pytest.mark.parametrize("rows,cols,density", [(4, 6, 0.5), (96, 24, 0.1), (3, 5, 0.0),
+                                               (7, 3, 1.0), (10, 10, 0.05)])
+def test_spread_mask(rows, cols, density):
+    mask = spread_mask(rows, cols, density)
+    per_row = mask.sum(axis=1)
+    assert mask.sum() == round(density * rows * cols)
+    assert per_row.max() - per_row.min() <= 1
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(kept_heads=13), r"kept_heads \(13\) must lie in 1..12"),
+    (dict(kept_ffn=3000), r"kept_ffn \(3000\) must be a multiple of the 32x32 block"),
+    (dict(kept_tokens=198), r"kept_tokens \(198\) must lie in 1..197"),
+    (dict(block_density=1.5), r"block_density \(1.5\) must lie in 0..1"),
+    (dict(masks={"q": np.ones((2, 2), dtype=bool)}), r"mask of q has shape \(2, 2\), "
+                                                     r"expected \(24, 24\)"),
+])
+def test_bad_pruning_is_rejected(changes, message):
+    with pytest.raises(ValueError, match=message):
+        layer_cycles(DEIT_B, pruned(DEIT_B, **changes))
+
+
+def test_command_prints_the_breakdown(capsys):
+    assert main(["--config", "tiny", "--kept-heads", "2", "--density", "0.5",
+                 "--keep-rate", "0.7", "--kept-ffn", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "pruned: 2/4 heads, 64/128 FFN neurons, block density 0.50, tokens 17 -> 12" in out
+    assert out.splitlines()[-2].startswith("total")
+
+
+def test_command_rejects_unknown_preset(capsys):
+    assert main(["--config", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown preset 'nope'")
