@@ -1,0 +1,257 @@
+"""Train a small DeiT on the scikit-learn digits on CPU and save it with ``save_pretrained``.
+
+Run ``python sw/train_digits.py --out build/models/digits_deit`` (see docs/training.md), or call
+:func:`train` from code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script path, the repository root is not on sys.path; make `sw` importable anyway.
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from sw.data import ImageSplit, iterate_batches  # noqa: E402
+from sw.data.digits import DIGITS_MEAN, DIGITS_STD, load_digits_split  # noqa: E402
+from sw.models import build_small_deit, small_deit_config  # noqa: E402
+
+__all__ = ["TrainOptions", "TrainResult", "evaluate", "main", "train"]
+
+TRAINING_RECORD = "training.json"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that determines a training run; written to ``training.json``."""
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.2
+    image_size: int = 32
+    patch_size: int = 4
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 128
+    max_shift: int = 2
+    max_train_samples: int | None = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "image_size", "patch_size", "hidden_size",
+                     "num_layers", "num_heads", "intermediate_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if self.max_train_samples is not None and self.max_train_samples <= 0:
+            raise ValueError(
+                f"max_train_samples must be a positive integer, not {self.max_train_samples!r}")
+        if self.max_shift < 0 or self.warmup_epochs < 0:
+            raise ValueError("max_shift and warmup_epochs must not be negative")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, not {self.lr!r}")
+
+
+@dataclass
+class TrainResult:
+    """The trained model (eval mode), its final validation accuracy and per-epoch history."""
+
+    model: torch.nn.Module
+    val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    out: Path | None = None
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 256) -> float:
+    """Top-1 accuracy of an image classifier. Puts the model in eval mode."""
+    model.eval()
+    correct = 0
+    for batch_images, batch_labels in iterate_batches(images, labels, batch_size):
+        logits = model(pixel_values=batch_images).logits
+        correct += int((logits.argmax(dim=-1) == batch_labels).sum())
+    return correct / len(labels)
+
+
+def _random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels, filling with the background value."""
+    if max_shift == 0:
+        return images
+    size = images.shape[-1]
+    padded = F.pad(images, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (len(images), 2), generator=generator)
+    return torch.stack([padded[i, :, y:y + size, x:x + size]
+                        for i, (y, x) in enumerate(offsets.tolist())])
+
+
+def _schedule(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+def _save_atomically(model: torch.nn.Module, record: dict, out: Path) -> None:
+    """Write into a sibling temporary directory, then rename it over ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old",
+                                            dir=out.parent))
+            os.replace(out, retired / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def train(out: str | os.PathLike | None = None, *, split: ImageSplit | None = None,
+          progress: bool = True, **options) -> TrainResult:
+    """Train a small DeiT from scratch and, if ``out`` is given, save it there.
+
+    ``options`` are the fields of :class:`TrainOptions`. ``split`` defaults to the digits
+    (:func:`sw.data.digits.load_digits_split` with ``split_seed`` and ``val_fraction``); any
+    :class:`~sw.data.ImageSplit` works. The same options give the same weights: the seed fixes
+    initialisation, shuffling and augmentation, and deterministic algorithms are enabled for the
+    run (and restored afterwards).
+
+    ``out`` receives the ``save_pretrained`` files plus ``training.json``; the directory appears
+    only once complete, replacing any earlier one.
+
+    Raises
+    ------
+    ValueError
+        If an option is invalid (see :class:`TrainOptions`).
+    """
+    opts = TrainOptions(**options)
+    started = time.perf_counter()
+    if split is None:
+        split = load_digits_split(opts.image_size, opts.val_fraction, opts.split_seed)
+    train_images, train_labels = split.train_images, split.train_labels
+    if opts.max_train_samples is not None:
+        train_images = train_images[:opts.max_train_samples]
+        train_labels = train_labels[:opts.max_train_samples]
+    config = small_deit_config(
+        image_size=split.image_size, patch_size=opts.patch_size, hidden_size=opts.hidden_size,
+        num_layers=opts.num_layers, num_heads=opts.num_heads,
+        intermediate_size=opts.intermediate_size, num_labels=split.num_classes)
+    config.id2label = dict(enumerate(split.class_names))
+    config.label2id = {name: index for index, name in enumerate(split.class_names)}
+
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(opts.seed)
+        model = build_small_deit(config)
+        generator = torch.Generator().manual_seed(opts.seed)
+        steps_per_epoch = math.ceil(len(train_labels) / opts.batch_size)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr,
+                                      weight_decay=opts.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(
+            opts.epochs * steps_per_epoch, opts.warmup_epochs * steps_per_epoch))
+        history = []
+        for epoch in range(1, opts.epochs + 1):
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            bar = tqdm(iterate_batches(train_images, train_labels, opts.batch_size,
+                                       generator=generator),
+                       total=steps_per_epoch, desc=f"epoch {epoch}/{opts.epochs}",
+                       disable=not progress, leave=False, dynamic_ncols=True)
+            for batch_images, batch_labels in bar:
+                batch_images = _random_shift(batch_images, opts.max_shift, generator)
+                logits = model(pixel_values=batch_images).logits
+                loss = F.cross_entropy(logits, batch_labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(batch_labels)
+                correct += int((logits.argmax(dim=-1) == batch_labels).sum())
+                seen += len(batch_labels)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.close()
+            val_accuracy = evaluate(model, split.val_images, split.val_labels)
+            history.append({"epoch": epoch, "train_loss": loss_sum / seen,
+                            "train_accuracy": correct / seen, "val_accuracy": val_accuracy})
+            if progress:
+                tqdm.write(f"epoch {epoch}/{opts.epochs}: loss {loss_sum / seen:.4f} "
+                           f"train acc {correct / seen:.4f} val acc {val_accuracy:.4f}")
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+    model.eval()
+    seconds = time.perf_counter() - started
+    out_path = None
+    if out is not None:
+        out_path = Path(out)
+        record = {
+            "val_accuracy": val_accuracy,
+            "epochs": opts.epochs,
+            "seconds": round(seconds, 2),
+            "options": dataclasses.asdict(opts),
+            "data": {"train_samples": len(train_labels), "val_samples": len(split.val_labels),
+                     "class_names": list(split.class_names),
+                     "digits_normalisation": {"mean": DIGITS_MEAN, "std": DIGITS_STD}},
+            "history": history,
+        }
+        _save_atomically(model, record, out_path)
+    return TrainResult(model=model, val_accuracy=val_accuracy, history=history,
+                       seconds=seconds, out=out_path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path,
+                        help="directory to save the model into (replaced if it exists)")
+    defaults = TrainOptions()
+    for spec in dataclasses.fields(TrainOptions):
+        flag = "--" + spec.name.replace("_", "-")
+        default = getattr(defaults, spec.name)
+        kind = float if isinstance(default, float) else int
+        parser.add_argument(flag, type=kind, default=default, help=f"default: {default}")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(_parser().parse_args(argv))
+    out = args.pop("out")
+    progress = not args.pop("no_progress")
+    result = train(out, progress=progress, **args)
+    print(f"val accuracy {result.val_accuracy:.4f} after {len(result.history)} epochs "
+          f"in {result.seconds:.1f} s; saved to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

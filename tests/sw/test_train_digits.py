@@ -1,0 +1,121 @@
+"""Tests for the small DeiT models and the digits training command."""
+
+import json
+
+import pytest
+import torch
+from transformers import DeiTForImageClassification
+
+from sw.data.digits import load_digits_split
+from sw.models import build_small_deit, deit_token_count, load_model, small_deit_config
+from sw.train_digits import TrainOptions, evaluate, main, train
+
+# Short runs on a subset of the digits: enough to exercise every step, not to learn much.
+QUICK = dict(max_train_samples=128, epochs=1, batch_size=32, progress=False)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_digits_split()
+
+
+def test_small_deit_config_matches_tiny_preset():
+    config = small_deit_config()
+    assert (config.image_size, config.patch_size) == (32, 4)
+    assert config.hidden_size == 64
+    assert config.num_attention_heads == 4
+    assert config.hidden_size // config.num_attention_heads == 16
+    assert config.intermediate_size == 128
+    assert config.num_hidden_layers == 2
+    assert config.num_labels == 10
+    assert deit_token_count(config) == 66
+
+
+def test_small_deit_config_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"^Hidden size 64 is not a multiple of 3 heads$"):
+        small_deit_config(num_heads=3)
+    with pytest.raises(ValueError, match=r"^Image size 30 is not a multiple of patch size 4$"):
+        small_deit_config(image_size=30)
+
+
+def test_build_small_deit_runs_forward():
+    torch.manual_seed(0)
+    model = build_small_deit(small_deit_config(num_labels=3)).eval()
+    assert isinstance(model, DeiTForImageClassification)
+    with torch.no_grad():
+        outputs = model(pixel_values=torch.zeros(2, 3, 32, 32), output_hidden_states=True)
+    assert outputs.logits.shape == (2, 3)
+    assert outputs.hidden_states[-1].shape == (2, 66, 64)
+
+
+def test_train_saves_and_reloads_identically(tmp_path, split):
+    out = tmp_path / "models" / "digits_deit"
+    result = train(out, split=split, **QUICK)
+    assert result.out == out
+    assert sorted(path.name for path in out.iterdir()) == [
+        "config.json", "model.safetensors", "training.json"]
+    assert [path.name for path in out.parent.iterdir()] == ["digits_deit"]
+    record = json.loads((out / "training.json").read_text())
+    assert record["epochs"] == 1
+    assert record["val_accuracy"] == result.val_accuracy
+    assert record["options"]["max_train_samples"] == 128
+    assert record["data"]["train_samples"] == 128
+    assert len(result.history) == 1 and 0.0 <= result.val_accuracy <= 1.0
+
+    reloaded = load_model(out)
+    assert not reloaded.training
+    batch = split.val_images[:16]
+    with torch.no_grad():
+        assert torch.equal(result.model(pixel_values=batch).logits,
+                           reloaded(pixel_values=batch).logits)
+    assert evaluate(reloaded, split.val_images, split.val_labels) == result.val_accuracy
+
+    # Training again replaces the directory and leaves no staging directories behind.
+    train(out, split=split, **QUICK)
+    assert [path.name for path in out.parent.iterdir()] == ["digits_deit"]
+
+
+def test_same_seed_same_logits(split):
+    batch = split.val_images[:8]
+    logits = []
+    for seed in (3, 3, 4):
+        model = train(split=split, seed=seed, **QUICK).model
+        with torch.no_grad():
+            logits.append(model(pixel_values=batch).logits)
+    assert torch.equal(logits[0], logits[1])
+    assert not torch.equal(logits[0], logits[2])
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_train_rejects_bad_options():
+    with pytest.raises(ValueError, match=r"^epochs must be a positive integer, not 0$"):
+        TrainOptions(epochs=0)
+    with pytest.raises(TypeError):
+        train(progress=False, no_such_option=1)
+
+
+def test_failed_save_leaves_nothing(tmp_path, split, monkeypatch):
+    out = tmp_path / "digits_deit"
+
+    def broken_save(self, *args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(DeiTForImageClassification, "save_pretrained", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        train(out, split=split, **QUICK)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_model_errors(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match=f"^{missing}: model directory not found$"):
+        load_model(missing)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_model(tmp_path)
+
+
+def test_command_line(tmp_path, capsys):
+    out = tmp_path / "cli_model"
+    assert main(["--out", str(out), "--epochs", "1", "--max-train-samples", "64",
+                 "--hidden-size", "32", "--num-heads", "2", "--no-progress"]) == 0
+    assert "val accuracy" in capsys.readouterr().out
+    assert load_model(out).config.hidden_size == 32
