@@ -72,24 +72,45 @@ def block_sparse_gemm(operands: GemmOperands, *, data_width: int = 8, acc_width:
     OverflowError
         If an accumulator overflows ``acc_width`` bits.
     """
-    check_requant_widths(acc_width, multiplier_width)
-    tokens, inner, outer = operands.shape
-    if operands.weights.shape[1] != inner:
-        raise ValueError(f"Activations have {inner} columns but the weight has "
+    if operands.weights.shape[1] != operands.shape[1]:
+        raise ValueError(f"Activations have {operands.shape[1]} columns but the weight has "
                          f"{operands.weights.shape[1]} inputs")
-    for name in ("bias", "multiplier", "shift"):
-        if np.shape(getattr(operands, name)) != (outer,):
-            raise ValueError(f"{name} has shape {np.shape(getattr(operands, name))}, "
-                             f"expected ({outer},)")
+    return linear_int(operands.x, operands.weights.to_dense(), operands.bias,
+                      operands.multiplier, operands.shift, data_width=data_width,
+                      acc_width=acc_width, multiplier_width=multiplier_width)
+
+
+def linear_int(x, weight, bias, multiplier, shift, *, data_width: int = 8, acc_width: int = 32,
+               multiplier_width: int = 16) -> np.ndarray:
+    """``requantize(X @ W.T + bias)`` for a dense ``(N, K)`` weight (zeros where pruned); ``x``
+    may carry leading batch axes. What the GEMM engine computes, whatever the sparsity.
+
+    Raises
+    ------
+    ValueError
+        If the operand shapes disagree or a value does not fit its width.
+    OverflowError
+        If an accumulator overflows ``acc_width`` bits.
+    """
+    check_requant_widths(acc_width, multiplier_width)
+    x, weight = np.asarray(x, dtype=np.int64), np.asarray(weight, dtype=np.int64)
+    bias = np.asarray(bias, dtype=np.int64)
+    outer, inner = weight.shape
+    if x.shape[-1] != inner:
+        raise ValueError(f"Activations have {x.shape[-1]} columns but the weight has "
+                         f"{inner} inputs")
+    for name, values in (("bias", bias), ("multiplier", multiplier), ("shift", shift)):
+        if np.shape(values) != (outer,):
+            raise ValueError(f"{name} has shape {np.shape(values)}, expected ({outer},)")
     low, high = signed_range(data_width)
-    for name, values in (("activations", operands.x), ("weights", operands.weights.blocks)):
+    for name, values in (("activations", x), ("weights", weight)):
         if values.size and (values.min() < low or values.max() > high):
             raise ValueError(f"{name} exceed {data_width}-bit signed integers")
     low, high = signed_range(acc_width)
-    if operands.bias.size and (operands.bias.min() < low or operands.bias.max() > high):
+    if bias.size and (bias.min() < low or bias.max() > high):
         raise ValueError(f"biases exceed {acc_width}-bit signed integers")
-    multiplier = np.asarray(operands.multiplier)
+    multiplier = np.asarray(multiplier)
     if multiplier.size and (multiplier.min() < 0 or multiplier.max() >= 1 << multiplier_width):
         raise ValueError(f"multipliers must lie in [0, 2**{multiplier_width})")
-    acc = accumulate(operands.x, operands.weights.to_dense(), operands.bias, acc_width=acc_width)
-    return requantize(acc, operands.multiplier, operands.shift, out_width=data_width)
+    acc = accumulate(x, weight, bias, acc_width=acc_width)
+    return requantize(acc, multiplier, shift, out_width=data_width)

@@ -1,0 +1,164 @@
+"""Golden integer DeiT / ViT encoder layer: exactly what the accelerator computes for a layer.
+
+Dataflow (every tensor int8 with one scale per tensor unless said otherwise)::
+
+    x ─ LayerNorm ─ ln1 ─┬─ Q ─┐
+                         ├─ K ─┴─ per kept head: QK^T (int32) ─ softmax (Q0.8) ─┐
+                         └─ V ───────────────────────── P V (int32) ─ requant ─ context
+    context ─ O ─ attn;  residual1 = x + attn  (rescaled add)
+    [token gather: keep the rows of ``kept_tokens``]
+    residual1 ─ LayerNorm ─ ln2 ─ FC1 ─ fc1 ─ GELU ─ gelu ─ FC2 ─ fc2;  out = residual1 + fc2
+
+Pruned layers go through the same code: the weights of removed heads and FFN neurons are simply
+absent (Q, K, V have ``kept_heads * head_dim`` outputs, O as many inputs; FC1 ``kept_ffn``
+outputs, FC2 as many inputs), and ``kept_tokens`` drops token rows after attention. Every
+operation is one of ``sw.golden.gemm.linear_int``, ``sw.golden.kernels`` or
+``sw.numerics.requantize``; ``docs/numerics.md`` specifies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sw.golden.gemm import linear_int
+from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConstants,
+                               SoftmaxConstants, gelu_constants, gelu_int, layernorm_constants,
+                               layernorm_int, residual_add_int, residual_constants,
+                               softmax_constants, softmax_int)
+from sw.numerics import exact_matmul, quantize_multiplier, requantize
+from sw.quantize.calibration import LayerRanges
+from sw.quantize.linear import QuantizedLinear, quantize_linear
+
+#: Fraction bits of the softmax probabilities (unsigned Q0.8) fed to the P V product.
+PROBABILITY_BITS = 8
+
+#: Width of the residual stream (layer input, residual1, layer output). GEMM operands stay int8;
+#: the residual stream is wider because LayerNorm divides by each token's own spread, which
+#: amplifies the quantization noise of low-variance tokens (measured in docs/numerics.md).
+RESIDUAL_BITS = 16
+RESIDUAL_POINTS = ("input", "residual1", "output")
+
+
+@dataclass(frozen=True, eq=False)
+class IntegerEncoderLayer:
+    """All integer parameters of one encoder layer (possibly pruned)."""
+
+    head_dim: int
+    kept_heads: tuple          #: original indices of the heads present
+    kept_ffn: tuple            #: original indices of the FFN neurons present
+    scales: dict               #: per-tensor real scale of every int8 activation point
+    ln1: LayerNormConstants
+    q: QuantizedLinear
+    k: QuantizedLinear
+    v: QuantizedLinear
+    softmax: SoftmaxConstants
+    context_multiplier: int
+    context_shift: int
+    o: QuantizedLinear
+    residual1: ResidualConstants
+    ln2: LayerNormConstants
+    fc1: QuantizedLinear
+    gelu: GeluConstants
+    fc2: QuantizedLinear
+    residual2: ResidualConstants
+
+    @property
+    def num_heads(self) -> int:
+        return len(self.kept_heads)
+
+
+def _linear(layer: QuantizedLinear, x) -> np.ndarray:
+    return linear_int(x, layer.weight, layer.bias, layer.multiplier, layer.shift)
+
+
+def encoder_layer_int(layer: IntegerEncoderLayer, x, *, kept_tokens=None,
+                      trace: dict | None = None) -> np.ndarray:
+    """Run ``layer`` on int8 ``x`` of shape ``(..., T, d)``; returns int8 ``(..., T', d)``.
+
+    ``kept_tokens``: indices of the token rows kept after attention (``T' = len``), or None.
+    ``trace``: if given, filled with every intermediate tensor by name.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    record = trace if trace is not None else {}
+    heads, head_dim = layer.num_heads, layer.head_dim
+    ln1 = record["ln1"] = layernorm_int(x, layer.ln1)
+    q, k, v = (_linear(layer.q, ln1), _linear(layer.k, ln1), _linear(layer.v, ln1))
+    record.update(q=q, k=k, v=v)
+
+    def split_heads(t):                      # (..., T, h*dh) -> (..., h, T, dh)
+        return np.swapaxes(t.reshape(*t.shape[:-1], heads, head_dim), -2, -3)
+
+    scores = record["scores"] = exact_matmul(split_heads(q), np.swapaxes(split_heads(k), -1, -2))
+    probs = record["probs"] = softmax_int(scores, layer.softmax)
+    context_acc = exact_matmul(probs, split_heads(v))
+    context = requantize(context_acc, layer.context_multiplier, layer.context_shift)
+    context = np.swapaxes(context, -2, -3)
+    context = record["context"] = context.reshape(*context.shape[:-2], heads * head_dim)
+    attn = record["attn"] = _linear(layer.o, context)
+    residual1 = record["residual1"] = residual_add_int(x, attn, layer.residual1)
+    if kept_tokens is not None:
+        residual1 = record["gathered"] = np.take(residual1, np.asarray(kept_tokens), axis=-2)
+    ln2 = record["ln2"] = layernorm_int(residual1, layer.ln2)
+    fc1 = record["fc1"] = _linear(layer.fc1, ln2)
+    gelu = record["gelu"] = gelu_int(fc1, layer.gelu)
+    fc2 = record["fc2"] = _linear(layer.fc2, gelu)
+    out = record["output"] = residual_add_int(residual1, fc2, layer.residual2)
+    return out
+
+
+def quantize_encoder_layer(hf_layer, ranges: LayerRanges, *, head_dim: int, kept_heads=None,
+                           kept_ffn=None) -> IntegerEncoderLayer:
+    """Quantize an HF DeiT / ViT encoder layer with calibrated activation ranges.
+
+    ``kept_heads`` / ``kept_ffn`` select original head and neuron indices to keep (default:
+    all of them); the others are dropped from the weights, as head and neuron surgery does.
+    """
+    attention, mlp = hf_layer.attention, hf_layer.mlp
+    weight = {name: getattr(attention, f"{name}_proj").weight.detach().double().numpy()
+              for name in "qkvo"}
+    bias = {name: getattr(attention, f"{name}_proj").bias.detach().double().numpy()
+            for name in "qkvo"}
+    heads_total = weight["q"].shape[0] // head_dim
+    kept_heads = tuple(range(heads_total)) if kept_heads is None else tuple(kept_heads)
+    fc1_w = mlp.fc1.weight.detach().double().numpy()
+    fc1_b = mlp.fc1.bias.detach().double().numpy()
+    fc2_w = mlp.fc2.weight.detach().double().numpy()
+    fc2_b = mlp.fc2.bias.detach().double().numpy()
+    kept_ffn = tuple(range(fc1_w.shape[0])) if kept_ffn is None else tuple(kept_ffn)
+    rows = np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim) for h in kept_heads])
+    ffn = np.asarray(kept_ffn, dtype=np.int64)
+
+    s = {point: ranges.scale(point, RESIDUAL_BITS if point in RESIDUAL_POINTS else 8)
+         for point in ranges.ranges}
+    q = quantize_linear(weight["q"][rows], bias["q"][rows], input_scale=s["ln1"],
+                        output_scale=s["q"])
+    k = quantize_linear(weight["k"][rows], bias["k"][rows], input_scale=s["ln1"],
+                        output_scale=s["k"])
+    v = quantize_linear(weight["v"][rows], bias["v"][rows], input_scale=s["ln1"],
+                        output_scale=s["v"])
+    o = quantize_linear(weight["o"][:, rows], bias["o"], input_scale=s["context"],
+                        output_scale=s["attn"])
+    fc1 = quantize_linear(fc1_w[ffn], fc1_b[ffn], input_scale=s["ln2"], output_scale=s["fc1"])
+    fc2 = quantize_linear(fc2_w[:, ffn], fc2_b, input_scale=s["gelu"], output_scale=s["fc2"])
+    scaling = head_dim ** -0.5
+    context_multiplier, context_shift = quantize_multiplier(
+        2.0 ** -PROBABILITY_BITS * s["v"] / s["context"])
+
+    def layernorm(module, out_scale):
+        return layernorm_constants(module.weight.detach().double().numpy(),
+                                   module.bias.detach().double().numpy(), out_scale,
+                                   in_width=RESIDUAL_BITS)
+
+    return IntegerEncoderLayer(
+        head_dim=head_dim, kept_heads=kept_heads, kept_ffn=kept_ffn, scales=s,
+        ln1=layernorm(hf_layer.layernorm_before, s["ln1"]), q=q, k=k, v=v,
+        softmax=softmax_constants(s["q"] * s["k"] * scaling, out_bits=PROBABILITY_BITS),
+        context_multiplier=context_multiplier, context_shift=context_shift, o=o,
+        residual1=residual_constants(s["input"], s["attn"], s["residual1"],
+                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS),
+        ln2=layernorm(hf_layer.layernorm_after, s["ln2"]), fc1=fc1,
+        gelu=gelu_constants(s["fc1"], s["gelu"], in_width=8), fc2=fc2,
+        residual2=residual_constants(s["residual1"], s["fc2"], s["output"],
+                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS))

@@ -1,0 +1,1 @@
+"""Post-training quantization: calibration of activation ranges and integer weights."""
