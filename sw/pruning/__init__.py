@@ -1,0 +1,1 @@
+"""Block movement pruning (nn_pruning semantics) for HF transformers."""
