@@ -1,7 +1,8 @@
 """``python -m bench``: run every benchmark (``make bench``)."""
 
-from bench import fidelity, gemm
+from bench import fidelity, gemm, pruning
 
 if __name__ == "__main__":
     fidelity.run()
+    pruning.run()
     gemm.run()

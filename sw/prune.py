@@ -1,0 +1,199 @@
+"""Fine-prune the digits DeiT with distillation from its dense teacher and write a pruning report.
+
+Run ``python sw/prune.py --recipe recipes/digits_deit.json`` (see docs/pruning.md). Every
+``PruningArgs`` field is also a flag under nn_pruning's name (``--final_threshold 0.1``); the
+same command runs under ``torchrun --nproc_per_node N`` (see :mod:`sw.pruning.trainer`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script path, the repository root is not on sys.path; make `sw` importable anyway.
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from sw.data.digits import load_digits_split  # noqa: E402
+from sw.models import load_model  # noqa: E402
+from sw.pruning.methods import PruningArgs  # noqa: E402
+from sw.pruning.report import (  # noqa: E402
+    FILLED_STATE, dense_baseline, plot_accuracy, plot_density, pruning_report)
+from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
+from sw.train_digits import evaluate  # noqa: E402
+
+__all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "main", "prune", "resolve_recipe"]
+
+DEFAULT_RECIPE = _REPO_ROOT / "recipes" / "digits_deit.json"
+DEFAULT_TEACHER = _REPO_ROOT / "build" / "models" / "digits_deit"
+DEFAULT_OUT = _REPO_ROOT / "build" / "pruning" / "digits_deit"
+REPORT = "pruning_report.json"
+
+
+def resolve_recipe(recipe: dict, pruning_overrides: dict | None = None,
+                   training_overrides: dict | None = None) -> tuple[PruningArgs, TrainingOptions]:
+    """Recipe ``{"pruning": {...}, "training": {...}}`` plus overrides -> validated settings.
+
+    Raises
+    ------
+    ValueError
+        On an unknown section or key, or an invalid value.
+    """
+    unknown = sorted(set(recipe) - {"pruning", "training", "description"})
+    if unknown:
+        raise ValueError(f"Unknown recipe sections {unknown}; known: pruning, training")
+    pruning = {**recipe.get("pruning", {}), **(pruning_overrides or {})}
+    training = {**recipe.get("training", {}), **(training_overrides or {})}
+    return PruningArgs.from_dict(pruning), TrainingOptions.from_dict(training)
+
+
+def _teacher(directory: Path, progress: bool):
+    if not (directory / "config.json").exists():
+        from sw.train_digits import train
+        print(f"training the dense digits teacher into {directory} (about a minute)...",
+              flush=True)
+        train(directory, progress=progress)
+    return load_model(directory)
+
+
+def _split_for(teacher_dir: Path, image_size: int):
+    """The teacher's own train/validation split (``training.json``), else the default one."""
+    record = teacher_dir / "training.json"
+    options = json.loads(record.read_text())["options"] if record.exists() else {}
+    return load_digits_split(image_size, options.get("val_fraction", 0.2),
+                             options.get("split_seed", 0))
+
+
+def _write_atomically(out: Path, write) -> None:
+    """Call ``write(staging_dir)`` then rename the staging directory over ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        write(staging)
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old",
+                                            dir=out.parent))
+            os.replace(out, retired / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DEFAULT_TEACHER,
+          out: Path | None = DEFAULT_OUT, progress: bool = True) -> tuple[PruneResult, dict]:
+    """Fine-prune a copy of the teacher with distillation; write ``out``; return result, report.
+
+    ``out`` receives ``pruned/`` (``save_pretrained``: dense shapes, masked weights zero),
+    ``filled/`` (with ``final_finetune``: shrunk shapes, ``surgery.json``, reload with
+    :func:`sw.pruning.report.load_filled`), ``pruning_report.json``, ``recipe.json``,
+    ``density_per_layer.png`` and ``accuracy.png``. The directory appears only once complete.
+    """
+    teacher_dir = Path(teacher_dir)
+    teacher = _teacher(teacher_dir, progress)
+    split = _split_for(teacher_dir, int(teacher.config.image_size))
+    dense_accuracy = evaluate(teacher, split.val_images, split.val_labels)
+    baseline = dense_baseline(teacher)
+    student = load_model(teacher_dir)
+    use_teacher = args.distil_alpha_teacher > 0
+    result = fine_prune(student, teacher if use_teacher else None, split, args, options,
+                        progress=progress)
+    block_shapes = {name: info.block_shape for name, info in result.patch.patched.items()}
+    report = pruning_report(
+        pruned=result.pruned, masks=result.masks, block_shapes=block_shapes, baseline=baseline,
+        dense_accuracy=dense_accuracy, accuracy=result.accuracy, surgery=result.surgery,
+        filled=result.filled, filled_accuracy=result.filled_accuracy, history=result.history)
+    report["seconds"] = round(result.seconds, 2)
+    recipe = {"pruning": args.to_dict(), "training": dataclasses.asdict(options),
+              "teacher": str(teacher_dir)}
+    report["recipe"] = recipe
+    if out is not None and int(os.environ.get("RANK", "0")) == 0:
+        def write(staging: Path) -> None:
+            result.pruned.save_pretrained(staging / "pruned")
+            if result.filled is not None:
+                result.filled.save_pretrained(staging / "filled")
+                save_file({key: value.contiguous() for key, value
+                           in result.filled.state_dict().items()},
+                          str(staging / "filled" / FILLED_STATE))
+                (staging / "filled" / "surgery.json").write_text(
+                    json.dumps(result.surgery.to_dict(), indent=2) + "\n")
+            (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+            (staging / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+            plot_density(report, staging / "density_per_layer.png")
+            plot_accuracy(result.history, staging / "accuracy.png",
+                          dense_accuracy=dense_accuracy)
+        _write_atomically(Path(out), write)
+    return result, report
+
+
+def _flag_type(default):
+    if isinstance(default, bool):
+        return lambda text: {"true": True, "false": False}[text.lower()]
+    if isinstance(default, float):
+        return float
+    if isinstance(default, int):
+        return int
+    return str
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE,
+                        help=f"recipe JSON (default: {DEFAULT_RECIPE.relative_to(_REPO_ROOT)})")
+    parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER,
+                        help="dense teacher directory; trained first if missing")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--epochs", type=int, help="pruning epochs (recipe: training.epochs)")
+    parser.add_argument("--max-train-samples", type=int, dest="max_train_samples",
+                        help="use only the first N training images")
+    parser.add_argument("--final-finetune-epochs", type=int, dest="final_finetune_epochs")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    seed = parser.add_argument_group("pruning arguments (nn_pruning names; override the recipe)")
+    for spec in dataclasses.fields(PruningArgs):
+        kind = _flag_type(spec.default) if spec.default is not None else str
+        seed.add_argument(f"--{spec.name}", type=kind, default=None,
+                          help=f"nn_pruning default: {spec.default!r}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = vars(_parser().parse_args(argv))
+    recipe = json.loads(options["recipe"].read_text())
+    pruning_overrides = {spec.name: options[spec.name] for spec in dataclasses.fields(PruningArgs)
+                         if options[spec.name] is not None}
+    training_overrides = {name: options[name] for name in
+                          ("epochs", "max_train_samples", "final_finetune_epochs")
+                          if options[name] is not None}
+    args, training = resolve_recipe(recipe, pruning_overrides, training_overrides)
+    result, report = prune(args, training, teacher_dir=options["teacher"], out=options["out"],
+                           progress=not options["no_progress"])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    filled = report.get("filled")
+    print(f"dense accuracy {report['dense_accuracy']:.4f}; pruned: linear density "
+          f"{report['linear_density']:.3f}, accuracy {report['accuracy']:.4f}, heads removed "
+          f"{report['heads_removed']}/{report['heads_total']}"
+          + (f"; filled: linear density {filled['linear_density']:.3f}, accuracy "
+             f"{filled['accuracy']:.4f}" if filled else "")
+          + f"; {report['seconds']:.0f} s; written to {options['out']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""Fine-pruning loop: movement pruning with distillation, then surgery and a filled fine-tune.
+
+A plain torch loop with the structure of transformers' ``Trainer`` (optimizer groups, per-step
+scheduler and threshold, evaluation per epoch). ``Trainer`` needs ``accelerate``, which this
+project does not install; instead the loop reads torchrun's environment (``WORLD_SIZE``,
+``RANK``, ``LOCAL_RANK``): with more than one process it initialises ``torch.distributed``
+(NCCL on GPUs, Gloo on CPU), gives each rank a slice of every batch and all-reduces the
+gradients, so ``torchrun --nproc_per_node N sw/prune.py ...`` runs the same command unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from tqdm import tqdm
+
+from sw.data import ImageSplit, iterate_batches
+from sw.train_digits import _random_shift, evaluate
+
+from .masked import PatchedModel, patch_model
+from .methods import PruningArgs, regularization_loss
+from .surgery import KeepMask, SurgeryReport, apply_surgery, fill
+
+__all__ = ["PruneResult", "TrainingOptions", "distillation_loss", "fine_prune", "finetune"]
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Optimisation settings of a fine-pruning run (the ``"training"`` section of a recipe).
+
+    ``warmup_epochs`` sets the learning-rate warmup and, as in nn_pruning, the unit of the
+    threshold schedule's ``initial_warmup`` / ``final_warmup``.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_epochs: int = 1
+    seed: int = 0
+    max_shift: int = 2
+    max_train_samples: int | None = None
+    final_finetune_epochs: int = 10
+    final_finetune_lr: float = 5e-4
+    tie_attention_heads: bool = False
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        for name in ("warmup_epochs", "max_shift", "final_finetune_epochs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        for name in ("lr", "final_finetune_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.max_train_samples is not None and self.max_train_samples <= 0:
+            raise ValueError(
+                f"max_train_samples must be a positive integer, not {self.max_train_samples!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingOptions":
+        """Build from a recipe section; unknown keys raise ``ValueError`` listing the known."""
+        known = [spec.name for spec in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown training options {unknown}; known: {', '.join(known)}")
+        return cls(**values)
+
+
+def distillation_loss(student_logits: Tensor, teacher_logits: Tensor | None, labels: Tensor,
+                      alpha_ce: float, alpha_teacher: float, temperature: float) -> Tensor:
+    """``alpha_ce * CE(student, labels) + alpha_teacher * T**2 * KL(p_teacher || p_student)``.
+
+    Both distributions are softmaxes at temperature ``T``; the KL is summed over classes and
+    averaged over the batch (``batchmean``), as in nn_pruning / DistilBERT. Without a teacher
+    (``teacher_logits=None``) the loss is the plain cross-entropy.
+    """
+    cross_entropy = F.cross_entropy(student_logits, labels)
+    if teacher_logits is None:
+        return cross_entropy
+    kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
+                  F.log_softmax(teacher_logits / temperature, dim=-1),
+                  reduction="batchmean", log_target=True)
+    return alpha_ce * cross_entropy + alpha_teacher * kl * temperature ** 2
+
+
+def _lr_factor(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return factor
+
+
+class _Distributed:
+    """torchrun's process group, or a single process."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(
+                backend="nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, tensor: Tensor) -> Tensor:
+        return tensor[self.rank::self.world] if self.world > 1 else tensor
+
+    def average_gradients(self, parameters) -> None:
+        if self.world == 1:
+            return
+        for parameter in parameters:
+            if parameter.grad is not None:
+                torch.distributed.all_reduce(parameter.grad)
+                parameter.grad /= self.world
+
+
+@dataclass
+class PruneResult:
+    """Outcome of :func:`fine_prune`.
+
+    Members
+    -------
+    pruned : nn.Module
+        Dense shapes, masked weights zeroed, plain linears (saves with ``save_pretrained``).
+    masks : dict of str to Tensor
+        Final keep-masks (bool) of every patched parameter of ``pruned``.
+    patch : PatchedModel
+        The patch record (``patched`` holds block shapes; the model itself is unpatched).
+    accuracy : float
+        Validation accuracy of ``pruned``.
+    surgery : SurgeryReport or None
+        Surgery applied for the final fine-tune.
+    filled : nn.Module or None
+        Shrunk, mask-free model after the final fine-tune (``final_finetune``).
+    filled_accuracy : float or None
+    history : list of dict
+        ``{"stage", "epoch", "step", "threshold", "loss", "val_accuracy"}`` per epoch.
+    """
+
+    pruned: nn.Module
+    masks: dict[str, Tensor]
+    patch: PatchedModel
+    accuracy: float
+    surgery: SurgeryReport | None = None
+    filled: nn.Module | None = None
+    filled_accuracy: float | None = None
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter_groups,
+                  on_step, stage, progress, dist, regularization=None, evaluate_at=None):
+    """Shared epoch loop; returns the history entries. ``on_step(step)`` sets the threshold and
+    returns the regularization lambda."""
+    images, labels = split.train_images, split.train_labels
+    if options.max_train_samples is not None:
+        images, labels = images[:options.max_train_samples], labels[:options.max_train_samples]
+    steps_per_epoch = math.ceil(len(labels) / options.batch_size)
+    total_steps = epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(parameter_groups, lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_factor(total_steps, options.warmup_epochs * steps_per_epoch))
+    generator = torch.Generator().manual_seed(options.seed)
+    history, step = [], 0
+    parameters = [p for group in parameter_groups for p in group["params"]]
+    for epoch in range(1, epochs + 1):
+        model.train()
+        loss_sum, seen = 0.0, 0
+        bar = tqdm(iterate_batches(images, labels, options.batch_size, generator=generator),
+                   total=steps_per_epoch, desc=f"{stage} {epoch}/{epochs}",
+                   disable=not (progress and dist.main), leave=False, dynamic_ncols=True)
+        for batch_images, batch_labels in bar:
+            batch_images = _random_shift(batch_images, options.max_shift, generator)
+            batch_images = dist.shard(batch_images).to(dist.device)
+            batch_labels = dist.shard(batch_labels).to(dist.device)
+            step += 1
+            lam = on_step(step)
+            logits = model(pixel_values=batch_images).logits
+            teacher_logits = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(pixel_values=batch_images).logits
+            loss = distillation_loss(logits, teacher_logits, batch_labels, args.distil_alpha_ce,
+                                     args.distil_alpha_teacher, args.distil_temperature)
+            if regularization is not None and lam:
+                loss = loss + lam * regularization()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            dist.average_gradients(parameters)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(batch_labels)
+            seen += len(batch_labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        bar.close()
+        threshold = evaluate_at(step) if evaluate_at is not None else None
+        accuracy = evaluate(model, split.val_images.to(dist.device),
+                            split.val_labels.to(dist.device))
+        history.append({"stage": stage, "epoch": epoch, "step": step, "threshold": threshold,
+                        "loss": loss_sum / max(seen, 1), "val_accuracy": accuracy})
+        if progress and dist.main:
+            described = "" if threshold is None else f" threshold {threshold:.3f}"
+            tqdm.write(f"{stage} epoch {epoch}/{epochs}: loss {loss_sum / max(seen, 1):.4f}"
+                       f"{described} val acc {accuracy:.4f}")
+    return history
+
+
+def _freeze_masks(model: nn.Module, masks: dict[str, Tensor]) -> None:
+    """Register a ``KeepMask`` on every masked parameter named in ``masks`` (mutates)."""
+    for key, mask in masks.items():
+        module_name, _, kind = key.rpartition(".")
+        if not bool(mask.all()):
+            parametrize.register_parametrization(model.get_submodule(module_name), kind,
+                                                 KeepMask(mask))
+
+
+@torch.no_grad()
+def _bake(model: nn.Module, masks: dict[str, Tensor]) -> None:
+    """Remove the ``KeepMask`` parametrizations, leaving the masked values (mutates)."""
+    for key in masks:
+        module_name, _, kind = key.rpartition(".")
+        module = model.get_submodule(module_name)
+        if parametrize.is_parametrized(module, kind):
+            parametrize.remove_parametrizations(module, kind, leave_parametrized=True)
+
+
+def finetune(model: nn.Module, teacher: nn.Module | None, split: ImageSplit, args: PruningArgs,
+             options: TrainingOptions, *, stage: str = "finetune",
+             progress: bool = True) -> list[dict]:
+    """Fine-tune every parameter of ``model`` with distillation; return the per-epoch history.
+
+    Mutates the model (trains it in place). Parametrizations on the model (``KeepMask``) stay in
+    force, so a masked model keeps its zeros.
+    """
+    dist = _Distributed()
+    model.to(dist.device)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad],
+               "weight_decay": options.weight_decay}]
+    return _train_epochs(model, teacher, split, args, options,
+                         epochs=options.final_finetune_epochs, lr=options.final_finetune_lr,
+                         parameter_groups=groups, on_step=lambda step: 0.0, stage=stage,
+                         progress=progress, dist=dist)
+
+
+def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
+               args: PruningArgs, options: TrainingOptions, *,
+               progress: bool = True) -> PruneResult:
+    """Movement-prune ``student`` with distillation from ``teacher``; optionally fill and tune.
+
+    Mutates ``student`` (it becomes ``result.pruned``). Steps: patch the linears; train with
+    two optimizer groups (mask scores at ``mask_scores_learning_rate`` without weight decay,
+    weights at ``options.lr``), the threshold and regularization lambda set per step by the
+    cubic schedule; bake the masks at the evaluation threshold. With ``args.final_finetune``,
+    the pruned model is first fine-tuned with its masks frozen (``finetune-masked``), then a
+    copy goes through :func:`apply_surgery` and :func:`fill` (shrunk shapes, in-head masks
+    dropped) and is fine-tuned again (``finetune-filled``), each for
+    ``options.final_finetune_epochs``. Without it, surgery still runs on a copy for the report.
+    """
+    started = time.perf_counter()
+    dist = _Distributed()
+    torch.manual_seed(options.seed)
+    student.to(dist.device)
+    if teacher is not None:
+        teacher.to(dist.device).eval()
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+    patch = patch_model(student, args, tie_attention_heads=options.tie_attention_heads)
+    if progress and dist.main:
+        tqdm.write(patch.summary())
+    samples = len(split.train_labels) if options.max_train_samples is None else min(
+        options.max_train_samples, len(split.train_labels))
+    steps_per_epoch = math.ceil(samples / options.batch_size)
+    schedule = args.schedule(warmup_steps=options.warmup_epochs * steps_per_epoch,
+                             total_steps=options.epochs * steps_per_epoch)
+    score_ids = {id(p) for p in patch.mask_score_parameters()}
+    groups = [
+        {"params": patch.mask_score_parameters(), "lr": args.mask_scores_learning_rate,
+         "weight_decay": 0.0},
+        {"params": [p for p in student.parameters() if id(p) not in score_ids],
+         "weight_decay": options.weight_decay},
+    ]
+
+    def on_step(step: int) -> float:
+        point = schedule.at(step)
+        patch.set_threshold(point.threshold)
+        return point.regularization_lambda
+
+    def evaluate_at(step: int) -> float:
+        point = schedule.at(step, training=False,
+                            eval_with_current_patch_params=args.eval_with_current_patch_params)
+        patch.set_threshold(point.threshold)
+        return point.threshold
+
+    def regularization() -> Tensor:
+        return regularization_loss(
+            attention_scores=patch.attention_scores, dense_scores=patch.dense_scores,
+            mode=args.regularization, attention_lambda=args.attention_lambda,
+            dense_lambda=args.dense_lambda)
+
+    history = _train_epochs(student, teacher, split, args, options, epochs=options.epochs,
+                            lr=options.lr, parameter_groups=groups, on_step=on_step,
+                            stage="prune", progress=progress, dist=dist,
+                            regularization=None if args.regularization == "disabled"
+                            else regularization, evaluate_at=evaluate_at)
+    evaluate_at(options.epochs * steps_per_epoch)
+    masks = patch.final_masks()
+    pruned = patch.unpatch()
+    accuracy = evaluate(pruned, split.val_images.to(dist.device), split.val_labels.to(dist.device))
+    if args.final_finetune:
+        # Masks frozen: the dense-shaped pruned model trains with its zeros held by KeepMask.
+        _freeze_masks(pruned, masks)
+        history += finetune(pruned, teacher, split, args, options, stage="finetune-masked",
+                            progress=progress)
+        _bake(pruned, masks)
+        accuracy = evaluate(pruned, split.val_images.to(dist.device),
+                            split.val_labels.to(dist.device))
+    result = PruneResult(pruned=pruned.eval(), masks=masks, patch=patch, accuracy=accuracy,
+                         history=history)
+    # Surgery always runs (on a copy) so that the report knows which heads and neurons go.
+    filled = copy.deepcopy(pruned)
+    result.surgery = apply_surgery(filled, masks)
+    if args.final_finetune:
+        fill(filled)
+        result.history += finetune(filled, teacher, split, args, options, stage="finetune-filled",
+                                   progress=progress)
+        result.filled = filled.eval()
+        result.filled_accuracy = evaluate(filled, split.val_images.to(dist.device),
+                                          split.val_labels.to(dist.device))
+    result.seconds = time.perf_counter() - started
+    return result

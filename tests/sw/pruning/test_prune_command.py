@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sw.data.digits import load_digits_split
+from sw.models import build_small_deit, load_model, small_deit_config
+from sw.prune import resolve_recipe
+from sw.pruning.report import load_filled
+from sw.pruning.structures import linear_modules
+from sw.train_digits import evaluate
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def tiny_teacher(tmp_path) -> Path:
+    """An untrained 1-layer DeiT on 8x8 digits, saved with save_pretrained."""
+    torch.manual_seed(0)
+    config = small_deit_config(image_size=8, patch_size=4, hidden_size=16, num_layers=1,
+                               num_heads=2, intermediate_size=32)
+    directory = tmp_path / "teacher"
+    build_small_deit(config).save_pretrained(directory)
+    return directory
+
+
+def test_recipe_resolves_and_rejects_unknown_keys():
+    recipe = json.loads((REPO_ROOT / "recipes" / "digits_deit.json").read_text())
+    args, options = resolve_recipe(recipe, {"final_threshold": 0.1}, {"epochs": 3})
+    assert args.final_threshold == 0.1 and options.epochs == 3
+    assert args.distil_alpha_teacher > 0 and args.final_finetune
+    with pytest.raises(ValueError, match="Unknown pruning parameter"):
+        resolve_recipe({"pruning": {"final_treshold": 0.1}})
+    with pytest.raises(ValueError, match="Unknown training options"):
+        resolve_recipe({"training": {"epoch": 1}})
+
+
+def test_prune_command_end_to_end(tiny_teacher, tmp_path):
+    out = tmp_path / "pruned_run"
+    command = [sys.executable, str(REPO_ROOT / "sw" / "prune.py"),
+               "--teacher", str(tiny_teacher), "--out", str(out), "--epochs", "1",
+               "--max-train-samples", "64", "--final-finetune-epochs", "1",
+               "--initial_warmup", "0", "--final_warmup", "0", "--final_threshold", "0.5",
+               # The recipe's 16x16 head blocks are one block per weight here; use 8x8.
+               "--attention_block_rows", "8", "--attention_block_cols", "8",
+               "--no-progress"]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
+                               timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "linear density" in completed.stdout
+    for name in ("pruning_report.json", "recipe.json", "density_per_layer.png",
+                 "accuracy.png", "pruned/config.json", "pruned/model.safetensors",
+                 "filled/model.safetensors", "filled/surgery.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["recipe"]["pruning"]["final_threshold"] == 0.5
+    assert report["linear_density"] == pytest.approx(0.5, abs=0.05)
+    layer = report["layers"][0]
+    assert set(layer["linears"]) == {"q", "k", "v", "o", "fc1", "fc2"}
+    assert {"kept_heads", "kept_ffn_neurons", "linear_density"} <= set(layer)
+    assert layer["linears"]["fc1"]["block_shape"] == [1, 16]
+    assert report["dense_baseline"]["weights"] == 4 * 16 * 16 + 2 * 16 * 32
+    assert [entry["stage"] for entry in report["history"]] == [
+        "prune", "finetune-masked", "finetune-filled"]
+    # The pruned model reloads with from_pretrained and keeps its zeros.
+    pruned = load_model(out / "pruned")
+    _, fc1 = linear_modules(pruned)[0]["fc1"]
+    assert int((fc1.weight == 0).all(dim=1).sum()) == 16
+    filled = load_filled(out / "filled", json.loads((out / "filled/surgery.json").read_text()))
+    assert linear_modules(filled)[0]["fc1"][1].out_features == layer["kept_ffn_neurons"]
+    assert linear_modules(filled)[0]["q"][1].out_features == 8 * layer["kept_heads"]
+    images = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        reloaded = filled(pixel_values=images).logits
+    # Same logits as the model the command evaluated: the report's filled accuracy reproduces.
+    split = load_digits_split(8)
+    assert evaluate(filled, split.val_images, split.val_labels) == pytest.approx(
+        report["filled"]["accuracy"])
+    assert torch.isfinite(reloaded).all()
