@@ -162,6 +162,10 @@ def plot_accuracy(history: list[dict], path: str | Path, *,
         axes.axhline(dense_accuracy, color="grey", linestyle="--", label="dense teacher")
     axes.set_xlabel("epoch")
     axes.set_ylabel("validation accuracy")
+    # nn_pruning semantics: unless eval_with_current_patch_params, evaluation during pruning
+    # applies the final threshold's masks, so early epochs show the final sparsity untrained
+    axes.set_title("evaluated at the final sparsity (eval_with_current_patch_params off)",
+                   fontsize=9)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
