@@ -135,7 +135,8 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
             (staging / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
             plot_density(report, staging / "density_per_layer.png")
             plot_accuracy(result.history, staging / "accuracy.png",
-                          dense_accuracy=dense_accuracy)
+                          dense_accuracy=dense_accuracy,
+                          eval_with_current_patch_params=args.eval_with_current_patch_params)
         _write_atomically(Path(out), write)
     return result, report
 

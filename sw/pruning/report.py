@@ -145,7 +145,8 @@ def plot_density(report: dict, path: str | Path) -> None:
 
 
 def plot_accuracy(history: list[dict], path: str | Path, *,
-                  dense_accuracy: float | None = None) -> None:
+                  dense_accuracy: float | None = None,
+                  eval_with_current_patch_params: bool = False) -> None:
     """Validation accuracy per epoch over the pruning and final fine-tune stages."""
     import matplotlib
     matplotlib.use("Agg")
@@ -164,8 +165,9 @@ def plot_accuracy(history: list[dict], path: str | Path, *,
     axes.set_ylabel("validation accuracy")
     # nn_pruning semantics: unless eval_with_current_patch_params, evaluation during pruning
     # applies the final threshold's masks, so early epochs show the final sparsity untrained
-    axes.set_title("evaluated at the final sparsity (eval_with_current_patch_params off)",
-                   fontsize=9)
+    axes.set_title("pruning evaluated at the current threshold" if eval_with_current_patch_params
+                   else "pruning evaluated at the final sparsity "
+                        "(eval_with_current_patch_params off)", fontsize=9)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
