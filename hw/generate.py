@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import sysconfig
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 
 from hw.gemm import BlockSparseGemm
+from sw.atomic import write_text
 from sw.config import AcceleratorConfig, ConfigError, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +65,6 @@ def verilog_text(config: AcceleratorConfig, top: str = "block_sparse_gemm") -> s
     return _relative_sources(text)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
-
-
 @dataclass(frozen=True)
 class GeneratedDesign:
     """Files written for one config."""
@@ -89,8 +80,8 @@ def generate(config: AcceleratorConfig, out_dir: Path | None = None,
     directory = Path(out_dir) if out_dir is not None else BUILD_ROOT / config.name
     verilog_path = directory / f"{top}.v"
     config_path = directory / "config.json"
-    _write_atomically(verilog_path, verilog_text(config, top))
-    _write_atomically(config_path, config.to_json())
+    write_text(verilog_path, verilog_text(config, top))
+    write_text(config_path, config.to_json())
     return GeneratedDesign(directory=directory, verilog=verilog_path, config=config_path)
 
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from sim.gemm_cases import GemmCase, make_operands, save_operands
 from sim.harness import build, run_testbench
+from sw.atomic import write_text
 from sw.config import AcceleratorConfig
 
 DENSITIES = (1.0, 0.5, 0.25, 0.1)
@@ -92,7 +93,4 @@ def format_table(document: dict) -> str:
 
 def write_json(document: dict, path: Path) -> None:
     """Write ``document`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n")
-    temporary.replace(path)
+    write_text(path, json.dumps(document, indent=2) + "\n")

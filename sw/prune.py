@@ -19,12 +19,11 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
+from sw.atomic import replace_directory  # noqa: E402
 from sw.data.digits import load_digits_split  # noqa: E402
 from sw.models import load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
@@ -75,25 +74,6 @@ def _split_for(teacher_dir: Path, image_size: int):
                              options.get("split_seed", 0))
 
 
-def _write_atomically(out: Path, write) -> None:
-    """Call ``write(staging_dir)`` then rename the staging directory over ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        write(staging)
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old",
-                                            dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DEFAULT_TEACHER,
           out: Path | None = DEFAULT_OUT, progress: bool = True) -> tuple[PruneResult, dict]:
     """Fine-prune a copy of the teacher with distillation; write ``out``; return result, report.
@@ -137,7 +117,7 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
             plot_accuracy(result.history, staging / "accuracy.png",
                           dense_accuracy=dense_accuracy,
                           eval_with_current_patch_params=args.eval_with_current_patch_params)
-        _write_atomically(Path(out), write)
+        replace_directory(Path(out), write)
     return result, report
 
 

@@ -19,8 +19,6 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
@@ -28,6 +26,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from sw.atomic import replace_directory  # noqa: E402
 from sw.data import ImageSplit, iterate_batches  # noqa: E402
 from sw.data.digits import DIGITS_MEAN, DIGITS_STD, load_digits_split  # noqa: E402
 from sw.models import build_small_deit, small_deit_config  # noqa: E402
@@ -117,23 +116,12 @@ def _schedule(total_steps: int, warmup_steps: int):
 
 
 def _save_atomically(model: torch.nn.Module, record: dict, out: Path) -> None:
-    """Write into a sibling temporary directory, then rename it over ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    """Write the model and its training record into a sibling temporary directory, then rename
+    it over ``out``."""
+    def write(staging: Path) -> None:
         model.save_pretrained(staging)
         (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old",
-                                            dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    replace_directory(out, write)
 
 
 def train(out: str | os.PathLike | None = None, *, split: ImageSplit | None = None,
