@@ -44,19 +44,22 @@ class IntegerDeiT:
         embeddings = _backbone(self.model).embeddings(torch.as_tensor(pixel_values))
         return quantize_tensor(embeddings.double().numpy(), self.input_scale, RESIDUAL_BITS)
 
-    def encode(self, pixel_values, *, kept_tokens=None) -> np.ndarray:
+    def encode(self, pixel_values, *, kept_tokens=None, token_pruning=None) -> np.ndarray:
         """int8 final-LayerNorm output ``(B, T', d)``; ``kept_tokens[i]`` (or None) are the
-        token indices layer ``i`` keeps after its attention."""
+        token indices layer ``i`` keeps after its attention; ``token_pruning[i]`` (a
+        ``TokenPruning`` or None) is layer ``i``'s own top-k token gather."""
         x = self.embed(pixel_values)
         for index, layer in enumerate(self.layers):
             keep = None if kept_tokens is None else kept_tokens[index]
-            x = encoder_layer_int(layer, x, kept_tokens=keep)
+            gather = None if token_pruning is None else token_pruning[index]
+            x = encoder_layer_int(layer, x, kept_tokens=keep, token_pruning=gather)
         return layernorm_int(x, self.final_layernorm)
 
     @torch.no_grad()
-    def logits(self, pixel_values, *, kept_tokens=None) -> np.ndarray:
+    def logits(self, pixel_values, *, kept_tokens=None, token_pruning=None) -> np.ndarray:
         """Class logits (float) from the integer encoder."""
-        hidden = self.encode(pixel_values, kept_tokens=kept_tokens)[..., 0, :] * self.final_scale
+        hidden = self.encode(pixel_values, kept_tokens=kept_tokens,
+                             token_pruning=token_pruning)[..., 0, :] * self.final_scale
         classifier = self.model.classifier
         return (torch.as_tensor(hidden, dtype=classifier.weight.dtype) @ classifier.weight.T
                 + classifier.bias).double().numpy()
@@ -96,9 +99,10 @@ def quantize_model(model, calibration_images, *, kept_heads=None, kept_ffn=None,
 
 
 def predict(integer_model: IntegerDeiT, images, *, batch_size: int = 64,
-            progress: bool = True) -> np.ndarray:
+            progress: bool = True, token_pruning=None) -> np.ndarray:
     """Integer-encoder logits of ``images`` in batches, with a progress bar."""
     batches = range(0, len(images), batch_size)
-    return np.concatenate([integer_model.logits(images[start:start + batch_size])
+    return np.concatenate([integer_model.logits(images[start:start + batch_size],
+                                                token_pruning=token_pruning)
                            for start in tqdm(batches, desc="integer model", unit="batch",
                                              disable=not progress)])

@@ -6,12 +6,14 @@ Dataflow (every tensor int8 with one scale per tensor unless said otherwise)::
                          ├─ K ─┴─ per kept head: QK^T (int32) ─ softmax (Q0.8) ─┐
                          └─ V ───────────────────────── P V (int32) ─ requant ─ context
     context ─ O ─ attn;  residual1 = x + attn  (rescaled add)
-    [token gather: keep the rows of ``kept_tokens``]
+    [token gather: top-k on the CLS attention row, fused token (sw.golden.token_select),
+     or the explicit rows of ``kept_tokens``]
     residual1 ─ LayerNorm ─ ln2 ─ FC1 ─ fc1 ─ GELU ─ gelu ─ FC2 ─ fc2;  out = residual1 + fc2
 
 Pruned layers go through the same code: the weights of removed heads and FFN neurons are simply
 absent (Q, K, V have ``kept_heads * head_dim`` outputs, O as many inputs; FC1 ``kept_ffn``
-outputs, FC2 as many inputs), and ``kept_tokens`` drops token rows after attention. Every
+outputs, FC2 as many inputs), and ``token_pruning`` (or explicit ``kept_tokens``) drops token
+rows after attention. Every
 operation is one of ``sw.golden.gemm.linear_int``, ``sw.golden.kernels`` or
 ``sw.numerics.requantize``; ``docs/numerics.md`` specifies them.
 """
@@ -27,6 +29,7 @@ from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConsta
                                SoftmaxConstants, gelu_constants, gelu_int, layernorm_constants,
                                layernorm_int, residual_add_int, residual_constants,
                                softmax_constants, softmax_int)
+from sw.golden.token_select import TokenPruning, gather_tokens
 from sw.numerics import exact_matmul, quantize_multiplier, requantize
 from sw.quantize.calibration import LayerRanges
 from sw.quantize.linear import QuantizedLinear, quantize_linear
@@ -74,12 +77,17 @@ def _linear(layer: QuantizedLinear, x) -> np.ndarray:
 
 
 def encoder_layer_int(layer: IntegerEncoderLayer, x, *, kept_tokens=None,
+                      token_pruning: TokenPruning | None = None,
                       trace: dict | None = None) -> np.ndarray:
     """Run ``layer`` on int8 ``x`` of shape ``(..., T, d)``; returns int8 ``(..., T', d)``.
 
-    ``kept_tokens``: indices of the token rows kept after attention (``T' = len``), or None.
+    ``token_pruning``: the layer's token gather (top-k on its own CLS attention row, see
+    ``sw.golden.token_select``), or None. ``kept_tokens``: explicit indices of the token rows
+    kept after attention (``T' = len``), or None; not both.
     ``trace``: if given, filled with every intermediate tensor by name.
     """
+    if kept_tokens is not None and token_pruning is not None:
+        raise ValueError("Give kept_tokens or token_pruning, not both")
     x = np.asarray(x, dtype=np.int64)
     record = trace if trace is not None else {}
     heads, head_dim = layer.num_heads, layer.head_dim
@@ -100,6 +108,9 @@ def encoder_layer_int(layer: IntegerEncoderLayer, x, *, kept_tokens=None,
     residual1 = record["residual1"] = residual_add_int(x, attn, layer.residual1)
     if kept_tokens is not None:
         residual1 = record["gathered"] = np.take(residual1, np.asarray(kept_tokens), axis=-2)
+    if token_pruning is not None:
+        residual1 = record["gathered"] = gather_tokens(residual1, probs, token_pruning,
+                                                       out_width=RESIDUAL_BITS, trace=record)
     ln2 = record["ln2"] = layernorm_int(residual1, layer.ln2)
     fc1 = record["fc1"] = _linear(layer.fc1, ln2)
     gelu = record["gelu"] = gelu_int(fc1, layer.gelu)
