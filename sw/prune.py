@@ -2,7 +2,9 @@
 
 Run ``python sw/prune.py --recipe recipes/digits_deit.json`` (see docs/pruning.md). Every
 ``PruningArgs`` field is also a flag under nn_pruning's name (``--final_threshold 0.1``); the
-same command runs under ``torchrun --nproc_per_node N`` (see :mod:`sw.pruning.trainer`).
+same command runs under ``torchrun --nproc_per_node N`` (see :mod:`sw.pruning.trainer`). A
+recipe's optional ``"tokens"`` section adds EViT-style token pruning to the same run
+(:mod:`sw.pruning.tokens`, docs/token-pruning.md); ``--keep-rate`` overrides its keep rate.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from sw.models import load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
 from sw.pruning.report import (  # noqa: E402
     FILLED_STATE, dense_baseline, plot_accuracy, plot_density, pruning_report)
+from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning  # noqa: E402
 from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
 from sw.train_digits import evaluate  # noqa: E402
 
-__all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "main", "prune", "resolve_recipe"]
+__all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "main", "prune", "resolve_recipe",
+           "resolve_token_recipe"]
 
 DEFAULT_RECIPE = _REPO_ROOT / "recipes" / "digits_deit.json"
 DEFAULT_TEACHER = _REPO_ROOT / "build" / "models" / "digits_deit"
@@ -49,12 +53,25 @@ def resolve_recipe(recipe: dict, pruning_overrides: dict | None = None,
     ValueError
         On an unknown section or key, or an invalid value.
     """
-    unknown = sorted(set(recipe) - {"pruning", "training", "description"})
+    unknown = sorted(set(recipe) - {"pruning", "training", "tokens", "description"})
     if unknown:
-        raise ValueError(f"Unknown recipe sections {unknown}; known: pruning, training")
+        raise ValueError(f"Unknown recipe sections {unknown}; known: pruning, training, tokens")
     pruning = {**recipe.get("pruning", {}), **(pruning_overrides or {})}
     training = {**recipe.get("training", {}), **(training_overrides or {})}
     return PruningArgs.from_dict(pruning), TrainingOptions.from_dict(training)
+
+
+def resolve_token_recipe(recipe: dict, overrides: dict | None = None) -> TokenPruningArgs | None:
+    """The recipe's ``"tokens"`` section plus overrides, or None when it has none.
+
+    Raises
+    ------
+    ValueError
+        On an unknown key or an invalid value.
+    """
+    if "tokens" not in recipe and not overrides:
+        return None
+    return TokenPruningArgs.from_dict({**recipe.get("tokens", {}), **(overrides or {})})
 
 
 def _teacher(directory: Path, progress: bool):
@@ -75,8 +92,12 @@ def _split_for(teacher_dir: Path, image_size: int):
 
 
 def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DEFAULT_TEACHER,
-          out: Path | None = DEFAULT_OUT, progress: bool = True) -> tuple[PruneResult, dict]:
+          out: Path | None = DEFAULT_OUT, progress: bool = True,
+          tokens: TokenPruningArgs | None = None) -> tuple[PruneResult, dict]:
     """Fine-prune a copy of the teacher with distillation; write ``out``; return result, report.
+
+    With ``tokens``, the student also prunes tokens (the teacher sees every token); the keep
+    rate warms up along the pruning schedule and the report gains a ``"tokens"`` entry.
 
     ``out`` receives ``pruned/`` (``save_pretrained``: dense shapes, masked weights zero),
     ``filled/`` (with ``final_finetune``: shrunk shapes, ``surgery.json``, reload with
@@ -89,6 +110,9 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     dense_accuracy = evaluate(teacher, split.val_images, split.val_labels)
     baseline = dense_baseline(teacher)
     student = load_model(teacher_dir)
+    token_patch = None if tokens is None else patch_token_pruning(
+        student, tokens, initial_warmup=args.initial_warmup, final_warmup=args.final_warmup,
+        warmup_epochs=options.warmup_epochs, epochs=options.epochs)
     use_teacher = args.distil_alpha_teacher > 0
     result = fine_prune(student, teacher if use_teacher else None, split, args, options,
                         progress=progress)
@@ -100,6 +124,13 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     report["seconds"] = round(result.seconds, 2)
     recipe = {"pruning": args.to_dict(), "training": dataclasses.asdict(options),
               "teacher": str(teacher_dir)}
+    if token_patch is not None:
+        recipe["tokens"] = tokens.to_dict()
+        config = teacher.config
+        sequence = (config.image_size // config.patch_size) ** 2 + token_patch.protected
+        report["tokens"] = {**tokens.to_dict(), "protected": token_patch.protected,
+                            "tokens_per_layer": token_patch.kept_tokens(
+                                sequence, config.num_hidden_layers)}
     report["recipe"] = recipe
     if out is not None and int(os.environ.get("RANK", "0")) == 0:
         def write(staging: Path) -> None:
@@ -142,6 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-train-samples", type=int, dest="max_train_samples",
                         help="use only the first N training images")
     parser.add_argument("--final-finetune-epochs", type=int, dest="final_finetune_epochs")
+    parser.add_argument("--keep-rate", type=float, dest="keep_rate",
+                        help="token keep rate (recipe: tokens.keep_rate; adds token pruning)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     seed = parser.add_argument_group("pruning arguments (nn_pruning names; override the recipe)")
     for spec in dataclasses.fields(PruningArgs):
@@ -160,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                           ("epochs", "max_train_samples", "final_finetune_epochs")
                           if options[name] is not None}
     args, training = resolve_recipe(recipe, pruning_overrides, training_overrides)
+    tokens = resolve_token_recipe(recipe, None if options["keep_rate"] is None
+                                  else {"keep_rate": options["keep_rate"]})
     result, report = prune(args, training, teacher_dir=options["teacher"], out=options["out"],
-                           progress=not options["no_progress"])
+                           progress=not options["no_progress"], tokens=tokens)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) != 0:
@@ -172,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{report['heads_removed']}/{report['heads_total']}"
           + (f"; filled: linear density {filled['linear_density']:.3f}, accuracy "
              f"{filled['accuracy']:.4f}" if filled else "")
+          + (f"; tokens per layer {report['tokens']['tokens_per_layer']}"
+             if "tokens" in report else "")
           + f"; {report['seconds']:.0f} s; written to {options['out']}")
     return 0
 
