@@ -16,6 +16,8 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog
 
 from hw.gemm import BlockSparseGemm
+from hw.tokens import TokenGather
+from hw.tokens.token_gather_bench import TokenGatherBench
 from sw.atomic import write_text
 from sw.config import AcceleratorConfig, ConfigError, load_config
 
@@ -23,7 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build"
 
 #: Top-level modules this generator writes, by file stem.
-TOPS = {"block_sparse_gemm": BlockSparseGemm}
+TOPS = {"block_sparse_gemm": BlockSparseGemm, "token_gather": TokenGather,
+        "token_gather_bench": TokenGatherBench}      # the last one: simulation only
 
 
 @contextlib.contextmanager

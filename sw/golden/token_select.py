@@ -162,6 +162,15 @@ def gather_tokens(x, probs, pruning: TokenPruning, *, out_width: int = 16,
     if scores.shape != x.shape[:-1]:
         raise ValueError(f"Attention of shape {np.shape(probs)} does not match rows of shape "
                          f"{x.shape}")
+    return gather_by_scores(x, scores, pruning, out_width=out_width, trace=trace)
+
+
+def gather_by_scores(x, scores, pruning: TokenPruning, *, out_width: int = 16,
+                     trace: dict | None = None) -> np.ndarray:
+    """:func:`gather_tokens` from the summed CLS scores ``(..., T)`` (what ``TokenGather``
+    is loaded with)."""
+    x = np.asarray(x, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.int64)
     kept = select_tokens(scores, pruning)
     record = trace if trace is not None else {}
     record.update(token_scores=scores, kept_tokens=kept)
