@@ -151,7 +151,7 @@ async def run_one_job(tb: GatherTB, spec: dict, pattern: ReadyPattern) -> dict:
     tb.check(f"{spec['name']}: fused flags", found_fused, expected_fused[:len(words)])
 
     ready = ready_sequence(pattern, 4 * (edge_cycles + 8) + 64)
-    model = token_gather_cycles(job, heads=g.heads, ready=ready)
+    model = token_gather_cycles(job, heads=g.heads, width=g.width, ready=ready)
     counters = {"total": int(tb.dut.total_cycles.value), "stall": int(tb.dut.stall_cycles.value)}
     tb.check(f"{spec['name']}: total cycles", counters["total"], model.total)
     tb.check(f"{spec['name']}: stall cycles", counters["stall"], model.stall)

@@ -20,6 +20,7 @@ if str(_REPO_ROOT) not in sys.path:
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 
 import torch  # noqa: E402
@@ -113,6 +114,11 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     token_patch = None if tokens is None else patch_token_pruning(
         student, tokens, initial_warmup=args.initial_warmup, final_warmup=args.final_warmup,
         warmup_epochs=options.warmup_epochs, epochs=options.epochs)
+    if token_patch is not None:
+        samples = len(split.train_labels) if options.max_train_samples is None else min(
+            options.max_train_samples, len(split.train_labels))
+        token_patch.follow_training_steps(
+            student, options.epochs * math.ceil(samples / options.batch_size))
     use_teacher = args.distil_alpha_teacher > 0
     result = fine_prune(student, teacher if use_teacher else None, split, args, options,
                         progress=progress)

@@ -146,6 +146,7 @@ class TokenGather(wiring.Component):
         remainder = Signal(g.sum_width + 1)
         quotient = Signal(g.recip_width)
         divide_step = Signal(range(DIVIDE_CYCLES))
+        lane = Signal(range(g.width))
         fused_row = Signal(g.row_layout)
         total = Signal(COUNTER_WIDTH)
         stall = Signal(COUNTER_WIDTH)
@@ -224,7 +225,7 @@ class TokenGather(wiring.Component):
                                  position.eq(position + 1)]
                 with m.Else():                           # the drain cycle
                     m.d.sync += [pending.eq(0), remainder.eq(0), quotient.eq(0),
-                                 divide_step.eq(0), position.eq(0)]
+                                 divide_step.eq(0), lane.eq(0), position.eq(0)]
                     with m.If(fused_needed):
                         m.next = "DIVIDE"
                     with m.Else():
@@ -245,14 +246,16 @@ class TokenGather(wiring.Component):
                     m.next = "MULTIPLY"
 
             with m.State("MULTIPLY"):
+                # one multiplier, one lane per cycle: sum * reciprocal, rounded, saturated
                 m.d.comb += busy.eq(1)
                 low, high = -(1 << (g.element_width - 1)), (1 << (g.element_width - 1)) - 1
-                for lane in range(g.width):
-                    product = sums[lane] * quotient + (1 << (FUSION_RECIP_BITS - 1))
-                    scaled = product >> FUSION_RECIP_BITS
-                    m.d.sync += fused_row[lane].eq(
-                        Mux(scaled > high, high, Mux(scaled < low, low, scaled)))
-                m.next = "EMIT"
+                product = sums[lane] * quotient + (1 << (FUSION_RECIP_BITS - 1))
+                scaled = product >> FUSION_RECIP_BITS
+                m.d.sync += [fused_row[lane].eq(
+                    Mux(scaled > high, high, Mux(scaled < low, low, scaled))),
+                    lane.eq(lane + 1)]
+                with m.If(lane == g.width - 1):
+                    m.next = "EMIT"
 
             with m.State("EMIT"):
                 m.d.comb += busy.eq(1)

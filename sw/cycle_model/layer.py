@@ -18,8 +18,9 @@ attention_context     per kept head, ``P_h V_h``: dense GEMM of ``T`` rows, inne
                       outputs, padded to whole tiles
 o                     GEMM of ``T x (h' * dh)`` times the ``d x (h' * dh)`` weight
 residual_attention    ``T * ceil(d / C)`` (one array-width vector per cycle)
-token_gather          when the layer keeps ``T' < T`` tokens: ``T`` cycles to rank the CLS
-                      attention row, then ``T' * ceil(d / C)`` to copy the kept rows
+token_gather          when the layer keeps ``T' < T`` rows: the ``TokenGather`` unit
+                      (``sw.cycle_model.token_gather``, exact): radix select on the CLS
+                      scores, a scan of the ``T`` rows, the fused row, ``T'`` rows out
 layernorm_after       as ``layernorm_before`` on ``T'`` rows
 fc1                   GEMM of ``T' x d`` times the kept ``f' x d`` weight
 gelu                  ``ceil(T' * f' / L_gelu) + GELU_LATENCY``
@@ -46,6 +47,7 @@ import numpy as np
 
 from sw.config import AcceleratorConfig, ConfigError, load_config
 from sw.cycle_model.gemm import gemm_cycles
+from sw.cycle_model.token_gather import TokenGatherJob, token_gather_cycles
 
 #: Pipeline latencies of the special-function units: placeholders until those units exist and
 #: publish theirs (issue "Softmax, GELU and LayerNorm hardware units").
@@ -69,7 +71,12 @@ class LayerPruning:
     tokens : int
         Tokens entering the layer.
     kept_tokens : int
-        Tokens left after this layer's token gather (``tokens`` when it prunes none).
+        Tokens left after this layer's token gather (``tokens`` when it prunes none), the fused
+        token included.
+    protected_tokens : int
+        Leading tokens the gather always keeps (1: CLS; 2 for DeiT's CLS and distillation).
+    fused_token : bool
+        Whether one of the ``kept_tokens`` is the fused token of the dropped ones.
     block_density : float
         Stored-block fraction of each remaining weight, when ``masks`` does not give it.
     masks : dict
@@ -82,6 +89,8 @@ class LayerPruning:
     tokens: int
     kept_tokens: int
     block_density: float = 1.0
+    protected_tokens: int = 1
+    fused_token: bool = True
     masks: dict = field(default_factory=dict)
 
     @classmethod
@@ -184,7 +193,12 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
     units["o"], used = linear("o")
     macs += used
     units["residual_attention"] = t * math.ceil(m.hidden_size / cols)
-    units["token_gather"] = (t + t_kept * math.ceil(m.hidden_size / cols)) if t_kept < t else 0
+    units["token_gather"] = 0
+    if t_kept < t:
+        keep = t_kept - p.protected_tokens - int(p.fused_token)
+        units["token_gather"] = token_gather_cycles(TokenGatherJob(
+            tokens=t, keep=keep, protected=p.protected_tokens, fuse=p.fused_token),
+            heads=p.kept_heads, width=m.hidden_size).total
     units["layernorm_after"] = layernorm(t_kept)
     units["fc1"], used = linear("fc1")
     macs += used

@@ -21,8 +21,9 @@ scan           ``tokens + 1``                one token per cycle in index order:
                                              lands one cycle later)
 divide         ``FUSION_RECIP_BITS + 1``     restoring division ``2**K // sum(w)``, one quotient
                                              bit per cycle (only when a fused token is made)
-multiply       1                             the fused row: every lane's sum times the
-                                             reciprocal, rounded, saturated (idem)
+multiply       ``width``                     the fused row, one lane per cycle on one
+                                             multiplier: the lane's sum times the reciprocal,
+                                             rounded, saturated (idem)
 emit           ``rows + 2`` + stalls         the index-driven gather: kept-index memory, then
                                              token-row memory (one read cycle each), one row per
                                              cycle on the output stream
@@ -124,9 +125,9 @@ class TokenGatherCycles:
                    if name not in ("emit", "emit_fused"))
 
 
-def token_gather_cycles(job: TokenGatherJob, *, heads: int,
+def token_gather_cycles(job: TokenGatherJob, *, heads: int, width: int,
                         ready=None) -> TokenGatherCycles:
-    """Cycles of ``job`` on a unit built for ``heads`` heads.
+    """Cycles of ``job`` on a unit built for ``heads`` heads and rows of ``width`` elements.
 
     ``ready``: the output consumer's ready signal per cycle, counted from the first cycle after
     acceptance (a sequence of bools at least as long as the job; None: always ready).
@@ -138,7 +139,7 @@ def token_gather_cycles(job: TokenGatherJob, *, heads: int,
         phases["scan"] = job.tokens + 1
         if job.fused:
             phases["divide"] = DIVIDE_CYCLES
-            phases["multiply"] = 1
+            phases["multiply"] = width
     start = sum(phases.values())
     phases["emit"] = job.kept_rows + EMIT_LATENCY
     if job.fused:
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Cycles of one TokenGather job.")
     parser.add_argument("--tokens", type=int, default=197)
     parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--width", type=int, default=768, help="row width (hidden size)")
     parser.add_argument("--keep-rate", type=float, default=0.7)
     parser.add_argument("--protected", type=int, default=1)
     parser.add_argument("--drop", action="store_true", help="no fused token")
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    cycles = token_gather_cycles(job, heads=args.heads)
+    cycles = token_gather_cycles(job, heads=args.heads, width=args.width)
     print(f"{job.tokens} tokens -> {job.output_rows} rows: " + ", ".join(
         f"{name} {value}" for name, value in cycles.phases.items()) + f"; total {cycles.total}")
     return 0

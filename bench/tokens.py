@@ -1,0 +1,136 @@
+"""Token-pruning benchmark: the digits DeiT at keep rates 0.9, 0.7 and 0.5, with and without
+block pruning, in the same fine-pruning run (``recipes/digits_deit_tokens.json``).
+
+Writes ``build/bench/tokens.json``::
+
+    {"dense_accuracy": ..., "dense_macs": ..., "runs": [{"keep_rate", "block_pruned", "fused",
+      "warmup", "layers", "accuracy", "integer_accuracy", "filled_accuracy",
+      "tokens_per_layer", "macs", "mac_reduction", "linear_density", "heads_removed",
+      "seconds"}, ...]}
+
+``block_pruned: false`` runs the same recipe with ``final_threshold`` 1.0 (topK keeps every
+block: the same fine-tuning and distillation, no weight pruning). ``accuracy`` is the pruned
+model's (masks in force, dense shapes) on the validation split, ``integer_accuracy`` that of its
+golden integer model with the same token gathers (``sw.golden``), ``filled_accuracy`` that of
+the shrunk model after its own fine-tune. ``tokens_per_layer`` gives, per encoder layer, the
+rows its attention sees and the rows its FFN sees (after the gather, fused token included).
+``macs`` counts the encoder's multiply-accumulates as the accelerator performs them (every
+stored weight once per row it meets, ``Q K^T`` and ``P V`` per head left); ``mac_reduction`` is
+dense over pruned. ``run(variants=...)`` runs other settings (docs/token-pruning.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import torch
+
+from hw.generate import BUILD_ROOT
+from sim.gemm_sweep import write_json
+from sw.golden.deit_int import predict, quantize_model
+from sw.golden.token_select import TokenPruning, keep_count
+from sw.prune import DEFAULT_TEACHER, _split_for, prune, resolve_recipe, resolve_token_recipe
+from sw.pruning.structures import linear_modules
+
+RECIPE = BUILD_ROOT.parent / "recipes" / "digits_deit_tokens.json"
+OUTPUT = BUILD_ROOT / "bench" / "tokens.json"
+RUNS_DIR = BUILD_ROOT / "bench" / "tokens"
+KEEP_RATES = (0.9, 0.7, 0.5)
+
+
+def encoder_macs(model, tokens_per_layer: list[tuple[int, int]]) -> int:
+    """Multiply-accumulates of ``model``'s encoder: Q, K, V, O and the attention products on
+    the rows entering each layer, FC1 and FC2 on the rows after its gather; every non-zero
+    weight counts once per row, the attention products once per head with any Q/K weight."""
+    total = 0
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    for index, linears in linear_modules(model).items():
+        rows, ffn_rows = tokens_per_layer[index]
+        nonzero = {role: int(torch.count_nonzero(module.weight))
+                   for role, (_, module) in linears.items()}
+        q = linears["q"][1].weight.reshape(-1, head_dim, linears["q"][1].in_features)
+        k = linears["k"][1].weight.reshape(-1, head_dim, linears["k"][1].in_features)
+        heads = int(((q != 0).any(dim=(1, 2)) & (k != 0).any(dim=(1, 2))).sum())
+        total += rows * sum(nonzero[role] for role in ("q", "k", "v", "o"))
+        total += heads * 2 * rows * rows * head_dim
+        total += ffn_rows * (nonzero["fc1"] + nonzero["fc2"])
+    return total
+
+
+def _integer_accuracy(model, split, token_args, protected: int, tokens: int) -> float:
+    layers = model.config.num_hidden_layers
+    pruning, rows = [], tokens
+    for index in range(layers):
+        if index in token_args.layers:
+            keep = keep_count(rows - protected, token_args.keep_rate)
+            gather = TokenPruning(keep=keep, protected=protected, fuse=token_args.fuse)
+            pruning.append(gather)
+            rows = gather.output_tokens(rows)
+        else:
+            pruning.append(None)
+    integer = quantize_model(model, split.train_images[:256], progress=False)
+    logits = predict(integer, split.val_images, progress=False, token_pruning=pruning)
+    return float((logits.argmax(-1) == split.val_labels.numpy()).mean())
+
+
+def run_one(keep_rate: float, *, block_pruned: bool, fused: bool = True, warmup: bool = True,
+            layers=None, name: str | None = None, progress: bool = False) -> dict:
+    """One fine-pruning run with token pruning; returns its entry of ``runs``."""
+    recipe = json.loads(RECIPE.read_text())
+    args, options = resolve_recipe(recipe, {} if block_pruned else {"final_threshold": 1.0})
+    overrides = {"keep_rate": keep_rate, "fuse": fused, "warmup": warmup}
+    if layers is not None:
+        overrides["layers"] = list(layers)
+    token_args = resolve_token_recipe(recipe, overrides)
+    name = name or f"keep{keep_rate}_{'block' if block_pruned else 'dense'}"
+    started = time.monotonic()
+    result, report = prune(args, options, teacher_dir=DEFAULT_TEACHER, out=RUNS_DIR / name,
+                           progress=progress, tokens=token_args)
+    pairs = [tuple(pair) for pair in report["tokens"]["tokens_per_layer"]]
+    split = _split_for(DEFAULT_TEACHER, int(result.pruned.config.image_size))
+    integer_accuracy = _integer_accuracy(result.pruned, split, token_args,
+                                         report["tokens"]["protected"], pairs[0][0])
+    macs = encoder_macs(result.pruned, pairs)
+    return {"name": name, "keep_rate": keep_rate, "block_pruned": block_pruned,
+            "fused": fused, "warmup": warmup, "layers": list(token_args.layers),
+            "accuracy": report["accuracy"], "integer_accuracy": integer_accuracy,
+            "filled_accuracy": report.get("filled", {}).get("accuracy"),
+            "tokens_per_layer": [{"attention": a, "ffn": f} for a, f in pairs],
+            "macs": macs, "linear_density": report["linear_density"],
+            "heads_removed": report["heads_removed"], "dense_accuracy": report["dense_accuracy"],
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def dense_macs() -> int:
+    from sw.models import load_model
+    teacher = load_model(DEFAULT_TEACHER)
+    tokens = (teacher.config.image_size // teacher.config.patch_size) ** 2 + 2
+    return encoder_macs(teacher, [(tokens, tokens)] * teacher.config.num_hidden_layers)
+
+
+def run(keep_rates=KEEP_RATES, *, variants=None, output=OUTPUT, progress: bool = False) -> dict:
+    """Run keep rate x (block pruned or not), or the given ``variants`` (keyword dicts of
+    :func:`run_one`); write ``output``; return the document."""
+    if variants is None:
+        variants = [dict(keep_rate=rate, block_pruned=block)
+                    for block in (False, True) for rate in keep_rates]
+    reference = dense_macs()
+    document = {"dense_accuracy": None, "dense_macs": reference, "recipe": RECIPE.name,
+                "runs": []}
+    for variant in variants:
+        print(f"token pruning run {variant}...", flush=True)
+        entry = run_one(**variant, progress=progress)
+        entry["mac_reduction"] = round(reference / entry["macs"], 4)
+        document["dense_accuracy"] = entry.pop("dense_accuracy")
+        document["runs"].append(entry)
+        print(f"  accuracy {entry['accuracy']:.4f} (integer {entry['integer_accuracy']:.4f}), "
+              f"tokens {entry['tokens_per_layer']}, MAC reduction {entry['mac_reduction']:.2f}x "
+              f"({entry['seconds']:.0f} s)", flush=True)
+        write_json(document, output)          # partial results survive an interrupted run
+    return document
+
+
+if __name__ == "__main__":
+    run()
