@@ -16,7 +16,9 @@ the shrunk model after its own fine-tune. ``tokens_per_layer`` gives, per encode
 rows its attention sees and the rows its FFN sees (after the gather, fused token included).
 ``macs`` counts the encoder's multiply-accumulates as the accelerator performs them (every
 stored weight once per row it meets, ``Q K^T`` and ``P V`` per head left); ``mac_reduction`` is
-dense over pruned. ``run(variants=...)`` runs other settings (docs/token-pruning.md).
+dense over pruned. ``run(variants=...)`` runs other settings and :func:`placement` evaluates
+the unpruned teacher with token pruning at each layer, without fine-tuning
+(docs/token-pruning.md).
 """
 
 from __future__ import annotations
@@ -108,6 +110,33 @@ def dense_macs() -> int:
     teacher = load_model(DEFAULT_TEACHER)
     tokens = (teacher.config.image_size // teacher.config.patch_size) ** 2 + 2
     return encoder_macs(teacher, [(tokens, tokens)] * teacher.config.num_hidden_layers)
+
+
+def placement(keep_rates=KEEP_RATES, *, output=BUILD_ROOT / "bench" / "tokens_placement.json"
+              ) -> dict:
+    """Accuracy of the dense teacher with token pruning at layer 0, 1 or both, fused or
+    dropped, without any fine-tuning; write ``output`` and return it."""
+    from sw.models import load_model
+    from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
+    from sw.train_digits import evaluate
+    teacher = load_model(DEFAULT_TEACHER)
+    split = _split_for(DEFAULT_TEACHER, int(teacher.config.image_size))
+    document = {"dense_accuracy": evaluate(teacher, split.val_images, split.val_labels),
+                "runs": []}
+    for layers in ([0], [1], [0, 1]):
+        for rate in keep_rates:
+            for fused in (True, False):
+                model = load_model(DEFAULT_TEACHER)
+                patch = patch_token_pruning(model, TokenPruningArgs(keep_rate=rate, layers=layers,
+                                                                    fuse=fused))
+                document["runs"].append({
+                    "layers": layers, "keep_rate": rate, "fused": fused,
+                    "accuracy": evaluate(model, split.val_images, split.val_labels),
+                    "tokens_per_layer": patch.kept_tokens(
+                        (model.config.image_size // model.config.patch_size) ** 2
+                        + patch.protected, model.config.num_hidden_layers)})
+    write_json(document, output)
+    return document
 
 
 def run(keep_rates=KEEP_RATES, *, variants=None, output=OUTPUT, progress: bool = False) -> dict:
