@@ -204,9 +204,9 @@ class TokenGather(wiring.Component):
             with m.State("SCAN"):
                 m.d.comb += busy.eq(1)
                 with m.If(pending):                      # the row read last cycle is here
-                    for lane in range(g.width):
-                        m.d.sync += sums[lane].eq(
-                            sums[lane] + row_read.data[lane] * pending_weight)
+                    for element in range(g.width):
+                        m.d.sync += sums[element].eq(
+                            sums[element] + row_read.data[element] * pending_weight)
                     m.d.sync += weight_sum.eq(weight_sum + pending_weight)
                 score = scores[position]
                 above = score > threshold
