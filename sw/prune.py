@@ -2,9 +2,10 @@
 
 Run ``python sw/prune.py --recipe recipes/digits_deit.json`` (see docs/pruning.md). Every
 ``PruningArgs`` field is also a flag under nn_pruning's name (``--final_threshold 0.1``); the
-same command runs under ``torchrun --nproc_per_node N`` (see :mod:`sw.pruning.trainer`). A
-recipe's optional ``"tokens"`` section adds EViT-style token pruning to the same run
-(:mod:`sw.pruning.tokens`, docs/token-pruning.md); ``--keep-rate`` overrides its keep rate.
+same command runs under ``torchrun --nproc_per_node N`` or ``accelerate launch`` (see
+:mod:`sw.pruning.trainer`). A recipe's optional ``"tokens"`` section adds EViT-style token
+pruning to the same run (:mod:`sw.pruning.tokens`, docs/token-pruning.md); ``--keep-rate``
+overrides its keep rate.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ if str(_REPO_ROOT) not in sys.path:
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
 
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
@@ -84,6 +83,12 @@ def _teacher(directory: Path, progress: bool):
     return load_model(directory)
 
 
+def _process_state():
+    """Accelerate's view of the processes of this run (see :mod:`sw.pruning.trainer`)."""
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def _split_for(teacher_dir: Path, image_size: int):
     """The teacher's own train/validation split (``training.json``), else the default one."""
     record = teacher_dir / "training.json"
@@ -106,7 +111,8 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     ``density_per_layer.png`` and ``accuracy.png``. The directory appears only once complete.
     """
     teacher_dir = Path(teacher_dir)
-    teacher = _teacher(teacher_dir, progress)
+    with _process_state().main_process_first():
+        teacher = _teacher(teacher_dir, progress)
     split = _split_for(teacher_dir, int(teacher.config.image_size))
     dense_accuracy = evaluate(teacher, split.val_images, split.val_labels)
     baseline = dense_baseline(teacher)
@@ -114,20 +120,17 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     token_patch = None if tokens is None else patch_token_pruning(
         student, tokens, initial_warmup=args.initial_warmup, final_warmup=args.final_warmup,
         warmup_epochs=options.warmup_epochs, epochs=options.epochs)
-    if token_patch is not None:
-        samples = len(split.train_labels) if options.max_train_samples is None else min(
-            options.max_train_samples, len(split.train_labels))
-        token_patch.follow_training_steps(
-            student, options.epochs * math.ceil(samples / options.batch_size))
     use_teacher = args.distil_alpha_teacher > 0
     result = fine_prune(student, teacher if use_teacher else None, split, args, options,
-                        progress=progress)
+                        progress=progress,
+                        on_step=None if token_patch is None else token_patch.on_step)
     block_shapes = {name: info.block_shape for name, info in result.patch.patched.items()}
     report = pruning_report(
         pruned=result.pruned, masks=result.masks, block_shapes=block_shapes, baseline=baseline,
         dense_accuracy=dense_accuracy, accuracy=result.accuracy, surgery=result.surgery,
         filled=result.filled, filled_accuracy=result.filled_accuracy, history=result.history)
     report["seconds"] = round(result.seconds, 2)
+    report["processes"] = result.processes
     recipe = {"pruning": args.to_dict(), "training": dataclasses.asdict(options),
               "teacher": str(teacher_dir)}
     if token_patch is not None:
@@ -138,7 +141,7 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
                             "tokens_per_layer": token_patch.kept_tokens(
                                 sequence, config.num_hidden_layers)}
     report["recipe"] = recipe
-    if out is not None and int(os.environ.get("RANK", "0")) == 0:
+    if out is not None and _process_state().is_main_process:
         def write(staging: Path) -> None:
             result.pruned.save_pretrained(staging / "pruned")
             if result.filled is not None:
@@ -156,6 +159,28 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
                           eval_with_current_patch_params=args.eval_with_current_patch_params)
         replace_directory(Path(out), write)
     return result, report
+
+
+def check_schedule(args: PruningArgs, options: TrainingOptions, *,
+                   teacher_dir: Path = DEFAULT_TEACHER) -> None:
+    """Raise ``ValueError`` now, before any training, if the threshold schedule does not fit
+    the run's steps (``initial_warmup + final_warmup`` longer than the run, say)."""
+    record = Path(teacher_dir) / "training.json"
+    samples = None
+    if record.exists():
+        samples = json.loads(record.read_text()).get("data", {}).get("train_samples")
+    if samples is None:
+        return  # the split is unknown until the teacher exists; fine_prune checks again
+    if options.max_train_samples is not None:
+        samples = min(samples, options.max_train_samples)
+    steps_per_epoch = -(-samples // options.batch_size)
+    try:
+        args.schedule(warmup_steps=options.warmup_epochs * steps_per_epoch,
+                      total_steps=options.epochs * steps_per_epoch)
+    except ValueError as error:
+        raise ValueError(f"{error} ({options.epochs} epochs of {steps_per_epoch} steps; the "
+                         f"warmups count in units of warmup_epochs="
+                         f"{options.warmup_epochs} epochs)") from None
 
 
 def _flag_type(default):
@@ -191,21 +216,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = vars(_parser().parse_args(argv))
-    recipe = json.loads(options["recipe"].read_text())
+    parser = _parser()
+    options = vars(parser.parse_args(argv))
+    try:
+        recipe = json.loads(options["recipe"].read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        parser.exit(2, f"prune.py: error: cannot read recipe {options['recipe']}: {error}\n")
     pruning_overrides = {spec.name: options[spec.name] for spec in dataclasses.fields(PruningArgs)
                          if options[spec.name] is not None}
     training_overrides = {name: options[name] for name in
                           ("epochs", "max_train_samples", "final_finetune_epochs")
                           if options[name] is not None}
-    args, training = resolve_recipe(recipe, pruning_overrides, training_overrides)
-    tokens = resolve_token_recipe(recipe, None if options["keep_rate"] is None
-                                  else {"keep_rate": options["keep_rate"]})
+    try:
+        args, training = resolve_recipe(recipe, pruning_overrides, training_overrides)
+        tokens = resolve_token_recipe(recipe, None if options["keep_rate"] is None
+                                      else {"keep_rate": options["keep_rate"]})
+        check_schedule(args, training, teacher_dir=options["teacher"])
+    except ValueError as error:
+        parser.exit(2, f"prune.py: error: {options['recipe']}: {error}\n")
     result, report = prune(args, training, teacher_dir=options["teacher"], out=options["out"],
                            progress=not options["no_progress"], tokens=tokens)
+    main_process = _process_state().is_main_process
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not main_process:
         return 0
     filled = report.get("filled")
     print(f"dense accuracy {report['dense_accuracy']:.4f}; pruned: linear density "

@@ -179,17 +179,6 @@ class TokenPruningPatch:
         for gather in self.gathers.values():
             gather.current_rate = rate
 
-    def follow_training_steps(self, model: nn.Module, total_steps: int):
-        """Advance the warm-up from ``model``'s own training forwards (one per optimizer step),
-        for trainers without a step hook; returns the hook handle. Mutates the model."""
-        steps = [0]
-
-        def count(module, inputs):
-            if module.training:
-                steps[0] += 1
-                self.on_step(steps[0], total_steps)
-        return model.register_forward_pre_hook(count)
-
     def finish_warmup(self) -> None:
         """Train at the target rate from now on (the fine-tunes after the pruning stage)."""
         for gather in self.gathers.values():

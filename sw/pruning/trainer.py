@@ -1,28 +1,32 @@
 """Fine-pruning loop: movement pruning with distillation, then surgery and a filled fine-tune.
 
-A plain torch loop with the structure of transformers' ``Trainer`` (optimizer groups, per-step
-scheduler and threshold, evaluation per epoch). ``Trainer`` needs ``accelerate``, which this
-project does not install; instead the loop reads torchrun's environment (``WORLD_SIZE``,
-``RANK``, ``LOCAL_RANK``): with more than one process it initialises ``torch.distributed``
-(NCCL on GPUs, Gloo on CPU), gives each rank a slice of every batch and all-reduces the
-gradients, so ``torchrun --nproc_per_node N sw/prune.py ...`` runs the same command unchanged.
+Built on HF Accelerate: one :class:`accelerate.Accelerator` places the model, wraps it for
+data-parallel training when several processes run, shards every batch across them
+(``split_batches``: the recipe's ``batch_size`` is the global batch whatever the process count)
+and synchronises gradients. The same command therefore runs on one CPU by default, and unchanged
+under ``torchrun --nproc_per_node N sw/prune.py`` or ``accelerate launch --num_processes N
+sw/prune.py`` (NCCL on GPUs, Gloo on CPUs); only the main process writes. The loop keeps the
+structure of transformers' ``Trainer`` (two optimizer groups, a per-step learning-rate
+scheduler and threshold, evaluation per epoch) but is written out, because movement pruning
+sets the threshold and the regularization lambda between steps.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator, DataLoaderConfiguration
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from tqdm import tqdm
 
-from sw.data import ImageSplit, iterate_batches
+from sw.data import ImageSplit
 from sw.train_digits import _random_shift, evaluate
 
 from .masked import PatchedModel, patch_model
@@ -103,32 +107,31 @@ def _lr_factor(total_steps: int, warmup_steps: int):
     return factor
 
 
-class _Distributed:
-    """torchrun's process group, or a single process."""
+def _accelerator() -> Accelerator:
+    """The process's Accelerator (torchrun / ``accelerate launch`` environment, or one process).
 
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-        if self.world > 1 and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(
-                backend="nccl" if self.device.type == "cuda" else "gloo")
+    ``split_batches`` keeps the global batch at ``TrainingOptions.batch_size`` and the number of
+    optimizer steps independent of the process count, so a recipe means the same thing on one
+    CPU and on eight GPUs.
+    """
+    # Without CUDA, say so explicitly: only then does Accelerate treat torchrun's processes as
+    # one data-parallel group on CPUs (Gloo) instead of N independent runs.
+    return Accelerator(cpu=not torch.cuda.is_available(),
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
 
-    def shard(self, tensor: Tensor) -> Tensor:
-        return tensor[self.rank::self.world] if self.world > 1 else tensor
-
-    def average_gradients(self, parameters) -> None:
-        if self.world == 1:
-            return
-        for parameter in parameters:
-            if parameter.grad is not None:
-                torch.distributed.all_reduce(parameter.grad)
-                parameter.grad /= self.world
+def _train_loader(split: ImageSplit, options: TrainingOptions, accelerator: Accelerator):
+    images, labels = split.train_images, split.train_labels
+    if options.max_train_samples is not None:
+        images, labels = images[:options.max_train_samples], labels[:options.max_train_samples]
+    dataset = torch.utils.data.TensorDataset(images, labels)
+    batch_size = options.batch_size
+    if accelerator.num_processes > 1 and batch_size % accelerator.num_processes:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the "
+                         f"{accelerator.num_processes} processes")
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True,
+        generator=torch.Generator().manual_seed(options.seed))
 
 
 @dataclass
@@ -152,6 +155,10 @@ class PruneResult:
     filled_accuracy : float or None
     history : list of dict
         ``{"stage", "epoch", "step", "threshold", "loss", "val_accuracy"}`` per epoch.
+    seconds : float
+        Wall time of the whole run.
+    processes : int
+        Data-parallel processes that shared every batch.
     """
 
     pruned: nn.Module
@@ -163,36 +170,37 @@ class PruneResult:
     filled_accuracy: float | None = None
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    processes: int = 1
 
 
 def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter_groups,
-                  on_step, stage, progress, dist, regularization=None, evaluate_at=None):
+                  on_step, stage, progress, accelerator, regularization=None, evaluate_at=None):
     """Shared epoch loop; returns the history entries. ``on_step(step)`` sets the threshold and
     returns the regularization lambda."""
-    images, labels = split.train_images, split.train_labels
-    if options.max_train_samples is not None:
-        images, labels = images[:options.max_train_samples], labels[:options.max_train_samples]
-    steps_per_epoch = math.ceil(len(labels) / options.batch_size)
+    loader = _train_loader(split, options, accelerator)
+    steps_per_epoch = len(loader)
     total_steps = epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(parameter_groups, lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_factor(total_steps, options.warmup_epochs * steps_per_epoch))
-    generator = torch.Generator().manual_seed(options.seed)
+    wrapped, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader,
+                                                                scheduler)
+    # Each process shifts its own share of the batch; distinct streams per process.
+    generator = torch.Generator().manual_seed(options.seed + 1 + accelerator.process_index)
+    device = accelerator.device
+    show = progress and accelerator.is_main_process
     history, step = [], 0
-    parameters = [p for group in parameter_groups for p in group["params"]]
     for epoch in range(1, epochs + 1):
-        model.train()
+        wrapped.train()
         loss_sum, seen = 0.0, 0
-        bar = tqdm(iterate_batches(images, labels, options.batch_size, generator=generator),
-                   total=steps_per_epoch, desc=f"{stage} {epoch}/{epochs}",
-                   disable=not (progress and dist.main), leave=False, dynamic_ncols=True)
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"{stage} {epoch}/{epochs}",
+                   disable=not show, leave=False, dynamic_ncols=True)
         for batch_images, batch_labels in bar:
-            batch_images = _random_shift(batch_images, options.max_shift, generator)
-            batch_images = dist.shard(batch_images).to(dist.device)
-            batch_labels = dist.shard(batch_labels).to(dist.device)
+            batch_images = _random_shift(batch_images.cpu(), options.max_shift,
+                                         generator).to(device)
             step += 1
             lam = on_step(step)
-            logits = model(pixel_values=batch_images).logits
+            logits = wrapped(pixel_values=batch_images).logits
             teacher_logits = None
             if teacher is not None:
                 with torch.no_grad():
@@ -202,23 +210,23 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
             if regularization is not None and lam:
                 loss = loss + lam * regularization()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            dist.average_gradients(parameters)
+            accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.item() * len(batch_labels)
+            # Report the global batch's loss: the mean over the processes' equal shares.
+            loss_sum += float(accelerator.reduce(loss.detach(), "mean")) * len(batch_labels)
             seen += len(batch_labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         bar.close()
         threshold = evaluate_at(step) if evaluate_at is not None else None
-        accuracy = evaluate(model, split.val_images.to(dist.device),
-                            split.val_labels.to(dist.device))
+        accuracy = evaluate(model, split.val_images.to(device), split.val_labels.to(device))
         history.append({"stage": stage, "epoch": epoch, "step": step, "threshold": threshold,
                         "loss": loss_sum / max(seen, 1), "val_accuracy": accuracy})
-        if progress and dist.main:
+        if show:
             described = "" if threshold is None else f" threshold {threshold:.3f}"
             tqdm.write(f"{stage} epoch {epoch}/{epochs}: loss {loss_sum / max(seen, 1):.4f}"
                        f"{described} val acc {accuracy:.4f}")
+    accelerator.free_memory()
     return history
 
 
@@ -249,19 +257,19 @@ def finetune(model: nn.Module, teacher: nn.Module | None, split: ImageSplit, arg
     Mutates the model (trains it in place). Parametrizations on the model (``KeepMask``) stay in
     force, so a masked model keeps its zeros.
     """
-    dist = _Distributed()
-    model.to(dist.device)
+    accelerator = _accelerator()
+    model.to(accelerator.device)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad],
                "weight_decay": options.weight_decay}]
     return _train_epochs(model, teacher, split, args, options,
                          epochs=options.final_finetune_epochs, lr=options.final_finetune_lr,
                          parameter_groups=groups, on_step=lambda step: 0.0, stage=stage,
-                         progress=progress, dist=dist)
+                         progress=progress, accelerator=accelerator)
 
 
 def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
-               args: PruningArgs, options: TrainingOptions, *,
-               progress: bool = True) -> PruneResult:
+               args: PruningArgs, options: TrainingOptions, *, progress: bool = True,
+               on_step: Callable[[int, int], None] | None = None) -> PruneResult:
     """Movement-prune ``student`` with distillation from ``teacher``; optionally fill and tune.
 
     Mutates ``student`` (it becomes ``result.pruned``). Steps: patch the linears; train with
@@ -272,17 +280,22 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
     copy goes through :func:`apply_surgery` and :func:`fill` (shrunk shapes, in-head masks
     dropped) and is fine-tuned again (``finetune-filled``), each for
     ``options.final_finetune_epochs``. Without it, surgery still runs on a copy for the report.
+
+    ``on_step(step, total_steps)``, when given, is called before every optimizer step of the
+    pruning stage (steps count from 1), after the threshold is set: the hook for schedules of
+    other kinds of pruning that share the run (token keep-rate warm-up, for example).
     """
     started = time.perf_counter()
-    dist = _Distributed()
+    accelerator = _accelerator()
+    device = accelerator.device
     torch.manual_seed(options.seed)
-    student.to(dist.device)
+    student.to(device)
     if teacher is not None:
-        teacher.to(dist.device).eval()
+        teacher.to(device).eval()
         for parameter in teacher.parameters():
             parameter.requires_grad_(False)
     patch = patch_model(student, args, tie_attention_heads=options.tie_attention_heads)
-    if progress and dist.main:
+    if progress and accelerator.is_main_process:
         tqdm.write(patch.summary())
     samples = len(split.train_labels) if options.max_train_samples is None else min(
         options.max_train_samples, len(split.train_labels))
@@ -297,9 +310,13 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
          "weight_decay": options.weight_decay},
     ]
 
-    def on_step(step: int) -> float:
+    total_steps = options.epochs * steps_per_epoch
+
+    def step_prune(step: int) -> float:
         point = schedule.at(step)
         patch.set_threshold(point.threshold)
+        if on_step is not None:
+            on_step(step, total_steps)
         return point.regularization_lambda
 
     def evaluate_at(step: int) -> float:
@@ -315,22 +332,22 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
             dense_lambda=args.dense_lambda)
 
     history = _train_epochs(student, teacher, split, args, options, epochs=options.epochs,
-                            lr=options.lr, parameter_groups=groups, on_step=on_step,
-                            stage="prune", progress=progress, dist=dist,
+                            lr=options.lr, parameter_groups=groups, on_step=step_prune,
+                            stage="prune", progress=progress, accelerator=accelerator,
                             regularization=None if args.regularization == "disabled"
                             else regularization, evaluate_at=evaluate_at)
     evaluate_at(options.epochs * steps_per_epoch)
     masks = patch.final_masks()
     pruned = patch.unpatch()
-    accuracy = evaluate(pruned, split.val_images.to(dist.device), split.val_labels.to(dist.device))
+    accuracy = evaluate(pruned, split.val_images.to(device), split.val_labels.to(device))
     if args.final_finetune:
         # Masks frozen: the dense-shaped pruned model trains with its zeros held by KeepMask.
         _freeze_masks(pruned, masks)
         history += finetune(pruned, teacher, split, args, options, stage="finetune-masked",
                             progress=progress)
         _bake(pruned, masks)
-        accuracy = evaluate(pruned, split.val_images.to(dist.device),
-                            split.val_labels.to(dist.device))
+        accuracy = evaluate(pruned, split.val_images.to(device),
+                            split.val_labels.to(device))
     result = PruneResult(pruned=pruned.eval(), masks=masks, patch=patch, accuracy=accuracy,
                          history=history)
     # Surgery always runs (on a copy) so that the report knows which heads and neurons go.
@@ -341,7 +358,8 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
         result.history += finetune(filled, teacher, split, args, options, stage="finetune-filled",
                                    progress=progress)
         result.filled = filled.eval()
-        result.filled_accuracy = evaluate(filled, split.val_images.to(dist.device),
-                                          split.val_labels.to(dist.device))
+        result.filled_accuracy = evaluate(filled, split.val_images.to(device),
+                                          split.val_labels.to(device))
     result.seconds = time.perf_counter() - started
+    result.processes = accelerator.num_processes
     return result

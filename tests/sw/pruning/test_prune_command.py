@@ -80,3 +80,51 @@ def test_prune_command_end_to_end(tiny_teacher, tmp_path):
     assert evaluate(filled, split.val_images, split.val_labels) == pytest.approx(
         report["filled"]["accuracy"])
     assert torch.isfinite(reloaded).all()
+
+
+def _command(teacher: Path, out: Path, *extra: str) -> list[str]:
+    return [str(REPO_ROOT / "sw" / "prune.py"), "--teacher", str(teacher), "--out", str(out),
+            "--epochs", "1", "--max-train-samples", "64", "--final-finetune-epochs", "1",
+            "--initial_warmup", "0", "--final_warmup", "0", "--final_threshold", "0.5",
+            "--attention_block_rows", "8", "--attention_block_cols", "8", "--no-progress",
+            *extra]
+
+
+def test_bad_schedule_is_one_line_before_training(tiny_teacher, tmp_path):
+    (tiny_teacher / "training.json").write_text(json.dumps({"data": {"train_samples": 256}}))
+    command = [sys.executable, *_command(tiny_teacher, tmp_path / "out", "--final_warmup", "5")]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "exceed total_steps 1" in lines[0], completed.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_torchrun_two_processes_match_one(tiny_teacher, tmp_path):
+    """Two data-parallel processes (Gloo on CPU, half of each batch each, gradients
+    synchronised by Accelerate) train the same model as one process: same losses, same function.
+    Without augmentation the two runs see the same global batches. (Weights are not compared
+    one by one: the K bias has a mathematically zero gradient, so its movement score is rounding
+    noise and its mask may differ, without any effect on the function.)"""
+    recipe = json.loads((REPO_ROOT / "recipes" / "digits_deit.json").read_text())
+    recipe["training"]["max_shift"] = 0
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    extra = ("--recipe", str(tmp_path / "recipe.json"))
+    one = subprocess.run([sys.executable, *_command(tiny_teacher, tmp_path / "one", *extra)],
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    torchrun = Path(sys.executable).with_name("torchrun")
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
+                          *_command(tiny_teacher, tmp_path / "two", *extra)],
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    reports = [json.loads((tmp_path / run / "pruning_report.json").read_text())
+               for run in ("one", "two")]
+    assert [report["processes"] for report in reports] == [1, 2]
+    losses = [[entry["loss"] for entry in report["history"]] for report in reports]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    images = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        first, second = (load_model(tmp_path / run / "pruned")(pixel_values=images).logits
+                         for run in ("one", "two"))
+    torch.testing.assert_close(second, first, rtol=1e-4, atol=1e-5)
