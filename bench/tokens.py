@@ -9,7 +9,8 @@ Writes ``build/bench/tokens.json``::
       "seconds"}, ...]}
 
 ``block_pruned: false`` runs the same recipe with ``final_threshold`` 1.0 (topK keeps every
-block: the same fine-tuning and distillation, no weight pruning). ``accuracy`` is the pruned
+block: the same fine-tuning and distillation, no weight pruning). Every run trains on half the
+recipe's schedule (``TRAINING``). ``accuracy`` is the pruned
 model's (masks in force, dense shapes) on the validation split, ``integer_accuracy`` that of its
 golden integer model with the same token gathers (``sw.golden``), ``filled_accuracy`` that of
 the shrunk model after its own fine-tune. ``tokens_per_layer`` gives, per encoder layer, the
@@ -40,6 +41,9 @@ RECIPE = BUILD_ROOT.parent / "recipes" / "digits_deit_tokens.json"
 OUTPUT = BUILD_ROOT / "bench" / "tokens.json"
 RUNS_DIR = BUILD_ROOT / "bench" / "tokens"
 KEEP_RATES = (0.9, 0.7, 0.5)
+#: Half the recipe's schedule (10 pruning epochs, 5 + 5 fine-tune epochs instead of 20, 10 + 10):
+#: six runs then cost about as much as the pruning benchmark's three.
+TRAINING = {"epochs": 10, "final_finetune_epochs": 5}
 
 
 def encoder_macs(model, tokens_per_layer: list[tuple[int, int]]) -> int:
@@ -78,10 +82,11 @@ def _integer_accuracy(model, split, token_args, protected: int, tokens: int) -> 
 
 
 def run_one(keep_rate: float, *, block_pruned: bool, fused: bool = True, warmup: bool = True,
-            layers=None, name: str | None = None, progress: bool = False) -> dict:
+            layers=None, name: str | None = None, training=None, progress: bool = False) -> dict:
     """One fine-pruning run with token pruning; returns its entry of ``runs``."""
     recipe = json.loads(RECIPE.read_text())
-    args, options = resolve_recipe(recipe, {} if block_pruned else {"final_threshold": 1.0})
+    args, options = resolve_recipe(recipe, {} if block_pruned else {"final_threshold": 1.0},
+                                   TRAINING if training is None else training)
     overrides = {"keep_rate": keep_rate, "fuse": fused, "warmup": warmup}
     if layers is not None:
         overrides["layers"] = list(layers)
@@ -147,7 +152,7 @@ def run(keep_rates=KEEP_RATES, *, variants=None, output=OUTPUT, progress: bool =
                     for block in (False, True) for rate in keep_rates]
     reference = dense_macs()
     document = {"dense_accuracy": None, "dense_macs": reference, "recipe": RECIPE.name,
-                "runs": []}
+                "training": TRAINING, "runs": []}
     for variant in variants:
         print(f"token pruning run {variant}...", flush=True)
         entry = run_one(**variant, progress=progress)
@@ -159,6 +164,14 @@ def run(keep_rates=KEEP_RATES, *, variants=None, output=OUTPUT, progress: bool =
               f"({entry['seconds']:.0f} s)", flush=True)
         write_json(document, output)          # partial results survive an interrupted run
     return document
+
+
+def merge(parts, output=OUTPUT) -> dict:
+    """One document from the outputs of several :func:`run` calls (runs in the given order)."""
+    documents = [json.loads(path.read_text()) for path in parts]
+    merged = {**documents[0], "runs": [run for document in documents for run in document["runs"]]}
+    write_json(merged, output)
+    return merged
 
 
 if __name__ == "__main__":
