@@ -166,6 +166,35 @@ def run(keep_rates=KEEP_RATES, *, variants=None, output=OUTPUT, progress: bool =
     return document
 
 
+def posthoc(models: dict, keep_rates=KEEP_RATES, *,
+            output=BUILD_ROOT / "bench" / "tokens_posthoc.json") -> dict:
+    """Token pruning (layers 0 and 1, fused) applied to already trained models without any
+    token-aware fine-tuning: ``models`` maps a label to a ``save_pretrained`` directory. Float
+    and golden integer accuracy and MACs per keep rate; write ``output`` and return it."""
+    from sw.models import load_model
+    from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
+    from sw.train_digits import evaluate
+    split = _split_for(DEFAULT_TEACHER, 32)
+    reference = dense_macs()
+    document = {"dense_macs": reference, "runs": []}
+    for label, directory in models.items():
+        for rate in (1.0, *keep_rates):
+            model = load_model(directory)
+            args = TokenPruningArgs(keep_rate=rate, layers=(0, 1))
+            patch = patch_token_pruning(model, args)
+            pairs = patch.kept_tokens(66, model.config.num_hidden_layers)
+            macs = encoder_macs(model, pairs)
+            document["runs"].append({
+                "model": label, "keep_rate": rate,
+                "accuracy": evaluate(model, split.val_images, split.val_labels),
+                "integer_accuracy": _integer_accuracy(model, split, args, patch.protected, 66),
+                "tokens_per_layer": pairs, "macs": macs,
+                "mac_reduction": round(reference / macs, 4)})
+            print(document["runs"][-1], flush=True)
+    write_json(document, output)
+    return document
+
+
 def merge(parts, output=OUTPUT) -> dict:
     """One document from the outputs of several :func:`run` calls (runs in the given order)."""
     documents = [json.loads(path.read_text()) for path in parts]
