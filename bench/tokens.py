@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
 import torch
 
 from hw.generate import BUILD_ROOT

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sim.harness import build, run_testbench
-from sw.config import ModelTopology, load_config, minimum_buffers
+from sw.config import load_config, minimum_buffers
 from sw.golden.token_select import keep_count
 
 pytestmark = pytest.mark.sim
