@@ -63,8 +63,9 @@ class LayerNorm(wiring.Component):
     -------
     constants : In(layernorm_constants_layout(...))
         Row length ``d``, multiplier and shift; stable while rows are in flight.
-    affine : In(stream.Signature(affine_layout(...), always_ready=True))
-        Writes of the per-channel gamma and beta; only while no row is in flight.
+    affine : In(stream.Signature(affine_layout(...)))
+        Writes of the per-channel gamma and beta, always ready; only while no row is in
+        flight.
     i : In(stream.Signature(ArrayLayout(signed(in_width), lanes)))
     o : Out(stream.Signature(ArrayLayout(signed(out_width), lanes)))
     """
@@ -83,8 +84,7 @@ class LayerNorm(wiring.Component):
             "constants": In(layernorm_constants_layout(max_len=max_len,
                                                        multiplier_width=multiplier_width)),
             "affine": In(stream.Signature(affine_layout(
-                lanes=lanes, max_beats=self._timing.max_beats, gamma_width=gamma_width),
-                always_ready=True)),
+                lanes=lanes, max_beats=self._timing.max_beats, gamma_width=gamma_width))),
             "i": In(stream.Signature(data.ArrayLayout(signed(in_width), lanes))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(out_width), lanes))),
         })
@@ -174,7 +174,7 @@ class LayerNorm(wiring.Component):
         m.d.comb += [affine_write.addr.eq(self.affine.payload.addr),
                      affine_write.data.gamma.eq(self.affine.payload.gamma),
                      affine_write.data.beta.eq(self.affine.payload.beta),
-                     affine_write.en.eq(self.affine.valid)]
+                     affine_write.en.eq(self.affine.valid), self.affine.ready.eq(1)]
         row_sum = Array(Signal(signed(sum_width), name=f"row_sum_{n}") for n in range(slots))
         row_std = Array(Signal(std_width, name=f"row_std_{n}") for n in range(slots))
         row_recip = Array(Signal(shift_k + 1, name=f"row_recip_{n}") for n in range(slots))
