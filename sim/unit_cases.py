@@ -4,6 +4,7 @@ golden constants, expected outputs and predicted cycles (``sw.golden``, ``sw.cyc
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,17 @@ class UnitJob:
         model = softmax_cycles if self.unit == "softmax" else layernorm_cycles
         return model(timing, rows=self.x.shape[0], length=self.x.shape[1])
 
+    def split(self, lanes: int, depth: int) -> list["UnitJob"]:
+        """This job as jobs of whole rows of at most ``depth`` beats each."""
+        if self.unit == "gelu":
+            return [self]
+        per_row = -(-self.x.shape[1] // lanes)
+        rows = max(1, depth // per_row)
+        return [UnitJob(self.unit, self.x[start:start + rows], self.scales, self.gamma,
+                        self.beta, self.in_gap, self.out_gap, self.seed + start,
+                        f"{self.name}" if start == 0 else f"{self.name}_from{start}")
+                for start in range(0, self.x.shape[0], rows)]
+
     def save(self, path: Path) -> None:
         meta = dict(unit=self.unit, scales=self.scales, in_gap=self.in_gap,
                     out_gap=self.out_gap, seed=self.seed, name=self.name)
@@ -79,7 +91,7 @@ def softmax_jobs(max_len: int, *, elements: int, seed: int = 0) -> list[UnitJob]
                      reverse=True)
     jobs = []
     for index, length in enumerate(lengths):
-        rows = max(1, elements // len(lengths) // length)
+        rows = -(-elements // (len(lengths) * length))          # at least elements in all
         spread = g.choice([20, 300, 5000, 1 << 20], size=(rows, 1))
         x = np.round(g.normal(0, 1, (rows, length)) * spread).astype(np.int64)
         x += g.integers(-(1 << 20), 1 << 20, (rows, 1))
@@ -117,7 +129,7 @@ def layernorm_jobs(max_len: int, *, elements: int, seed: int = 0) -> list[UnitJo
                      reverse=True)
     jobs = []
     for index, length in enumerate(lengths):
-        rows = max(1, elements // len(lengths) // length)
+        rows = -(-elements // (len(lengths) * length))          # at least elements in all
         spread = g.choice([1, 30, 2000, 12000], size=(rows, 1))
         x = np.round(g.normal(0, 1, (rows, length)) * spread
                      + g.normal(0, 3000, (rows, 1))).clip(-32768, 32767).astype(np.int64)
@@ -136,3 +148,39 @@ def layernorm_jobs(max_len: int, *, elements: int, seed: int = 0) -> list[UnitJo
                         gamma=g.normal(0, 1, max_len), beta=g.normal(0, 2, max_len),
                         seed=9, name="extremes"))
     return jobs
+
+
+def three_lane_config(config):
+    """``config`` with 3 lanes in every unit: rows of the tiny preset (17 tokens, hidden 64)
+    and the 256 GELU inputs then end in partial beats."""
+    return config.replace(name=f"{config.name}_3lanes", hardware={
+        "softmax_lanes": 3, "gelu_lanes": 3, "layernorm_lanes": 3})
+
+
+def with_gaps(jobs: list[UnitJob], in_gap: int, out_gap: int) -> list[UnitJob]:
+    """The same jobs with idle input cycles / back-pressure (``gap / 256`` of the cycles)."""
+    for n, job in enumerate(jobs):
+        job.in_gap, job.out_gap, job.seed = in_gap, out_gap, 1000 * in_gap + out_gap + n + 1
+        job.name = f"{job.name}_gaps{in_gap}_{out_gap}"
+    return jobs
+
+
+def run_unit_jobs(design, unit: str, jobs: list[UnitJob], work_dir: Path) -> list[dict]:
+    """Run ``jobs`` in sequence through ``sim/tb_<unit>.py``; return each job's measurements."""
+    from sim.harness import run_testbench      # needs cocotb_tools; the cases above do not
+
+    from hw.units.stream_harness import HARNESS_DEPTH
+
+    lanes = getattr(design.config.hardware, f"{unit}_lanes")
+    jobs = [part for job in jobs for part in job.split(lanes, HARNESS_DEPTH)]
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, job in enumerate(jobs):
+        paths.append(work_dir / f"job{n}.npz")
+        job.save(paths[-1])
+    result = work_dir / "result.json"
+    run_testbench(design, f"sim.tb_{unit}", work_dir, extra_env={
+        "UNIT_JOBS": os.pathsep.join(str(path) for path in paths),
+        "UNIT_RESULT": str(result)})
+    return json.loads(result.read_text())
