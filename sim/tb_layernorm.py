@@ -1,5 +1,5 @@
-"""cocotb testbench of the layernorm unit (run through ``sim.harness``, not collected by pytest); the
-drivers and scoreboard are ``sim.unit_tb``."""
+"""cocotb testbench of the layernorm unit (run through ``sim.harness``, not collected by
+pytest); the drivers and scoreboard are ``sim.unit_tb``."""
 
 import cocotb
 

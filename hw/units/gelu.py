@@ -51,7 +51,8 @@ class Gelu(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, in_width: int, out_width: int, frac_bits: int,
-                 multiplier_width: int):
+                 multiplier_width: int,
+                 src_loc_at: int = 0):
         self._lanes = check_positive(lanes, "Lanes")
         self._in_width = check_positive(in_width, "Input width")
         self._out_width = check_positive(out_width, "Output width")
@@ -69,7 +70,8 @@ class Gelu(wiring.Component):
     def from_config(cls, config: AcceleratorConfig) -> "Gelu":
         """The unit the encoder layer needs: GELU of the int8 FC1 output (``data_width``)."""
         hw = config.hardware
-        return cls(lanes=hw.gelu_lanes, in_width=hw.data_width, out_width=hw.data_width,
+        return cls(src_loc_at=1, lanes=hw.gelu_lanes, in_width=hw.data_width,
+                   out_width=hw.data_width,
                    frac_bits=gelu_constants(1.0, 1.0).frac_bits,
                    multiplier_width=hw.multiplier_width)
 

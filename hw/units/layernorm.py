@@ -1,5 +1,7 @@
 """LayerNorm unit: integer LayerNorm (integer square root) over rows of the hidden size."""
 
+import inspect
+
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -12,8 +14,8 @@ from hw.units.reciprocal import PowerOfTwoReciprocal
 from hw.units.row_walker import add_counter, add_row_walker
 from hw.units.softmax import lane_mask, row_shape
 from sw.config import AcceleratorConfig
-from sw.cycle_model.units import LAYERNORM_EMIT_LATENCY, LayerNormTiming, layernorm_cycles
-from sw.golden.encoder_layer import RESIDUAL_BITS
+from sw.cycle_model.units import (LAYERNORM_EMIT_LATENCY, LayerNormTiming, layernorm_cycles,
+                                  unit_timings)
 from sw.golden.kernels import LayerNormConstants, layernorm_constants
 from sw.numerics import SHIFT_WIDTH
 
@@ -71,7 +73,8 @@ class LayerNorm(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, max_len: int, in_width: int, norm_bits: int,
-                 gamma_width: int, out_width: int, multiplier_width: int):
+                 gamma_width: int, out_width: int, multiplier_width: int,
+                 src_loc_at: int = 0):
         self._lanes = check_positive(lanes, "Lanes")
         self._max_len = check_positive(max_len, "Longest row")
         self._in_width = check_positive(in_width, "Input width")
@@ -94,9 +97,9 @@ class LayerNorm(wiring.Component):
         """The unit the encoder layer needs: rows of ``hidden_size`` int16 residual values
         (``RESIDUAL_BITS``) to ``data_width``-bit outputs, golden default norm and gamma bits."""
         hw = config.hardware
-        default = layernorm_constants([1.0, 1.0], [0.0, 0.0], 1.0)
-        return cls(lanes=hw.layernorm_lanes, max_len=config.model.hidden_size,
-                   in_width=RESIDUAL_BITS, norm_bits=default.norm_bits,
+        timing = unit_timings(config)[2]
+        return cls(src_loc_at=1, lanes=timing.lanes, max_len=timing.max_len,
+                   in_width=timing.in_width, norm_bits=timing.norm_bits,
                    gamma_width=_default_gamma_width(), out_width=hw.data_width,
                    multiplier_width=hw.multiplier_width)
 
@@ -308,5 +311,5 @@ class LayerNorm(wiring.Component):
 
 
 def _default_gamma_width() -> int:
-    import inspect
+    """``layernorm_constants``' default gamma width (the encoder layer uses the default)."""
     return inspect.signature(layernorm_constants).parameters["gamma_width"].default

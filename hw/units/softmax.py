@@ -11,7 +11,8 @@ from hw.units.fixed_point import rounding_shift
 from hw.units.reciprocal import PowerOfTwoReciprocal
 from hw.units.row_walker import add_counter, add_row_walker
 from sw.config import AcceleratorConfig
-from sw.cycle_model.units import SOFTMAX_RECIPROCAL_BITS, SoftmaxTiming
+from sw.cycle_model.units import (SOFTMAX_RECIPROCAL_BITS, SoftmaxTiming, softmax_cycles,
+                                  unit_timings)
 from sw.golden.encoder_layer import PROBABILITY_BITS
 from sw.golden.kernels import SoftmaxConstants, softmax_constants
 from sw.numerics import SHIFT_WIDTH
@@ -74,7 +75,8 @@ class Softmax(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, max_len: int, in_width: int, frac_bits: int,
-                 out_bits: int, multiplier_width: int):
+                 out_bits: int, multiplier_width: int,
+                 src_loc_at: int = 0):
         self._lanes = check_positive(lanes, "Lanes")
         self._max_len = check_positive(max_len, "Longest row")
         self._in_width = check_positive(in_width, "Input width")
@@ -94,9 +96,10 @@ class Softmax(wiring.Component):
         """The unit the encoder layer needs: rows of up to ``tokens`` ``acc_width``-bit scores,
         Q0.8 probabilities (``PROBABILITY_BITS``)."""
         hw = config.hardware
-        return cls(lanes=hw.softmax_lanes, max_len=config.model.tokens, in_width=hw.acc_width,
-                   frac_bits=softmax_constants(1.0).frac_bits, out_bits=PROBABILITY_BITS,
-                   multiplier_width=hw.multiplier_width)
+        timing = unit_timings(config)[0]
+        return cls(src_loc_at=1, lanes=timing.lanes, max_len=timing.max_len,
+                   in_width=hw.acc_width, frac_bits=softmax_constants(1.0).frac_bits,
+                   out_bits=PROBABILITY_BITS, multiplier_width=hw.multiplier_width)
 
     @property
     def lanes(self) -> int:
@@ -109,7 +112,6 @@ class Softmax(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a lone full-length row's last input transfer to its last output."""
-        from sw.cycle_model.units import softmax_cycles
         return softmax_cycles(self._timing, rows=1, length=self._max_len).latency
 
     def constant_values(self, constants: SoftmaxConstants, length: int) -> dict:

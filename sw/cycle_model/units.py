@@ -173,7 +173,8 @@ class LayerNormTiming:
 
     @property
     def reciprocal_shift(self) -> int:
-        """``k``: the reciprocal is ``2**k // std``; ``|c << P| < d * 2**(in_width + P) <= 2**k``."""
+        """``k``: the reciprocal is ``2**k // std``;
+        ``|c << P| < d * 2**(in_width + P) <= 2**k``."""
         return self.length_bits + self.in_width + self.norm_bits
 
     @property
@@ -265,3 +266,16 @@ def layernorm_cycles(timing: LayerNormTiming, *, rows: int, length: int) -> Unit
     lone = _row_schedule(1, **args)[0] - (beats - 1)
     return UnitCycles(total=fr[-1] + 1, elements=rows * length, beats=rows * beats,
                       lanes=timing.lanes, latency=lone)
+
+
+def unit_timings(config) -> tuple[SoftmaxTiming, GeluTiming, LayerNormTiming]:
+    """The timings of the units an encoder layer of ``config`` needs: softmax over rows of up
+    to ``tokens`` scores, GELU, LayerNorm over rows of ``hidden_size`` int16 residual values
+    with the golden default norm bits (``hw.units.*.from_config`` builds the same units)."""
+    from sw.golden.encoder_layer import RESIDUAL_BITS
+    from sw.golden.kernels import layernorm_constants
+
+    m, hw = config.model, config.hardware
+    norm_bits = layernorm_constants([1.0, 1.0], [0.0, 0.0], 1.0).norm_bits
+    return (SoftmaxTiming(hw.softmax_lanes, m.tokens), GeluTiming(hw.gelu_lanes),
+            LayerNormTiming(hw.layernorm_lanes, m.hidden_size, RESIDUAL_BITS, norm_bits))
