@@ -42,6 +42,9 @@ class Gelu(wiring.Component):
     ----------
     lanes, in_width, out_width, frac_bits, multiplier_width : int
 
+    src_loc_at : int
+        Stack frames to skip when Amaranth attributes an unused unit (``from_config`` uses 1).
+
     Members
     -------
     constants : In(gelu_constants_layout(...))

@@ -11,8 +11,7 @@ from hw.checks import check_fields, check_positive
 from hw.units.fixed_point import rounding_shift, saturate
 from hw.units.isqrt import IntegerSqrt
 from hw.units.reciprocal import PowerOfTwoReciprocal
-from hw.units.row_walker import add_counter, add_row_walker
-from hw.units.softmax import lane_mask, row_shape
+from hw.units.row_walker import add_counter, add_row_walker, lane_mask, row_shape
 from sw.config import AcceleratorConfig
 from sw.cycle_model.units import (LAYERNORM_EMIT_LATENCY, LayerNormTiming, layernorm_cycles,
                                   unit_timings)
@@ -60,6 +59,9 @@ class LayerNorm(wiring.Component):
     lanes, max_len : int
         Lanes, and the longest row (the config's hidden size).
     in_width, norm_bits, gamma_width, out_width, multiplier_width : int
+
+    src_loc_at : int
+        Stack frames to skip when Amaranth attributes an unused unit (``from_config`` uses 1).
 
     Members
     -------

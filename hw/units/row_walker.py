@@ -1,4 +1,5 @@
-"""The row walker of the row units: visits one row slot at a time, one beat per step."""
+"""Row control of the row units: the walker that visits one row slot at a time, one beat per
+step, the counters between walkers, and the shape of a row in beats."""
 
 from dataclasses import dataclass
 
@@ -54,3 +55,21 @@ def add_counter(m: Module, name: str, *, limit: int, init: int, up: Value, down:
     with m.Elif(down & ~up):
         m.d.sync += counter.eq(counter - 1)
     return counter
+
+
+def lane_mask(m: Module, name: str, *, lanes: int, beat, beats, last_lanes) -> Signal:
+    """Lanes holding elements of the row in ``beat``: all but the last beat's lanes past the row
+    length (combinational)."""
+    mask = Signal(lanes, name=name)
+    for lane in range(lanes):
+        m.d.comb += mask[lane].eq((beat != beats - 1) | (last_lanes > lane))
+    return mask
+
+
+def row_shape(m: Module, length, lanes: int, max_beats: int):
+    """``(beats, last_lanes)`` of a row of ``length`` elements (combinational)."""
+    beats = Signal(range(max_beats + 1), name="beats")
+    last_lanes = Signal(range(lanes + 1), name="last_lanes")
+    m.d.comb += [beats.eq((length + lanes - 1) // lanes),
+                 last_lanes.eq(length - (beats - 1) * lanes)]
+    return beats, last_lanes

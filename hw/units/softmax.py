@@ -9,7 +9,7 @@ from hw.checks import check_fields, check_positive
 from hw.units.exp import IntegerExp
 from hw.units.fixed_point import rounding_shift
 from hw.units.reciprocal import PowerOfTwoReciprocal
-from hw.units.row_walker import add_counter, add_row_walker
+from hw.units.row_walker import add_counter, add_row_walker, lane_mask, row_shape
 from sw.config import AcceleratorConfig
 from sw.cycle_model.units import (SOFTMAX_RECIPROCAL_BITS, SoftmaxTiming, softmax_cycles,
                                   unit_timings)
@@ -31,24 +31,6 @@ def softmax_constants_layout(*, max_len: int, frac_bits: int,
     })
 
 
-def lane_mask(m: Module, name: str, *, lanes: int, beat, beats, last_lanes) -> Signal:
-    """Lanes holding elements of the row in ``beat``: all but the last beat's lanes past the row
-    length (combinational)."""
-    mask = Signal(lanes, name=name)
-    for lane in range(lanes):
-        m.d.comb += mask[lane].eq((beat != beats - 1) | (last_lanes > lane))
-    return mask
-
-
-def row_shape(m: Module, length, lanes: int, max_beats: int):
-    """``(beats, last_lanes)`` of a row of ``length`` elements (combinational)."""
-    beats = Signal(range(max_beats + 1), name="beats")
-    last_lanes = Signal(range(lanes + 1), name="last_lanes")
-    m.d.comb += [beats.eq((length + lanes - 1) // lanes),
-                 last_lanes.eq(length - (beats - 1) * lanes)]
-    return beats, last_lanes
-
-
 class Softmax(wiring.Component):
     """``softmax_int`` (``sw.golden.kernels``) over rows of ``length`` scores, ``lanes`` scores
     per transfer; unsigned ``Q0.out_bits`` probabilities out.
@@ -65,6 +47,9 @@ class Softmax(wiring.Component):
         Lanes, and the longest row (the config's token count).
     in_width, frac_bits, out_bits, multiplier_width : int
         Score width, ``F``, probability bits and multiplier width.
+
+    src_loc_at : int
+        Stack frames to skip when Amaranth attributes an unused unit (``from_config`` uses 1).
 
     Members
     -------

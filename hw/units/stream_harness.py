@@ -16,7 +16,7 @@ COUNTER_WIDTH = 32
 CONSTANT_CHUNK = 32
 
 #: Beats the simulation tops' input and output memories hold.
-HARNESS_DEPTH = 16384
+HARNESS_DEPTH = 1 << 16
 
 #: Maximal-length 32-bit Galois LFSR (taps 32, 22, 2, 1).
 LFSR_TAPS = 0x80200003
