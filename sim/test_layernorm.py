@@ -41,3 +41,18 @@ def test_idle_input_and_back_pressure(design, tmp_path):
                                                     + r["out_gated"]), r["name"]
         assert (r["in_gated"] > 0) == (r["in_gap"] > 0), r["name"]
         assert (r["out_gated"] > 0) == (r["out_gap"] > 0), r["name"]
+
+
+@pytest.mark.slow
+def test_deit_b16_benchmark_job(built_designs_by_top, tmp_path):
+    """The benchmark's layernorm job on the deit_b16 unit: exact, and at least 0.95 elements per
+    cycle per lane. Minutes: the build dominates."""
+    from bench.units import bench_jobs
+    from sw.config import load_config
+
+    config = load_config("deit_b16")
+    job = next(job for job in bench_jobs(config) if job.unit == "layernorm")
+    result, = run_unit_jobs(built_designs_by_top(config, "layernorm_harness"), "layernorm", [job],
+                            tmp_path)
+    assert result["bit_exact"] and result["cycles"] == result["model_cycles"]
+    assert result["elements_per_cycle_per_lane"] >= 0.95
