@@ -188,3 +188,29 @@ def pack_gemm(operands, *, array_rows: int, array_cols: int, data_width: int, ac
         quant=pack_quant(operands.bias, operands.multiplier, operands.shift, array_cols,
                          acc_width, multiplier_width),
     )
+
+
+def rows_to_beats(rows, lanes: int) -> np.ndarray:
+    """The beats of a special-function unit for ``rows`` ``(R, n)``: ``(R * ceil(n / lanes),
+    lanes)``, element ``k * lanes + j`` of a row in lane ``j`` of its beat ``k``, the last
+    beat's unused lanes 0.
+
+    >>> rows_to_beats([[1, 2, 3], [4, 5, 6]], 2).tolist()
+    [[1, 2], [3, 0], [4, 5], [6, 0]]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 2:
+        raise ValueError(f"Expected a 2-D array of rows, found shape {rows.shape}")
+    count, length = rows.shape
+    beats = -(-length // lanes)
+    padded = np.zeros((count, beats * lanes), dtype=np.int64)
+    padded[:, :length] = rows
+    return padded.reshape(count * beats, lanes)
+
+
+def beats_to_rows(beats, length: int) -> np.ndarray:
+    """Inverse of :func:`rows_to_beats` for rows of ``length`` elements (padding dropped)."""
+    beats = np.asarray(beats, dtype=np.int64)
+    lanes = beats.shape[1]
+    per_row = -(-length // lanes)
+    return beats.reshape(-1, per_row * lanes)[:, :length]
