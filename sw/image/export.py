@@ -89,7 +89,10 @@ class ExportState:
 # ------------------------------------------------------------------------------------------------
 
 def read_hardware_config(state: ExportState) -> ExportState:
-    """Load ``--config`` and check that its widths are the integer model's."""
+    """Check the request; load ``--config`` and check that its widths are the integer model's."""
+    count = state.request.calibration_images
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ExportError(f"--calibration-images must be a positive integer, not {count!r}")
     try:
         config = load_config(state.request.config)
     except ConfigError as error:
@@ -144,6 +147,9 @@ def load_torch_model(state: ExportState) -> ExportState:
     from sw.models import load_model
     from sw.pruning.structures import structure_for
     from sw.quantize.calibration import encoder_layers
+    if not state.request.progress:
+        from transformers.utils import logging as transformers_logging
+        transformers_logging.disable_progress_bar()
     try:
         model = load_model(state.model_source)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
@@ -337,10 +343,8 @@ def calibration_images(image_size: int, count: int):
 def quantize(state: ExportState) -> ExportState:
     """Calibrate on the digits images and quantize the kept heads and neurons."""
     from sw.golden.deit_int import quantize_model
-    count = state.request.calibration_images
-    if not isinstance(count, int) or count < 1:
-        raise ExportError(f"--calibration-images must be a positive integer, not {count!r}")
-    state.calibration = calibration_images(state.topology["image_size"], count)
+    state.calibration = calibration_images(state.topology["image_size"],
+                                           state.request.calibration_images)
     try:
         state.integer_model = quantize_model(state.model, state.calibration,
                                              kept_heads=state.kept_heads,
