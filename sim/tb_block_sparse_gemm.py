@@ -6,8 +6,10 @@ compares outputs with ``sw.golden.gemm`` (``==``) and every counter with ``sw.cy
 
 Environment: ``ACCEL_CONFIG`` (config JSON), ``GEMM_OPERANDS`` (``.npz`` files from
 ``sim.gemm_cases.save_operands``, separated by ``os.pathsep``: the jobs run one after the other
-with no reset between them), ``GEMM_RESULT`` (JSON written with the last job's measurements),
-``GEMM_LOAD_GAPS=1`` (idle cycles in the load stream).
+with no reset between them), ``GEMM_RESULT`` (JSON written with the last job's measurements,
+plus ``jobs``: every job's, in order), ``GEMM_OUTPUTS`` (a directory that receives each job's
+outputs read back from the engine as ``output_<job>.npy``), ``GEMM_LOAD_GAPS=1`` (idle cycles
+in the load stream).
 """
 
 from __future__ import annotations
@@ -115,17 +117,20 @@ async def gemm_jobs(dut):
     config = AcceleratorConfig.from_json_file(os.environ["ACCEL_CONFIG"])
     tb = GemmTB(dut, config)
     await tb.reset()
-    result = {}
-    for path in os.environ["GEMM_OPERANDS"].split(os.pathsep):
-        result = await run_one_job(tb, load_operands(path))
+    results = []
+    for job, path in enumerate(os.environ["GEMM_OPERANDS"].split(os.pathsep)):
+        result, found = await run_one_job(tb, load_operands(path))
+        results.append(result)
+        if "GEMM_OUTPUTS" in os.environ:
+            np.save(os.path.join(os.environ["GEMM_OUTPUTS"], f"output_{job}.npy"), found)
     if "GEMM_RESULT" in os.environ:
         with open(os.environ["GEMM_RESULT"], "w") as handle:
-            json.dump(result, handle, indent=2)
+            json.dump({**results[-1], "jobs": results}, handle, indent=2)
     assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"
 
 
-async def run_one_job(tb: GemmTB, operands) -> dict:
-    """Load, run and check one job; return its measurements."""
+async def run_one_job(tb: GemmTB, operands) -> tuple[dict, np.ndarray]:
+    """Load, run and check one job; return its measurements and the outputs read back."""
     dut, hw = tb.dut, tb.hw
     tokens, inner, outer = operands.shape
 
@@ -183,4 +188,4 @@ async def run_one_job(tb: GemmTB, operands) -> dict:
         "sim_seconds": compute_seconds, "load_seconds": load_seconds,
         "readback_seconds": readback_seconds,
         "cycles_per_second": counters["total"] / max(compute_seconds, 1e-9),
-    }
+    }, found
