@@ -152,14 +152,11 @@ def main() -> int:
     print()
     print(format_table(document))
     print()
-    print("Every co-simulated GEMM is bit-exact to the golden model (sw/golden/) and its cycle "
-          "count equals")
-    print("the cycle model (sw/cycle_model/gemm.py). The image's linears ran with the weights "
-          "read back")
-    print(f"from {IMAGE_DIR / 'weights.bin'}; together they take {total} cycles where the "
-          f"unpruned model's")
-    print(f"would take {dense_total} ({dense_total / total:.2f}x). Inspect the image with "
-          f"`python sw/export_sparse.py --inspect {IMAGE_DIR / 'weights.bin'}`.")
+    print("Every co-simulated GEMM is bit-exact to the golden model (sw/golden/) and its cycle")
+    print("count equals the cycle model (sw/cycle_model/gemm.py). The image's linears ran with")
+    print(f"weights read back from the image; they take {total} cycles where the unpruned")
+    print(f"model's would take {dense_total} ({dense_total / total:.2f}x fewer).")
+    print(f"inspect the image: python sw/export_sparse.py --inspect {IMAGE_DIR / 'weights.bin'}")
     print(f"reports: {IMAGE_DIR / 'manifest.json'}, {BUILD_ROOT / 'demo' / 'gemm.json'}  "
           f"({time.monotonic() - started:.0f} s)")
     return 0

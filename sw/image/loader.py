@@ -284,12 +284,24 @@ def _model(reader: ByteReader, config: AcceleratorConfig) -> ModelInfo:
                      final_scale=_positive_scale(fields["final_scale"], "final_scale"))
 
 
+#: Upper bound of integer constants other than shifts, widths and bit counts: keeps every
+#: product the golden kernels form with them inside int64.
+CONSTANT_LIMIT = 1 << 48
+
+
 def _check_constants(fields: dict, what: str) -> None:
     for name, value in fields.items():
         _require(value >= 0, f"{what} {name} must not be negative, found {value}")
         if "shift" in name:
-            _require(value < 1 << SHIFT_WIDTH,
-                     f"{what} {name} must be below {1 << SHIFT_WIDTH}, found {value}")
+            limit = 1 << SHIFT_WIDTH
+        elif "width" in name:
+            _require(value >= 1, f"{what} {name} must be at least 1, found {value}")
+            limit = 65
+        elif name.endswith("bits"):
+            limit = 63
+        else:
+            limit = CONSTANT_LIMIT
+        _require(value < limit, f"{what} {name} must be below {limit}, found {value}")
 
 
 def _layernorm_record(reader: ByteReader, dim: int, what: str) -> LayerNormConstants:

@@ -11,9 +11,10 @@ import zlib
 import numpy as np
 
 from sw.image.format import FORMAT_VERSION, TENSOR_ROLES, SectionKind, WeightImage
-from sw.packing import pack_array, pack_block_sparse
+from sw.packing import block_sparse_size, pack_array, pack_block_sparse
 
-__all__ = ["dense_shape", "tensor_records", "image_totals", "manifest", "summary_table"]
+__all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "manifest",
+           "summary_table"]
 
 
 def dense_shape(image: WeightImage, role: str) -> tuple[int, int]:
@@ -79,6 +80,18 @@ def _layernorm_records(prefix: str, constants) -> list[dict]:
     ]
 
 
+def byte_breakdown(image: WeightImage) -> dict:
+    """Where the image's bytes go: BCSR weights (row_ptr, col_idx, blocks), per-output linear
+    constants (record, bias, multiplier, shift, weight scale), other sections (config, model,
+    LayerNorm and layer constants, programs) and framing (header, table, padding)."""
+    linear = sum(entry.length for entry in image.sections if entry.kind == SectionKind.LINEAR)
+    weights = sum(block_sparse_size(l.weights.shape, l.weights.block_shape, l.weights.nnz_blocks)
+                  for layer in image.layers for l in layer.linears.values())
+    sections = sum(entry.length for entry in image.sections)
+    return {"bcsr_weights": weights, "linear_constants": linear - weights,
+            "other_sections": sections - linear, "framing": image.file_size - sections}
+
+
 def image_totals(image: WeightImage) -> dict:
     """Sizes that compare the image with the dense int8 weights of the unpruned model."""
     dense = sum(np.prod(dense_shape(image, role)) for _ in image.layers for role in TENSOR_ROLES)
@@ -89,7 +102,8 @@ def image_totals(image: WeightImage) -> dict:
     return {"image_bytes": image.file_size, "dense_int8_weight_bytes": int(dense),
             "stored_int8_weight_bytes": int(stored), "nonzero_weights": nonzeros,
             "image_over_dense": image.file_size / dense if dense else None,
-            "stored_over_dense": stored / dense if dense else None}
+            "stored_over_dense": stored / dense if dense else None,
+            "image_bytes_by_part": byte_breakdown(image)}
 
 
 def manifest(image: WeightImage, *, image_crc32: int) -> dict:
@@ -146,4 +160,9 @@ def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
                  f"{totals['dense_int8_weight_bytes']:,} dense int8 bytes "
                  f"({totals['stored_over_dense']:.3f}); whole image {image.file_size:,} bytes "
                  f"= {totals['image_over_dense']:.3f} x the dense int8 weights")
+    parts = totals["image_bytes_by_part"]
+    lines.append(f"image bytes: {parts['bcsr_weights']:,} BCSR weights (indices included), "
+                 f"{parts['linear_constants']:,} per-output constants (bias, multiplier, shift, "
+                 f"weight scale), {parts['other_sections']:,} config / LayerNorm / layer "
+                 f"constants / programs, {parts['framing']:,} header, table and padding")
     return "\n".join(lines)

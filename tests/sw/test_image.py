@@ -168,7 +168,12 @@ def test_written_outputs(exported, tmp_path):
     assert q["density"] == q["nonzeros"] / (64 * 64)
     assert (q["min"], q["max"]) == (int(matrix.blocks.min()), int(matrix.blocks.max()))
     assert q["stored_blocks"] == matrix.nnz_blocks and q["blocks"] == 4 * 8
-    assert document["totals"]["dense_int8_weight_bytes"] == 2 * (4 * 64 * 64 + 2 * 64 * 128)
+    totals = document["totals"]
+    assert totals["dense_int8_weight_bytes"] == 2 * (4 * 64 * 64 + 2 * 64 * 128)
+    assert totals["stored_int8_weight_bytes"] == sum(
+        layer.linears[role].weights.nnz_blocks * 64 for layer in exported.image.layers
+        for role in TENSOR_ROLES)
+    assert sum(totals["image_bytes_by_part"].values()) == len(data)
     # the summary lists every linear
     table = summary_table(load_image(out / "weights.bin"))
     assert all(f"layer{i}.{role} " in table for i in range(2) for role in TENSOR_ROLES)
