@@ -218,3 +218,19 @@ def test_sections_in_canonical_order(exported):
                            + [(SectionKind.LINEAR, 0, t) for t in range(6)]
                            + [(SectionKind.PROGRAM, 0, 0xFFFF)])
     assert all(entry.offset % 8 == 0 for entry in image.sections)
+
+
+def test_plain_vit_directory_keeps_everything(tmp_path):
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(
+        image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=10)).save_pretrained(tmp_path / "vit")
+    state = export(ExportRequest(model_dir=tmp_path / "vit", config="tiny", calibration_images=4))
+    image = parse_image(state.data)
+    assert image.model.architecture == "vit"
+    assert image.model.tokens == 5                          # 4 patches + CLS, no distillation
+    assert image.layers[0].kept_heads == (0, 1) and len(image.layers[0].kept_ffn) == 64
+    assert image.layers[0].linears["q"].pruning_block_shape == (0, 0)
+    assert verify(state)["differences"] == 0
