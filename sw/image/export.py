@@ -334,10 +334,8 @@ def _config_name(state: ExportState) -> str:
 
 def calibration_images(image_size: int, count: int):
     """The first ``count`` images of the digits train split (val_fraction 0.2, seed 0)."""
-    from sw.data.digits import load_digits_split
-    split = load_digits_split(image_size, CALIBRATION_SPLIT["val_fraction"],
-                              CALIBRATION_SPLIT["seed"])
-    return split.train_images[:count]
+    from sw.data.digits import load_digits_train_images
+    return load_digits_train_images(count, image_size, **CALIBRATION_SPLIT)
 
 
 def quantize(state: ExportState) -> ExportState:
