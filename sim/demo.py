@@ -128,7 +128,8 @@ def main() -> int:
     print(f"      building with Verilator (cached after the first time), then {len(jobs)} GEMM "
           f"jobs in one run...", flush=True)
     try:
-        results = run_image_gemms(build(config), jobs, BUILD_ROOT / "demo" / "image")
+        results = run_image_gemms(build(config), IMAGE_DIR / "weights.bin", jobs,
+                                  BUILD_ROOT / "demo" / "image")
     except TestbenchFailed as failure:
         print(f"error: co-simulation failed: {failure}", file=sys.stderr)
         return 1

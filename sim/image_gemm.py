@@ -1,30 +1,37 @@
 """Replay every linear of a weight image through the GEMM engine's RTL (cocotb + Verilator).
 
 The jobs come from the image alone: the layer programs say which buffer each GEMM reads and
-writes, the weights and quantization constants are the image's, and the activations are the
-golden model's (run from the same image) for one input. One testbench run executes every job in
-sequence on one engine built from the image's own config (``params.json``); its scoreboard checks
-each job bit-exact against ``sw.golden.gemm`` and cycle-exact against ``sw.cycle_model.gemm``,
-and :func:`run_image_gemms` also checks the outputs read back against the golden layer's tensor.
+writes, and the activations are the golden model's (run from the same image) for one input. The
+testbench process itself loads the weights and quantization constants from the image file
+(``GEMM_IMAGE``; only the activations travel beside it, in an ``.npz``). One testbench run
+executes every job in sequence on one engine built from the image's own config
+(``params.json``); its scoreboard checks each job bit-exact against ``sw.golden.gemm`` and
+cycle-exact against ``sw.cycle_model.gemm``, and :func:`run_image_gemms` also checks the outputs
+read back against the golden layer's tensor.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sim.gemm_cases import save_operands
 from sim.harness import BuiltDesign, TestbenchFailed, run_testbench
 from sw.golden.gemm import GemmOperands
 from sw.image.format import TENSOR_ROLES, WeightImage
-from sw.image.golden import encode
 from sw.image.program import Buffer, Opcode
 
-__all__ = ["ImageGemmJob", "image_gemm_jobs", "run_image_gemms"]
+__all__ = ["ImageGemmJob", "image_operands", "image_gemm_jobs", "run_image_gemms"]
+
+
+def image_operands(image: WeightImage, name: str, x) -> GemmOperands:
+    """Operands of linear ``name`` (``"layer1.fc2"``) of ``image`` for activations ``x``."""
+    layer, role = name.split(".")
+    linear = image.layers[int(layer.removeprefix("layer"))].linears[role]
+    return GemmOperands(x=np.asarray(x), weights=linear.weights, bias=linear.bias,
+                        multiplier=linear.multiplier, shift=linear.shift)
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +48,7 @@ def image_gemm_jobs(image: WeightImage, x) -> list[ImageGemmJob]:
 
     ``x`` is the int16 encoder input (``IntegerDeiT.embed`` of one image).
     """
+    from sw.image.golden import encode       # torch-free import for the testbench process
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"Expected one input of shape (tokens, hidden), found {x.shape}")
@@ -51,20 +59,19 @@ def image_gemm_jobs(image: WeightImage, x) -> list[ImageGemmJob]:
         for instruction in layer.program:
             if instruction.opcode != Opcode.GEMM:
                 continue
-            role = TENSOR_ROLES[instruction.arg]
-            linear = layer.linears[role]
+            name = f"layer{layer.index}.{TENSOR_ROLES[instruction.arg]}"
             source = trace[Buffer(instruction.src_a).name.lower()]
             jobs.append(ImageGemmJob(
-                name=f"layer{layer.index}.{role}",
-                operands=GemmOperands(x=source, weights=linear.weights, bias=linear.bias,
-                                      multiplier=linear.multiplier, shift=linear.shift),
+                name=name, operands=image_operands(image, name, source),
                 expected=trace[Buffer(instruction.dst).name.lower()]))
     return jobs
 
 
-def run_image_gemms(design: BuiltDesign, jobs: list[ImageGemmJob], work_dir: Path) -> list[dict]:
-    """Run ``jobs`` in one testbench run; return each job's measurements with ``name`` and
-    ``matches_layer`` (outputs read back == the golden layer's tensor).
+def run_image_gemms(design: BuiltDesign, image_path: Path, jobs: list[ImageGemmJob],
+                    work_dir: Path) -> list[dict]:
+    """Run ``jobs`` in one testbench run, weights loaded from ``image_path`` by the testbench;
+    return each job's measurements with ``name`` and ``matches_layer`` (outputs read back ==
+    the golden layer's tensor).
 
     Raises
     ------
@@ -75,12 +82,12 @@ def run_image_gemms(design: BuiltDesign, jobs: list[ImageGemmJob], work_dir: Pat
     work_dir = Path(work_dir).resolve()
     outputs = work_dir / "outputs"
     outputs.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, job in enumerate(jobs):
-        paths.append(work_dir / f"job_{index}_{job.name}.npz")
-        save_operands(job.operands, paths[-1])
+    activations = work_dir / "activations.npz"
+    np.savez(activations, **{job.name: job.operands.x for job in jobs})
     run_testbench(design, "sim.tb_block_sparse_gemm", work_dir, extra_env={
-        "GEMM_OPERANDS": os.pathsep.join(str(path) for path in paths),
+        "GEMM_IMAGE": str(Path(image_path).resolve()),
+        "GEMM_IMAGE_ACTIVATIONS": str(activations),
+        "GEMM_IMAGE_JOBS": ",".join(job.name for job in jobs),
         "GEMM_RESULT": str(work_dir / "result.json"),
         "GEMM_OUTPUTS": str(outputs),
     })

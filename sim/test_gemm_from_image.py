@@ -34,7 +34,8 @@ def test_every_linear_of_a_pruned_deit_from_the_image(tmp_path):
     assert shapes["layer0.fc1"] == (18, 64, 96) and shapes["layer1.fc2"] == (18, 88, 64)
     assert any(job.operands.weights.block_density < 1 for job in jobs)
 
-    results = run_image_gemms(build(image.config), jobs, tmp_path / "sim")
+    results = run_image_gemms(build(image.config), tmp_path / "image" / "weights.bin", jobs,
+                              tmp_path / "sim")
     for result in results:
         assert result["bit_exact"] and result["matches_layer"], result["name"]
         assert result["cycles"] == result["model_cycles"] == result["edge_cycles"], result["name"]

@@ -350,7 +350,8 @@ def block_sparse_size(shape, block_shape, stored_blocks: int) -> int:
     """Bytes of :func:`pack_block_sparse` for these dimensions."""
     rows, _ = shape
     block_rows, block_cols = block_shape
-    return 4 * (rows // block_rows + 1) + 4 * stored_blocks + stored_blocks * block_rows * block_cols
+    return (4 * (rows // block_rows + 1) + 4 * stored_blocks
+            + stored_blocks * block_rows * block_cols)
 
 
 def pack_block_sparse(matrix: BlockSparseMatrix) -> bytes:

@@ -280,12 +280,16 @@ def fit_to_hardware(state: ExportState) -> ExportState:
     step = math.lcm(hw.block_rows, hw.block_cols)
     for index, kept in enumerate(state.kept_ffn):
         need = -len(kept) % step
-        fc1_weight = _weights(state, index)["fc1"][0] if need else None
-        fc2_weight = _weights(state, index)["fc2"][0] if need else None
-        candidates = sorted(set(range(ffn)) - set(kept),
-                            key=lambda n: (bool(fc1_weight[n].any() or fc2_weight[:, n].any()),
-                                           n)) if need else []
-        padding = candidates[:need] if len(candidates) >= need else []
+        padding = []
+        if need:
+            weights = _weights(state, index)
+            fc1_weight, fc2_weight = weights["fc1"][0], weights["fc2"][0]
+
+            def has_weights(neuron: int) -> bool:
+                return bool(fc1_weight[neuron].any() or fc2_weight[:, neuron].any())
+            candidates = sorted(set(range(ffn)) - set(kept), key=lambda n: (has_weights(n), n))
+            if len(candidates) >= need:       # else the block check below names the matrix
+                padding = candidates[:need]
         state.kept_ffn[index] = tuple(sorted(set(kept) | set(padding)))
         state.ffn_padding.append(len(padding))
     for index in range(topology["layers"]):

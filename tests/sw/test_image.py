@@ -214,7 +214,8 @@ def test_sections_in_canonical_order(exported):
     kinds = [(entry.kind, entry.layer, entry.tensor) for entry in image.sections]
     assert kinds[:3] == [(SectionKind.CONFIG, 0xFFFF, 0xFFFF), (SectionKind.MODEL, 0xFFFF, 0xFFFF),
                          (SectionKind.FINAL_LAYERNORM, 0xFFFF, 0xFFFF)]
-    assert kinds[3:12] == ([(SectionKind.LAYER, 0, 0xFFFF), (SectionKind.LAYER_CONSTANTS, 0, 0xFFFF)]
+    assert kinds[3:12] == ([(SectionKind.LAYER, 0, 0xFFFF),
+                            (SectionKind.LAYER_CONSTANTS, 0, 0xFFFF)]
                            + [(SectionKind.LINEAR, 0, t) for t in range(6)]
                            + [(SectionKind.PROGRAM, 0, 0xFFFF)])
     assert all(entry.offset % 8 == 0 for entry in image.sections)

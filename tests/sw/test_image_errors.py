@@ -225,7 +225,8 @@ def export_error(tmp_path, model_dir, config="tiny", **options) -> str:
 
 
 def test_missing_model_directory(tmp_path):
-    assert export_error(tmp_path, tmp_path / "nope") == f"{tmp_path / 'nope'}: model directory not found"
+    assert export_error(tmp_path, tmp_path / "nope") == (
+        f"{tmp_path / 'nope'}: model directory not found")
     (tmp_path / "empty").mkdir()
     assert export_error(tmp_path, tmp_path / "empty").endswith(
         "empty: neither a pruning output (pruned/ and pruning_report.json) nor a "
