@@ -230,14 +230,22 @@ def pack_array(values, dtype: str) -> bytes:
     target = _image_dtype(dtype)
     if target.kind == "f":
         return np.ascontiguousarray(np.asarray(values, dtype=np.float64), dtype=target).tobytes()
-    array = np.asarray(values)
-    if array.size and array.dtype.kind not in "iub":
-        raise ValueError(f"{dtype} values must be integers, not {array.dtype}")
-    array = array.astype(np.int64) if array.dtype.kind != "u" else array
+    if isinstance(values, np.ndarray):
+        if values.size and values.dtype.kind not in "iu":
+            raise ValueError(f"{dtype} values must be integers, not {values.dtype}")
+        array = values
+    else:                       # Python integers of any size: check them before numpy casts
+        items = np.asarray(values, dtype=object).reshape(-1).tolist()
+        kinds = {type(v).__name__ for v in items
+                 if not isinstance(v, (int, np.integer)) or isinstance(v, bool)}
+        if kinds:
+            raise ValueError(f"{dtype} values must be integers, not {', '.join(sorted(kinds))}")
+        array = np.asarray(items, dtype=object)
     info = np.iinfo(target)
-    if array.size and (int(array.min()) < info.min or int(array.max()) > info.max):
-        raise ValueError(f"Values {int(array.min())}..{int(array.max())} do not fit {dtype} "
-                         f"({info.min}..{info.max})")
+    if array.size:
+        low, high = int(array.min()), int(array.max())
+        if low < info.min or high > info.max:
+            raise ValueError(f"Values {low}..{high} do not fit {dtype} ({info.min}..{info.max})")
     return np.ascontiguousarray(array, dtype=target).tobytes()
 
 
@@ -322,11 +330,13 @@ class ByteReader:
         return data
 
     def array(self, dtype: str, count: int, what: str = "array") -> np.ndarray:
-        """The next ``count`` elements of ``dtype``, as int64 (integers) or float64."""
+        """The next ``count`` elements of ``dtype``: float64, uint64 for ``"u64"``, else int64."""
         target = _image_dtype(dtype)
         data = self.raw(count * target.itemsize, what)
         values = np.frombuffer(data, dtype=target)
-        return values.astype(np.float64 if target.kind == "f" else np.int64)
+        if target.kind == "f":
+            return values.astype(np.float64)
+        return values.astype(np.uint64 if dtype == "u64" else np.int64)
 
     def fields(self, layout, what: str = "record") -> dict:
         """One value per ``(name, dtype)`` of ``layout``: Python ``int`` or ``float``."""
