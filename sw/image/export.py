@@ -97,6 +97,11 @@ def read_hardware_config(state: ExportState) -> ExportState:
         config = load_config(state.request.config)
     except ConfigError as error:
         raise ExportError(f"--config: {error}") from None
+    if state.request.name is not None:
+        try:
+            config.replace(name=state.request.name)
+        except ConfigError as error:
+            raise ExportError(f"--name: {error}") from None
     hw = config.hardware
     if hw.data_width != 8:
         raise ExportError(f"config '{config.name}' has data_width {hw.data_width}; the integer "

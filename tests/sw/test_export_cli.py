@@ -58,6 +58,9 @@ def test_export_verify_inspect_in_a_fresh_process(model_dir, tmp_path):
     (["--config", "tiny9"], "error: --config: unknown preset 'tiny9'; presets: "),
     (["--config", "tiny", "--calibration-images", "0"],
      "error: --calibration-images must be a positive integer, not 0"),
+    (["--config", "tiny", "--name", "my image"],
+     "error: --name: Name must be letters, digits, '_', '.' or '-' and not start with '.', not "
+     "'my image'"),
 ])
 def test_bad_export_input_is_one_line(model_dir, tmp_path, capsys, arguments, message):
     assert main(["--model", str(model_dir), "--out", str(tmp_path / "o"), "--no-progress",
