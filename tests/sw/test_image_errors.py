@@ -2,8 +2,6 @@
 corrupted images (hypothesis) never raise anything else."""
 
 import json
-import re
-import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,8 +9,8 @@ from hypothesis import strategies as st
 
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export
-from sw.image.format import (FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC,
-                             SECTION_ENTRY_SIZE, ImageError, SectionKind)
+from sw.image.format import (FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC, ImageError,
+                             SectionKind)
 from sw.image.loader import load_image, parse_image
 from sw.image.writer import seal
 from sw.packing import fields_size, pack_array
