@@ -16,3 +16,14 @@ def check_positive(value, what: str) -> int:
     if value < 1:
         raise ValueError(f"{what} must be a positive integer, not {value}")
     return value
+
+
+def check_fields(layout, values: dict, unit: str) -> None:
+    """Raise ``ValueError`` naming the first of ``values`` that does not fit its unsigned field
+    of the ``amaranth.lib.data`` ``layout``."""
+    from amaranth.hdl import Shape
+    for name, value in values.items():
+        width = Shape.cast(layout[name].shape).width
+        if not 0 <= int(value) < (1 << width):
+            raise ValueError(f"{unit} constant {name} = {value} does not fit {width} unsigned "
+                             f"bits")

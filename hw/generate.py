@@ -18,6 +18,10 @@ from amaranth.back import rtlil, verilog
 from hw.gemm import BlockSparseGemm
 from hw.tokens import TokenGather
 from hw.tokens.token_gather_bench import TokenGatherBench
+from hw.units.gelu import Gelu
+from hw.units.layernorm import LayerNorm
+from hw.units.softmax import Softmax
+from hw.units.stream_harness import harness_builder
 from sw.atomic import write_text
 from sw.config import AcceleratorConfig, ConfigError, load_config
 
@@ -25,8 +29,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build"
 
 #: Top-level modules this generator writes, by file stem.
-TOPS = {"block_sparse_gemm": BlockSparseGemm, "token_gather": TokenGather,
-        "token_gather_bench": TokenGatherBench}      # the last one: simulation only
+TOPS = {"block_sparse_gemm": BlockSparseGemm,
+        "softmax": Softmax.from_config, "gelu": Gelu.from_config,
+        "layernorm": LayerNorm.from_config, "token_gather": TokenGather,
+        # simulation-only tops: the unit between an input and an output memory, or with an
+        # LFSR back-pressure source and a capture memory
+        "softmax_harness": harness_builder(Softmax.from_config),
+        "gelu_harness": harness_builder(Gelu.from_config),
+        "layernorm_harness": harness_builder(LayerNorm.from_config),
+        "token_gather_bench": TokenGatherBench}
 
 
 @contextlib.contextmanager
@@ -93,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         "\n")[0])
     parser.add_argument("--config", required=True,
                         help="a preset name (tiny, deit_b16, ...) or the path of a config JSON")
+    parser.add_argument("--top", choices=sorted(TOPS), default="block_sparse_gemm",
+                        help="top-level module (default: block_sparse_gemm)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: build/<config name>)")
     args = parser.parse_args(argv)
@@ -101,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    design = generate(config, args.out)
+    design = generate(config, args.out, top=args.top)
     lines = design.verilog.read_text().count("\n")
     print(f"{config.name}: wrote {design.verilog} ({lines} lines) and {design.config}")
     return 0

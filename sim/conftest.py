@@ -21,3 +21,17 @@ def built_designs():
             cache[config.name] = build(config)
         return cache[config.name]
     return get
+
+
+@pytest.fixture(scope="session")
+def built_designs_by_top():
+    """``built_designs_by_top(config, top)``: ``top`` Verilated for ``config``, built once per
+    session (and cached on disk by its Verilog's hash)."""
+    cache = {}
+
+    def get(config, top):
+        key = (config.name, top)
+        if key not in cache:
+            cache[key] = build(config, top)
+        return cache[key]
+    return get

@@ -6,8 +6,13 @@ compares outputs with ``sw.golden.gemm`` (``==``) and every counter with ``sw.cy
 
 Environment: ``ACCEL_CONFIG`` (config JSON), ``GEMM_OPERANDS`` (``.npz`` files from
 ``sim.gemm_cases.save_operands``, separated by ``os.pathsep``: the jobs run one after the other
-with no reset between them), ``GEMM_RESULT`` (JSON written with the last job's measurements),
-``GEMM_LOAD_GAPS=1`` (idle cycles in the load stream).
+with no reset between them) or, instead, ``GEMM_IMAGE`` (a weight image, read with
+``sw.image.loader``), ``GEMM_IMAGE_JOBS`` (comma-separated linears, ``layer0.q,layer0.k,...``)
+and ``GEMM_IMAGE_ACTIVATIONS`` (``.npz`` of each job's activations by linear name),
+``GEMM_RESULT`` (JSON written with the last job's measurements,
+plus ``jobs``: every job's, in order), ``GEMM_OUTPUTS`` (a directory that receives each job's
+outputs read back from the engine as ``output_<job>.npy``), ``GEMM_LOAD_GAPS=1`` (idle cycles
+in the load stream).
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from cocotb.utils import get_sim_time
 
 from hw.gemm.geometry import GemmGeometry, LoadTarget, check_job_fits
 from sim.gemm_cases import load_operands
+from sim.image_gemm import image_operands
 from sw.config import AcceleratorConfig
 from sw.cycle_model.gemm import gemm_cycles
 from sw.golden.gemm import block_sparse_gemm
+from sw.image.loader import load_image
 from sw.packing import pack_gemm, unpack_outputs
 
 CLOCK_NS = 10
@@ -115,17 +122,30 @@ async def gemm_jobs(dut):
     config = AcceleratorConfig.from_json_file(os.environ["ACCEL_CONFIG"])
     tb = GemmTB(dut, config)
     await tb.reset()
-    result = {}
-    for path in os.environ["GEMM_OPERANDS"].split(os.pathsep):
-        result = await run_one_job(tb, load_operands(path))
+    results = []
+    for job, operands in enumerate(jobs_from_environment()):
+        result, found = await run_one_job(tb, operands)
+        results.append(result)
+        if "GEMM_OUTPUTS" in os.environ:
+            np.save(os.path.join(os.environ["GEMM_OUTPUTS"], f"output_{job}.npy"), found)
     if "GEMM_RESULT" in os.environ:
         with open(os.environ["GEMM_RESULT"], "w") as handle:
-            json.dump(result, handle, indent=2)
+            json.dump({**results[-1], "jobs": results}, handle, indent=2)
     assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"
 
 
-async def run_one_job(tb: GemmTB, operands) -> dict:
-    """Load, run and check one job; return its measurements."""
+def jobs_from_environment():
+    """The operands of each job, from ``GEMM_OPERANDS`` or from ``GEMM_IMAGE``."""
+    if "GEMM_IMAGE" in os.environ:
+        image = load_image(os.environ["GEMM_IMAGE"])
+        with np.load(os.environ["GEMM_IMAGE_ACTIVATIONS"]) as activations:
+            return [image_operands(image, name, activations[name])
+                    for name in os.environ["GEMM_IMAGE_JOBS"].split(",")]
+    return [load_operands(path) for path in os.environ["GEMM_OPERANDS"].split(os.pathsep)]
+
+
+async def run_one_job(tb: GemmTB, operands) -> tuple[dict, np.ndarray]:
+    """Load, run and check one job; return its measurements and the outputs read back."""
     dut, hw = tb.dut, tb.hw
     tokens, inner, outer = operands.shape
 
@@ -183,4 +203,4 @@ async def run_one_job(tb: GemmTB, operands) -> dict:
         "sim_seconds": compute_seconds, "load_seconds": load_seconds,
         "readback_seconds": readback_seconds,
         "cycles_per_second": counters["total"] / max(compute_seconds, 1e-9),
-    }
+    }, found

@@ -54,7 +54,8 @@ def build_small_deit(config: DeiTConfig | None = None) -> DeiTForImageClassifica
 def load_model(directory: str | os.PathLike) -> PreTrainedModel:
     """Load an image classifier saved with ``save_pretrained`` from a local directory, in eval mode.
 
-    Only local directories are accepted: nothing is downloaded.
+    Only local directories are accepted: nothing is downloaded. A shrunk model (a directory with
+    ``surgery.json``, see :mod:`sw.pruning.artifacts`) is rebuilt with its per-layer widths.
 
     Raises
     ------
@@ -66,5 +67,8 @@ def load_model(directory: str | os.PathLike) -> PreTrainedModel:
         raise FileNotFoundError(f"{directory}: model directory not found")
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory}: no config.json (not a save_pretrained directory)")
+    from sw.pruning.artifacts import is_shrunk, load_shrunk
+    if is_shrunk(directory):
+        return load_shrunk(directory)
     model = AutoModelForImageClassification.from_pretrained(directory, local_files_only=True)
     return model.eval()

@@ -17,6 +17,12 @@ Conventions (worked examples in each docstring):
     lane of ``bias`` (acc_width bits) | ``multiplier`` (multiplier_width) | ``shift``
     (``SHIFT_WIDTH``), bias least significant;
   - outputs ``Y (M, N)``: word ``m * (N/C) + nt`` holds ``Y[m, nt*C : (nt+1)*C]``.
+
+* The weight image (``docs/image-format.md``) is a byte stream: every multi-byte value is
+  little-endian, integers are two's complement, floats IEEE 754 binary64. Its records are
+  sequences of named fields (:class:`ByteWriter` / :class:`ByteReader`); a block-sparse matrix is
+  ``row_ptr`` (u32), ``col_idx`` (u32), then the stored blocks' int8 values, each block row-major
+  (:func:`pack_block_sparse`): independent of the array shape, which tiles the blocks at load.
 """
 
 from __future__ import annotations
@@ -188,3 +194,244 @@ def pack_gemm(operands, *, array_rows: int, array_cols: int, data_width: int, ac
         quant=pack_quant(operands.bias, operands.multiplier, operands.shift, array_cols,
                          acc_width, multiplier_width),
     )
+
+
+def rows_to_beats(rows, lanes: int) -> np.ndarray:
+    """The beats of a special-function unit for ``rows`` ``(R, n)``: ``(R * ceil(n / lanes),
+    lanes)``, element ``k * lanes + j`` of a row in lane ``j`` of its beat ``k``, the last
+    beat's unused lanes 0.
+
+    >>> rows_to_beats([[1, 2, 3], [4, 5, 6]], 2).tolist()
+    [[1, 2], [3, 0], [4, 5], [6, 0]]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 2:
+        raise ValueError(f"Expected a 2-D array of rows, found shape {rows.shape}")
+    count, length = rows.shape
+    beats = -(-length // lanes)
+    padded = np.zeros((count, beats * lanes), dtype=np.int64)
+    padded[:, :length] = rows
+    return padded.reshape(count * beats, lanes)
+
+
+def beats_to_rows(beats, length: int) -> np.ndarray:
+    """Inverse of :func:`rows_to_beats` for rows of ``length`` elements (padding dropped)."""
+    beats = np.asarray(beats, dtype=np.int64)
+    lanes = beats.shape[1]
+    per_row = -(-length // lanes)
+    return beats.reshape(-1, per_row * lanes)[:, :length]
+
+
+# ------------------------------------------------------------------------------------------------
+# Weight-image byte order
+# ------------------------------------------------------------------------------------------------
+
+#: Element types of the weight image: name -> numpy dtype (all little-endian).
+IMAGE_DTYPES = {
+    "u8": np.dtype("<u1"), "i8": np.dtype("<i1"), "u16": np.dtype("<u2"), "i16": np.dtype("<i2"),
+    "u32": np.dtype("<u4"), "i32": np.dtype("<i4"), "u64": np.dtype("<u8"), "i64": np.dtype("<i8"),
+    "f64": np.dtype("<f8"),
+}
+
+
+def _image_dtype(name: str) -> np.dtype:
+    if name not in IMAGE_DTYPES:
+        raise ValueError(f"Unknown image element type {name!r}; known: {', '.join(IMAGE_DTYPES)}")
+    return IMAGE_DTYPES[name]
+
+
+def pack_array(values, dtype: str) -> bytes:
+    """Little-endian bytes of ``values`` as ``dtype`` (``"u8"`` .. ``"i64"``, ``"f64"``).
+
+    Integers are range-checked, never wrapped.
+
+    >>> pack_array([1, -2], "i16").hex()
+    '0100feff'
+
+    Raises
+    ------
+    ValueError
+        If an integer does not fit ``dtype`` or a float array gets non-numbers.
+    """
+    target = _image_dtype(dtype)
+    if target.kind == "f":
+        return np.ascontiguousarray(np.asarray(values, dtype=np.float64), dtype=target).tobytes()
+    if isinstance(values, np.ndarray):
+        if values.size and values.dtype.kind not in "iu":
+            raise ValueError(f"{dtype} values must be integers, not {values.dtype}")
+        array = values
+    else:                       # Python integers of any size: check them before numpy casts
+        items = np.asarray(values, dtype=object).reshape(-1).tolist()
+        kinds = {type(v).__name__ for v in items
+                 if not isinstance(v, (int, np.integer)) or isinstance(v, bool)}
+        if kinds:
+            raise ValueError(f"{dtype} values must be integers, not {', '.join(sorted(kinds))}")
+        array = np.asarray(items, dtype=object)
+    info = np.iinfo(target)
+    if array.size:
+        low, high = int(array.min()), int(array.max())
+        if low < info.min or high > info.max:
+            raise ValueError(f"Values {low}..{high} do not fit {dtype} ({info.min}..{info.max})")
+    return np.ascontiguousarray(array, dtype=target).tobytes()
+
+
+class ImageFormatError(ValueError):
+    """Bytes that cannot be what a reader expects there; the message names the offset."""
+
+
+class ByteWriter:
+    """Appends fields and arrays to a growing little-endian byte string.
+
+    >>> writer = ByteWriter()
+    >>> writer.fields((("rows", "u16"), ("scale", "f64")), {"rows": 3, "scale": 0.5})
+    >>> writer.array([7, 8], "u8")
+    >>> writer.getvalue().hex()
+    '0300000000000000e03f0708'
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    def raw(self, data: bytes) -> None:
+        """Append ``data`` unchanged."""
+        self._parts.append(bytes(data))
+        self._size += len(data)
+
+    def array(self, values, dtype: str) -> None:
+        """Append :func:`pack_array` of ``values``."""
+        self.raw(pack_array(values, dtype))
+
+    def fields(self, layout, values: dict) -> None:
+        """Append one value per ``(name, dtype)`` of ``layout``, in that order, from ``values``."""
+        for name, dtype in layout:
+            self.array([values[name]], dtype)
+
+    def align(self, alignment: int) -> None:
+        """Append zero bytes up to the next multiple of ``alignment``."""
+        self.raw(bytes(-self._size % alignment))
+
+    def getvalue(self) -> bytes:
+        return b"".join(self._parts)
+
+
+class ByteReader:
+    """Reads fields and arrays from ``buffer[start:end]``, refusing to read past ``end``.
+
+    Offsets in messages are absolute (from the start of ``buffer``).
+
+    >>> ByteReader(bytes.fromhex("0300000000000000e03f0708")).fields(
+    ...     (("rows", "u16"), ("scale", "f64")))
+    {'rows': 3, 'scale': 0.5}
+    """
+
+    def __init__(self, buffer: bytes, start: int = 0, end: int | None = None) -> None:
+        self._buffer = memoryview(buffer)
+        self.position = start
+        self.end = len(buffer) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        """Bytes left before ``end``."""
+        return self.end - self.position
+
+    def raw(self, count: int, what: str = "bytes") -> bytes:
+        """The next ``count`` bytes.
+
+        Raises
+        ------
+        ImageFormatError
+            If fewer than ``count`` bytes are left.
+        """
+        if count < 0 or count > self.remaining:
+            raise ImageFormatError(f"{what} need {count} bytes at offset {self.position}, only "
+                                   f"{max(self.remaining, 0)} left before offset {self.end}")
+        data = bytes(self._buffer[self.position:self.position + count])
+        self.position += count
+        return data
+
+    def array(self, dtype: str, count: int, what: str = "array") -> np.ndarray:
+        """The next ``count`` elements of ``dtype``: float64, uint64 for ``"u64"``, else int64."""
+        target = _image_dtype(dtype)
+        data = self.raw(count * target.itemsize, what)
+        values = np.frombuffer(data, dtype=target)
+        if target.kind == "f":
+            return values.astype(np.float64)
+        return values.astype(np.uint64 if dtype == "u64" else np.int64)
+
+    def fields(self, layout, what: str = "record") -> dict:
+        """One value per ``(name, dtype)`` of ``layout``: Python ``int`` or ``float``."""
+        size = fields_size(layout)
+        if size > self.remaining:
+            raise ImageFormatError(f"{what} needs {size} bytes at offset {self.position}, only "
+                                   f"{max(self.remaining, 0)} left before offset {self.end}")
+        result = {}
+        for name, dtype in layout:
+            value = self.array(dtype, 1, what)[0]
+            result[name] = float(value) if IMAGE_DTYPES[dtype].kind == "f" else int(value)
+        return result
+
+
+def fields_size(layout) -> int:
+    """Bytes of one record of ``layout``."""
+    return sum(_image_dtype(dtype).itemsize for _, dtype in layout)
+
+
+def block_sparse_size(shape, block_shape, stored_blocks: int) -> int:
+    """Bytes of :func:`pack_block_sparse` for these dimensions."""
+    rows, _ = shape
+    block_rows, block_cols = block_shape
+    return (4 * (rows // block_rows + 1) + 4 * stored_blocks
+            + stored_blocks * block_rows * block_cols)
+
+
+def pack_block_sparse(matrix: BlockSparseMatrix) -> bytes:
+    """``row_ptr`` (u32 each), ``col_idx`` (u32 each), then every stored block row-major (i8).
+
+    >>> m = BlockSparseMatrix.from_dense([[0, 0, 1, -1], [0, 0, 2, 3]], (2, 2))
+    >>> pack_block_sparse(m).hex()     # row_ptr 0 1 | col_idx 1 | block [[1, -1], [2, 3]]
+    '00000000010000000100000001ff0203'
+    """
+    writer = ByteWriter()
+    writer.array(matrix.row_ptr, "u32")
+    writer.array(matrix.col_idx, "u32")
+    writer.array(matrix.blocks.reshape(-1), "i8")
+    return writer.getvalue()
+
+
+def unpack_block_sparse(reader: ByteReader, shape, block_shape,
+                        stored_blocks: int) -> BlockSparseMatrix:
+    """Read what :func:`pack_block_sparse` wrote, checking the BCSR structure.
+
+    Raises
+    ------
+    ImageFormatError
+        If the bytes run out, ``row_ptr`` does not start at 0, decreases or does not end at
+        ``stored_blocks``, or a block column is out of range or not increasing within its row.
+    """
+    rows, cols = shape
+    block_rows, block_cols = block_shape
+    grid_rows, grid_cols = rows // block_rows, cols // block_cols
+    start = reader.position
+    row_ptr = reader.array("u32", grid_rows + 1, "row_ptr")
+    col_idx = reader.array("u32", stored_blocks, "col_idx")
+    blocks = reader.array("i8", stored_blocks * block_rows * block_cols, "blocks")
+    if row_ptr[0] != 0 or row_ptr[-1] != stored_blocks or np.any(np.diff(row_ptr) < 0):
+        raise ImageFormatError(f"row_ptr at offset {start} is not a block-row pointer list "
+                               f"from 0 to {stored_blocks} (found {row_ptr.tolist()[:8]}...)")
+    if stored_blocks and int(col_idx.max()) >= grid_cols:
+        raise ImageFormatError(f"col_idx at offset {start + 4 * (grid_rows + 1)} has block "
+                               f"column {int(col_idx.max())}, the matrix has {grid_cols}")
+    for row in range(grid_rows):
+        columns = col_idx[row_ptr[row]:row_ptr[row + 1]]
+        if np.any(np.diff(columns) <= 0):
+            raise ImageFormatError(f"col_idx at offset {start + 4 * (grid_rows + 1)}: block "
+                                   f"columns of block row {row} are not increasing")
+    return BlockSparseMatrix(shape=(rows, cols), block_shape=(block_rows, block_cols),
+                             row_ptr=row_ptr, col_idx=col_idx,
+                             blocks=blocks.reshape(stored_blocks, block_rows, block_cols))

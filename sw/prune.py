@@ -23,14 +23,14 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 
 import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
 from sw.atomic import replace_directory  # noqa: E402
 from sw.data.digits import load_digits_split  # noqa: E402
 from sw.models import load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
+from sw.pruning.artifacts import save_shrunk  # noqa: E402
 from sw.pruning.report import (  # noqa: E402
-    FILLED_STATE, dense_baseline, plot_accuracy, plot_density, pruning_report)
+    dense_baseline, plot_accuracy, plot_density, pruning_report)
 from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning  # noqa: E402
 from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
 from sw.train_digits import evaluate  # noqa: E402
@@ -106,9 +106,12 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     rate warms up along the pruning schedule and the report gains a ``"tokens"`` entry.
 
     ``out`` receives ``pruned/`` (``save_pretrained``: dense shapes, masked weights zero),
-    ``filled/`` (with ``final_finetune``: shrunk shapes, ``surgery.json``, reload with
-    :func:`sw.pruning.report.load_filled`), ``pruning_report.json``, ``recipe.json``,
-    ``density_per_layer.png`` and ``accuracy.png``. The directory appears only once complete.
+    ``shrunk/`` (the same function with removed heads and FFN neurons gone and the in-head block
+    sparsity kept as zeros: what the accelerator runs), ``filled/`` (with ``final_finetune``:
+    shrunk and fine-tuned without masks), ``pruning_report.json``, ``recipe.json``,
+    ``density_per_layer.png`` and ``accuracy.png``. ``shrunk/`` and ``filled/`` reload with
+    :func:`sw.models.load_model` (see :mod:`sw.pruning.artifacts`). The directory appears only
+    once complete.
     """
     teacher_dir = Path(teacher_dir)
     with _process_state().main_process_first():
@@ -144,13 +147,9 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     if out is not None and _process_state().is_main_process:
         def write(staging: Path) -> None:
             result.pruned.save_pretrained(staging / "pruned")
+            save_shrunk(result.shrunk, result.surgery, staging / "shrunk")
             if result.filled is not None:
-                result.filled.save_pretrained(staging / "filled")
-                save_file({key: value.contiguous() for key, value
-                           in result.filled.state_dict().items()},
-                          str(staging / "filled" / FILLED_STATE))
-                (staging / "filled" / "surgery.json").write_text(
-                    json.dumps(result.surgery.to_dict(), indent=2) + "\n")
+                save_shrunk(result.filled, result.surgery, staging / "filled")
             (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
             (staging / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
             plot_density(report, staging / "density_per_layer.png")

@@ -6,14 +6,14 @@ a layer's cycles go. Units run one after the other (no overlap between units is 
 ====================  =========================================================================
 unit                  cycles
 ====================  =========================================================================
-layernorm_before      ``T * 2 * ceil(d / L_ln) + LAYERNORM_LATENCY`` (statistics pass, then
-                      normalise pass, ``L_ln`` elements per cycle)
+layernorm_before      ``layernorm_cycles`` (``sw.cycle_model.units``, exact) of ``T`` rows of
+                      ``d``: rows overlap, about ``T * ceil(d / L_ln)`` plus the latency
 q, k, v               the GEMM engine (``sw.cycle_model.gemm``, exact): ``T x d`` times the
                       kept heads' ``(h' * dh) x d`` block-sparse weight
 attention_scores      per kept head, ``Q_h K_h^T`` on the same array: a dense GEMM of ``T`` rows,
                       inner ``dh`` and ``T`` outputs, padded up to whole array tiles
-softmax               per kept head, ``T * 2 * ceil(T / L_sm) + SOFTMAX_LATENCY`` (max and
-                      exponent-sum pass, then normalise pass)
+softmax               per kept head, ``softmax_cycles`` (exact) of ``T`` rows of ``T`` scores:
+                      about ``T * ceil(T / L_sm)`` plus the latency
 attention_context     per kept head, ``P_h V_h``: dense GEMM of ``T`` rows, inner ``T``, ``dh``
                       outputs, padded to whole tiles
 o                     GEMM of ``T x (h' * dh)`` times the ``d x (h' * dh)`` weight
@@ -23,14 +23,14 @@ token_gather          when the layer keeps ``T' < T`` rows: the ``TokenGather`` 
                       scores, a scan of the ``T`` rows, the fused row, ``T'`` rows out
 layernorm_after       as ``layernorm_before`` on ``T'`` rows
 fc1                   GEMM of ``T' x d`` times the kept ``f' x d`` weight
-gelu                  ``ceil(T' * f' / L_gelu) + GELU_LATENCY``
+gelu                  ``gelu_cycles`` (exact): ``ceil(T' * f' / L_gelu) + GELU_LATENCY``
 fc2                   GEMM of ``T' x f'`` times the ``d x f'`` weight
 residual_ffn          ``T' * ceil(d / C)``
 ====================  =========================================================================
 
-The GEMM rows are exact (the RTL is verified against them). The other units are not built yet:
-their rows are the throughput each unit must reach (one element per lane per cycle) plus a
-pipeline latency the unit will publish; until then these latencies are placeholders, marked so.
+The GEMM, softmax, GELU and LayerNorm rows are exact (the RTL is verified against them); the
+residual adds and the token gather are not built yet, and their rows are the throughput they
+must reach.
 Head removal shrinks q/k/v/o and the attention rows; block density shrinks only the six
 weight GEMMs; token pruning shrinks everything after the gather. Neither LayerNorm nor the
 residuals shrink with heads or density, and the attention products shrink with heads only.
@@ -48,12 +48,7 @@ import numpy as np
 from sw.config import AcceleratorConfig, ConfigError, load_config
 from sw.cycle_model.gemm import gemm_cycles
 from sw.cycle_model.token_gather import TokenGatherJob, token_gather_cycles
-
-#: Pipeline latencies of the special-function units: placeholders until those units exist and
-#: publish theirs (issue "Softmax, GELU and LayerNorm hardware units").
-LAYERNORM_LATENCY = 8
-SOFTMAX_LATENCY = 8
-GELU_LATENCY = 4
+from sw.cycle_model.units import gelu_cycles, layernorm_cycles, softmax_cycles, unit_timings
 
 LINEARS = ("q", "k", "v", "o", "fc1", "fc2")
 
@@ -175,8 +170,10 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
                              block_cols=rows, tokens=tokens, block_mask=mask)
         return cycles.total, tokens * inner * outer
 
+    softmax_timing, gelu_timing, layernorm_timing = unit_timings(config)
+
     def layernorm(tokens: int) -> int:
-        return tokens * 2 * math.ceil(m.hidden_size / hw.layernorm_lanes) + LAYERNORM_LATENCY
+        return layernorm_cycles(layernorm_timing, rows=tokens, length=m.hidden_size).total
 
     units, macs = {}, 0
     units["layernorm_before"] = layernorm(t)
@@ -186,8 +183,7 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
     scores, used_scores = dense_product(t, m.head_dim, t)
     context, used_context = dense_product(t, t, m.head_dim)
     units["attention_scores"] = p.kept_heads * scores
-    units["softmax"] = p.kept_heads * (t * 2 * math.ceil(t / hw.softmax_lanes)
-                                       + SOFTMAX_LATENCY)
+    units["softmax"] = p.kept_heads * softmax_cycles(softmax_timing, rows=t, length=t).total
     units["attention_context"] = p.kept_heads * context
     macs += p.kept_heads * (used_scores + used_context)
     units["o"], used = linear("o")
@@ -202,7 +198,7 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
     units["layernorm_after"] = layernorm(t_kept)
     units["fc1"], used = linear("fc1")
     macs += used
-    units["gelu"] = math.ceil(t_kept * p.kept_ffn / hw.gelu_lanes) + GELU_LATENCY
+    units["gelu"] = gelu_cycles(gelu_timing, t_kept * p.kept_ffn).total
     units["fc2"], used = linear("fc2")
     macs += used
     units["residual_ffn"] = t_kept * math.ceil(m.hidden_size / cols)

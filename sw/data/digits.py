@@ -10,8 +10,8 @@ from sklearn.model_selection import train_test_split
 
 from sw.data import ImageSplit, iterate_batches
 
-__all__ = ["DIGITS_MEAN", "DIGITS_STD", "DigitsSplit", "load_digits_split", "preprocess_digits",
-           "iterate_batches"]
+__all__ = ["DIGITS_MEAN", "DIGITS_STD", "DigitsSplit", "load_digits_split",
+           "load_digits_train_images", "preprocess_digits", "iterate_batches"]
 
 #: Mean and standard deviation of all 1,797 digits after bilinear upscaling from 8x8 (pixel values
 #: 0..16) to 32x32. Fixed constants, not recomputed per split, so the same raw image always maps
@@ -47,6 +47,30 @@ def preprocess_digits(images: np.ndarray | torch.Tensor, image_size: int = 32) -
     return normalised.expand(-1, 3, -1, -1).contiguous()
 
 
+def _split_indices(targets, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and validation indices of the stratified split (scikit-learn)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"Validation fraction must be between 0 and 1, not {val_fraction!r}")
+    train_index, val_index = train_test_split(
+        np.arange(len(targets)), test_size=val_fraction, random_state=seed, stratify=targets)
+    return np.sort(train_index), np.sort(val_index)
+
+
+def load_digits_train_images(count: int, image_size: int = 32, val_fraction: float = 0.2,
+                             seed: int = 0) -> torch.Tensor:
+    """The first ``count`` images of :func:`load_digits_split`'s train set, preprocessing only
+    those (large image sizes would otherwise upscale all 1,797 images).
+
+    Raises
+    ------
+    ValueError
+        As :func:`load_digits_split`.
+    """
+    digits = load_digits()
+    train_index, _ = _split_indices(digits.target, val_fraction, seed)
+    return preprocess_digits(digits.images[train_index[:count]], image_size)
+
+
 def load_digits_split(image_size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> ImageSplit:
     """Load the digits, preprocess them and split them into train and validation sets.
 
@@ -58,16 +82,12 @@ def load_digits_split(image_size: int = 32, val_fraction: float = 0.2, seed: int
     ValueError
         If ``val_fraction`` is not strictly between 0 and 1, or ``image_size`` is invalid.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"Validation fraction must be between 0 and 1, not {val_fraction!r}")
     digits = load_digits()
+    train_index, val_index = _split_indices(digits.target, val_fraction, seed)
     images = preprocess_digits(digits.images, image_size)
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
-    train_index, val_index = train_test_split(
-        np.arange(len(labels)), test_size=val_fraction, random_state=seed,
-        stratify=digits.target)
-    train_index = torch.as_tensor(np.sort(train_index))
-    val_index = torch.as_tensor(np.sort(val_index))
+    train_index = torch.as_tensor(train_index)
+    val_index = torch.as_tensor(val_index)
     return ImageSplit(
         train_images=images[train_index], train_labels=labels[train_index],
         val_images=images[val_index], val_labels=labels[val_index],

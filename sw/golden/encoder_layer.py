@@ -21,6 +21,7 @@ operation is one of ``sw.golden.gemm.linear_int``, ``sw.golden.kernels`` or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,8 +32,10 @@ from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConsta
                                softmax_constants, softmax_int)
 from sw.golden.token_select import TokenPruning, gather_tokens
 from sw.numerics import exact_matmul, quantize_multiplier, requantize
-from sw.quantize.calibration import LayerRanges
 from sw.quantize.linear import QuantizedLinear, quantize_linear
+
+if TYPE_CHECKING:        # calibration needs torch; the layer itself does not
+    from sw.quantize.calibration import LayerRanges
 
 #: Fraction bits of the softmax probabilities (unsigned Q0.8) fed to the P V product.
 PROBABILITY_BITS = 8

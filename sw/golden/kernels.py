@@ -151,13 +151,26 @@ def softmax_int(scores, constants: SoftmaxConstants) -> np.ndarray:
     if x.size == 0:                                               # no rows
         return x
     distance = x.max(axis=-1, keepdims=True) - x                  # [0, 2**in_width)
+    exp = softmax_exp(distance, c)                                # [0, 2**(2F+3))
+    total = exp.sum(axis=-1, keepdims=True)                       # >= poly_b**2 + poly_c
+    reciprocal = softmax_reciprocal(total, c)
+    return requantize(exp, reciprocal, c.recip_bits - c.out_bits, out_width=c.out_bits + 1)
+
+
+def softmax_exp(distance, constants: SoftmaxConstants) -> np.ndarray:
+    """i-exp of distances ``d = max - x >= 0`` (steps 2 to 4 of ``softmax_int``):
+    ``u = requantize(d, multiplier, shift)`` saturated to ``F + 6`` bits, ``z = u >> F``,
+    ``r = u & (2**F - 1)``, ``e = ((poly_b - r)**2 + poly_c) >> z``."""
+    c = constants
     exponent = requantize(distance, c.multiplier, c.shift, out_width=c.frac_bits + 7)
     whole = exponent >> c.frac_bits                               # [0, 63]
     fraction = exponent & ((1 << c.frac_bits) - 1)                # [0, 2**F)
-    exp = ((c.poly_b - fraction) ** 2 + c.poly_c) >> whole        # [0, 2**(2F+3))
-    total = exp.sum(axis=-1, keepdims=True)                       # >= poly_b**2 + poly_c
-    reciprocal = (1 << c.recip_bits) // total
-    return requantize(exp, reciprocal, c.recip_bits - c.out_bits, out_width=c.out_bits + 1)
+    return ((c.poly_b - fraction) ** 2 + c.poly_c) >> whole
+
+
+def softmax_reciprocal(total, constants: SoftmaxConstants) -> np.ndarray:
+    """``2**recip_bits // total`` (step 6 of ``softmax_int``), floor."""
+    return (1 << constants.recip_bits) // np.asarray(total, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------

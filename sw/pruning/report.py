@@ -17,13 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from .structures import ROLES, linear_modules, structure_for
-from .surgery import SurgeryReport, prune_ffn, prune_heads
+from .surgery import SurgeryReport
 
-__all__ = ["FILLED_STATE", "block_density", "dense_baseline", "filled_linear_density",
-           "load_filled", "plot_accuracy", "plot_density", "pruning_report"]
-
-#: State dict of a filled model under its in-memory parameter names (see :func:`load_filled`).
-FILLED_STATE = "shrunk_state.safetensors"
+__all__ = ["block_density", "dense_baseline", "filled_linear_density", "plot_accuracy",
+           "plot_density", "pruning_report"]
 
 
 def block_density(mask: Tensor, block_shape: tuple[int, int]) -> float:
@@ -172,26 +169,3 @@ def plot_accuracy(history: list[dict], path: str | Path, *,
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def load_filled(directory: str | Path, surgery: dict) -> nn.Module:
-    """Reload a filled (shrunk) model saved with ``save_pretrained``.
-
-    Its config still states the teacher's widths, so plain ``from_pretrained`` cannot load the
-    smaller tensors: build the model from the config, apply the recorded head and neuron
-    removals (``surgery`` is ``SurgeryReport.to_dict()``), then load ``FILLED_STATE`` strictly.
-    That file holds the state dict under the model's own parameter names: transformers 5.23's
-    ``save_pretrained`` writes the v4 names (``deit.encoder.layer.0.attention.attention.query``)
-    and only ``from_pretrained`` maps them back.
-    """
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForImageClassification
-
-    config = AutoConfig.from_pretrained(directory, local_files_only=True)
-    model = AutoModelForImageClassification.from_config(config)
-    for layer in surgery["layers"]:
-        prune_heads(model, layer["index"], layer["removed_heads"])
-        prune_ffn(model, layer["index"], layer["removed_neurons"])
-    state = load_file(str(Path(directory) / FILLED_STATE))
-    model.load_state_dict(state)
-    return model.eval()

@@ -31,7 +31,7 @@ from sw.train_digits import _random_shift, evaluate
 
 from .masked import PatchedModel, patch_model
 from .methods import PruningArgs, regularization_loss
-from .surgery import KeepMask, SurgeryReport, apply_surgery, fill
+from .surgery import KeepMask, SurgeryReport, apply_surgery
 
 __all__ = ["PruneResult", "TrainingOptions", "distillation_loss", "fine_prune", "finetune"]
 
@@ -149,7 +149,10 @@ class PruneResult:
     accuracy : float
         Validation accuracy of ``pruned``.
     surgery : SurgeryReport or None
-        Surgery applied for the final fine-tune.
+        Heads and FFN neurons removed by :func:`apply_surgery`.
+    shrunk : nn.Module or None
+        ``pruned`` after surgery: removed heads and neurons gone, in-head block sparsity kept
+        as zeros, same function (what the accelerator runs).
     filled : nn.Module or None
         Shrunk, mask-free model after the final fine-tune (``final_finetune``).
     filled_accuracy : float or None
@@ -166,6 +169,7 @@ class PruneResult:
     patch: PatchedModel
     accuracy: float
     surgery: SurgeryReport | None = None
+    shrunk: nn.Module | None = None
     filled: nn.Module | None = None
     filled_accuracy: float | None = None
     history: list[dict] = field(default_factory=list)
@@ -276,10 +280,11 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
     two optimizer groups (mask scores at ``mask_scores_learning_rate`` without weight decay,
     weights at ``options.lr``), the threshold and regularization lambda set per step by the
     cubic schedule; bake the masks at the evaluation threshold. With ``args.final_finetune``,
-    the pruned model is first fine-tuned with its masks frozen (``finetune-masked``), then a
-    copy goes through :func:`apply_surgery` and :func:`fill` (shrunk shapes, in-head masks
-    dropped) and is fine-tuned again (``finetune-filled``), each for
-    ``options.final_finetune_epochs``. Without it, surgery still runs on a copy for the report.
+    the pruned model is first fine-tuned with its masks frozen (``finetune-masked``). Then a
+    copy goes through :func:`apply_surgery` (``result.shrunk``: shrunk shapes, in-head zeros
+    kept, same function), and with ``args.final_finetune`` a copy of that, without masks, is
+    fine-tuned again (``finetune-filled``, ``result.filled``); each fine-tune runs
+    ``options.final_finetune_epochs``.
 
     ``on_step(step, total_steps)``, when given, is called before every optimizer step of the
     pruning stage (steps count from 1), after the threshold is set: the hook for schedules of
@@ -350,11 +355,12 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
                             split.val_labels.to(device))
     result = PruneResult(pruned=pruned.eval(), masks=masks, patch=patch, accuracy=accuracy,
                          history=history)
-    # Surgery always runs (on a copy) so that the report knows which heads and neurons go.
-    filled = copy.deepcopy(pruned)
-    result.surgery = apply_surgery(filled, masks)
+    # Surgery on a copy: the shrunk model (same function, in-head zeros kept as plain zeros).
+    shrunk = copy.deepcopy(pruned)
+    result.surgery = apply_surgery(shrunk, masks, keep_masks=False)
+    result.shrunk = shrunk.eval()
     if args.final_finetune:
-        fill(filled)
+        filled = copy.deepcopy(shrunk)   # no masks: the zeros may train again
         result.history += finetune(filled, teacher, split, args, options, stage="finetune-filled",
                                    progress=progress)
         result.filled = filled.eval()

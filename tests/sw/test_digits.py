@@ -129,3 +129,9 @@ def test_image_folder_errors(tmp_path):
     (imageless / "cat" / "readme.txt").write_text("no pictures here")
     with pytest.raises(ValueError, match=f"^{imageless}: no images found in class folders$"):
         load_image_folder(imageless)
+
+
+def test_train_images_are_the_split_s_first():
+    from sw.data.digits import load_digits_train_images
+    split = load_digits_split(16, 0.2, 0)
+    assert torch.equal(load_digits_train_images(5, 16, 0.2, 0), split.train_images[:5])

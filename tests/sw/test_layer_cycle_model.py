@@ -5,9 +5,10 @@ import pytest
 
 from sw.config import load_config
 from sw.cycle_model.gemm import gemm_cycles
-from sw.cycle_model.layer import (GELU_LATENCY, LAYERNORM_LATENCY, SOFTMAX_LATENCY, LayerPruning,
-                                  layer_cycles, main, spread_mask)
+from sw.cycle_model.layer import LayerPruning, layer_cycles, main, spread_mask
 from sw.cycle_model.token_gather import TokenGatherJob, token_gather_cycles
+from sw.cycle_model.units import (GELU_LATENCY, layernorm_cycles, softmax_cycles,
+                                  unit_timings)
 
 DEIT_B = load_config("deit_b16")
 TINY = load_config("tiny")
@@ -38,9 +39,15 @@ def test_weight_gemms_are_the_gemm_engine_model():
 def test_special_units_follow_their_throughput_contract():
     m, hw = DEIT_B.model, DEIT_B.hardware
     cycles = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B))
-    assert cycles.units["layernorm_before"] == 197 * 2 * (768 // 4) + LAYERNORM_LATENCY
-    assert cycles.units["softmax"] == m.num_heads * (197 * 2 * 50 + SOFTMAX_LATENCY)  # ceil(197/4)
+    softmax, gelu, layernorm = unit_timings(DEIT_B)
+    assert cycles.units["layernorm_before"] == layernorm_cycles(layernorm, rows=197,
+                                                                length=768).total
+    assert cycles.units["softmax"] == m.num_heads * softmax_cycles(softmax, rows=197,
+                                                                   length=197).total
     assert cycles.units["gelu"] == 197 * 3072 // 4 + GELU_LATENCY
+    # one element per lane per cycle once rows overlap: within 2 % of the beats (ceil(197/4))
+    assert 197 * 192 <= cycles.units["layernorm_before"] <= 1.02 * 197 * 192
+    assert 197 * 50 <= cycles.units["softmax"] / m.num_heads <= 1.02 * 197 * 50
     assert cycles.units["residual_attention"] == 197 * 768 // hw.array_cols
     assert cycles.units["token_gather"] == 0
 

@@ -379,3 +379,66 @@ def test_pack_gemm_word_counts_and_contents():
     assert decode_quant(image.quant, cols, 32, 16) == (operands.bias.tolist(),
                                                        operands.multiplier.tolist(),
                                                        operands.shift.tolist())
+
+
+# weight-image byte order ------------------------------------------------------------------------
+
+from sw.packing import (IMAGE_DTYPES, ByteReader, ByteWriter, ImageFormatError,  # noqa: E402
+                        block_sparse_size, pack_array, pack_block_sparse, unpack_block_sparse)
+
+
+@pytest.mark.parametrize("dtype", [name for name in IMAGE_DTYPES if name != "f64"])
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_image_integer_arrays_round_trip_little_endian(dtype, data):
+    info = np.iinfo(IMAGE_DTYPES[dtype])
+    values = data.draw(st.lists(st.integers(int(info.min), int(info.max)), max_size=6))
+    packed = pack_array(values, dtype)
+    size = IMAGE_DTYPES[dtype].itemsize
+    assert packed == b"".join(int(v).to_bytes(size, "little", signed=info.min < 0)
+                              for v in values)
+    assert ByteReader(packed).array(dtype, len(values)).tolist() == values
+
+
+def test_image_arrays_refuse_out_of_range_and_reads_past_the_end():
+    with pytest.raises(ValueError, match=r"Values 0\.\.256 do not fit u8 \(0\.\.255\)"):
+        pack_array([0, 256], "u8")
+    with pytest.raises(ValueError, match="i32 values must be integers, not float"):
+        pack_array([0.5], "i32")
+    with pytest.raises(ValueError, match="must be integers, not float64"):
+        pack_array(np.array([0.5]), "i32")
+    assert pack_array([2**64 - 1, 0], "u64") == b"\xff" * 8 + bytes(8)
+    assert ByteReader(pack_array([0.1, -2.5], "f64")).array("f64", 2).tolist() == [0.1, -2.5]
+    reader = ByteReader(bytes(10), 2, 8)
+    with pytest.raises(ImageFormatError, match=r"bias need 8 bytes at offset 2, only 6 left "
+                                               r"before offset 8"):
+        reader.array("i64", 1, "bias")
+    writer = ByteWriter()
+    writer.raw(b"abc")
+    writer.align(8)
+    assert writer.getvalue() == b"abc" + bytes(5) and writer.size == 8
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), density=st.floats(0.0, 1.0))
+def test_block_sparse_bytes_round_trip(seed, density):
+    rng = np.random.default_rng(seed)
+    keep = rng.random((3, 4)) < density
+    dense = rng.integers(-128, 128, (12, 16)) * np.kron(keep, np.ones((4, 4), dtype=np.int64))
+    matrix = BlockSparseMatrix.from_dense(dense, (4, 4))
+    packed = pack_block_sparse(matrix)
+    assert len(packed) == block_sparse_size((12, 16), (4, 4), matrix.nnz_blocks)
+    back = unpack_block_sparse(ByteReader(packed), (12, 16), (4, 4), matrix.nnz_blocks)
+    assert np.array_equal(back.to_dense(), matrix.to_dense())
+    assert back.row_ptr.tolist() == matrix.row_ptr.tolist()
+
+
+def test_block_sparse_structure_is_checked():
+    matrix = BlockSparseMatrix.from_dense(np.ones((4, 8), dtype=np.int64), (4, 4))
+    packed = bytearray(pack_block_sparse(matrix))           # row_ptr 0 2, col_idx 0 1
+    packed[8:12] = pack_array([1], "u32")                   # col_idx 1 1: not increasing
+    with pytest.raises(ImageFormatError, match="block columns of block row 0 are not increasing"):
+        unpack_block_sparse(ByteReader(bytes(packed)), (4, 8), (4, 4), 2)
+    packed[8:12] = pack_array([2], "u32")                   # column 2 of a 2-column grid
+    with pytest.raises(ImageFormatError, match="has block column 2, the matrix has 2"):
+        unpack_block_sparse(ByteReader(bytes(packed)), (4, 8), (4, 4), 2)

@@ -9,7 +9,6 @@ import torch
 from sw.data.digits import load_digits_split
 from sw.models import build_small_deit, load_model, small_deit_config
 from sw.prune import resolve_recipe
-from sw.pruning.report import load_filled
 from sw.pruning.structures import linear_modules
 from sw.train_digits import evaluate
 
@@ -53,7 +52,8 @@ def test_prune_command_end_to_end(tiny_teacher, tmp_path):
     assert "linear density" in completed.stdout
     for name in ("pruning_report.json", "recipe.json", "density_per_layer.png",
                  "accuracy.png", "pruned/config.json", "pruned/model.safetensors",
-                 "filled/model.safetensors", "filled/surgery.json"):
+                 "filled/model.safetensors", "filled/surgery.json", "shrunk/surgery.json",
+                 "shrunk/shrunk_state.safetensors"):
         assert (out / name).is_file(), name
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["recipe"]["pruning"]["final_threshold"] == 0.5
@@ -69,12 +69,17 @@ def test_prune_command_end_to_end(tiny_teacher, tmp_path):
     pruned = load_model(out / "pruned")
     _, fc1 = linear_modules(pruned)[0]["fc1"]
     assert int((fc1.weight == 0).all(dim=1).sum()) == 16
-    filled = load_filled(out / "filled", json.loads((out / "filled/surgery.json").read_text()))
+    filled = load_model(out / "filled")
     assert linear_modules(filled)[0]["fc1"][1].out_features == layer["kept_ffn_neurons"]
     assert linear_modules(filled)[0]["q"][1].out_features == 8 * layer["kept_heads"]
     images = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         reloaded = filled(pixel_values=images).logits
+        # The shrunk model reloads smaller and computes what the dense-shaped pruned one does.
+        shrunk = load_model(out / "shrunk")
+        assert linear_modules(shrunk)[0]["fc1"][1].out_features == layer["kept_ffn_neurons"]
+        torch.testing.assert_close(shrunk(pixel_values=images).logits,
+                                   pruned(pixel_values=images).logits, rtol=0, atol=1e-5)
     # Same logits as the model the command evaluated: the report's filled accuracy reproduces.
     split = load_digits_split(8)
     assert evaluate(filled, split.val_images, split.val_labels) == pytest.approx(

@@ -1,0 +1,118 @@
+"""Export a pruned DeiT / ViT for the accelerator, or inspect an exported weight image.
+
+    python sw/export_sparse.py --model DIR --config PRESET|JSON --out DIR [--verify]
+    python sw/export_sparse.py --inspect DIR/weights.bin
+
+``--model`` is a ``sw/prune.py`` output directory (``pruned/`` + ``pruning_report.json``) or a
+plain ``save_pretrained`` directory (every head and neuron kept). ``--out`` receives
+``weights.bin`` (docs/image-format.md), ``params.json`` (the accelerator config sized from the
+pruned model: ``make verilog CONFIG=DIR/params.json``) and ``manifest.json``. Bad input ends
+with one ``error:`` line and exit status 2; ``--verify`` differences with status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script path, the repository root is not on sys.path; make `sw` importable anyway.
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+from sw.config import ConfigError  # noqa: E402
+from sw.image.export import (DEFAULT_CALIBRATION_IMAGES, ExportError, ExportRequest,  # noqa: E402
+                             export, verify, write)
+from sw.image.format import ImageError  # noqa: E402
+from sw.image.loader import load_image  # noqa: E402
+from sw.image.summary import summary_table  # noqa: E402
+
+__all__ = ["main"]
+
+#: Exit status for bad input (a usage error, like argparse's).
+BAD_INPUT = 2
+#: Exit status when --verify finds the image's golden model differs from the torch model's.
+VERIFY_FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python sw/export_sparse.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="pruning output or save_pretrained directory")
+    parser.add_argument("--config", help="hardware: a preset name (tiny, deit_b16, ...) or a "
+                                         "config JSON path")
+    parser.add_argument("--out", type=Path, help="output directory (replaced whole)")
+    parser.add_argument("--name", help="name of the generated config (default: --out's name)")
+    parser.add_argument("--calibration-images", type=int, default=None,
+                        dest="calibration_images",
+                        help="calibrate on the first N digits training images (default 64)")
+    parser.add_argument("--verify", action="store_true",
+                        help="compare the golden model from the image with the one from torch")
+    parser.add_argument("--inspect", type=Path, metavar="FILE",
+                        help="print the summary of an existing weights.bin and exit")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def _inspect(path: Path) -> int:
+    image = load_image(path)
+    print(summary_table(image, source=str(path)))
+    return 0
+
+
+def _export(options) -> int:
+    started = time.monotonic()
+    request = ExportRequest(
+        model_dir=options.model, config=options.config, out=options.out, name=options.name,
+        calibration_images=(options.calibration_images if options.calibration_images is not None
+                            else DEFAULT_CALIBRATION_IMAGES),
+        progress=not options.no_progress)
+    state = export(request, on_step=lambda name: print(f"- {name}", flush=True))
+    for note in state.notes:
+        print(f"note: {note}")
+    status = 0
+    if options.verify:
+        print("- verify: golden model from the image vs from the torch model", flush=True)
+        result = verify(state)
+        for layer in result["layers"]:
+            print(f"  layer {layer['index']} output: {layer['differences']} of "
+                  f"{layer['values']} values differ")
+        print(f"  final LayerNorm: {result['final']['differences']} of "
+              f"{result['final']['values']} values differ ({result['images']} images); float "
+              f"vs integer top-1 agreement {result['float_vs_integer_top1_agreement']:.3f}")
+        if result["differences"]:
+            status = VERIFY_FAILED
+    write(state, options.out)
+    print(summary_table(state.image, source=str(options.out / "weights.bin")))
+    print(f"wrote {options.out}/weights.bin, params.json, manifest.json "
+          f"({time.monotonic() - started:.1f} s)")
+    if status:
+        print("error: the golden model from the image differs from the torch model's",
+              file=sys.stderr)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    options = parser.parse_args(argv)
+    try:
+        if options.inspect is not None:
+            if options.model or options.config or options.out or options.verify:
+                parser.error("--inspect takes only the image file")
+            return _inspect(options.inspect)
+        missing = [flag for flag, value in (("--model", options.model),
+                                            ("--config", options.config),
+                                            ("--out", options.out)) if value is None]
+        if missing:
+            parser.error(f"missing {', '.join(missing)} (or use --inspect FILE)")
+        return _export(options)
+    except (ImageError, ConfigError, ExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

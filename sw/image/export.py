@@ -1,0 +1,519 @@
+"""Export a pruned HF DeiT / ViT for the accelerator: ``weights.bin``, ``params.json``, manifest.
+
+The export is an ordered list of named steps (:data:`STEPS`), each ``step(state) -> state``:
+read the hardware config, find and load the model and its pruning report, decide the kept heads
+and FFN neurons, check that every matrix fits the hardware's block shape, quantize with the
+integer model's calibration, assemble the image and the accelerator parameters sized from the
+pruned model, and check the bytes by loading them back. :func:`verify` then runs the golden
+model from the image's bytes and from the torch model and counts differences; :func:`write`
+puts the outputs in place atomically. Every problem with the input raises
+:class:`ExportError` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sw.atomic import replace_directory
+from sw.block_sparse import BlockSparseMatrix
+from sw.config import AcceleratorConfig, ConfigError, ModelTopology, load_config, minimum_buffers
+from sw.image.format import (SCALE_POINTS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
+                             ModelInfo, WeightImage)
+from sw.image.loader import parse_image
+from sw.image.program import layer_program
+from sw.image.summary import manifest
+from sw.image.writer import encode_image
+from sw.numerics import signed_range
+
+__all__ = ["SUPPORTED_ARCHITECTURES", "OUTPUT_FILES", "DEFAULT_CALIBRATION_IMAGES",
+           "ExportError", "ExportRequest", "ExportState", "STEPS", "export", "verify", "write",
+           "calibration_images"]
+
+SUPPORTED_ARCHITECTURES = ("deit", "vit")
+OUTPUT_FILES = ("weights.bin", "params.json", "manifest.json")
+DEFAULT_CALIBRATION_IMAGES = 64
+
+#: The digits split the calibration images come from: the trainer's defaults.
+CALIBRATION_SPLIT = {"val_fraction": 0.2, "seed": 0}
+
+
+class ExportError(ValueError):
+    """The model, its report or the config cannot be exported; one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export, for which hardware, where (``out=None``: only in memory)."""
+
+    model_dir: Path
+    config: str
+    out: Path | None = None
+    name: str | None = None
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES
+    progress: bool = False
+
+
+@dataclass
+class ExportState:
+    """What the steps have established so far."""
+
+    request: ExportRequest
+    hardware: AcceleratorConfig | None = None     #: the --config, whose hardware is used
+    model_source: Path | None = None              #: the save_pretrained directory
+    report: dict | None = None                    #: pruning_report.json, if any
+    model: object = None                          #: the torch model
+    architecture: str = ""
+    topology: dict = field(default_factory=dict)  #: unpruned shapes: hidden, heads, ...
+    kept_heads: list = field(default_factory=list)
+    kept_ffn: list = field(default_factory=list)
+    ffn_padding: list = field(default_factory=list)
+    pruning_blocks: list = field(default_factory=list)
+    notes: list = field(default_factory=list)     #: things the user should know, one line each
+    calibration: object = None                    #: calibration images (torch tensor)
+    integer_model: object = None                  #: sw.golden.deit_int.IntegerDeiT
+    config: AcceleratorConfig | None = None       #: params.json
+    image: WeightImage | None = None
+    data: bytes = b""
+
+
+# ------------------------------------------------------------------------------------------------
+# Steps
+# ------------------------------------------------------------------------------------------------
+
+def read_hardware_config(state: ExportState) -> ExportState:
+    """Check the request; load ``--config`` and check that its widths are the integer model's."""
+    count = state.request.calibration_images
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ExportError(f"--calibration-images must be a positive integer, not {count!r}")
+    try:
+        config = load_config(state.request.config)
+    except ConfigError as error:
+        raise ExportError(f"--config: {error}") from None
+    if state.request.name is not None:
+        try:
+            config.replace(name=state.request.name)
+        except ConfigError as error:
+            raise ExportError(f"--name: {error}") from None
+    hw = config.hardware
+    if hw.data_width != 8:
+        raise ExportError(f"config '{config.name}' has data_width {hw.data_width}; the integer "
+                          f"model is int8 (data_width 8)")
+    if hw.multiplier_width < 16:
+        raise ExportError(f"config '{config.name}' has multiplier_width {hw.multiplier_width}; "
+                          f"the integer model's multipliers need 16 bits")
+    state.hardware = config
+    return state
+
+
+def locate_model(state: ExportState) -> ExportState:
+    """A pruning output (``pruned/`` + ``pruning_report.json``) or a save_pretrained directory."""
+    directory = Path(state.request.model_dir)
+    if not directory.is_dir():
+        raise ExportError(f"{directory}: model directory not found")
+    if (directory / "pruned" / "config.json").is_file():
+        report_path = directory / "pruning_report.json"
+        if not report_path.is_file():
+            raise ExportError(f"{report_path}: missing (a pruning output directory holds "
+                              f"pruned/ and pruning_report.json)")
+        try:
+            state.report = json.loads(report_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ExportError(f"{report_path}: cannot read it as JSON ({error})") from None
+        state.model_source = directory / "pruned"
+    elif (directory / "config.json").is_file():
+        state.model_source = directory
+    else:
+        raise ExportError(f"{directory}: neither a pruning output (pruned/ and "
+                          f"pruning_report.json) nor a save_pretrained directory (config.json)")
+    config_path = state.model_source / "config.json"
+    try:
+        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise ExportError(f"{config_path}: cannot read the model config ({error})") from None
+    if model_type not in SUPPORTED_ARCHITECTURES:
+        raise ExportError(f"{config_path}: unsupported architecture {model_type!r}; the exporter "
+                          f"supports {', '.join(SUPPORTED_ARCHITECTURES)}")
+    state.architecture = model_type
+    return state
+
+
+def load_torch_model(state: ExportState) -> ExportState:
+    """Load the model and read its unpruned shapes and token count."""
+    import torch
+
+    from sw.models import load_model
+    from sw.pruning.structures import structure_for
+    from sw.quantize.calibration import encoder_layers
+    if not state.request.progress:
+        from transformers.utils import logging as transformers_logging
+        transformers_logging.disable_progress_bar()
+    try:
+        model = load_model(state.model_source)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ExportError(f"{state.model_source}: cannot load the model "
+                          f"({type(error).__name__}: {first_line})") from None
+    config = model.config
+    structure = structure_for(model)
+    backbone = getattr(model, state.architecture, None)
+    if backbone is None or not hasattr(backbone, "embeddings"):
+        raise ExportError(f"{state.model_source}: {type(model).__name__} is not a "
+                          f"{state.architecture} image classifier (no {state.architecture}."
+                          f"embeddings)")
+    if getattr(config, "num_channels", 3) != 3:
+        raise ExportError(f"{state.model_source}: the model takes {config.num_channels} image "
+                          f"channels; calibration feeds the 3-channel digits images")
+    with torch.no_grad():
+        size = int(config.image_size)
+        tokens = backbone.embeddings(torch.zeros(1, 3, size, size)).shape[1]
+    layers = len(encoder_layers(model))
+    state.model = model
+    state.topology = {"hidden_size": int(config.hidden_size),
+                      "num_heads": structure.num_heads(config),
+                      "head_dim": structure.head_dim(config),
+                      "ffn_size": int(config.intermediate_size), "tokens": int(tokens),
+                      "layers": layers, "image_size": size}
+    return state
+
+
+def _report_indices(values, count: int, what: str) -> tuple:
+    if (not isinstance(values, list) or not values
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            or sorted(set(values)) != values or values[0] < 0 or values[-1] >= count):
+        raise ExportError(f"pruning_report.json: {what} must be a non-empty increasing list of "
+                          f"indices below {count}, found {str(values)[:60]}")
+    return tuple(values)
+
+
+def _weights(state: ExportState, index: int) -> dict:
+    """``(out, in)`` float64 weights and biases of one layer's linears."""
+    from sw.pruning.structures import linear_modules, weight_out_in
+    layer = linear_modules(state.model)[index]
+    result = {}
+    for role in TENSOR_ROLES:
+        module = layer[role][1]
+        weight = weight_out_in(module).detach().double().numpy()
+        bias = (module.bias.detach().double().numpy() if module.bias is not None
+                else np.zeros(weight.shape[0]))
+        result[role] = (weight, bias)
+    return result
+
+
+def choose_kept_units(state: ExportState) -> ExportState:
+    """Kept heads and FFN neurons: the pruning report's, plus any it removes that still matter.
+
+    A head is inert when its V rows and V bias are zero (its context is zero) or its O columns
+    are; a neuron when its FC2 column is zero or its FC1 row and bias are (GELU(0) = 0). The
+    surgery removes neurons whose FC1 row alone is zero and folds ``act(b1)`` into FC2's bias in
+    the *filled* model; the pruned model still computes them, so the image keeps them.
+    """
+    topology = state.topology
+    heads, head_dim, ffn = topology["num_heads"], topology["head_dim"], topology["ffn_size"]
+    surgery = None
+    if state.report is not None:
+        surgery = state.report.get("surgery") if isinstance(state.report, dict) else None
+        if not isinstance(surgery, dict) or not isinstance(surgery.get("layers"), list):
+            raise ExportError("pruning_report.json: no 'surgery' with a 'layers' list (written "
+                              "by sw/prune.py)")
+        if len(surgery["layers"]) != topology["layers"]:
+            raise ExportError(f"pruning_report.json: surgery lists {len(surgery['layers'])} "
+                              f"layers, the model has {topology['layers']}")
+    for index in range(topology["layers"]):
+        weights = _weights(state, index)
+        if surgery is None:
+            kept_heads, kept_ffn = tuple(range(heads)), tuple(range(ffn))
+        else:
+            entry = surgery["layers"][index]
+            if not isinstance(entry, dict):
+                raise ExportError(f"pruning_report.json: surgery layer {index} is not an object")
+            kept_heads = _report_indices(entry.get("kept_heads"), heads,
+                                         f"surgery layer {index} kept_heads")
+            kept_ffn = _report_indices(entry.get("kept_neurons"), ffn,
+                                       f"surgery layer {index} kept_neurons")
+        v_weight, v_bias = weights["v"]
+        o_weight = weights["o"][0]
+        live_heads = []
+        for head in sorted(set(range(heads)) - set(kept_heads)):
+            rows = slice(head * head_dim, (head + 1) * head_dim)
+            inert = ((not v_weight[rows].any() and not v_bias[rows].any())
+                     or not o_weight[:, rows].any())
+            if not inert:
+                live_heads.append(head)
+        fc1_weight, fc1_bias = weights["fc1"]
+        fc2_weight = weights["fc2"][0]
+        live_neurons = [n for n in sorted(set(range(ffn)) - set(kept_ffn))
+                        if fc2_weight[:, n].any() and (fc1_weight[n].any() or fc1_bias[n])]
+        if live_heads:
+            state.notes.append(f"layer {index}: heads {live_heads} kept although the report "
+                               f"removes them: their V and O weights are not zero")
+        if live_neurons:
+            state.notes.append(f"layer {index}: {len(live_neurons)} FFN neurons kept although "
+                               f"the report removes them: their constant output act(b1) still "
+                               f"reaches FC2 in the pruned model")
+        state.kept_heads.append(tuple(sorted(set(kept_heads) | set(live_heads))))
+        state.kept_ffn.append(tuple(sorted(set(kept_ffn) | set(live_neurons))))
+        blocks = {}
+        layers = state.report.get("layers") if state.report else None
+        for role in TENSOR_ROLES:
+            try:
+                shape = layers[index]["linears"][role]["block_shape"]
+                blocks[role] = (int(shape[0]), int(shape[1]))
+            except (TypeError, KeyError, IndexError, ValueError):
+                blocks[role] = (0, 0)
+        state.pruning_blocks.append(blocks)
+    return state
+
+
+def fit_to_hardware(state: ExportState) -> ExportState:
+    """Pad the kept FFN neurons to whole blocks and check every matrix against the block shape.
+
+    FC1's rows and FC2's columns are the kept neurons, so their count must be a multiple of both
+    ``block_rows`` and ``block_cols``; inert neurons (zero FC1 row and FC2 column first, then
+    the lowest indices) fill the gap. Their outputs are exactly zero in float and in integers.
+    """
+    hw = state.hardware.hardware
+    topology = state.topology
+    ffn, head_dim, hidden = topology["ffn_size"], topology["head_dim"], topology["hidden_size"]
+    step = math.lcm(hw.block_rows, hw.block_cols)
+    for index, kept in enumerate(state.kept_ffn):
+        need = -len(kept) % step
+        padding = []
+        if need:
+            weights = _weights(state, index)
+            fc1_weight, fc2_weight = weights["fc1"][0], weights["fc2"][0]
+
+            def has_weights(neuron: int) -> bool:
+                return bool(fc1_weight[neuron].any() or fc2_weight[:, neuron].any())
+            candidates = sorted(set(range(ffn)) - set(kept), key=lambda n: (has_weights(n), n))
+            if len(candidates) >= need:       # else the block check below names the matrix
+                padding = candidates[:need]
+        state.kept_ffn[index] = tuple(sorted(set(kept) | set(padding)))
+        state.ffn_padding.append(len(padding))
+    for index in range(topology["layers"]):
+        attention = len(state.kept_heads[index]) * head_dim
+        neurons = len(state.kept_ffn[index])
+        shapes = {"q": (attention, hidden), "k": (attention, hidden), "v": (attention, hidden),
+                  "o": (hidden, attention), "fc1": (neurons, hidden), "fc2": (hidden, neurons)}
+        for role, (rows, cols) in shapes.items():
+            if rows % hw.block_rows or cols % hw.block_cols:
+                raise ExportError(
+                    f"layer {index} {role}: the {hw.block_rows}x{hw.block_cols} block of config "
+                    f"'{state.hardware.name}' does not divide the {rows}x{cols} matrix")
+    _params(state, weight_words=None)
+    return state
+
+
+def _params(state: ExportState, *, weight_words: int | None) -> AcceleratorConfig:
+    """The accelerator config sized from the pruned model (``weight_words``: the most words a
+    weight's stored blocks take; None while unknown)."""
+    topology = state.topology
+    hw = state.hardware.hardware
+    try:
+        model = ModelTopology(
+            hidden_size=topology["hidden_size"], num_heads=topology["num_heads"],
+            head_dim=topology["head_dim"],
+            ffn_size=max(len(kept) for kept in state.kept_ffn), tokens=topology["tokens"],
+            layers=topology["layers"])
+        buffers = minimum_buffers(model, array_rows=hw.array_rows, array_cols=hw.array_cols,
+                                  block_rows=hw.block_rows, block_cols=hw.block_cols)
+        if weight_words is not None:
+            buffers["weight_buffer_depth"] = max(buffers["weight_buffer_depth"], weight_words)
+        return AcceleratorConfig(name=_config_name(state), model=model,
+                                 hardware=dataclasses.replace(hw, **buffers))
+    except ConfigError as error:
+        raise ExportError(f"the model does not fit config '{state.hardware.name}': "
+                          f"{error}") from None
+
+
+def _config_name(state: ExportState) -> str:
+    request = state.request
+    if request.name is not None:
+        return request.name
+    base = Path(request.out).name if request.out is not None else Path(request.model_dir).name
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", base).lstrip(".") or "image"
+
+
+def calibration_images(image_size: int, count: int):
+    """The first ``count`` images of the digits train split (val_fraction 0.2, seed 0)."""
+    from sw.data.digits import load_digits_train_images
+    return load_digits_train_images(count, image_size, **CALIBRATION_SPLIT)
+
+
+def quantize(state: ExportState) -> ExportState:
+    """Calibrate on the digits images and quantize the kept heads and neurons."""
+    from sw.golden.deit_int import quantize_model
+    state.calibration = calibration_images(state.topology["image_size"],
+                                           state.request.calibration_images)
+    try:
+        state.integer_model = quantize_model(state.model, state.calibration,
+                                             kept_heads=state.kept_heads,
+                                             kept_ffn=state.kept_ffn,
+                                             progress=state.request.progress)
+    except ValueError as error:
+        raise ExportError(f"quantization failed: {error}") from None
+    return state
+
+
+def _linear_image(state: ExportState, index: int, role: str, quantized) -> LinearImage:
+    hw = state.hardware.hardware
+    matrix = BlockSparseMatrix.from_dense(quantized.weight, (hw.block_rows, hw.block_cols))
+    low, high = signed_range(hw.acc_width)
+    bias = np.asarray(quantized.bias)
+    if bias.size and (bias.min() < low or bias.max() > high):
+        raise ExportError(f"layer {index} {role}: a bias needs more than acc_width "
+                          f"{hw.acc_width} bits")
+    if np.asarray(quantized.multiplier).max(initial=0) >= 1 << hw.multiplier_width:
+        raise ExportError(f"layer {index} {role}: a multiplier needs more than "
+                          f"multiplier_width {hw.multiplier_width} bits")
+    return LinearImage(weights=matrix, pruning_block_shape=state.pruning_blocks[index][role],
+                       bias=bias, multiplier=np.asarray(quantized.multiplier),
+                       shift=np.asarray(quantized.shift),
+                       weight_scale=np.asarray(quantized.weight_scale, dtype=np.float64),
+                       input_scale=quantized.input_scale, output_scale=quantized.output_scale)
+
+
+def assemble(state: ExportState) -> ExportState:
+    """Build the image and params.json, encode it, and load the bytes back as a check."""
+    hw = state.hardware.hardware
+    topology = state.topology
+    layers = []
+    tokens = topology["tokens"]
+    for index, integer in enumerate(state.integer_model.layers):
+        linears = {role: _linear_image(state, index, role, getattr(integer, role))
+                   for role in TENSOR_ROLES}
+        layers.append(LayerImage(
+            index=index, head_dim=integer.head_dim, kept_heads=tuple(integer.kept_heads),
+            kept_ffn=tuple(integer.kept_ffn), ffn_padding=state.ffn_padding[index],
+            tokens=tokens, token_keep=tokens,
+            scales={point: float(integer.scales[point]) for point in SCALE_POINTS},
+            ln1=integer.ln1, softmax=integer.softmax,
+            context_multiplier=integer.context_multiplier,
+            context_shift=integer.context_shift, residual1=integer.residual1, ln2=integer.ln2,
+            gelu=integer.gelu, residual2=integer.residual2, linears=linears,
+            program=layer_program(integer.kept_heads, tokens=tokens, token_keep=tokens)))
+    words_per_block = hw.block_rows * hw.block_cols // hw.array_cols
+    most_blocks = max(linear.weights.nnz_blocks for layer in layers
+                      for linear in layer.linears.values())
+    state.config = _params(state, weight_words=most_blocks * words_per_block)
+    integer_model = state.integer_model
+    state.image = WeightImage(
+        config=state.config,
+        model=ModelInfo(architecture=state.architecture, layers=topology["layers"],
+                        hidden_size=topology["hidden_size"], num_heads=topology["num_heads"],
+                        head_dim=topology["head_dim"], ffn_size=topology["ffn_size"],
+                        tokens=topology["tokens"], input_scale=float(integer_model.input_scale),
+                        final_scale=float(integer_model.final_scale)),
+        final_layernorm=integer_model.final_layernorm, layers=tuple(layers))
+    try:
+        state.data = encode_image(state.image)
+        state.image = parse_image(state.data, source="the exported image")
+    except ImageError as error:
+        raise ExportError(str(error)) from None
+    return state
+
+
+#: The export, in order.
+STEPS = (
+    ("read hardware config", read_hardware_config),
+    ("locate model", locate_model),
+    ("load model", load_torch_model),
+    ("choose kept heads and FFN neurons", choose_kept_units),
+    ("fit to the hardware", fit_to_hardware),
+    ("quantize", quantize),
+    ("assemble image", assemble),
+)
+
+
+def export(request: ExportRequest, *, on_step=None) -> ExportState:
+    """Run :data:`STEPS`; ``on_step(name)`` is called before each. Nothing is written.
+
+    Raises
+    ------
+    ExportError
+        At the first problem with the model, the report or the config.
+    """
+    state = ExportState(request=request)
+    for name, step in STEPS:
+        if on_step is not None:
+            on_step(name)
+        state = step(state)
+    return state
+
+
+# ------------------------------------------------------------------------------------------------
+# Verification and output
+# ------------------------------------------------------------------------------------------------
+
+def verify(state: ExportState, images=None) -> dict:
+    """Golden model from the image's bytes vs golden model quantized from the torch model.
+
+    Both run on ``images`` (default: the calibration images) from the same int16 embeddings;
+    every layer's output and the final LayerNorm output are compared with ``==``. Returns
+    ``{"images", "layers": [{"index", "values", "differences"}], "final": {...},
+    "differences"}`` (total differing values) and the float model's top-1 agreement with the
+    integer one.
+    """
+    import torch
+
+    from sw.golden.encoder_layer import encoder_layer_int
+    from sw.golden.kernels import layernorm_int
+    from sw.image.golden import encode
+    images = state.calibration if images is None else images
+    reference = state.integer_model
+    from_bytes = parse_image(state.data, source="the exported image")
+    x = reference.embed(images)
+    traces: list[dict] = []
+    image_output = encode(from_bytes, x, traces=traces)
+    layers, total = [], 0
+    for index, layer in enumerate(reference.layers):
+        x = encoder_layer_int(layer, x)
+        differences = int(np.count_nonzero(x != traces[index]["output"]))
+        total += differences
+        layers.append({"index": index, "values": int(x.size), "differences": differences})
+    reference_output = layernorm_int(x, reference.final_layernorm)
+    final = int(np.count_nonzero(reference_output != image_output))
+    with torch.no_grad():
+        float_top1 = state.model(pixel_values=images).logits.argmax(-1).numpy()
+    integer_top1 = reference.logits(images).argmax(-1)
+    return {"images": int(len(images)), "layers": layers,
+            "final": {"values": int(image_output.size), "differences": final},
+            "differences": total + final,
+            "float_vs_integer_top1_agreement": float(np.mean(float_top1 == integer_top1))}
+
+
+def write(state: ExportState, out: Path) -> dict:
+    """Write ``weights.bin``, ``params.json`` and ``manifest.json`` into ``out`` atomically.
+
+    The directory is built under a temporary name and renamed into place, so a failure leaves
+    the previous ``out`` (or none) untouched. Returns the manifest.
+
+    Raises
+    ------
+    ExportError
+        If ``out`` exists and holds files other than the export's own.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"{out}: exists and is not a directory")
+        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES)
+        if others:
+            raise ExportError(f"{out}: refusing to replace a directory that holds other files "
+                              f"({', '.join(others[:5])})")
+    document = manifest(state.image, image_crc32=zlib.crc32(state.data))
+
+    def fill(staging: Path) -> None:
+        (staging / "weights.bin").write_bytes(state.data)
+        (staging / "params.json").write_text(state.config.to_json(), encoding="utf-8")
+        (staging / "manifest.json").write_text(json.dumps(document, indent=2) + "\n",
+                                               encoding="utf-8")
+    replace_directory(out, fill)
+    return document

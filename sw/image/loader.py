@@ -1,0 +1,432 @@
+"""The one reader of weight images, used by the golden model, the testbenches and ``--inspect``.
+
+:func:`load_image` checks, in this order, and raises :class:`~sw.image.format.ImageError` with
+one line naming the file, the section and the byte offset at the first problem: the magic, the
+header (format version, byte order, sizes), the section table's bounds and checksum, every
+section's bounds (a truncated file names the first section cut off), the file size, every
+section's checksum, the whole-file checksum, then the contents of each section (structure,
+ranges, consistency with the accelerator config). It imports neither torch nor the golden model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from sw.config import AcceleratorConfig, ConfigError
+from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConstants,
+                               SoftmaxConstants)
+from sw.image.format import (ARCHITECTURES, BYTE_ORDER_MARK, CONTEXT_FIELDS, FILE_CRC_OFFSET,
+                             FORMAT_VERSION, GELU_FIELDS, HEADER_FIELDS, HEADER_SIZE,
+                             LAYER_FIELDS, LAYERNORM_FIELDS, LINEAR_FIELDS, MAGIC, MODEL_FIELDS,
+                             NO_LAYER, NO_TENSOR, RESIDUAL_FIELDS, SCALE_POINTS,
+                             SECTION_ALIGNMENT, SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE,
+                             SOFTMAX_FIELDS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
+                             ModelInfo, SectionEntry, SectionKind, WeightImage, section_name)
+from sw.image.program import check_program, decode_program
+from sw.numerics import SHIFT_WIDTH
+from sw.packing import (ByteReader, ImageFormatError, block_sparse_size, fields_size,
+                        unpack_block_sparse)
+
+__all__ = ["load_image", "parse_image"]
+
+
+def load_image(path: str | os.PathLike) -> WeightImage:
+    """Read and check the image at ``path``.
+
+    Raises
+    ------
+    ImageError
+        If the file cannot be read or is not a valid image; the message starts with ``path``.
+    """
+    source = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{source}: is a directory, not an image file") from None
+    except OSError as error:
+        raise ImageError(f"{source}: cannot read ({error.strerror})") from None
+    return parse_image(data, source=source)
+
+
+def parse_image(data: bytes, *, source: str = "<bytes>") -> WeightImage:
+    """Check and decode the bytes of an image (see the module docstring for the order).
+
+    Raises
+    ------
+    ImageError
+        At the first problem, naming ``source``, the section and the offset.
+    """
+    def fail(message: str) -> ImageError:
+        return ImageError(f"{source}: {message}")
+
+    header = _header(data, fail)
+    entries = _table(data, header, fail)
+    _check_checksums(data, header, entries, fail)
+    return _decode(data, entries, fail)
+
+
+# ------------------------------------------------------------------------------------------------
+# Framing: header, table, bounds, checksums
+# ------------------------------------------------------------------------------------------------
+
+def _header(data: bytes, fail) -> dict:
+    size = len(data)
+    if data[:len(MAGIC)] != MAGIC:
+        if size < len(MAGIC) and MAGIC.startswith(data):
+            raise fail(f"truncated: {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+        raise fail(f"not a weight image: it starts with {data[:len(MAGIC)].hex(' ')}, expected "
+                   f"the magic {MAGIC.hex(' ')}")
+    if size < HEADER_SIZE:
+        raise fail(f"truncated: {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+    header = ByteReader(data, len(MAGIC), HEADER_SIZE).fields(HEADER_FIELDS)
+    offsets = _field_offsets()
+    if header["byte_order"] != BYTE_ORDER_MARK:
+        raise fail(f"byte order mark at offset {offsets['byte_order']} reads "
+                   f"0x{header['byte_order']:08x}, expected 0x{BYTE_ORDER_MARK:08x} (a "
+                   f"little-endian image)")
+    if header["format_version"] != FORMAT_VERSION:
+        raise fail(f"format version {header['format_version']} (offset "
+                   f"{offsets['format_version']}) is not supported; this build reads version "
+                   f"{FORMAT_VERSION}")
+    for name, expected in (("header_size", HEADER_SIZE), ("table_offset", HEADER_SIZE)):
+        if header[name] != expected:
+            raise fail(f"header field {name} at offset {offsets[name]} is {header[name]}, "
+                       f"expected {expected}")
+    return header
+
+
+def _field_offsets() -> dict:
+    offsets, position = {}, len(MAGIC)
+    for name, dtype in HEADER_FIELDS:
+        offsets[name] = position
+        position += fields_size(((name, dtype),))
+    return offsets
+
+
+def _truncation(size: int, claimed: int, what: str, start: int, length: int) -> str:
+    return (f"truncated: the file has {size} bytes, the header says {claimed}; {what} (offset "
+            f"{start}, {length} bytes) is cut off at byte {size}")
+
+
+def _table(data: bytes, header: dict, fail) -> list[SectionEntry]:
+    size, claimed = len(data), header["file_size"]
+    count = header["section_count"]
+    table_start = header["table_offset"]
+    table_length = count * SECTION_ENTRY_SIZE
+    table_end = table_start + table_length
+    if table_end > size:
+        if claimed > size:
+            raise fail(_truncation(size, claimed, "the section table", table_start, table_length))
+        raise fail(f"section count {count} (offset {_field_offsets()['section_count']}) needs a "
+                   f"table up to byte {table_end}, past the end of the file ({size} bytes)")
+    table = data[table_start:table_end]
+    computed = zlib.crc32(table)
+    if computed != header["table_crc32"]:
+        raise fail(f"section table (offset {table_start}, {table_length} bytes): checksum "
+                   f"mismatch, stored 0x{header['table_crc32']:08x}, computed 0x{computed:08x}")
+    entries, previous_end = [], table_end
+    for index in range(count):
+        fields = ByteReader(data, table_start + index * SECTION_ENTRY_SIZE).fields(
+            SECTION_ENTRY_FIELDS)
+        entry = SectionEntry(kind=fields["kind"], layer=fields["layer"], tensor=fields["tensor"],
+                             offset=fields["offset"], length=fields["length"],
+                             crc32=fields["crc32"])
+        label = f"section {index} '{entry.name}'"
+        end = entry.offset + entry.length
+        if end > size:
+            if claimed > size and end <= claimed:
+                raise fail(_truncation(size, claimed, label, entry.offset, entry.length))
+            raise fail(f"{label} (offset {entry.offset}, {entry.length} bytes) ends at byte "
+                       f"{end}, past the end of the file ({size} bytes)")
+        if entry.offset < previous_end or entry.offset % SECTION_ALIGNMENT:
+            raise fail(f"{label} starts at offset {entry.offset}: sections must follow each "
+                       f"other from byte {previous_end}, at multiples of {SECTION_ALIGNMENT}")
+        previous_end = end
+        entries.append(entry)
+    if claimed != previous_end:
+        raise fail(f"header says the image has {claimed} bytes but its last section ends at "
+                   f"byte {previous_end}")
+    if size > claimed:
+        raise fail(f"{size - claimed} unexpected bytes after the end of the image (byte "
+                   f"{claimed})")
+    return entries
+
+
+def _check_checksums(data: bytes, header: dict, entries: list[SectionEntry], fail) -> None:
+    for index, entry in enumerate(entries):
+        computed = zlib.crc32(data[entry.offset:entry.offset + entry.length])
+        if computed != entry.crc32:
+            raise fail(f"section {index} '{entry.name}' (offset {entry.offset}, {entry.length} "
+                       f"bytes): checksum mismatch, stored 0x{entry.crc32:08x}, computed "
+                       f"0x{computed:08x}")
+    zeroed = bytearray(data)
+    zeroed[FILE_CRC_OFFSET:FILE_CRC_OFFSET + 4] = bytes(4)
+    computed = zlib.crc32(zeroed)
+    if computed != header["file_crc32"]:
+        raise fail(f"file checksum mismatch: stored 0x{header['file_crc32']:08x} (offset "
+                   f"{FILE_CRC_OFFSET}), computed 0x{computed:08x}; the header or the padding "
+                   f"between sections is corrupt")
+
+
+# ------------------------------------------------------------------------------------------------
+# Contents
+# ------------------------------------------------------------------------------------------------
+
+class _SectionProblem(ValueError):
+    """A content check failed inside the section being decoded."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise _SectionProblem(message)
+
+
+def _positive_scale(value: float, what: str) -> float:
+    _require(math.isfinite(value) and value > 0,
+             f"{what} must be a finite positive number, found {value!r}")
+    return value
+
+
+def _decode(data: bytes, entries: list[SectionEntry], fail) -> WeightImage:
+    by_key = {}
+    for index, entry in enumerate(entries):
+        key = (entry.kind, entry.layer, entry.tensor)
+        if entry.kind not in SectionKind._value2member_map_:
+            raise fail(f"section {index} (offset {entry.offset}) has unknown kind {entry.kind}")
+        if key in by_key:
+            raise fail(f"section {index} '{entry.name}' (offset {entry.offset}) appears twice")
+        by_key[key] = (index, entry)
+
+    def decode(kind, layer, tensor, function, *args):
+        key = (int(kind), layer, tensor)
+        if key not in by_key:
+            raise fail(f"missing section '{section_name(*key)}'")
+        index, entry = by_key.pop(key)
+        reader = ByteReader(data, entry.offset, entry.offset + entry.length)
+        try:
+            result = function(reader, *args)
+            _require(reader.remaining == 0, f"{reader.remaining} unexpected bytes at offset "
+                                            f"{reader.position}, after the section's contents")
+        except (ImageFormatError, _SectionProblem) as error:
+            raise fail(f"section {index} '{entry.name}' (offset {entry.offset}): {error}") from None
+        return result
+
+    config = decode(SectionKind.CONFIG, NO_LAYER, NO_TENSOR, _config)
+    model = decode(SectionKind.MODEL, NO_LAYER, NO_TENSOR, _model, config)
+    final_layernorm = decode(SectionKind.FINAL_LAYERNORM, NO_LAYER, NO_TENSOR, _layernorm_record,
+                             model.hidden_size, "final LayerNorm")
+    layers, tokens = [], model.tokens
+    for index in range(model.layers):
+        layer = decode(SectionKind.LAYER, index, NO_TENSOR, _layer, model, tokens)
+        constants = decode(SectionKind.LAYER_CONSTANTS, index, NO_TENSOR, _constants, model)
+        linears = {role: decode(SectionKind.LINEAR, index, tensor, _linear, role, layer, model,
+                                config)
+                   for tensor, role in enumerate(TENSOR_ROLES)}
+        program = decode(SectionKind.PROGRAM, index, NO_TENSOR, _program, layer)
+        layers.append(LayerImage(index=index, linears=linears, program=program, **layer,
+                                 **constants))
+        tokens = layer["token_keep"]
+    if by_key:
+        index, entry = min(by_key.values())
+        raise fail(f"section {index} '{entry.name}' (offset {entry.offset}) does not belong to "
+                   f"a {model.layers}-layer image")
+    return WeightImage(config=config, model=model, final_layernorm=final_layernorm,
+                       layers=tuple(layers), sections=tuple(entries), file_size=len(data))
+
+
+def _config(reader: ByteReader) -> AcceleratorConfig:
+    raw = reader.raw(reader.remaining, "config")
+    try:
+        text = raw.decode("utf-8")
+        document = json.loads(text)
+        return AcceleratorConfig.from_dict(document, source="config")
+    except UnicodeDecodeError as error:
+        raise _SectionProblem(f"config is not UTF-8 text ({error.reason})") from None
+    except json.JSONDecodeError as error:
+        raise _SectionProblem(f"config is not valid JSON (line {error.lineno} column "
+                              f"{error.colno}: {error.msg})") from None
+    except RecursionError:
+        raise _SectionProblem("config JSON is nested too deeply") from None
+    except ConfigError as error:
+        raise _SectionProblem(str(error)) from None
+
+
+def _model(reader: ByteReader, config: AcceleratorConfig) -> ModelInfo:
+    fields = reader.fields(MODEL_FIELDS, "model record")
+    _require(fields["architecture"] in ARCHITECTURES,
+             f"unknown architecture code {fields['architecture']}; known: "
+             + ", ".join(f"{code} ({name})" for code, name in ARCHITECTURES.items()))
+    for name in ("layers", "hidden_size", "num_heads", "head_dim", "ffn_size", "tokens"):
+        _require(fields[name] > 0, f"{name} must be positive, found {fields[name]}")
+    _require(fields["hidden_size"] == fields["num_heads"] * fields["head_dim"],
+             f"hidden_size {fields['hidden_size']} is not num_heads {fields['num_heads']} x "
+             f"head_dim {fields['head_dim']}")
+    topology = config.model
+    for name in ("layers", "hidden_size", "num_heads", "head_dim", "tokens"):
+        _require(fields[name] == getattr(topology, name),
+                 f"{name} is {fields[name]} but the image's config says "
+                 f"{getattr(topology, name)}")
+    _require(topology.ffn_size <= fields["ffn_size"],
+             f"the config's ffn_size {topology.ffn_size} exceeds the model's {fields['ffn_size']}")
+    return ModelInfo(architecture=ARCHITECTURES[fields["architecture"]], layers=fields["layers"],
+                     hidden_size=fields["hidden_size"], num_heads=fields["num_heads"],
+                     head_dim=fields["head_dim"], ffn_size=fields["ffn_size"],
+                     tokens=fields["tokens"],
+                     input_scale=_positive_scale(fields["input_scale"], "input_scale"),
+                     final_scale=_positive_scale(fields["final_scale"], "final_scale"))
+
+
+#: Upper bound of integer constants other than shifts, widths and bit counts: keeps every
+#: product the golden kernels form with them inside int64.
+CONSTANT_LIMIT = 1 << 48
+
+
+def _check_constants(fields: dict, what: str) -> None:
+    for name, value in fields.items():
+        _require(value >= 0, f"{what} {name} must not be negative, found {value}")
+        if "shift" in name:
+            limit = 1 << SHIFT_WIDTH
+        elif "width" in name:
+            _require(value >= 1, f"{what} {name} must be at least 1, found {value}")
+            limit = 65
+        elif name.endswith("bits"):
+            limit = 63
+        else:
+            limit = CONSTANT_LIMIT
+        _require(value < limit, f"{what} {name} must be below {limit}, found {value}")
+
+
+def _layernorm_record(reader: ByteReader, dim: int, what: str) -> LayerNormConstants:
+    fields = reader.fields(LAYERNORM_FIELDS, f"{what} record")
+    _require(fields["dim"] == dim, f"{what} has {fields['dim']} channels, expected {dim}")
+    _check_constants(fields, what)
+    gamma = reader.array("i16", dim, f"{what} gamma")
+    beta = reader.array("i64", dim, f"{what} beta")
+    return LayerNormConstants(gamma=gamma, beta=beta, norm_bits=fields["norm_bits"],
+                              multiplier=fields["multiplier"], shift=fields["shift"],
+                              in_width=fields["in_width"], out_width=fields["out_width"])
+
+
+def _indices(reader: ByteReader, count: int, limit: int, what: str) -> tuple:
+    start = reader.position
+    values = reader.array("u32", count, what)
+    _require(bool(np.all(np.diff(values) > 0)) and (count == 0 or int(values[-1]) < limit),
+             f"{what} at offset {start} must increase and stay below {limit}, found "
+             f"{values.tolist()[:12]}")
+    return tuple(int(v) for v in values)
+
+
+def _layer(reader: ByteReader, model: ModelInfo, tokens: int) -> dict:
+    fields = reader.fields(LAYER_FIELDS, "layer record")
+    _require(fields["head_dim"] == model.head_dim,
+             f"head_dim is {fields['head_dim']}, the model's is {model.head_dim}")
+    _require(1 <= fields["kept_heads"] <= model.num_heads,
+             f"kept heads {fields['kept_heads']} must lie in 1..{model.num_heads}")
+    _require(1 <= fields["kept_ffn"] <= model.ffn_size,
+             f"kept FFN neurons {fields['kept_ffn']} must lie in 1..{model.ffn_size}")
+    _require(fields["ffn_padding"] < fields["kept_ffn"],
+             f"FFN padding {fields['ffn_padding']} must be below the kept neurons "
+             f"{fields['kept_ffn']}")
+    _require(fields["tokens"] == tokens,
+             f"the layer receives {tokens} token rows, its record says {fields['tokens']}")
+    _require(1 <= fields["token_keep"] <= tokens,
+             f"token keep count {fields['token_keep']} must lie in 1..{tokens}")
+    scales = reader.array("f64", len(SCALE_POINTS), "scales")
+    scales = {point: _positive_scale(float(value), f"scale of '{point}'")
+              for point, value in zip(SCALE_POINTS, scales)}
+    return {
+        "head_dim": fields["head_dim"],
+        "kept_heads": _indices(reader, fields["kept_heads"], model.num_heads, "kept heads"),
+        "kept_ffn": _indices(reader, fields["kept_ffn"], model.ffn_size, "kept FFN neurons"),
+        "ffn_padding": fields["ffn_padding"], "tokens": fields["tokens"],
+        "token_keep": fields["token_keep"], "scales": scales,
+    }
+
+
+def _record(reader: ByteReader, layout, what: str) -> dict:
+    fields = reader.fields(layout, f"{what} record")
+    _check_constants(fields, what)
+    return fields
+
+
+def _constants(reader: ByteReader, model: ModelInfo) -> dict:
+    ln1 = _layernorm_record(reader, model.hidden_size, "LayerNorm 1")
+    softmax = SoftmaxConstants(**_record(reader, SOFTMAX_FIELDS, "softmax"))
+    context = _record(reader, CONTEXT_FIELDS, "context")
+    residual1 = ResidualConstants(**_record(reader, RESIDUAL_FIELDS, "residual 1"))
+    ln2 = _layernorm_record(reader, model.hidden_size, "LayerNorm 2")
+    gelu = GeluConstants(**_record(reader, GELU_FIELDS, "GELU"))
+    residual2 = ResidualConstants(**_record(reader, RESIDUAL_FIELDS, "residual 2"))
+    return {"ln1": ln1, "softmax": softmax, "context_multiplier": context["context_multiplier"],
+            "context_shift": context["context_shift"], "residual1": residual1, "ln2": ln2,
+            "gelu": gelu, "residual2": residual2}
+
+
+def _expected_shape(role: str, layer: dict, model: ModelInfo) -> tuple[int, int]:
+    attention = len(layer["kept_heads"]) * model.head_dim
+    ffn = len(layer["kept_ffn"])
+    hidden = model.hidden_size
+    return {"q": (attention, hidden), "k": (attention, hidden), "v": (attention, hidden),
+            "o": (hidden, attention), "fc1": (ffn, hidden), "fc2": (hidden, ffn)}[role]
+
+
+def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
+            config: AcceleratorConfig) -> LinearImage:
+    fields = reader.fields(LINEAR_FIELDS, "linear record")
+    shape = (fields["out_features"], fields["in_features"])
+    expected = _expected_shape(role, layer, model)
+    _require(shape == expected, f"{role} weight is {shape[0]}x{shape[1]}, expected "
+                                f"{expected[0]}x{expected[1]} from the kept heads / neurons")
+    hw = config.hardware
+    block = (fields["block_rows"], fields["block_cols"])
+    _require(block == (hw.block_rows, hw.block_cols),
+             f"block shape {block[0]}x{block[1]} differs from the config's "
+             f"{hw.block_rows}x{hw.block_cols}")
+    _require(shape[0] % block[0] == 0 and shape[1] % block[1] == 0,
+             f"block shape {block[0]}x{block[1]} does not divide the {shape[0]}x{shape[1]} "
+             f"weight")
+    grid = (shape[0] // block[0]) * (shape[1] // block[1])
+    stored = fields["stored_blocks"]
+    _require(stored <= grid, f"{stored} stored blocks, the weight has only {grid}")
+    outputs = shape[0]
+    length = (fields_size(LINEAR_FIELDS) + block_sparse_size(shape, block, stored)
+              + outputs * (4 + 4 + 1 + 8))
+    _require(reader.remaining + fields_size(LINEAR_FIELDS) == length,
+             f"section length {reader.remaining + fields_size(LINEAR_FIELDS)} does not match "
+             f"the {length} bytes its record implies")
+    weights = unpack_block_sparse(reader, shape, block, stored)
+    bias = reader.array("i32", outputs, "bias")
+    start = reader.position
+    multiplier = reader.array("u32", outputs, "multiplier")
+    _require(int(multiplier.max(initial=0)) < 1 << hw.multiplier_width,
+             f"multiplier at offset {start} exceeds {hw.multiplier_width} bits")
+    start = reader.position
+    shift = reader.array("u8", outputs, "shift")
+    _require(int(shift.max(initial=0)) < 1 << SHIFT_WIDTH,
+             f"shift at offset {start} exceeds {SHIFT_WIDTH} bits")
+    weight_scale = reader.array("f64", outputs, "weight_scale")
+    _require(bool(np.all(np.isfinite(weight_scale)) and np.all(weight_scale > 0)),
+             "weight scales must be finite positive numbers")
+    pruning = (fields["pruning_block_rows"], fields["pruning_block_cols"])
+    return LinearImage(weights=weights, pruning_block_shape=pruning, bias=bias,
+                       multiplier=multiplier, shift=shift, weight_scale=weight_scale,
+                       input_scale=_positive_scale(fields["input_scale"], "input_scale"),
+                       output_scale=_positive_scale(fields["output_scale"], "output_scale"))
+
+
+def _program(reader: ByteReader, layer: dict) -> tuple:
+    program = decode_program(reader)
+    try:
+        check_program(program, kept_heads=layer["kept_heads"], tokens=layer["tokens"],
+                      token_keep=layer["token_keep"])
+    except ValueError as error:
+        raise _SectionProblem(f"program {error}") from None
+    return program

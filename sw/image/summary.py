@@ -1,0 +1,168 @@
+"""What is in a weight image, per tensor: the manifest (JSON) and the printed summary table.
+
+Both are computed from a loaded :class:`~sw.image.format.WeightImage` alone, so ``--inspect``
+of an existing image prints exactly what the export printed.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from sw.image.format import FORMAT_VERSION, TENSOR_ROLES, SectionKind, WeightImage
+from sw.packing import block_sparse_size, pack_array, pack_block_sparse
+
+__all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "manifest",
+           "summary_table"]
+
+
+def dense_shape(image: WeightImage, role: str) -> tuple[int, int]:
+    """``(out, in)`` of a linear in the unpruned model."""
+    model = image.model
+    hidden, attention, ffn = model.hidden_size, model.num_heads * model.head_dim, model.ffn_size
+    return {"q": (attention, hidden), "k": (attention, hidden), "v": (attention, hidden),
+            "o": (hidden, attention), "fc1": (ffn, hidden), "fc2": (hidden, ffn)}[role]
+
+
+def _stats(values: np.ndarray, dense_size: int, packed: bytes) -> dict:
+    values = np.asarray(values)
+    nonzeros = int(np.count_nonzero(values))
+    return {"nonzeros": nonzeros, "density": nonzeros / dense_size if dense_size else 0.0,
+            "min": values.min().item() if values.size else 0,
+            "max": values.max().item() if values.size else 0,
+            "crc32": f"{zlib.crc32(packed):08x}"}
+
+
+def tensor_records(image: WeightImage) -> list[dict]:
+    """One record per stored tensor: linear weights and biases, LayerNorm gammas and betas.
+
+    ``density`` is non-zeros over the tensor's size in the unpruned model; ``crc32`` is the
+    CRC-32 of the tensor's bytes as the image stores them (for a weight: its BCSR row_ptr,
+    col_idx and blocks).
+    """
+    records = []
+    linear_sections = {(entry.layer, entry.tensor): entry for entry in image.sections
+                       if entry.kind == SectionKind.LINEAR}
+    for layer in image.layers:
+        for tensor, role in enumerate(TENSOR_ROLES):
+            linear = layer.linears[role]
+            matrix = linear.weights
+            dense = dense_shape(image, role)
+            grid = matrix.grid[0] * matrix.grid[1]
+            section = linear_sections.get((layer.index, tensor))
+            records.append({
+                "name": f"layer{layer.index}.{role}.weight", "dtype": "int8",
+                "shape": list(matrix.shape), "dense_shape": list(dense),
+                "block_shape": list(matrix.block_shape),
+                "pruning_block_shape": list(linear.pruning_block_shape),
+                "stored_blocks": matrix.nnz_blocks, "blocks": grid,
+                "section_bytes": section.length if section else None,
+                **_stats(matrix.blocks, dense[0] * dense[1], pack_block_sparse(matrix))})
+            records.append({
+                "name": f"layer{layer.index}.{role}.bias", "dtype": "int32",
+                "shape": [int(linear.bias.size)], "dense_shape": [dense[0]],
+                **_stats(linear.bias, dense[0], pack_array(linear.bias, "i32"))})
+        for name, constants in (("ln1", layer.ln1), ("ln2", layer.ln2)):
+            records += _layernorm_records(f"layer{layer.index}.{name}", constants)
+    records += _layernorm_records("final_layernorm", image.final_layernorm)
+    return records
+
+
+def _layernorm_records(prefix: str, constants) -> list[dict]:
+    return [
+        {"name": f"{prefix}.gamma", "dtype": "int16", "shape": [constants.dim],
+         "dense_shape": [constants.dim],
+         **_stats(constants.gamma, constants.dim, pack_array(constants.gamma, "i16"))},
+        {"name": f"{prefix}.beta", "dtype": "int64", "shape": [constants.dim],
+         "dense_shape": [constants.dim],
+         **_stats(constants.beta, constants.dim, pack_array(constants.beta, "i64"))},
+    ]
+
+
+def byte_breakdown(image: WeightImage) -> dict:
+    """Where the image's bytes go: BCSR weights (row_ptr, col_idx, blocks), per-output linear
+    constants (record, bias, multiplier, shift, weight scale), other sections (config, model,
+    LayerNorm and layer constants, programs) and framing (header, table, padding)."""
+    linear = sum(entry.length for entry in image.sections if entry.kind == SectionKind.LINEAR)
+    weights = sum(block_sparse_size(l.weights.shape, l.weights.block_shape, l.weights.nnz_blocks)
+                  for layer in image.layers for l in layer.linears.values())
+    sections = sum(entry.length for entry in image.sections)
+    return {"bcsr_weights": weights, "linear_constants": linear - weights,
+            "other_sections": sections - linear, "framing": image.file_size - sections}
+
+
+def image_totals(image: WeightImage) -> dict:
+    """Sizes that compare the image with the dense int8 weights of the unpruned model."""
+    dense = sum(np.prod(dense_shape(image, role)) for _ in image.layers for role in TENSOR_ROLES)
+    stored = sum(layer.linears[role].weights.blocks.size for layer in image.layers
+                 for role in TENSOR_ROLES)
+    nonzeros = sum(int(np.count_nonzero(layer.linears[role].weights.blocks))
+                   for layer in image.layers for role in TENSOR_ROLES)
+    return {"image_bytes": image.file_size, "dense_int8_weight_bytes": int(dense),
+            "stored_int8_weight_bytes": int(stored), "nonzero_weights": nonzeros,
+            "image_over_dense": image.file_size / dense if dense else None,
+            "stored_over_dense": stored / dense if dense else None,
+            "image_bytes_by_part": byte_breakdown(image)}
+
+
+def manifest(image: WeightImage, *, image_crc32: int) -> dict:
+    """The ``manifest.json`` document of an image."""
+    config, model = image.config, image.model
+    return {
+        "format_version": FORMAT_VERSION,
+        "image": {"file": "weights.bin", "bytes": image.file_size,
+                  "crc32": f"{image_crc32:08x}", "sections": len(image.sections)},
+        "config": config.name,
+        "model": {"architecture": model.architecture, "layers": model.layers,
+                  "hidden_size": model.hidden_size, "num_heads": model.num_heads,
+                  "head_dim": model.head_dim, "ffn_size": model.ffn_size,
+                  "tokens": model.tokens},
+        "layers": [{"index": layer.index, "kept_heads": list(layer.kept_heads),
+                    "kept_ffn": len(layer.kept_ffn), "ffn_padding": layer.ffn_padding,
+                    "tokens": layer.tokens, "token_keep": layer.token_keep,
+                    "instructions": len(layer.program)} for layer in image.layers],
+        "totals": image_totals(image),
+        "tensors": tensor_records(image),
+    }
+
+
+def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
+    """A short fixed-width table: one line per linear, then the layers and the totals."""
+    config, model, hw = image.config, image.model, image.config.hardware
+    lines = [f"{source}: {image.file_size:,} bytes, format {FORMAT_VERSION}, "
+             f"{len(image.sections)} sections; {model.architecture} {model.layers} layers, "
+             f"hidden {model.hidden_size}, {model.num_heads} heads x {model.head_dim}, FFN "
+             f"{model.ffn_size}, {model.tokens} tokens; config '{config.name}' "
+             f"({hw.array_rows}x{hw.array_cols} array, {hw.block_rows}x{hw.block_cols} blocks)",
+             f"{'tensor':<16}{'dense':>10}{'stored':>10}{'prune blk':>10}{'blocks':>10}"
+             f"{'nonzeros':>10}{'density':>9}{'min':>6}{'max':>5}{'bytes':>8}"]
+    weights = [record for record in tensor_records(image) if record["name"].endswith(".weight")]
+    for record in weights:
+        dense = "x".join(map(str, record["dense_shape"]))
+        stored = "x".join(map(str, record["shape"]))
+        pruning = ("-" if record["pruning_block_shape"] == [0, 0]
+                   else "x".join(map(str, record["pruning_block_shape"])))
+        blocks = f"{record['stored_blocks']}/{record['blocks']}"
+        lines.append(f"{record['name'][:-len('.weight')]:<16}{dense:>10}{stored:>10}"
+                     f"{pruning:>10}{blocks:>10}{record['nonzeros']:>10}"
+                     f"{record['density']:>9.3f}{record['min']:>6}{record['max']:>5}"
+                     f"{record['section_bytes']:>8}")
+    for layer in image.layers:
+        padding = f" (+{layer.ffn_padding} padding)" if layer.ffn_padding else ""
+        lines.append(f"layer {layer.index}: heads kept {list(layer.kept_heads)} of "
+                     f"{model.num_heads}; FFN neurons kept {len(layer.kept_ffn)}{padding} of "
+                     f"{model.ffn_size}; tokens kept {layer.token_keep} of {layer.tokens}; "
+                     f"{len(layer.program)} instructions")
+    totals = image_totals(image)
+    lines.append(f"weights: {totals['nonzero_weights']:,} non-zero, "
+                 f"{totals['stored_int8_weight_bytes']:,} int8 bytes in stored blocks vs "
+                 f"{totals['dense_int8_weight_bytes']:,} dense int8 bytes "
+                 f"({totals['stored_over_dense']:.3f}); whole image {image.file_size:,} bytes "
+                 f"= {totals['image_over_dense']:.3f} x the dense int8 weights")
+    parts = totals["image_bytes_by_part"]
+    lines.append(f"image bytes: {parts['bcsr_weights']:,} BCSR weights (indices included), "
+                 f"{parts['linear_constants']:,} per-output constants (bias, multiplier, shift, "
+                 f"weight scale), {parts['other_sections']:,} config / LayerNorm / layer "
+                 f"constants / programs, {parts['framing']:,} header, table and padding")
+    return "\n".join(lines)

@@ -1,0 +1,237 @@
+"""Weight image round trip: export a tiny pruned DeiT, load the bytes, compare with the golden
+model field by field and output by output; determinism; atomic output; params.json."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from hw.generate import main as generate_main
+from sw.config import load_config
+from sw.golden.encoder_layer import encoder_layer_int
+from sw.golden.layer_program import run_layer_program
+from sw.image.export import ExportError, ExportRequest, export, verify, write
+from sw.image.format import (FILE_CRC_OFFSET, HEADER_FIELDS, HEADER_SIZE, MAGIC, TENSOR_ROLES,
+                             SectionKind)
+from sw.image.golden import encode, integer_layer
+from sw.image.loader import load_image, parse_image
+from sw.image.program import Buffer, Opcode, layer_program
+from sw.image.summary import summary_table
+from sw.packing import fields_size
+from tests.sw.image_models import save_pruned_deit
+
+REMOVED_HEADS = {0: [1], 1: [0, 3]}
+REMOVED_NEURONS = {0: list(range(37)), 1: list(range(0, 80, 2))}
+
+
+@pytest.fixture(scope="module")
+def pruned_dir(tmp_path_factory):
+    return save_pruned_deit(tmp_path_factory.mktemp("model") / "run",
+                            removed_heads=REMOVED_HEADS, removed_neurons=REMOVED_NEURONS)
+
+
+@pytest.fixture(scope="module")
+def exported(pruned_dir):
+    return export(ExportRequest(model_dir=pruned_dir, config="tiny", name="tiny_image",
+                                calibration_images=16))
+
+
+def test_header_constants_agree_with_the_layout():
+    assert len(MAGIC) + fields_size(HEADER_FIELDS) <= HEADER_SIZE
+    assert len(MAGIC) + fields_size(HEADER_FIELDS[:-1]) == FILE_CRC_OFFSET
+
+
+def test_kept_units_padding_and_params(exported):
+    image = exported.image
+    assert [layer.kept_heads for layer in image.layers] == [(0, 2, 3), (1, 2)]
+    # layer 0 keeps 91 neurons: 5 removed (inert) ones pad it to 96, a multiple of the 8x8 block
+    assert [len(layer.kept_ffn) for layer in image.layers] == [96, 88]
+    assert [layer.ffn_padding for layer in image.layers] == [5, 0]
+    assert set(image.layers[0].kept_ffn) >= set(range(37, 128))
+    config = exported.config
+    assert config.name == "tiny_image"
+    assert (config.model.hidden_size, config.model.num_heads, config.model.head_dim) == (64, 4, 16)
+    assert config.model.ffn_size == 96 and config.model.tokens == 18 and config.model.layers == 2
+    assert config.hardware.array_rows == 4 and config.hardware.block_rows == 8
+    # the weight buffer holds the largest weight's stored blocks
+    most = max(linear.weights.nnz_blocks for layer in image.layers
+               for linear in layer.linears.values())
+    assert config.hardware.weight_buffer_depth == most * 8 * 8 // 4
+    assert image.config.to_json() == config.to_json()
+
+
+def test_loaded_image_equals_the_integer_model(exported):
+    image = parse_image(exported.data)
+    reference = exported.integer_model
+    assert image.model.input_scale == reference.input_scale
+    assert image.model.final_scale == reference.final_scale
+    assert np.array_equal(image.final_layernorm.gamma, reference.final_layernorm.gamma)
+    for layer, expected in zip(image.layers, reference.layers):
+        rebuilt = integer_layer(layer)
+        assert rebuilt.kept_heads == expected.kept_heads
+        assert rebuilt.kept_ffn == expected.kept_ffn
+        assert rebuilt.scales == expected.scales
+        for role in TENSOR_ROLES:
+            found, wanted = getattr(rebuilt, role), getattr(expected, role)
+            for name in ("weight", "bias", "multiplier", "shift", "weight_scale"):
+                assert np.array_equal(getattr(found, name), getattr(wanted, name)), (role, name)
+            assert (found.input_scale, found.output_scale) == (wanted.input_scale,
+                                                               wanted.output_scale)
+            stored = layer.linears[role]
+            assert stored.weights.block_shape == (8, 8)
+            assert stored.pruning_block_shape == (8, 8)
+        for name in ("softmax", "residual1", "gelu", "residual2"):
+            assert getattr(rebuilt, name) == getattr(expected, name)
+        for name in ("ln1", "ln2"):
+            for part in ("gamma", "beta"):
+                assert np.array_equal(getattr(getattr(rebuilt, name), part),
+                                      getattr(getattr(expected, name), part))
+        assert (rebuilt.context_multiplier, rebuilt.context_shift) == (
+            expected.context_multiplier, expected.context_shift)
+        assert layer.program == layer_program(layer.kept_heads, tokens=18, token_keep=18)
+    # some blocks really are skipped, some kept
+    q = image.layers[0].linears["q"].weights
+    assert 0 < q.nnz_blocks < q.grid[0] * q.grid[1]
+
+
+def test_program_runs_exactly_the_golden_encoder_layer(exported):
+    reference = exported.integer_model
+    x = reference.embed(exported.calibration[:3])
+    for layer in parse_image(exported.data).layers:
+        integer = integer_layer(layer)
+        expected_trace, found_trace = {}, {}
+        expected = encoder_layer_int(integer, x, trace=expected_trace)
+        found = run_layer_program(layer.program, integer, x, trace=found_trace)
+        assert np.array_equal(found, expected)
+        for name in ("ln1", "q", "k", "v", "context", "attn", "residual1", "ln2", "fc1", "gelu",
+                     "fc2", "output"):
+            assert np.array_equal(found_trace[name], expected_trace[name]), name
+        x = expected
+
+
+def test_program_lists_every_kept_head_once():
+    program = layer_program((0, 2, 5), tokens=10, token_keep=10)
+    heads = [(i.arg, i.arg2) for i in program if i.opcode == Opcode.SOFTMAX]
+    assert heads == [(0, 0), (1, 2), (2, 5)]
+    assert [i.arg for i in program if i.opcode == Opcode.GEMM] == [0, 1, 2, 3, 4, 5]
+    assert program[-1].opcode == Opcode.END
+    assert not any(i.opcode == Opcode.TOKEN_GATHER for i in program)
+    gathered = layer_program((0,), tokens=10, token_keep=6)
+    gather = [i for i in gathered if i.opcode == Opcode.TOKEN_GATHER]
+    assert len(gather) == 1 and gather[0].arg == 6 and gather[0].dst == Buffer.RESIDUAL1
+
+
+def test_verify_finds_no_difference(exported):
+    result = verify(exported)
+    assert result["images"] == 16 and result["differences"] == 0
+    assert all(layer["differences"] == 0 and layer["values"] == 16 * 18 * 64
+               for layer in result["layers"])
+
+
+def test_golden_from_image_detects_a_changed_weight(exported):
+    """The verification can fail: one weight changed in the image changes the outputs."""
+    image = parse_image(exported.data)
+    x = exported.integer_model.embed(exported.calibration[:4])
+    before = encode(image, x)
+    blocks = image.layers[0].linears["v"].weights.blocks
+    blocks[0] = np.where(blocks[0] > 0, -127, 127)
+    assert not np.array_equal(encode(image, x), before)
+
+
+def test_same_model_in_same_bytes_out(pruned_dir, exported, tmp_path):
+    again = export(ExportRequest(model_dir=pruned_dir, config="tiny", name="tiny_image",
+                                 calibration_images=16))
+    assert again.data == exported.data
+    write(exported, tmp_path / "a")
+    write(again, tmp_path / "b")
+    for name in ("weights.bin", "params.json", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_written_outputs(exported, tmp_path):
+    out = tmp_path / "image"
+    document = write(exported, out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "params.json",
+                                                     "weights.bin"]
+    data = (out / "weights.bin").read_bytes()
+    assert data == exported.data
+    assert load_config(out / "params.json").to_json() == exported.config.to_json()
+    assert json.loads((out / "manifest.json").read_text()) == document
+    assert document["image"] == {"file": "weights.bin", "bytes": len(data),
+                                 "crc32": f"{zlib.crc32(data):08x}", "sections": 21}
+    records = {record["name"]: record for record in document["tensors"]}
+    q = records["layer1.q.weight"]
+    matrix = exported.image.layers[1].linears["q"].weights
+    assert q["shape"] == [32, 64] and q["dense_shape"] == [64, 64]
+    assert q["nonzeros"] == int(np.count_nonzero(matrix.to_dense()))
+    assert q["density"] == q["nonzeros"] / (64 * 64)
+    assert (q["min"], q["max"]) == (int(matrix.blocks.min()), int(matrix.blocks.max()))
+    assert q["stored_blocks"] == matrix.nnz_blocks and q["blocks"] == 4 * 8
+    totals = document["totals"]
+    assert totals["dense_int8_weight_bytes"] == 2 * (4 * 64 * 64 + 2 * 64 * 128)
+    assert totals["stored_int8_weight_bytes"] == sum(
+        layer.linears[role].weights.nnz_blocks * 64 for layer in exported.image.layers
+        for role in TENSOR_ROLES)
+    assert sum(totals["image_bytes_by_part"].values()) == len(data)
+    # the summary lists every linear
+    table = summary_table(load_image(out / "weights.bin"))
+    assert all(f"layer{i}.{role} " in table for i in range(2) for role in TENSOR_ROLES)
+
+
+def test_params_json_generates_verilog(exported, tmp_path):
+    write(exported, tmp_path / "image")
+    assert generate_main(["--config", str(tmp_path / "image" / "params.json"),
+                          "--out", str(tmp_path / "verilog")]) == 0
+    assert (tmp_path / "verilog" / "block_sparse_gemm.v").stat().st_size > 0
+
+
+def test_write_is_atomic_and_refuses_foreign_directories(exported, tmp_path):
+    out = tmp_path / "image"
+    write(exported, out)
+    original = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    class Broken:
+        name = "broken"
+
+        def to_json(self):
+            raise RuntimeError("disk full")
+
+    broken = type(exported)(**{**exported.__dict__, "config": Broken()})
+    with pytest.raises(RuntimeError, match="disk full"):
+        write(broken, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == original
+    assert [p.name for p in tmp_path.iterdir()] == ["image"]     # no staging left behind
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match=r"mine: refusing to replace a directory that holds "
+                                          r"other files \(notes.txt\)"):
+        write(exported, tmp_path / "mine")
+
+
+def test_sections_in_canonical_order(exported):
+    image = parse_image(exported.data)
+    kinds = [(entry.kind, entry.layer, entry.tensor) for entry in image.sections]
+    assert kinds[:3] == [(SectionKind.CONFIG, 0xFFFF, 0xFFFF), (SectionKind.MODEL, 0xFFFF, 0xFFFF),
+                         (SectionKind.FINAL_LAYERNORM, 0xFFFF, 0xFFFF)]
+    assert kinds[3:12] == ([(SectionKind.LAYER, 0, 0xFFFF),
+                            (SectionKind.LAYER_CONSTANTS, 0, 0xFFFF)]
+                           + [(SectionKind.LINEAR, 0, t) for t in range(6)]
+                           + [(SectionKind.PROGRAM, 0, 0xFFFF)])
+    assert all(entry.offset % 8 == 0 for entry in image.sections)
+
+
+def test_plain_vit_directory_keeps_everything(tmp_path):
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(
+        image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=10)).save_pretrained(tmp_path / "vit")
+    state = export(ExportRequest(model_dir=tmp_path / "vit", config="tiny", calibration_images=4))
+    image = parse_image(state.data)
+    assert image.model.architecture == "vit"
+    assert image.model.tokens == 5                          # 4 patches + CLS, no distillation
+    assert image.layers[0].kept_heads == (0, 1) and len(image.layers[0].kept_ffn) == 64
+    assert image.layers[0].linears["q"].pruning_block_shape == (0, 0)
+    assert verify(state)["differences"] == 0

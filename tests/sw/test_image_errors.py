@@ -1,0 +1,296 @@
+"""Bad input to the loader and the exporter: one clear ImageError / ExportError line each, and
+corrupted images (hypothesis) never raise anything else."""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sw.config import load_config
+from sw.image.export import ExportError, ExportRequest, export
+from sw.image.format import (FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC, ImageError,
+                             SectionKind)
+from sw.image.loader import load_image, parse_image
+from sw.image.writer import seal
+from sw.packing import fields_size, pack_array
+from tests.sw.image_models import save_pruned_deit
+
+SMALL = dict(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1, image_size=8)
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory):
+    return save_pruned_deit(tmp_path_factory.mktemp("small") / "run", removed_heads={0: [1]},
+                            removed_neurons={0: list(range(16))}, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def data(small_dir) -> bytes:
+    return export(ExportRequest(model_dir=small_dir, config="tiny", name="small",
+                                calibration_images=4)).data
+
+
+def sections(data):
+    return parse_image(data).sections
+
+
+def one_line(error) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def patched(data: bytes, offset: int, new: bytes) -> bytes:
+    return data[:offset] + new + data[offset + len(new):]
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+def test_wrong_magic(data):
+    with pytest.raises(ImageError) as error:
+        parse_image(b"PK\x03\x04" + data[4:], source="x.bin")
+    assert one_line(error) == (f"x.bin: not a weight image: it starts with 50 4b 03 04 4d 47 0d "
+                               f"0a, expected the magic {MAGIC.hex(' ')}")
+
+
+def test_wrong_version(data):
+    with pytest.raises(ImageError) as error:
+        parse_image(seal(patched(data, 8, pack_array([FORMAT_VERSION + 1], "u32"))), source="x")
+    assert one_line(error) == (f"x: format version {FORMAT_VERSION + 1} (offset 8) is not "
+                               f"supported; this build reads version {FORMAT_VERSION}")
+
+
+def test_wrong_byte_order(data):
+    with pytest.raises(ImageError, match=r"x: byte order mark at offset 12 reads 0x04030201, "
+                                         r"expected 0x01020304 \(a little-endian image\)$"):
+        parse_image(seal(patched(data, 12, bytes([1, 2, 3, 4]))), source="x")
+
+
+@pytest.mark.parametrize("keep", [0, 5, 40])
+def test_truncated_header(data, keep):
+    with pytest.raises(ImageError, match=rf"x: truncated: {keep} bytes, shorter than the "
+                                         rf"{HEADER_SIZE}-byte header$"):
+        parse_image(data[:keep], source="x")
+
+
+def test_truncated_table(data):
+    with pytest.raises(ImageError, match=rf"x: truncated: the file has 100 bytes, the header says "
+                                         rf"{len(data)}; the section table \(offset 64, "
+                                         rf"\d+ bytes\) is cut off at byte 100$"):
+        parse_image(data[:100], source="x")
+
+
+def test_truncated_section_is_named_with_its_offset(data):
+    fc1 = next(e for e in sections(data) if e.kind == SectionKind.LINEAR and e.tensor == 4)
+    cut = fc1.offset + 10
+    with pytest.raises(ImageError) as error:
+        parse_image(data[:cut], source="x")
+    index = list(sections(data)).index(fc1)
+    assert one_line(error) == (f"x: truncated: the file has {cut} bytes, the header says "
+                               f"{len(data)}; section {index} 'layer 0 fc1 (LINEAR)' (offset "
+                               f"{fc1.offset}, {fc1.length} bytes) is cut off at byte {cut}")
+
+
+def test_trailing_bytes(data):
+    with pytest.raises(ImageError, match=rf"x: 3 unexpected bytes after the end of the image "
+                                         rf"\(byte {len(data)}\)$"):
+        parse_image(data + b"\0\0\0", source="x")
+
+
+def test_section_checksum_mismatch(data):
+    entry = next(e for e in sections(data) if e.kind == SectionKind.LINEAR and e.tensor == 0)
+    index = list(sections(data)).index(entry)
+    corrupt = bytearray(data)
+    corrupt[entry.offset + entry.length - 1] ^= 0x10
+    with pytest.raises(ImageError, match=rf"x: section {index} 'layer 0 q \(LINEAR\)' \(offset "
+                                         rf"{entry.offset}, {entry.length} bytes\): checksum "
+                                         rf"mismatch, stored 0x[0-9a-f]{{8}}, computed "
+                                         rf"0x[0-9a-f]{{8}}$"):
+        parse_image(bytes(corrupt), source="x")
+
+
+def test_table_checksum_mismatch(data):
+    corrupt = bytearray(data)
+    corrupt[HEADER_SIZE + 4] ^= 1            # the first entry's tensor field
+    with pytest.raises(ImageError, match=r"x: section table \(offset 64, \d+ bytes\): checksum "
+                                         r"mismatch"):
+        parse_image(bytes(corrupt), source="x")
+
+
+def test_file_checksum_covers_the_header_and_padding(data):
+    corrupt = bytearray(data)
+    corrupt[HEADER_SIZE - 1] ^= 0xff         # reserved header byte
+    with pytest.raises(ImageError, match=r"x: file checksum mismatch: stored 0x[0-9a-f]{8} "
+                                         r"\(offset 44\), computed 0x[0-9a-f]{8}; the header or "
+                                         r"the padding between sections is corrupt$"):
+        parse_image(bytes(corrupt), source="x")
+
+
+def test_files(tmp_path):
+    with pytest.raises(ImageError, match=r"nothing.bin: no such file$"):
+        load_image(tmp_path / "nothing.bin")
+    with pytest.raises(ImageError, match=r"is a directory, not an image file$"):
+        load_image(tmp_path)
+
+
+# --- contents behind valid checksums (altered, then re-sealed) ----------------------------------
+
+def test_block_shape_differs_from_config(data):
+    entry = next(e for e in sections(data) if e.kind == SectionKind.LINEAR and e.tensor == 1)
+    block_rows_at = entry.offset + fields_size(LINEAR_FIELDS[:2])
+    altered = seal(patched(data, block_rows_at, pack_array([16], "u32")))
+    with pytest.raises(ImageError, match=rf"x: section \d+ 'layer 0 k \(LINEAR\)' \(offset "
+                                         rf"{entry.offset}\): block shape 16x8 differs from the "
+                                         rf"config's 8x8$"):
+        parse_image(altered, source="x")
+
+
+def test_kept_head_out_of_range(data):
+    entry = next(e for e in sections(data) if e.kind == SectionKind.LAYER)
+    # LAYER record (24 bytes) + 13 scales, then kept_heads (one: head 0)
+    heads_at = entry.offset + 24 + 13 * 8
+    altered = seal(patched(data, heads_at, pack_array([7], "u32")))
+    with pytest.raises(ImageError, match=r"kept heads at offset \d+ must increase and stay below "
+                                         r"2, found \[7\]$"):
+        parse_image(altered, source="x")
+
+
+def test_program_must_be_the_layer_program(data):
+    entry = next(e for e in sections(data) if e.kind == SectionKind.PROGRAM)
+    second = entry.offset + 8 + 8            # header, then instruction 1 (GEMM Q <- LN1, arg 0)
+    altered = seal(patched(data, second + 4, pack_array([5], "u16")))
+    with pytest.raises(ImageError, match=r"'layer 0 \(PROGRAM\)' \(offset \d+\): program "
+                                         r"instruction 1 is GEMM Q <- LN1 \(arg 5, arg2 0\), "
+                                         r"expected GEMM Q <- LN1 \(arg 0, arg2 0\)$"):
+        parse_image(altered, source="x")
+
+
+def test_config_section_must_be_a_valid_config(data):
+    entry = next(e for e in sections(data) if e.kind == SectionKind.CONFIG)
+    text = data[entry.offset:entry.offset + entry.length]
+    bad = text.replace(b'"array_rows": 4', b'"array_rows": 0')
+    assert bad != text
+    altered = seal(patched(data, entry.offset, bad))
+    with pytest.raises(ImageError, match=r"x: section 0 'CONFIG' \(offset \d+\): config: Array "
+                                         r"rows must be a positive integer, not 0$"):
+        parse_image(altered, source="x")
+
+
+# --- hypothesis: corruption of any kind gives an ImageError, nothing else -----------------------
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=0, max_value=10**6))
+def test_any_truncation_is_reported_as_such(data, cut):
+    cut %= len(data)
+    with pytest.raises(ImageError, match=r"^x: truncated: "):
+        parse_image(data[:cut], source="x")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(position=st.integers(min_value=0, max_value=10**6), mask=st.integers(1, 255))
+def test_any_flipped_byte_is_caught(data, position, mask):
+    corrupt = bytearray(data)
+    corrupt[position % len(data)] ^= mask
+    with pytest.raises(ImageError):
+        parse_image(bytes(corrupt), source="x")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.lists(st.tuples(st.integers(min_value=0, max_value=10**6),
+                                  st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.one_of(st.none(), st.integers(min_value=0, max_value=10**6)))
+def test_resealed_garbage_loads_or_raises_image_error(data, changes, cut):
+    """Checksums recomputed after the damage: the structural checks must still hold the line."""
+    corrupt = bytearray(data)
+    for position, value in changes:
+        corrupt[position % len(data)] = value
+    if cut is not None:
+        corrupt = corrupt[:cut % len(data)]
+    try:
+        parse_image(seal(bytes(corrupt)), source="x")
+    except ImageError as error:
+        assert "\n" not in str(error) and str(error).startswith("x: ")
+
+
+# --- exporter ----------------------------------------------------------------------------------
+
+def export_error(tmp_path, model_dir, config="tiny", **options) -> str:
+    with pytest.raises(ExportError) as error:
+        export(ExportRequest(model_dir=model_dir, config=config, calibration_images=2,
+                             **options))
+    return one_line(error)
+
+
+def test_missing_model_directory(tmp_path):
+    assert export_error(tmp_path, tmp_path / "nope") == (
+        f"{tmp_path / 'nope'}: model directory not found")
+    (tmp_path / "empty").mkdir()
+    assert export_error(tmp_path, tmp_path / "empty").endswith(
+        "empty: neither a pruning output (pruned/ and pruning_report.json) nor a "
+        "save_pretrained directory (config.json)")
+
+
+def test_unsupported_architecture(tmp_path):
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert export_error(tmp_path, tmp_path / "bert") == (
+        f"{tmp_path / 'bert' / 'config.json'}: unsupported architecture 'bert'; the exporter "
+        f"supports deit, vit")
+
+
+def test_unknown_preset_and_wrong_data_width(tmp_path, small_dir):
+    assert export_error(tmp_path, small_dir, config="tiny9").startswith(
+        "--config: unknown preset 'tiny9'; presets: ")
+    wide = load_config("tiny").replace(name="wide", hardware={"data_width": 16})
+    wide.save(tmp_path / "wide.json")
+    assert export_error(tmp_path, small_dir, config=str(tmp_path / "wide.json")) == (
+        "config 'wide' has data_width 16; the integer model is int8 (data_width 8)")
+
+
+def test_block_that_does_not_divide_a_matrix(tmp_path):
+    # hidden 36 = 3 heads of 12: the 8x8 block divides no Q (36x36)
+    model = save_pruned_deit(tmp_path / "odd", removed_heads={}, removed_neurons={},
+                             hidden_size=36, num_heads=3, intermediate_size=64, num_layers=1,
+                             image_size=8, block=(4, 4), report=False)
+    assert export_error(tmp_path, model) == (
+        "layer 0 q: the 8x8 block of config 'tiny' does not divide the 36x36 matrix")
+
+
+def test_model_that_does_not_fit_the_config(tmp_path):
+    # head_dim 12: every matrix divides into 8x8 blocks, but a block would straddle two heads
+    model = save_pruned_deit(tmp_path / "heads", removed_heads={}, removed_neurons={},
+                             hidden_size=24, num_heads=2, intermediate_size=32, num_layers=1,
+                             image_size=8, block=(4, 4), report=False)
+    assert export_error(tmp_path, model) == (
+        "the model does not fit config 'tiny': block_rows (8) must divide head_dim (12), so a "
+        "pruning block never straddles two heads")
+
+
+def test_bad_pruning_report(tmp_path, small_dir):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(small_dir, run)
+    report = json.loads((run / "pruning_report.json").read_text())
+    report["surgery"]["layers"][0]["kept_heads"] = [0, 5]
+    (run / "pruning_report.json").write_text(json.dumps(report))
+    assert export_error(tmp_path, run) == (
+        "pruning_report.json: surgery layer 0 kept_heads must be a non-empty increasing list of "
+        "indices below 2, found [0, 5]")
+    (run / "pruning_report.json").unlink()
+    assert export_error(tmp_path, run) == (
+        f"{run / 'pruning_report.json'}: missing (a pruning output directory holds pruned/ and "
+        f"pruning_report.json)")
+
+
+def test_report_removing_a_live_head_is_overruled(tmp_path, small_dir):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(small_dir, run)
+    report = json.loads((run / "pruning_report.json").read_text())
+    report["surgery"]["layers"][0]["kept_heads"] = [1]   # head 0 is live, head 1 is zero
+    (run / "pruning_report.json").write_text(json.dumps(report))
+    state = export(ExportRequest(model_dir=run, config="tiny", calibration_images=2))
+    assert state.image.layers[0].kept_heads == (0, 1)
+    assert state.notes == ["layer 0: heads [0] kept although the report removes them: their V "
+                           "and O weights are not zero"]
