@@ -47,7 +47,7 @@ def test_prune_command_end_to_end(tiny_teacher, tmp_path):
                "--attention_block_rows", "8", "--attention_block_cols", "8",
                "--no-progress"]
     completed = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
-                               timeout=120)
+                               timeout=900)
     assert completed.returncode == 0, completed.stderr
     assert "linear density" in completed.stdout
     for name in ("pruning_report.json", "recipe.json", "density_per_layer.png",
@@ -98,7 +98,7 @@ def _command(teacher: Path, out: Path, *extra: str) -> list[str]:
 def test_bad_schedule_is_one_line_before_training(tiny_teacher, tmp_path):
     (tiny_teacher / "training.json").write_text(json.dumps({"data": {"train_samples": 256}}))
     command = [sys.executable, *_command(tiny_teacher, tmp_path / "out", "--final_warmup", "5")]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and "exceed total_steps 1" in lines[0], completed.stderr
@@ -116,12 +116,12 @@ def test_torchrun_two_processes_match_one(tiny_teacher, tmp_path):
     (tmp_path / "recipe.json").write_text(json.dumps(recipe))
     extra = ("--recipe", str(tmp_path / "recipe.json"))
     one = subprocess.run([sys.executable, *_command(tiny_teacher, tmp_path / "one", *extra)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=900)
     assert one.returncode == 0, one.stderr
     torchrun = Path(sys.executable).with_name("torchrun")
     two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
                           *_command(tiny_teacher, tmp_path / "two", *extra)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=900)
     assert two.returncode == 0, two.stderr
     reports = [json.loads((tmp_path / run / "pruning_report.json").read_text())
                for run in ("one", "two")]
