@@ -233,8 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         check_schedule(args, training, teacher_dir=options["teacher"])
     except ValueError as error:
         parser.exit(2, f"prune.py: error: {options['recipe']}: {error}\n")
-    result, report = prune(args, training, teacher_dir=options["teacher"], out=options["out"],
-                           progress=not options["no_progress"], tokens=tokens)
+    try:
+        result, report = prune(args, training, teacher_dir=options["teacher"],
+                               out=options["out"], progress=not options["no_progress"],
+                               tokens=tokens)
+    except (ValueError, FileNotFoundError) as error:
+        # Settings that only the model can check (layer indices, block shapes that do not
+        # divide its matrices, an unsupported architecture): one line, nothing written.
+        parser.exit(2, f"prune.py: error: {error}\n")
     main_process = _process_state().is_main_process
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -133,3 +133,15 @@ def test_torchrun_two_processes_match_one(tiny_teacher, tmp_path):
         first, second = (load_model(tmp_path / run / "pruned")(pixel_values=images).logits
                          for run in ("one", "two"))
     torch.testing.assert_close(second, first, rtol=1e-4, atol=1e-5)
+
+
+def test_setting_the_model_cannot_take_is_one_line(tiny_teacher, tmp_path):
+    """Token pruning at a layer the 1-layer teacher lacks: exit 2, one line, nothing written."""
+    command = [sys.executable, *_command(tiny_teacher, tmp_path / "out", "--recipe",
+                                         str(REPO_ROOT / "recipes" / "digits_deit_tokens.json"))]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 2
+    errors = [line for line in completed.stderr.splitlines() if "error" in line.lower()]
+    assert errors == ["prune.py: error: tokens.layers [1] do not exist: the model has 1 layers"]
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "out").exists()
