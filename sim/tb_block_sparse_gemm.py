@@ -23,27 +23,24 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
-from cocotb.utils import get_sim_time
+from cocotb.triggers import RisingEdge
 
 from hw.gemm.geometry import GemmGeometry, LoadTarget, check_job_fits
 from sim.gemm_cases import load_operands
 from sim.image_gemm import image_operands
+from sim.transactions import TransactionTB
 from sw.config import AcceleratorConfig
 from sw.cycle_model.gemm import gemm_cycles
 from sw.golden.gemm import block_sparse_gemm
 from sw.image.loader import load_image
 from sw.packing import pack_gemm, unpack_outputs
 
-CLOCK_NS = 10
 
-
-class GemmTB:
+class GemmTB(TransactionTB):
     """Clock, reset, load / job / read-back drivers and the scoreboard for one engine."""
 
     def __init__(self, dut, config: AcceleratorConfig):
-        self.dut = dut
+        super().__init__(dut)
         self.config = config
         self.hw = config.hardware
         self.geometry = GemmGeometry.from_config(config)
@@ -51,19 +48,6 @@ class GemmTB:
         self._addr_shift, self._data_shift = offsets["addr"], offsets["data"]
         self._target_shift = offsets["target"]
         self._job_offsets = self.geometry.field_offsets(self.geometry.job_layout)
-        self.errors = 0
-        self.log = dut._log
-
-    async def reset(self):
-        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
-        self.dut.rst.value = 1
-        self.dut.load__valid.value = 0
-        self.dut.job__valid.value = 0
-        self.dut.read_addr.value = 0
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
 
     async def load(self, target: LoadTarget, words: list[int], gaps: bool = False):
         """Write ``words`` from address 0 of ``target``'s memory, one per cycle; with ``gaps``,
@@ -82,38 +66,12 @@ class GemmTB:
 
     async def run_job(self, *, tokens: int, in_tiles: int, out_block_rows: int) -> int:
         """Send a job and wait for ``done``; return clock cycles from acceptance to ``done``."""
-        dut = self.dut
         fields = {"tokens": tokens, "in_tiles": in_tiles, "out_block_rows": out_block_rows}
-        dut.job__payload.value = sum(v << self._job_offsets[k] for k, v in fields.items())
-        dut.job__valid.value = 1
-        while True:
-            accepted = int(dut.job__ready.value) == 1
-            await RisingEdge(dut.clk)
-            if accepted:
-                break
-        started = get_sim_time("ns")
-        dut.job__valid.value = 0
-        await RisingEdge(dut.done)
-        return round((get_sim_time("ns") - started) / CLOCK_NS)
+        return await self.send_job(sum(v << self._job_offsets[k] for k, v in fields.items()))
 
     async def read_outputs(self, count: int) -> list[int]:
         """Read output words ``0 .. count-1`` (one per cycle, registered read port)."""
-        dut, words = self.dut, []
-        dut.read_addr.value = 0
-        for addr in range(count):
-            await RisingEdge(dut.clk)
-            dut.read_addr.value = min(addr + 1, count - 1)
-            await ReadOnly()
-            words.append(int(dut.read_data.value))
-        await RisingEdge(dut.clk)
-        return words
-
-    def check(self, what: str, found, expected) -> bool:
-        ok = found == expected
-        if not ok:
-            self.errors += 1
-            self.log.error("%s: found %s, expected %s", what, found, expected)
-        return ok
+        return await self.read_words(count)
 
 
 @cocotb.test()

@@ -19,48 +19,29 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
-from cocotb.utils import get_sim_time
+from cocotb.triggers import RisingEdge
 
 from hw.tokens.token_gather import GatherTarget, TokenGatherGeometry
 from hw.tokens.token_gather_bench import ReadyPattern, ready_sequence
+from sim.transactions import TransactionTB, field_offsets
 from sw.config import AcceleratorConfig
 from sw.cycle_model.token_gather import TokenGatherJob, token_gather_cycles
 from sw.golden.token_select import TokenPruning, gather_by_scores, select_tokens
 from sw.packing import pack_lanes, unpack_lanes
 
-CLOCK_NS = 10
-
-
-def _offsets(layout) -> dict:
-    return {name: field.offset for name, field in layout}
-
-
-class GatherTB:
+class GatherTB(TransactionTB):
     """Clock, reset, load / job / read-back drivers and the scoreboard."""
 
     def __init__(self, dut, config: AcceleratorConfig):
-        self.dut = dut
+        super().__init__(dut)
         self.config = config
         self.geometry = g = TokenGatherGeometry.from_config(config)
-        self.load_offsets = _offsets(g.load_layout)
-        self.job_offsets = _offsets(g.job_layout)
-        self.out_offsets = _offsets(g.out_layout)
-        self.errors = 0
-        self.log = dut._log
+        self.load_offsets = field_offsets(g.load_layout)
+        self.job_offsets = field_offsets(g.job_layout)
+        self.out_offsets = field_offsets(g.out_layout)
 
     async def reset(self, pattern: ReadyPattern):
-        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
-        self.dut.rst.value = 1
-        self.dut.load__valid.value = 0
-        self.dut.job__valid.value = 0
-        self.dut.read_addr.value = 0
-        self.dut.ready_pattern.value = pattern.value
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await super().reset(ready_pattern=pattern.value)
 
     async def load(self, target: GatherTarget, words: list[int]):
         """Write ``words`` from address 0 of ``target``, one per cycle."""
@@ -75,38 +56,13 @@ class GatherTB:
 
     async def run_job(self, job: TokenGatherJob) -> int:
         """Send ``job``, wait for ``done``; return clock cycles from acceptance to ``done``."""
-        dut, o = self.dut, self.job_offsets
+        o = self.job_offsets
         fields = {"tokens": job.tokens, "keep": job.keep, "protected": job.protected,
                   "fuse": int(job.fuse), "indexed": int(job.indexed)}
-        dut.job__payload.value = sum(value << o[name] for name, value in fields.items())
-        dut.job__valid.value = 1
-        while True:
-            accepted = int(dut.job__ready.value) == 1
-            await RisingEdge(dut.clk)
-            if accepted:
-                break
-        started = get_sim_time("ns")
-        dut.job__valid.value = 0
-        await RisingEdge(dut.done)
-        return round((get_sim_time("ns") - started) / CLOCK_NS)
+        return await self.send_job(sum(value << o[name] for name, value in fields.items()))
 
     async def read_captured(self, count: int) -> list[int]:
-        dut, words = self.dut, []
-        dut.read_addr.value = 0
-        for addr in range(count):
-            await RisingEdge(dut.clk)
-            dut.read_addr.value = min(addr + 1, count - 1)
-            await ReadOnly()
-            words.append(int(dut.read_data.value))
-        await RisingEdge(dut.clk)
-        return words
-
-    def check(self, what: str, found, expected) -> bool:
-        ok = found == expected
-        if not ok:
-            self.errors += 1
-            self.log.error("%s: found %s, expected %s", what, found, expected)
-        return ok
+        return await self.read_words(count)
 
 
 def expected_output(job: TokenGatherJob, scores, rows, indices):

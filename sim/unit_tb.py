@@ -20,50 +20,31 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 
 from hw.generate import TOPS
 from hw.units.stream_harness import CONSTANT_CHUNK, LoadTarget
+from sim.transactions import TransactionTB, field_offsets
 from sim.unit_cases import UnitJob
 from sw.config import AcceleratorConfig
 from sw.packing import beats_to_rows, pack_lanes, rows_to_beats, unpack_lanes
 
-CLOCK_NS = 10
 
-
-def _field_offsets(layout) -> dict:
-    return {name: field.offset for name, field in layout}
-
-
-class UnitTB:
+class UnitTB(TransactionTB):
     """Clock, reset, load / job / read-back drivers and the scoreboard of one unit harness."""
 
     def __init__(self, dut, config: AcceleratorConfig, unit: str):
-        self.dut = dut
+        super().__init__(dut)
         self.harness = TOPS[f"{unit}_harness"](config)
         self.unit = self.harness.unit
         members = self.harness.signature.members
-        self.load_offsets = _field_offsets(members["load"].signature.members["payload"].shape)
-        self.job_offsets = _field_offsets(members["job"].signature.members["payload"].shape)
+        self.load_offsets = field_offsets(members["load"].signature.members["payload"].shape)
+        self.job_offsets = field_offsets(members["job"].signature.members["payload"].shape)
         unit_members = self.unit.signature.members
         self.in_width = unit_members["i"].signature.members["payload"].shape.elem_shape.width
         out_shape = unit_members["o"].signature.members["payload"].shape.elem_shape
         self.out_width, self.out_signed = out_shape.width, out_shape.signed
         self.constants_layout = unit_members["constants"].shape
-        self.errors = 0
-        self.log = dut._log
-
-    async def reset(self):
-        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
-        self.dut.rst.value = 1
-        self.dut.load__valid.value = 0
-        self.dut.job__valid.value = 0
-        self.dut.read_addr.value = 0
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
 
     async def load(self, target: LoadTarget, words: list[int], addresses=None):
         """Write ``words`` (at ``addresses``, default 0, 1, ..) of ``target``, one per cycle."""
@@ -78,34 +59,15 @@ class UnitTB:
         dut.load__valid.value = 0
 
     async def run_job(self, *, beats: int, seed: int, in_gap: int, out_gap: int):
-        dut, o = self.dut, self.job_offsets
+        o = self.job_offsets
         fields = {"beats": beats, "seed": seed, "in_gap": in_gap, "out_gap": out_gap}
-        dut.job__payload.value = sum(v << o[k] for k, v in fields.items())
-        dut.job__valid.value = 1
-        while True:
-            accepted = int(dut.job__ready.value) == 1
-            await RisingEdge(dut.clk)
-            if accepted:
-                break
-        dut.job__valid.value = 0
-        await RisingEdge(dut.done)
+        await self.send_job(sum(v << o[k] for k, v in fields.items()))
 
     async def read_outputs(self, count: int) -> list[int]:
-        dut, words = self.dut, []
-        dut.read_addr.value = 0
-        for addr in range(count):
-            await RisingEdge(dut.clk)
-            dut.read_addr.value = min(addr + 1, count - 1)
-            await ReadOnly()
-            words.append(int(dut.read_data.value))
-        await RisingEdge(dut.clk)
-        return words
+        return await self.read_words(count)
 
     def check(self, what: str, ok: bool, detail: str = "") -> bool:
-        if not ok:
-            self.errors += 1
-            self.log.error("%s %s", what, detail)
-        return ok
+        return ok or self.fail(f"{what} {detail}")
 
     async def run(self, job: UnitJob) -> dict:
         """Load, run and check one job; return its measurements."""
