@@ -196,6 +196,64 @@ def pack_gemm(operands, *, array_rows: int, array_cols: int, data_width: int, ac
     )
 
 
+@dataclass(frozen=True)
+class ResidentWeightImage:
+    """One weight's words for a GEMM core that keeps several weights resident, and where they go.
+
+    Its blocks are numbered from ``first_block`` on: column index ``j`` is word ``first_block +
+    j`` of the column-index memory, its tiles start at weight word ``weight_addr`` (``first_block
+    * words_per_block``), and its row pointers (word ``row_ptr_base`` on) hold those absolute
+    block numbers. Its quantization words start at ``quant_base``.
+    """
+
+    first_block: int
+    row_ptr_base: int
+    quant_base: int
+    weight_addr: int
+    weight: list[int]
+    row_ptr: list[int]
+    col_idx: list[int]
+    quant: list[int]
+
+    @property
+    def next_free(self) -> dict[str, int]:
+        """``first_block``, ``row_ptr_base`` and ``quant_base`` of a weight placed after this
+        one."""
+        return {"first_block": self.first_block + len(self.col_idx),
+                "row_ptr_base": self.row_ptr_base + len(self.row_ptr),
+                "quant_base": self.quant_base + len(self.quant)}
+
+
+def pack_resident_weight(matrix: BlockSparseMatrix, bias, multiplier, shift, *, first_block: int,
+                         row_ptr_base: int, quant_base: int, array_rows: int, array_cols: int,
+                         data_width: int, acc_width: int,
+                         multiplier_width: int) -> ResidentWeightImage:
+    """The words of one weight placed at ``first_block`` / ``row_ptr_base`` / ``quant_base``.
+
+    >>> from sw.block_sparse import BlockSparseMatrix
+    >>> m = BlockSparseMatrix.from_dense([[1, 0], [0, 0]], (1, 1))
+    >>> image = pack_resident_weight(m, [0, 0], [1, 1], [0, 0], first_block=3, row_ptr_base=2,
+    ...     quant_base=1, array_rows=1, array_cols=1, data_width=8, acc_width=32,
+    ...     multiplier_width=16)
+    >>> image.row_ptr, image.col_idx, image.weight_addr
+    ([3, 4, 4], [0], 3)
+    """
+    for name, value in (("first_block", first_block), ("row_ptr_base", row_ptr_base),
+                        ("quant_base", quant_base)):
+        if value < 0:
+            raise ValueError(f"{name} must be a non-negative word address, not {value}")
+    block_rows, block_cols = matrix.block_shape
+    words_per_block = block_rows * block_cols // array_cols
+    return ResidentWeightImage(
+        first_block=first_block, row_ptr_base=row_ptr_base, quant_base=quant_base,
+        weight_addr=first_block * words_per_block,
+        weight=pack_weights(matrix, array_rows, array_cols, data_width),
+        row_ptr=[first_block + int(v) for v in matrix.row_ptr],
+        col_idx=[int(v) for v in matrix.col_idx],
+        quant=pack_quant(bias, multiplier, shift, array_cols, acc_width, multiplier_width),
+    )
+
+
 def rows_to_beats(rows, lanes: int) -> np.ndarray:
     """The beats of a special-function unit for ``rows`` ``(R, n)``: ``(R * ceil(n / lanes),
     lanes)``, element ``k * lanes + j`` of a row in lane ``j`` of its beat ``k``, the last

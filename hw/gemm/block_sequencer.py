@@ -18,6 +18,11 @@ class BlockSequencer(wiring.Component):
     are the bias alone). A final descriptor with ``end`` set closes the job. Only stored blocks
     are ever visited.
 
+    The weight's row pointers start at word ``row_ptr_base`` of the row-pointer memory and hold
+    absolute block indices (column-index word and first weight word of block ``j`` are ``j`` and
+    ``j * words_per_block``), so several weights can be resident at once; the first pointer is
+    read while the job is accepted, which costs no cycle.
+
     The memories are read through synchronous ports (data one cycle after the address). The
     sequencer spends at most ``cycles_per_tile`` cycles per descriptor: two to read a row
     pointer when a block row starts, two to read a column index when a block starts, one to
@@ -30,8 +35,9 @@ class BlockSequencer(wiring.Component):
 
     Members
     -------
-    job : In(stream.Signature(StructLayout({"out_block_rows": ...})))
-        Starts a walk over that many block rows; ready while idle.
+    job : In(stream.Signature(geometry.sequencer_job_layout))
+        Starts a walk over ``out_block_rows`` block rows whose pointers start at
+        ``row_ptr_base``; ready while idle.
     row_ptr_addr : Out(range)
         Row pointer memory address.
     row_ptr_data : In(unsigned)
@@ -50,8 +56,8 @@ class BlockSequencer(wiring.Component):
         self._geometry = geometry
         g = geometry
         super().__init__({
-            "job": In(stream.Signature(g.job_layout)),
-            "row_ptr_addr": Out(range(g.max_block_rows + 1)),
+            "job": In(stream.Signature(g.sequencer_job_layout)),
+            "row_ptr_addr": Out(range(g.row_ptr_depth)),
             "row_ptr_data": In(g.word_shapes[LoadTarget.ROW_PTR]),
             "col_idx_addr": Out(range(max(g.max_blocks, 1))),
             "col_idx_data": In(g.word_shapes[LoadTarget.COL_IDX]),
@@ -72,7 +78,8 @@ class BlockSequencer(wiring.Component):
         row_end = Signal.like(block)
         column = Signal.like(self.col_idx_data)
 
-        m.d.comb += [self.row_ptr_addr.eq(row + 1), self.col_idx_addr.eq(block)]
+        row_ptr_base = Signal.like(self.job.payload.row_ptr_base)
+        m.d.comb += [self.row_ptr_addr.eq(row_ptr_base + row + 1), self.col_idx_addr.eq(block)]
 
         tile = self.tiles.payload
         out_tile = row * out_tiles + out_tile_in_row
@@ -87,11 +94,16 @@ class BlockSequencer(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.job.ready.eq(1)
+                # the weight's first row pointer (its first block) is read as the job arrives
+                m.d.comb += [self.job.ready.eq(1),
+                             self.row_ptr_addr.eq(self.job.payload.row_ptr_base)]
                 with m.If(self.job.valid):
                     m.d.sync += [block_rows.eq(self.job.payload.out_block_rows), row.eq(0),
-                                 row_begin.eq(0)]
-                    m.next = "ROW_ADDR"
+                                 row_ptr_base.eq(self.job.payload.row_ptr_base)]
+                    m.next = "FIRST_ROW_ADDR"
+            with m.State("FIRST_ROW_ADDR"):
+                m.d.sync += row_begin.eq(self.row_ptr_data)
+                m.next = "ROW_DATA"
             with m.State("ROW_ADDR"):
                 m.next = "ROW_DATA"
             with m.State("ROW_DATA"):

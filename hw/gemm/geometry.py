@@ -38,7 +38,14 @@ def unsigned_for(count: int):
 
 @dataclass(frozen=True)
 class GemmGeometry:
-    """Sizes of one GEMM engine (see ``sw.packing`` for what each memory word holds)."""
+    """Sizes of one GEMM engine (see ``sw.packing`` for what each memory word holds).
+
+    ``row_ptr_depth`` and ``quant_depth`` default (0) to what one weight of ``max_outer``
+    outputs needs; an engine that keeps several weights resident at once (``GemmCore`` inside
+    the layer engine) sets them, and ``weight_depth`` (which sizes the column-index memory too),
+    larger with ``dataclasses.replace``. ``act_depth`` and ``out_depth`` size the activation and
+    output address spaces.
+    """
 
     array_rows: int
     array_cols: int
@@ -53,6 +60,14 @@ class GemmGeometry:
     act_depth: int
     weight_depth: int
     out_depth: int
+    row_ptr_depth: int = 0
+    quant_depth: int = 0
+
+    def __post_init__(self):
+        if not self.row_ptr_depth:
+            object.__setattr__(self, "row_ptr_depth", self.max_block_rows + 1)
+        if not self.quant_depth:
+            object.__setattr__(self, "quant_depth", self.max_out_tiles)
 
     @classmethod
     def from_config(cls, config: AcceleratorConfig) -> "GemmGeometry":
@@ -94,14 +109,15 @@ class GemmGeometry:
         return self.weight_depth // self.words_per_block
 
     @property
-    def quant_depth(self) -> int:
+    def max_out_tiles(self) -> int:
+        """Output tiles of the widest job: ``max_outer / array_cols``."""
         return self.max_outer // self.array_cols
 
     @property
     def depths(self) -> dict[LoadTarget, int]:
         """Words of each loadable memory."""
         return {LoadTarget.ACTIVATION: self.act_depth, LoadTarget.WEIGHT: self.weight_depth,
-                LoadTarget.ROW_PTR: self.max_block_rows + 1,
+                LoadTarget.ROW_PTR: self.row_ptr_depth,
                 LoadTarget.COL_IDX: self.max_blocks, LoadTarget.QUANT: self.quant_depth}
 
     @cached_property
@@ -140,11 +156,39 @@ class GemmGeometry:
         })
 
     @cached_property
+    def core_job_layout(self) -> data.StructLayout:
+        """Payload of ``GemmCore``'s job port: the GEMM's shape as in :attr:`job_layout`, where
+        its operands live and whether the output is requantized (``raw`` = 0) or the int
+        accumulator sums (``raw`` = 1). Activation row ``r``, input tile ``t`` is read at
+        ``act_base + r * act_stride + t``; output row ``r``, output tile ``n`` is written at
+        ``out_base + r * out_stride + n``; the weight's row pointers start at row-pointer word
+        ``row_ptr_base`` (their values are absolute block indices, so the column indices and
+        weight words need no base) and its quantization words at ``quant_base``."""
+        return data.StructLayout({
+            **{name: member.shape for name, member in self.job_layout},
+            "act_base": unsigned(_bits_for(self.act_depth)),
+            "act_stride": unsigned(_bits_for(self.act_depth + 1)),
+            "out_base": unsigned(_bits_for(self.out_depth)),
+            "out_stride": unsigned(_bits_for(self.out_depth + 1)),
+            "row_ptr_base": unsigned(_bits_for(self.row_ptr_depth)),
+            "quant_base": unsigned(_bits_for(self.quant_depth)),
+            "raw": 1,
+        })
+
+    @cached_property
+    def sequencer_job_layout(self) -> data.StructLayout:
+        """Payload of ``BlockSequencer``'s job port."""
+        return data.StructLayout({
+            "out_block_rows": self.job_layout["out_block_rows"].shape,
+            "row_ptr_base": unsigned(_bits_for(self.row_ptr_depth)),
+        })
+
+    @cached_property
     def tile_layout(self) -> data.StructLayout:
         """One tile descriptor from the sequencer to the streamer."""
         return data.StructLayout({
             "act_tile": unsigned(_bits_for(self.max_inner // self.array_rows)),
-            "out_tile": unsigned(_bits_for(self.quant_depth)),
+            "out_tile": unsigned(_bits_for(self.max_out_tiles)),
             "weight_addr": unsigned(_bits_for(self.weight_depth)),
             "first": 1, "last": 1, "zero": 1, "end": 1,
         })

@@ -19,13 +19,15 @@ class ProcessingElement(wiring.Component):
     Parameters
     ----------
     data_width : int
-        Width of activations and weights (signed).
+        Width of weights (signed), and of activations unless ``act_width`` is given.
+    act_width : int or None
+        Width of activations (signed); ``data_width`` by default.
     acc_width : int
         Width of partial sums (signed).
 
     Members
     -------
-    act_in : In(signed(data_width))
+    act_in : In(signed(act_width))
         Activation from the left.
     bank_in : In(1)
         Weight bank the activation is multiplied with.
@@ -37,7 +39,7 @@ class ProcessingElement(wiring.Component):
         Store ``weight`` into bank ``weight_bank`` at the next clock edge.
     weight_bank : In(1)
         Bank written by ``weight_we``.
-    act_out : Out(signed(data_width))
+    act_out : Out(signed(act_width))
         ``act_in``, one cycle later.
     bank_out : Out(1)
         ``bank_in``, one cycle later.
@@ -47,23 +49,27 @@ class ProcessingElement(wiring.Component):
     Raises
     ------
     ValueError
-        If a width is not a positive integer, or ``acc_width < 2 * data_width``.
+        If a width is not a positive integer, or ``acc_width < act_width + data_width`` (the
+        product's width).
     """
 
-    def __init__(self, *, data_width: int = 8, acc_width: int = 32):
+    def __init__(self, *, data_width: int = 8, acc_width: int = 32,
+                 act_width: int | None = None):
         self._data_width = check_positive(data_width, "Data width")
+        act_width = data_width if act_width is None else act_width
+        self._act_width = check_positive(act_width, "Activation width")
         self._acc_width = check_positive(acc_width, "Accumulator width")
-        if acc_width < 2 * data_width:
-            raise ValueError(f"Accumulator width must be at least twice the data width "
-                             f"({2 * data_width}), not {acc_width}")
+        if acc_width < act_width + data_width:
+            raise ValueError(f"Accumulator width must be at least the activation plus weight "
+                             f"widths ({act_width + data_width}), not {acc_width}")
         super().__init__({
-            "act_in": In(signed(data_width)),
+            "act_in": In(signed(act_width)),
             "bank_in": In(1),
             "psum_in": In(signed(acc_width)),
             "weight": In(signed(data_width)),
             "weight_we": In(1),
             "weight_bank": In(1),
-            "act_out": Out(signed(data_width)),
+            "act_out": Out(signed(act_width)),
             "bank_out": Out(1),
             "psum_out": Out(signed(acc_width)),
         })
@@ -71,6 +77,10 @@ class ProcessingElement(wiring.Component):
     @property
     def data_width(self) -> int:
         return self._data_width
+
+    @property
+    def act_width(self) -> int:
+        return self._act_width
 
     @property
     def acc_width(self) -> int:

@@ -26,11 +26,13 @@ class SystolicArray(wiring.Component):
     rows, cols : int
         ``R`` and ``C``.
     data_width, acc_width : int
-        Operand and partial-sum widths (signed).
+        Weight (and by default activation) and partial-sum widths (signed).
+    act_width : int or None
+        Activation width (signed); ``data_width`` by default.
 
     Members
     -------
-    act : In(ArrayLayout(signed(data_width), rows))
+    act : In(ArrayLayout(signed(act_width), rows))
         Input vector.
     bank : In(1)
         Weight bank for ``act``.
@@ -51,13 +53,16 @@ class SystolicArray(wiring.Component):
         If a dimension or width is not a positive integer.
     """
 
-    def __init__(self, *, rows: int, cols: int, data_width: int = 8, acc_width: int = 32):
+    def __init__(self, *, rows: int, cols: int, data_width: int = 8, acc_width: int = 32,
+                 act_width: int | None = None):
         self._rows = check_positive(rows, "Array rows")
         self._cols = check_positive(cols, "Array columns")
         self._data_width = check_positive(data_width, "Data width")
+        act_width = data_width if act_width is None else act_width
+        self._act_width = check_positive(act_width, "Activation width")
         self._acc_width = check_positive(acc_width, "Accumulator width")
         super().__init__({
-            "act": In(data.ArrayLayout(signed(data_width), rows)),
+            "act": In(data.ArrayLayout(signed(act_width), rows)),
             "bank": In(1),
             "psum": Out(data.ArrayLayout(signed(acc_width), cols)),
             "weight_row": In(data.ArrayLayout(signed(data_width), cols)),
@@ -82,7 +87,8 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self._rows, self._cols
-        pes = [[ProcessingElement(data_width=self._data_width, acc_width=self._acc_width)
+        pes = [[ProcessingElement(data_width=self._data_width, acc_width=self._acc_width,
+                                  act_width=self._act_width)
                 for _ in range(cols)] for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
@@ -104,7 +110,7 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             act, bank = self.act[r], self.bank
             for stage in range(r):
-                act_reg = Signal(signed(self._data_width), name=f"skew_act_{r}_{stage}")
+                act_reg = Signal(signed(self._act_width), name=f"skew_act_{r}_{stage}")
                 bank_reg = Signal(name=f"skew_bank_{r}_{stage}")
                 m.d.sync += [act_reg.eq(act), bank_reg.eq(bank)]
                 act, bank = act_reg, bank_reg

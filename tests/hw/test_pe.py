@@ -11,9 +11,12 @@ from sw.numerics import wrap
 def test_rejects_bad_widths():
     with pytest.raises(ValueError, match="Data width must be a positive integer, not 0"):
         ProcessingElement(data_width=0)
-    with pytest.raises(ValueError, match=r"Accumulator width must be at least twice the data "
-                                         r"width \(16\), not 12"):
+    with pytest.raises(ValueError, match=r"^Accumulator width must be at least the activation "
+                                         r"plus weight widths \(16\), not 12$"):
         ProcessingElement(data_width=8, acc_width=12)
+    with pytest.raises(ValueError, match=r"^Accumulator width must be at least the activation "
+                                         r"plus weight widths \(17\), not 16$"):
+        ProcessingElement(data_width=8, act_width=9, acc_width=16)
 
 
 @pytest.mark.parametrize("acc_width", [32, 16])
