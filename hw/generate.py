@@ -16,6 +16,7 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog
 
 from hw.gemm import BlockSparseGemm
+from hw.layer.engine import LayerEngine
 from hw.tokens import TokenGather
 from hw.tokens.token_gather_bench import TokenGatherBench
 from hw.units.gelu import Gelu
@@ -29,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build"
 
 #: Top-level modules this generator writes, by file stem.
-TOPS = {"block_sparse_gemm": BlockSparseGemm,
+TOPS = {"block_sparse_gemm": BlockSparseGemm, "layer_engine": LayerEngine,
         "softmax": Softmax.from_config, "gelu": Gelu.from_config,
         "layernorm": LayerNorm.from_config, "token_gather": TokenGather,
         # simulation-only tops: the unit between an input and an output memory, or with an

@@ -1,0 +1,1 @@
+"""The encoder-layer engine: one generated top that runs a whole (pruned) layer program."""

@@ -1,0 +1,150 @@
+"""What the layer engine's memories hold for one layer: the loading plan, in pure Python.
+
+The GEMM engine inside the layer engine keeps every weight of the layer resident: the six
+linears (``q k v o fc1 fc2``) back to back in block-compressed rows (``sw.packing``), then two
+*staging* regions the engine fills per head (``hw.layer.weight_stager``): ``keys`` (``K_h`` as a
+``keys x head_dim`` weight) and ``values`` (``V_h^T``, ``head_dim x keys``), both dense.
+Row pointers hold absolute block indices, so one weight is found by its first row pointer
+(``row_ptr_base``) alone; its output constants start at ``quant_base``. The tensor table gives
+each GEMM of the program those two addresses and its shape in tiles; table entries 0..5 are
+the program's ``GEMM`` tensor ids, 6 and 7 the attention products.
+
+Pure Python (no Amaranth): the generator sizes memories with :func:`gemm_capacity`, the driver
+loads :func:`load_plan`, the cycle model reads the block masks from the same plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.layer.memory_map import LayerMemoryMap
+from sw.block_sparse import BlockSparseMatrix
+from sw.config import AcceleratorConfig
+from sw.golden.encoder_layer import IntegerEncoderLayer
+from sw.packing import pack_quant, pack_weights
+from sw.image.format import TENSOR_ROLES
+
+#: Tensor-table entries in order: the program's GEMM tensor ids, then the attention products.
+TENSORS = (*TENSOR_ROLES, "keys", "values")
+KEYS, VALUES = TENSORS.index("keys"), TENSORS.index("values")
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One GEMM the engine can run: where its weight and constants are, its shape in tiles."""
+
+    name: str
+    row_ptr_base: int
+    quant_base: int
+    weight_base: int            #: first weight word (staging regions: where the stager writes)
+    in_tiles: int               #: input features / array rows
+    out_block_rows: int         #: output features / block rows
+    mask: np.ndarray            #: stored-block mask (out blocks x in blocks)
+
+    @property
+    def out_features(self) -> int:
+        return self.mask.shape[0]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Word lists of the GEMM memories (``{target name: [(addr, word)]}``) and the table."""
+
+    gemm_words: dict
+    tensors: tuple
+    linear_words: int = 0        #: weight words of the six linears
+    extra: dict = field(default_factory=dict)
+
+
+def _shapes(mm: LayerMemoryMap, config: AcceleratorConfig) -> dict:
+    """Largest (out, in) of each tensor: the dense layer."""
+    attn = mm.heads * mm.head_dim
+    return {"q": (attn, mm.hidden), "k": (attn, mm.hidden), "v": (attn, mm.hidden),
+            "o": (mm.hidden, attn), "fc1": (mm.ffn, mm.hidden), "fc2": (mm.hidden, mm.ffn),
+            "keys": (mm.keys, mm.head_dim), "values": (mm.head_dim, mm.keys)}
+
+
+def gemm_capacity(config: AcceleratorConfig) -> dict:
+    """Words each GEMM memory needs for the densest layer of ``config``:
+    ``{"weight", "row_ptr", "col_idx", "quant"}``."""
+    mm = LayerMemoryMap.from_config(config)
+    hw = config.hardware
+    c = hw.array_cols
+    words = {"weight": 0, "row_ptr": 0, "col_idx": 0, "quant": 0}
+    for out_features, in_features in _shapes(mm, config).values():
+        words["weight"] += out_features * in_features // c
+        words["row_ptr"] += out_features // hw.block_rows + 1
+        words["col_idx"] += (out_features // hw.block_rows) * (in_features // hw.block_cols)
+        words["quant"] += out_features // c
+    return words
+
+
+def _check_fits(layer: IntegerEncoderLayer, mm: LayerMemoryMap, config) -> None:
+    hw = config.hardware
+    for role in TENSOR_ROLES:
+        weight = getattr(layer, role).weight
+        out_features, in_features = weight.shape
+        if out_features % hw.block_rows or in_features % hw.block_cols:
+            raise ValueError(f"{role} weight {out_features}x{in_features} is not a whole number "
+                             f"of {hw.block_rows}x{hw.block_cols} blocks")
+
+
+def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan:
+    """The GEMM memory contents and tensor table that run ``layer`` on ``config``'s engine.
+
+    Raises
+    ------
+    ValueError
+        If a weight is not a whole number of blocks or the layer is larger than the config.
+    """
+    mm = LayerMemoryMap.from_config(config)
+    hw = config.hardware
+    r, c = hw.array_rows, hw.array_cols
+    words_per_block = hw.block_rows * hw.block_cols // c
+    _check_fits(layer, mm, config)
+    gemm_words = {"weight": [], "row_ptr": [], "col_idx": [], "quant": []}
+    tensors = []
+    blocks = row_ptr = quant = 0
+
+    def add(name, matrix: BlockSparseMatrix, quant_words):
+        nonlocal blocks, row_ptr, quant
+        weight_base = blocks * words_per_block
+        packed = pack_weights(matrix, r, c, hw.data_width) if matrix.nnz_blocks else []
+        gemm_words["weight"] += [(weight_base + i, w) for i, w in enumerate(packed)]
+        gemm_words["row_ptr"] += [(row_ptr + i, blocks + int(p))
+                                  for i, p in enumerate(matrix.row_ptr)]
+        gemm_words["col_idx"] += [(blocks + i, int(k)) for i, k in enumerate(matrix.col_idx)]
+        gemm_words["quant"] += [(quant + i, w) for i, w in enumerate(quant_words)]
+        out_features, in_features = matrix.shape
+        tensors.append(TensorEntry(name=name, row_ptr_base=row_ptr, quant_base=quant,
+                                   weight_base=weight_base, in_tiles=in_features // r,
+                                   out_block_rows=out_features // hw.block_rows,
+                                   mask=matrix.block_mask()))
+        blocks += matrix.nnz_blocks
+        row_ptr += len(matrix.row_ptr)
+        quant += len(quant_words)
+
+    block = (hw.block_rows, hw.block_cols)
+    for role in TENSOR_ROLES:
+        linear = getattr(layer, role)
+        add(role, BlockSparseMatrix.from_dense(linear.weight, block),
+            pack_quant(linear.bias, linear.multiplier, linear.shift, c, hw.acc_width,
+                       hw.multiplier_width))
+    linear_words = blocks * words_per_block
+    # staging regions: dense, contents written per head by the weight stager
+    zeros = np.zeros
+    for name, (out_features, in_features), multiplier, shift in (
+            ("keys", (mm.keys, mm.head_dim), 1, 0),
+            ("values", (mm.head_dim, mm.keys), layer.context_multiplier, layer.context_shift)):
+        dense = BlockSparseMatrix.from_dense(zeros((out_features, in_features), np.int64), block,
+                                             keep=np.ones((out_features // block[0],
+                                                           in_features // block[1]), bool))
+        quant_words = pack_quant(zeros(out_features, np.int64),
+                                 np.full(out_features, multiplier), np.full(out_features, shift),
+                                 c, hw.acc_width, hw.multiplier_width)
+        before = len(gemm_words["weight"])
+        add(name, dense, quant_words)
+        del gemm_words["weight"][before:]          # the stager writes these words
+    return LoadPlan(gemm_words=gemm_words, tensors=tuple(tensors), linear_words=linear_words)

@@ -1,0 +1,88 @@
+"""Replay whole encoder layers through the layer engine's RTL (cocotb + Verilator).
+
+A :class:`LayerCase` is one layer (the golden model's ``IntegerEncoderLayer``), its int16
+input rows and its program. Cases come from a weight image (every layer of an exported model,
+each fed the golden model's input for it) or are synthetic (random weights with a chosen
+pruning pattern, ``sw.golden.synthetic_layer``). :func:`replay` runs cases in one testbench run
+on one build; the testbench (``sim.tb_layer_engine``) checks every output against the golden
+layer and every instruction's cycles against ``sw.cycle_model.layer_engine``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.harness import BuiltDesign, run_testbench
+from sw.golden.encoder_layer import IntegerEncoderLayer
+from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
+from sw.image.program import layer_program
+
+__all__ = ["LayerCase", "synthetic_case", "image_cases", "replay"]
+
+
+@dataclass(frozen=True, eq=False)
+class LayerCase:
+    """One layer to replay."""
+
+    name: str
+    layer: IntegerEncoderLayer
+    x: np.ndarray              #: (tokens, hidden) int16 layer input
+    program: tuple
+
+
+def synthetic_case(config, *, kept_heads, kept_ffn: int, density: float, seed: int = 0,
+                   name: str | None = None) -> LayerCase:
+    """A random layer of ``config``'s shape keeping ``kept_heads`` heads (indices) and
+    ``kept_ffn`` FFN neurons, each linear at ``density`` of its hardware blocks."""
+    m, hw = config.model, config.hardware
+    layer = synthetic_layer(hidden=m.hidden_size, head_dim=m.head_dim, heads=m.num_heads,
+                            ffn=m.ffn_size, kept_heads=kept_heads, kept_ffn=kept_ffn,
+                            block=(hw.block_rows, hw.block_cols), density=density, seed=seed)
+    x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=seed)
+    program = layer_program(layer.kept_heads, tokens=m.tokens, token_keep=m.tokens)
+    name = name or (f"{config.name}_h{len(layer.kept_heads)}_f{kept_ffn}_d{density:g}"
+                    f"_s{seed}")
+    return LayerCase(name=name, layer=layer, x=x, program=program)
+
+
+def image_cases(image, x) -> list[LayerCase]:
+    """Every layer of a weight image, fed the golden model's input for it (``x``: the int16
+    encoder input of one image, ``(tokens, hidden)``)."""
+    from sw.image.golden import integer_layer
+    from sw.golden.layer_program import run_layer_program
+    cases = []
+    x = np.asarray(x, dtype=np.int64)
+    for layer_image in image.layers:
+        layer = integer_layer(layer_image)
+        cases.append(LayerCase(name=f"{image.config.name}.layer{layer_image.index}",
+                               layer=layer, x=x, program=tuple(layer_image.program)))
+        x = run_layer_program(layer_image.program, layer, x)
+    return cases
+
+
+def replay(design: BuiltDesign, cases: list[LayerCase], work_dir: Path) -> list[dict]:
+    """Run ``cases`` in sequence on ``design``; return each case's measurements.
+
+    Raises
+    ------
+    sim.harness.TestbenchFailed
+        If an output is not bit-exact or an instruction's cycles differ from the model.
+    """
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, case in enumerate(cases):
+        path = work_dir / f"case_{index}.pkl"
+        with open(path, "wb") as handle:
+            pickle.dump(case, handle)
+        paths.append(str(path))
+    result = work_dir / "result.json"
+    run_testbench(design, "sim.tb_layer_engine", work_dir, extra_env={
+        "LAYER_CASE": os.pathsep.join(paths), "LAYER_RESULT": str(result)})
+    return json.loads(result.read_text())

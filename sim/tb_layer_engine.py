@@ -1,0 +1,207 @@
+"""cocotb testbench of the layer engine: load one layer, run its program, check everything.
+
+Transaction level: the layer's weights, constants, program and input rows go in through the
+load port, one job runs the whole program (no Python per clock while it runs), then the output
+rows, every instruction's cycle count (the trace memory) and the engine's total are read back.
+The scoreboard compares the output with the golden layer (``sw.golden.encoder_layer``, ``==``)
+and each instruction's cycles with ``sw.cycle_model.layer_engine`` (``==``); on a mismatch it
+also reads every buffer and names the first instruction whose result differs.
+
+Environment: ``ACCEL_CONFIG`` (config JSON), ``LAYER_CASE`` (a pickled ``sim.layer_replay.
+LayerCase``), ``LAYER_RESULT`` (JSON written with the measurements).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from hw.gemm.geometry import LoadTarget as GemmTarget
+from hw.layer.engine import CONSTANT_CHUNK, EngineTarget, LayerEngine
+from hw.layer.loading import load_plan
+from hw.layer.memory_map import LANE_WIDTH
+from sim.transactions import TransactionTB, field_offsets
+from sw.config import AcceleratorConfig
+from sw.cycle_model.layer_engine import LayerShapes, program_cycles
+from sw.golden.encoder_layer import encoder_layer_int
+from sw.image.program import Buffer, encode_program
+from sw.packing import pack_lanes, unpack_lanes
+
+_GEMM_TARGETS = {"weight": GemmTarget.WEIGHT, "row_ptr": GemmTarget.ROW_PTR,
+                 "col_idx": GemmTarget.COL_IDX, "quant": GemmTarget.QUANT}
+#: Buffers read back for diagnosis, in program order, with the golden trace's names.
+_DIAGNOSE = (("ln1", Buffer.LN1), ("q", Buffer.Q), ("k", Buffer.K), ("v", Buffer.V),
+             ("context", Buffer.CONTEXT), ("attn", Buffer.ATTN),
+             ("residual1", Buffer.RESIDUAL1), ("ln2", Buffer.LN2), ("fc1", Buffer.FC1),
+             ("gelu", Buffer.GELU), ("fc2", Buffer.FC2))
+
+
+class LayerEngineTB(TransactionTB):
+    """Drivers and scoreboard of one layer engine."""
+
+    def __init__(self, dut, config: AcceleratorConfig):
+        super().__init__(dut)
+        self.config = config
+        self.engine = LayerEngine(config)
+        self.map = self.engine.memory_map
+        self.load_offsets = field_offsets(self.engine.load_layout)
+        gemm_load = self.engine.gemm.signature.members["load"].signature.members["payload"]
+        self.gemm_offsets = field_offsets(gemm_load.shape)
+
+    async def load(self, target: EngineTarget, items) -> None:
+        """Write ``(addr, data)`` items of ``target``, one per cycle."""
+        dut, o = self.dut, self.load_offsets
+        head = target.value << o["target"]
+        for addr, word in items:
+            dut.load__valid.value = 1
+            dut.load__payload.value = head | (addr << o["addr"]) | (word << o["data"])
+            await RisingEdge(dut.clk)
+        dut.load__valid.value = 0
+
+    async def read_vectors(self, start: int, count: int) -> list[int]:
+        dut, words = self.dut, []
+        dut.read_addr.value = start
+        for index in range(count):
+            await RisingEdge(dut.clk)
+            dut.read_addr.value = start + min(index + 1, count - 1)
+            await ReadOnly()
+            words.append(int(dut.read_data.value))
+        await RisingEdge(dut.clk)
+        return words
+
+    async def read_trace(self, count: int) -> list[int]:
+        dut, values = self.dut, []
+        dut.trace_addr.value = 0
+        for index in range(count):
+            await RisingEdge(dut.clk)
+            dut.trace_addr.value = min(index + 1, count - 1)
+            await ReadOnly()
+            values.append(int(dut.trace_data.value))
+        await RisingEdge(dut.clk)
+        return values
+
+    async def read_buffer(self, buffer: Buffer, rows: int, width: int) -> np.ndarray:
+        region, c = self.map.regions[buffer], self.map.lanes
+        words = -(-width // c)
+        vectors = []
+        for row in range(rows):          # row by row: strides may exceed the width
+            vectors += await self.read_vectors(region.address(row), words)
+        values = unpack_lanes(vectors, c, LANE_WIDTH).reshape(rows, words * c)
+        return values[:, :width]
+
+    def constants(self, layer, plan, tokens: int) -> int:
+        engine = self.engine
+        ln = [engine.layernorm.constant_values(layer.ln1),
+              engine.layernorm.constant_values(layer.ln2)]
+        residual = [{"multiplier_a": r.multiplier_a, "multiplier_b": r.multiplier_b,
+                     "shift": r.shift} for r in (layer.residual1, layer.residual2)]
+        tensors = [{"row_ptr_base": t.row_ptr_base, "quant_base": t.quant_base,
+                    "weight_base": t.weight_base, "in_tiles": t.in_tiles,
+                    "out_block_rows": t.out_block_rows} for t in plan.tensors]
+        values = {"tokens": tokens, "ffn": layer.fc1.weight.shape[0], "layernorm": ln,
+                  "softmax": engine.softmax.constant_values(layer.softmax, tokens),
+                  "gelu": engine.gelu.constant_values(layer.gelu), "residual": residual,
+                  "tensors": tensors}
+        return engine.constants_layout.const(values).as_value().value
+
+    async def load_layer(self, case) -> dict:
+        """Everything the program needs; returns the load plan's shapes for the cycle model."""
+        engine, layer = self.engine, case.layer
+        plan = load_plan(self.config, layer)
+        o = self.gemm_offsets
+        gemm_items = []
+        for name, items in plan.gemm_words.items():
+            head = _GEMM_TARGETS[name].value << o["target"]
+            gemm_items += [(0, head | (addr << o["addr"]) | (word << o["data"]))
+                           for addr, word in items]
+        await self.load(EngineTarget.GEMM, gemm_items)
+        packed = self.constants(layer, plan, case.x.shape[0])
+        size = engine.constants_layout.size
+        await self.load(EngineTarget.CONSTANTS, [
+            (n, (packed >> (CONSTANT_CHUNK * n)) & ((1 << CONSTANT_CHUNK) - 1))
+            for n in range(-(-size // CONSTANT_CHUNK))])
+        affine = engine.layernorm.signature.members["affine"].signature.members["payload"].shape
+        items = []
+        for index, constants in enumerate((layer.ln1, layer.ln2)):
+            for word in engine.layernorm.affine_words(constants):
+                items.append((index * engine.affine_beats + word["addr"],
+                              affine.const(word).as_value().value))
+        await self.load(EngineTarget.AFFINE, items)
+        await self.load(EngineTarget.PROGRAM, [(i, encode(instruction))
+                                               for i, instruction in enumerate(case.program)])
+        region, c = self.map.regions[Buffer.INPUT], self.map.lanes
+        x = np.asarray(case.x, dtype=np.int64)
+        words = pack_lanes(x.reshape(-1, c), LANE_WIDTH)
+        per_row = x.shape[1] // c
+        await self.load(EngineTarget.SCRATCH, [
+            (region.address(i // per_row, i % per_row), w) for i, w in enumerate(words)])
+        return LayerShapes(tokens=x.shape[0], ffn=layer.fc1.weight.shape[0], keys=self.map.keys,
+                           masks={t.name: t.mask for t in plan.tensors})
+
+    async def run(self, case) -> dict:
+        started = time.monotonic()
+        shapes = await self.load_layer(case)
+        load_seconds = time.monotonic() - started
+        started = time.monotonic()
+        cycles = await self.send_job(1)
+        sim_seconds = time.monotonic() - started
+        if int(self.dut.error.value):
+            self.fail("the engine stopped on an instruction it does not run")
+        trace = {}
+        expected = encoder_layer_int(case.layer, case.x, trace=trace)
+        found = await self.read_buffer(Buffer.OUTPUT, expected.shape[0], expected.shape[1])
+        mismatches = int(np.count_nonzero(found != expected))
+        if mismatches:
+            self.fail(f"{case.name}: {mismatches} output values differ from the golden layer")
+            for name, buffer in _DIAGNOSE:
+                golden = trace[name]
+                seen = await self.read_buffer(buffer, golden.shape[0], golden.shape[1])
+                if not np.array_equal(seen, golden):
+                    where = tuple(int(i) for i in np.argwhere(seen != golden)[0])
+                    self.log.error("first differing buffer: %s at %s (found %d, expected %d)",
+                                   name, where, seen[where], golden[where])
+                    break
+        model = program_cycles(self.config, case.program, shapes)
+        measured = await self.read_trace(len(model) - 1)          # END has no trace entry
+        instructions = []
+        for entry, value in zip(model, measured + [model[-1].cycles]):
+            instructions.append({"index": entry.index, "opcode": entry.opcode.name,
+                                 "unit": entry.unit, "cycles": value,
+                                 "model_cycles": entry.cycles, "macs": entry.macs})
+            self.check(f"{case.name}: instruction {entry.index} ({entry.unit}) cycles",
+                       value, entry.cycles)
+        total = int(self.dut.cycles.value)
+        model_total = sum(e.cycles for e in model)
+        self.check(f"{case.name}: total cycles", total, model_total)
+        self.check(f"{case.name}: cycles to done", cycles, model_total)
+        return {"name": case.name, "cycles": total, "model_cycles": model_total,
+                "instructions": instructions, "mismatches": mismatches,
+                "bit_exact": mismatches == 0, "sim_seconds": sim_seconds,
+                "load_seconds": load_seconds}
+
+
+def encode(instruction) -> int:
+    """The 64-bit word of one instruction: its bytes in the image (``sw.image.program``)."""
+    return int.from_bytes(encode_program([instruction])[-8:], "little")
+
+
+@cocotb.test()
+async def replay_layer(dut):
+    """Run every case of ``LAYER_CASE`` (paths separated by os.pathsep) in sequence."""
+    config = AcceleratorConfig.from_json_file(os.environ["ACCEL_CONFIG"])
+    tb = LayerEngineTB(dut, config)
+    await tb.reset(trace_addr=0)
+    results = []
+    for path in os.environ["LAYER_CASE"].split(os.pathsep):
+        with open(path, "rb") as handle:
+            case = pickle.load(handle)
+        results.append(await tb.run(case))
+    with open(os.environ["LAYER_RESULT"], "w") as handle:
+        json.dump(results, handle, indent=2)
+    assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"

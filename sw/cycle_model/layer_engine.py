@@ -1,0 +1,165 @@
+"""Cycle model of the layer engine (``hw.layer.engine``): every instruction of a layer program.
+
+The sequencer runs instructions one after the other. Each costs two cycles to fetch and decode
+(the program memory read and the decode, in which the instruction's unit is started), then its
+own work until the cycle its last result is written, in which the next fetch is decided.
+Counted from the fetch cycle to that last cycle, inclusive (the engine's trace entry):
+
+=====================  ====================================================================
+instruction            cycles
+=====================  ====================================================================
+LAYERNORM              ``2 + B + 3 + layernorm.total``: ``B = ceil(d / L)`` gamma / beta
+                       writes of the instruction's set into the unit, one more cycle to start
+                       the row reader, whose first beat comes ``FIRST_BEAT_DELAY`` (3) cycles
+                       after its start; the unit's ``total`` (``sw.cycle_model.units``)
+                       counts from that beat to its last output, written in the same cycle
+SOFTMAX, GELU          ``2 + 2 + unit.total`` (reader started in the decode cycle); softmax
+                       rows are the tokens' scores, GELU rows the kept FFN width
+GEMM                   ``2 + 2 + gemm.total``: the job is accepted the cycle after decode,
+                       ``gemm.total`` (``sw.cycle_model.gemm``) ends with the last output
+                       write, ``done`` is seen the cycle after
+ATTENTION_SCORES /     ``2 + tiles * (2C + 1) + 2 + gemm.total``: the weight stager writes
+ATTENTION_CONTEXT      the head's keys (transposed) or values as dense GEMM weight tiles
+                       (``hw.layer.weight_stager``), then the GEMM of the head runs
+RESIDUAL               ``2 + n + RESIDUAL_LATENCY``: ``n`` vectors read one per cycle from the
+                       cycle after decode, each written ``RESIDUAL_LATENCY`` (5) cycles after
+                       its read address
+END                    ``2``: fetch and decode; ``done`` rises the next cycle
+=====================  ====================================================================
+
+The engine's ``cycles`` counter is the sum over the program, END included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sw.config import AcceleratorConfig
+from sw.cycle_model.gemm import gemm_cycles
+from sw.cycle_model.units import gelu_cycles, layernorm_cycles, softmax_cycles, unit_timings
+from sw.image.program import Opcode
+
+#: Fetch and decode of every instruction.
+DISPATCH_CYCLES = 2
+#: Cycles from a row reader's start to its first beat (``hw.layer.row_reader``).
+FIRST_BEAT_DELAY = 3
+#: Cycles from a residual vector's read address to its write (``hw.layer.residual_add``).
+RESIDUAL_LATENCY = 5
+#: From the GEMM job's acceptance, one cycle after decode, to the cycle ``done`` is seen, past
+#: the GEMM's own ``total``.
+GEMM_HANDSHAKE_CYCLES = 2
+
+__all__ = ["DISPATCH_CYCLES", "FIRST_BEAT_DELAY", "RESIDUAL_LATENCY", "InstructionCycles",
+           "LayerShapes", "stage_tile_cycles", "program_cycles", "UNIT_OF"]
+
+
+def stage_tile_cycles(lanes: int) -> int:
+    """Cycles the weight stager spends on one ``lanes x lanes`` tile: reads, one, writes."""
+    return 2 * lanes + 1
+
+
+@dataclass(frozen=True)
+class LayerShapes:
+    """What the cycle count of a layer depends on besides the program.
+
+    ``masks``: the stored-block mask of each linear (``q k v o fc1 fc2``) in the config's
+    block shape; ``tokens``: rows entering the layer; ``ffn``: kept FFN width; ``keys``:
+    tokens padded for the key / value weights (``hw.layer.memory_map``).
+    """
+
+    tokens: int
+    ffn: int
+    keys: int
+    masks: dict
+
+
+@dataclass(frozen=True)
+class InstructionCycles:
+    """One instruction, the name of the unit it runs on, its cycles and its MACs."""
+
+    index: int
+    opcode: Opcode
+    unit: str
+    cycles: int
+    macs: int = 0
+
+
+#: Report name of each instruction (GEMMs by tensor).
+UNIT_OF = {Opcode.LAYERNORM: "layernorm", Opcode.ATTENTION_SCORES: "attention_scores",
+           Opcode.SOFTMAX: "softmax", Opcode.ATTENTION_CONTEXT: "attention_context",
+           Opcode.RESIDUAL: "residual", Opcode.GELU: "gelu", Opcode.END: "control",
+           Opcode.TOKEN_GATHER: "token_gather"}
+
+
+def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> list:
+    """Cycles of every instruction of ``program`` on ``config``'s layer engine, END included.
+
+    Raises
+    ------
+    ValueError
+        If the program holds an instruction the engine does not run (TOKEN_GATHER for now).
+    """
+    from sw.image.format import TENSOR_ROLES
+    m, hw = config.model, config.hardware
+    rows_, cols_ = hw.array_rows, hw.array_cols
+    softmax_t, gelu_t, layernorm_t = unit_timings(config)
+    head_dim = m.head_dim
+
+    def gemm(mask, tokens):
+        return gemm_cycles(array_rows=rows_, array_cols=cols_, block_rows=hw.block_rows,
+                           block_cols=hw.block_cols, tokens=tokens, block_mask=mask)
+
+    tokens = shapes.tokens
+    dense_keys = np.ones((shapes.keys // hw.block_rows, head_dim // hw.block_cols), bool)
+    dense_values = np.ones((head_dim // hw.block_rows, shapes.keys // hw.block_cols), bool)
+    stage = (shapes.keys * head_dim // (rows_ * cols_)) * stage_tile_cycles(cols_)
+    result = []
+    for index, instruction in enumerate(program):
+        op = instruction.opcode
+        macs = 0
+        if op == Opcode.END:
+            cycles, unit = DISPATCH_CYCLES, "control"
+        elif op == Opcode.LAYERNORM:
+            beats = math.ceil(m.hidden_size / layernorm_t.lanes)
+            total = layernorm_cycles(layernorm_t, rows=tokens, length=m.hidden_size).total
+            cycles = DISPATCH_CYCLES + beats + 1 + (FIRST_BEAT_DELAY - 1) + total
+            unit = f"layernorm{instruction.arg + 1}"
+        elif op == Opcode.SOFTMAX:
+            total = softmax_cycles(softmax_t, rows=tokens, length=tokens).total
+            cycles, unit = DISPATCH_CYCLES + FIRST_BEAT_DELAY - 1 + total, "softmax"
+        elif op == Opcode.GELU:
+            total = gelu_cycles(gelu_t, tokens * shapes.ffn).total
+            cycles, unit = DISPATCH_CYCLES + FIRST_BEAT_DELAY - 1 + total, "gelu"
+        elif op == Opcode.GEMM:
+            role = TENSOR_ROLES[instruction.arg]
+            job = gemm(shapes.masks[role], tokens)
+            cycles, unit, macs = DISPATCH_CYCLES + GEMM_HANDSHAKE_CYCLES + job.total, role, \
+                job.macs
+        elif op in (Opcode.ATTENTION_SCORES, Opcode.ATTENTION_CONTEXT):
+            scores = op == Opcode.ATTENTION_SCORES
+            job = gemm(dense_keys if scores else dense_values, tokens)
+            cycles = DISPATCH_CYCLES + stage + GEMM_HANDSHAKE_CYCLES + job.total
+            unit = UNIT_OF[op]
+            macs = tokens * tokens * head_dim          # the useful ones, padding excluded
+        elif op == Opcode.RESIDUAL:
+            vectors = tokens * m.hidden_size // cols_
+            cycles, unit = DISPATCH_CYCLES + vectors + RESIDUAL_LATENCY, \
+                f"residual{instruction.arg + 1}"
+        else:
+            raise ValueError(f"instruction {index} ({op.name}) is not run by the layer engine")
+        result.append(InstructionCycles(index=index, opcode=op, unit=unit, cycles=cycles,
+                                        macs=macs))
+        if op == Opcode.END:
+            break
+    return result
+
+
+def unit_totals(instructions) -> dict:
+    """Cycles per unit name, in first-use order."""
+    totals: dict = {}
+    for entry in instructions:
+        totals[entry.unit] = totals.get(entry.unit, 0) + entry.cycles
+    return totals

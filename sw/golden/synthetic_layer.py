@@ -1,0 +1,82 @@
+"""Integer encoder layers with random weights and a chosen pruning pattern, without a model.
+
+For replaying layer shapes no trained checkpoint is needed for (the deit_b16 replay, the
+engine's tests): weights ``N(0, 1/fan_in)`` and biases are drawn, the pruning pattern is
+applied (whole heads and FFN neurons absent, a block mask of the given density over what
+remains), and the layer is quantized with activation scales chosen for unit-variance
+activations, through the same ``quantize_linear`` and constant helpers as a calibrated model.
+Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sw.golden.encoder_layer import (PROBABILITY_BITS, RESIDUAL_BITS, IntegerEncoderLayer)
+from sw.golden.kernels import (gelu_constants, layernorm_constants, residual_constants,
+                               softmax_constants)
+from sw.numerics import quantize_multiplier
+from sw.quantize.linear import quantize_linear
+
+#: Real value of one LSB at each activation point: int8 points span about +-4, the int16
+#: residual stream about +-8.
+INT8_SCALE = 4.0 / 127
+RESIDUAL_SCALE = 8.0 / 32767
+
+
+def block_mask(rng, rows: int, cols: int, block: tuple, density: float) -> np.ndarray:
+    """An element mask of ``block`` blocks, ``round(density * blocks)`` of them kept at random."""
+    grid = (rows // block[0], cols // block[1])
+    total = grid[0] * grid[1]
+    keep = np.zeros(total, bool)
+    keep[rng.choice(total, size=max(1, round(density * total)), replace=False)] = True
+    return np.kron(keep.reshape(grid), np.ones(block, bool))
+
+
+def synthetic_layer(*, hidden: int, head_dim: int, heads: int, ffn: int, kept_heads,
+                    kept_ffn: int, block: tuple, density: float,
+                    seed: int = 0) -> IntegerEncoderLayer:
+    """A quantized layer of ``heads`` heads keeping ``kept_heads`` (indices) and the first
+    ``kept_ffn`` FFN neurons, every linear at ``density`` of its ``block`` blocks."""
+    rng = np.random.default_rng(seed)
+    kept_heads = tuple(int(h) for h in kept_heads)
+    attn = len(kept_heads) * head_dim
+
+    def linear(out_features, in_features, input_scale, output_scale):
+        weight = rng.normal(0, in_features ** -0.5, (out_features, in_features))
+        weight *= block_mask(rng, out_features, in_features, block, density)
+        weight *= max(1.0, 1 / np.sqrt(max(density, 1e-3)))     # keep the output variance
+        bias = rng.normal(0, 0.1, out_features)
+        bias[~weight.any(axis=1)] = 0.0       # a row with no weight has no scale for a bias
+        return quantize_linear(weight, bias, input_scale=input_scale, output_scale=output_scale)
+
+    def layernorm():
+        return layernorm_constants(rng.normal(1, 0.1, hidden), rng.normal(0, 0.1, hidden),
+                                   INT8_SCALE, in_width=RESIDUAL_BITS)
+
+    s = {"input": RESIDUAL_SCALE, "residual1": RESIDUAL_SCALE, "output": RESIDUAL_SCALE,
+         **{p: INT8_SCALE for p in ("ln1", "q", "k", "v", "context", "attn", "ln2", "fc1",
+                                     "gelu", "fc2")}}
+    context_multiplier, context_shift = quantize_multiplier(
+        2.0 ** -PROBABILITY_BITS * s["v"] / s["context"])
+    return IntegerEncoderLayer(
+        head_dim=head_dim, kept_heads=kept_heads, kept_ffn=tuple(range(kept_ffn)), scales=s,
+        ln1=layernorm(), q=linear(attn, hidden, s["ln1"], s["q"]),
+        k=linear(attn, hidden, s["ln1"], s["k"]), v=linear(attn, hidden, s["ln1"], s["v"]),
+        softmax=softmax_constants(s["q"] * s["k"] * head_dim ** -0.5, out_bits=PROBABILITY_BITS),
+        context_multiplier=context_multiplier, context_shift=context_shift,
+        o=linear(hidden, attn, s["context"], s["attn"]),
+        residual1=residual_constants(s["input"], s["attn"], s["residual1"],
+                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS),
+        ln2=layernorm(), fc1=linear(kept_ffn, hidden, s["ln2"], s["fc1"]),
+        gelu=gelu_constants(s["fc1"], s["gelu"], in_width=8),
+        fc2=linear(hidden, kept_ffn, s["gelu"], s["fc2"]),
+        residual2=residual_constants(s["residual1"], s["fc2"], s["output"],
+                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS))
+
+
+def synthetic_input(*, tokens: int, hidden: int, seed: int = 0) -> np.ndarray:
+    """An int16 layer input of unit-variance values."""
+    rng = np.random.default_rng(seed + 1)
+    x = np.round(rng.normal(0, 1, (tokens, hidden)) / RESIDUAL_SCALE)
+    return np.clip(x, -(1 << (RESIDUAL_BITS - 1)), (1 << (RESIDUAL_BITS - 1)) - 1).astype(np.int64)
