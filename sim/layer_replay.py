@@ -21,6 +21,7 @@ import numpy as np
 from sim.harness import BuiltDesign, run_testbench
 from sw.golden.encoder_layer import IntegerEncoderLayer
 from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
+from sw.golden.token_select import TokenPruning
 from sw.image.program import layer_program
 
 __all__ = ["LayerCase", "synthetic_case", "image_cases", "replay"]
@@ -34,21 +35,36 @@ class LayerCase:
     layer: IntegerEncoderLayer
     x: np.ndarray              #: (tokens, hidden) int16 layer input
     program: tuple
+    token_pruning: object = None   #: the layer's TokenPruning (when its program gathers)
+
+    def expected(self, trace: dict | None = None) -> np.ndarray:
+        """The golden layer's output (the same program run by ``sw.golden.layer_program``)."""
+        from sw.golden.layer_program import run_layer_program
+        return run_layer_program(self.program, self.layer, self.x, trace=trace)
 
 
 def synthetic_case(config, *, kept_heads, kept_ffn: int, density: float, seed: int = 0,
+                   token_pruning: TokenPruning | None = None,
                    name: str | None = None) -> LayerCase:
     """A random layer of ``config``'s shape keeping ``kept_heads`` heads (indices) and
-    ``kept_ffn`` FFN neurons, each linear at ``density`` of its hardware blocks."""
+    ``kept_ffn`` FFN neurons, each linear at ``density`` of its hardware blocks, with
+    ``token_pruning`` after its attention if given."""
     m, hw = config.model, config.hardware
     layer = synthetic_layer(hidden=m.hidden_size, head_dim=m.head_dim, heads=m.num_heads,
                             ffn=m.ffn_size, kept_heads=kept_heads, kept_ffn=kept_ffn,
                             block=(hw.block_rows, hw.block_cols), density=density, seed=seed)
     x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=seed)
-    program = layer_program(layer.kept_heads, tokens=m.tokens, token_keep=m.tokens)
+    keep = m.tokens
+    protected, fuse = 1, True
+    if token_pruning is not None:
+        keep = token_pruning.output_tokens(m.tokens)
+        protected, fuse = token_pruning.protected, token_pruning.fuse
+    program = layer_program(layer.kept_heads, tokens=m.tokens, token_keep=keep,
+                            protected=protected, fuse=fuse)
     name = name or (f"{config.name}_h{len(layer.kept_heads)}_f{kept_ffn}_d{density:g}"
-                    f"_s{seed}")
-    return LayerCase(name=name, layer=layer, x=x, program=program)
+                    f"_t{keep}_s{seed}")
+    return LayerCase(name=name, layer=layer, x=x, program=program,
+                     token_pruning=token_pruning)
 
 
 def image_cases(image, x) -> list[LayerCase]:

@@ -6,6 +6,7 @@ import pytest
 from sim.harness import build
 from sim.layer_replay import replay, synthetic_case
 from sw.config import load_config
+from sw.golden.token_select import TokenPruning
 
 pytestmark = pytest.mark.sim
 
@@ -16,6 +17,11 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
         synthetic_case(config, kept_heads=range(4), kept_ffn=128, density=1.0, seed=0),
         synthetic_case(config, kept_heads=[0, 2, 3], kept_ffn=64, density=0.5, seed=1),
         synthetic_case(config, kept_heads=[1], kept_ffn=32, density=0.25, seed=2),
+        # token pruning after attention: 2 protected + 9 kept + the fused token; and dropped
+        synthetic_case(config, kept_heads=[0, 3], kept_ffn=64, density=0.5, seed=3,
+                       token_pruning=TokenPruning(keep=9, protected=2, fuse=True)),
+        synthetic_case(config, kept_heads=[0, 1, 2, 3], kept_ffn=128, density=1.0, seed=4,
+                       token_pruning=TokenPruning(keep=6, protected=1, fuse=False)),
     ]
     results = replay(build(config, "layer_engine"), cases, tmp_path)
     for result in results:
@@ -23,5 +29,8 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
         assert result["cycles"] == result["model_cycles"], result["name"]
         for entry in result["instructions"]:
             assert entry["cycles"] == entry["model_cycles"], (result["name"], entry)
-    # the pruned layers are faster, instruction by instruction where they shrink
+    # the pruned layers are faster; a gather shrinks everything after it
     assert results[0]["cycles"] > results[1]["cycles"] > results[2]["cycles"]
+    assert results[4]["cycles"] < results[0]["cycles"]
+    gathers = [e for r in results[3:] for e in r["instructions"] if e["unit"] == "token_gather"]
+    assert len(gathers) == 2

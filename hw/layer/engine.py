@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.gemm.gemm_core import GemmCore
 from hw.gemm.geometry import GemmGeometry, LoadTarget as GemmTarget
+from hw.layer.gather_stage import GatherStage
 from hw.layer.loading import KEYS, TENSORS, VALUES, gemm_capacity
 from hw.layer.memory_map import LANE_WIDTH, LayerMemoryMap
 from hw.layer.residual_add import ResidualAdd, residual_constants_layout
@@ -276,6 +277,7 @@ class LayerEngine(wiring.Component):
             depth=mm.depth, weight_depth=g.weight_depth)
 
         m.d.comb += [softmax.constants.eq(constants.softmax), gelu.constants.eq(constants.gelu)]
+        m.submodules.gather_stage = gather_stage = GatherStage(cfg, depth=mm.depth, lanes=c)
 
         # ---- sequencer ---------------------------------------------------------------------
         pc = Signal(range(self._program_depth + 1))
@@ -320,8 +322,8 @@ class LayerEngine(wiring.Component):
                      job.out_base.eq(gemm_out_base), job.out_stride.eq(gemm_out_stride)]
 
         # scratchpad port sharing: whichever unit runs owns the ports
-        owner = Signal(range(6))       # 0 none, 1 gemm, 2 layernorm, 3 softmax, 4 gelu,
-        #                                5 residual; the stager reads through port a too
+        owner = Signal(range(7))       # 0 none, 1 gemm, 2 layernorm, 3 softmax, 4 gelu,
+        #                                5 residual, 6 gather; the stager reads port a too
         staging = Signal()
         act_lanes = Signal(gemm.signature.members["act_data"].shape)
         for lane in range(hw.array_rows):
@@ -346,6 +348,11 @@ class LayerEngine(wiring.Component):
                                      write.addr.eq(writers[name].mem_addr),
                                      write.data.eq(writers[name].mem_data),
                                      write.en.eq(writers[name].mem_en)]
+                with m.Case(6):
+                    m.d.comb += [read_a.addr.eq(gather_stage.mem_addr),
+                                 write.addr.eq(gather_stage.write_addr),
+                                 write.data.eq(gather_stage.write_data),
+                                 write.en.eq(gather_stage.write_en)]
                 with m.Case(5):
                     m.d.comb += [read_a.addr.eq(residual.a_addr),
                                  read_b.addr.eq(residual.b_addr),
@@ -354,6 +361,14 @@ class LayerEngine(wiring.Component):
                                  write.en.eq(residual.mem_en)]
         for name in readers:
             m.d.comb += readers[name].mem_data.eq(read_a.data)
+        m.d.comb += [gather_stage.mem_data.eq(read_a.data)]
+        # every head's CLS probability row goes into the token scores as it is written
+        softmax_writer = writers["softmax"]
+        m.d.comb += [gather_stage.add.eq((owner == 3) & softmax_writer.mem_en
+                                         & (softmax_writer.row == 0)),
+                     gather_stage.first.eq(instruction.arg == 0),
+                     gather_stage.add_word.eq(softmax_writer.word),
+                     gather_stage.add_data.eq(softmax_writer.mem_data)]
         m.d.comb += [stager.mem_data.eq(read_a.data), residual.a_data.eq(read_a.data),
                      residual.b_data.eq(read_b.data)]
 
@@ -452,6 +467,19 @@ class LayerEngine(wiring.Component):
                                      residual.words.eq(mm.hidden // c)]
                         m.d.sync += owner.eq(5)
                         m.next = "ROWS"
+                    with m.Case(Opcode.TOKEN_GATHER):
+                        protected, fuse = word.arg2[:8], word.arg2[8]
+                        dropped = rows != word.arg
+                        m.d.comb += [gather_stage.start.eq(1), gather_stage.tokens.eq(rows),
+                                     gather_stage.keep.eq(word.arg - protected
+                                                          - (fuse & dropped)),
+                                     gather_stage.protected.eq(protected),
+                                     gather_stage.fuse.eq(fuse),
+                                     gather_stage.src_base.eq(base(word.src_a)),
+                                     gather_stage.dst_base.eq(base(word.dst)),
+                                     gather_stage.stride.eq(stride(word.dst))]
+                        m.d.sync += owner.eq(6)
+                        m.next = "GATHER"
                     with m.Default():          # not an instruction this engine runs
                         m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(1)]
                         m.next = "IDLE"
@@ -470,6 +498,11 @@ class LayerEngine(wiring.Component):
                 with m.If(finished):
                     m.d.comb += op_done.eq(1)
                     m.d.sync += owner.eq(0)
+                    m.next = "FETCH"
+            with m.State("GATHER"):
+                with m.If(gather_stage.finished):
+                    m.d.comb += op_done.eq(1)
+                    m.d.sync += [owner.eq(0), rows.eq(instruction.arg)]
                     m.next = "FETCH"
             with m.State("STAGE"):
                 with m.If(stager.finished):

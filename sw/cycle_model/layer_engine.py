@@ -21,6 +21,12 @@ GEMM                   ``2 + 2 + gemm.total``: the job is accepted the cycle aft
 ATTENTION_SCORES /     ``2 + tiles * (2C + 1) + 2 + gemm.total``: the weight stager writes
 ATTENTION_CONTEXT      the head's keys (transposed) or values as dense GEMM weight tiles
                        (``hw.layer.weight_stager``), then the GEMM of the head runs
+TOKEN_GATHER           ``2 + T + (T * W + 1) + 1 + gather.total + W``: the ``T`` summed CLS
+                       scores into the unit, the ``T`` rows of ``W = d / C`` vectors (the last
+                       row is complete a cycle after its last read), the job, the unit's
+                       ``total`` (``sw.cycle_model.token_gather``; the unit's output is taken
+                       one cycle in ``W``, as each row is written back as ``W`` vectors), and
+                       the last row's ``W`` vectors; later instructions see ``arg`` rows
 RESIDUAL               ``2 + n + RESIDUAL_LATENCY``: ``n`` vectors read one per cycle from the
                        cycle after decode, each written ``RESIDUAL_LATENCY`` (5) cycles after
                        its read address
@@ -39,8 +45,9 @@ import numpy as np
 
 from sw.config import AcceleratorConfig
 from sw.cycle_model.gemm import gemm_cycles
+from sw.cycle_model.token_gather import EMIT_LATENCY, TokenGatherJob, token_gather_cycles
 from sw.cycle_model.units import gelu_cycles, layernorm_cycles, softmax_cycles, unit_timings
-from sw.image.program import Opcode
+from sw.image.program import Opcode, gather_fields
 
 #: Fetch and decode of every instruction.
 DISPATCH_CYCLES = 2
@@ -100,7 +107,7 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
     Raises
     ------
     ValueError
-        If the program holds an instruction the engine does not run (TOKEN_GATHER for now).
+        If the program holds an instruction the engine does not run.
     """
     from sw.image.format import TENSOR_ROLES
     m, hw = config.model, config.hardware
@@ -148,6 +155,10 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
             vectors = tokens * m.hidden_size // cols_
             cycles, unit = DISPATCH_CYCLES + vectors + RESIDUAL_LATENCY, \
                 f"residual{instruction.arg + 1}"
+        elif op == Opcode.TOKEN_GATHER:
+            total, vectors = gather_cycles(config, instruction, tokens)
+            cycles = DISPATCH_CYCLES + tokens + tokens * vectors + 1 + 1 + total + vectors
+            unit, tokens = "token_gather", instruction.arg
         else:
             raise ValueError(f"instruction {index} ({op.name}) is not run by the layer engine")
         result.append(InstructionCycles(index=index, opcode=op, unit=unit, cycles=cycles,
@@ -155,6 +166,22 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
         if op == Opcode.END:
             break
     return result
+
+
+def gather_cycles(config: AcceleratorConfig, instruction, tokens: int) -> tuple[int, int]:
+    """``(total, W)`` of a TOKEN_GATHER on ``tokens`` rows: the unit's cycles with its output
+    taken one cycle in ``W = hidden / C`` (the stage writes each row back as ``W`` vectors)."""
+    m, hw = config.model, config.hardware
+    protected, fuse = gather_fields(instruction.arg2)
+    dropped = tokens > instruction.arg
+    job = TokenGatherJob(tokens=tokens, keep=instruction.arg - protected - int(fuse and dropped),
+                         protected=protected, fuse=fuse)
+    vectors = m.hidden_size // hw.array_cols
+    plain = token_gather_cycles(job, heads=m.num_heads, width=m.hidden_size)
+    first = plain.emit_start + EMIT_LATENCY
+    ready = [True] * (first + 1) + ([False] * (vectors - 1) + [True]) * job.output_rows
+    total = token_gather_cycles(job, heads=m.num_heads, width=m.hidden_size, ready=ready).total
+    return total, vectors
 
 
 def unit_totals(instructions) -> dict:

@@ -13,8 +13,10 @@ import numpy as np
 from sw.golden.encoder_layer import IntegerEncoderLayer
 from sw.golden.gemm import linear_int
 from sw.golden.kernels import gelu_int, layernorm_int, residual_add_int, softmax_int
+from sw.golden.token_select import TokenPruning, gather_by_scores
+from sw.golden.encoder_layer import RESIDUAL_BITS
 from sw.image.format import TENSOR_ROLES
-from sw.image.program import Buffer, Opcode
+from sw.image.program import Buffer, Opcode, gather_fields
 from sw.numerics import exact_matmul, requantize
 
 __all__ = ["run_layer_program"]
@@ -28,15 +30,17 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
                       trace: dict | None = None) -> np.ndarray:
     """Run ``program`` on the int16 layer input ``x`` ``(..., T, hidden)``; return OUTPUT.
 
-    ``kept_tokens``: the token rows a TOKEN_GATHER keeps (its ``arg`` of them); the choice is
-    the token-gather unit's (EViT top-k on CLS attention), not modelled here. ``trace``, if
-    given, receives every buffer by name after the program ends.
+    A TOKEN_GATHER keeps its ``arg`` rows as the token-gather unit chooses them
+    (``sw.golden.token_select``): the ``protected`` leading tokens, the candidates with the
+    highest CLS score summed over the heads the SOFTMAX instructions ran, and with ``fuse`` the
+    fused token. ``kept_tokens`` instead gives the kept rows explicitly. ``trace``, if given,
+    receives every buffer by name after the program ends.
 
     Raises
     ------
     ProgramError
-        If an instruction reads a buffer no earlier instruction wrote, or a TOKEN_GATHER keeps
-        fewer rows than there are and no ``kept_tokens`` are given.
+        If an instruction reads a buffer no earlier instruction wrote, or a TOKEN_GATHER's
+        counts do not fit the rows it gathers.
     """
     buffers = {Buffer.INPUT: np.asarray(x, dtype=np.int64)}
     head_dim = layer.head_dim
@@ -51,6 +55,7 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
     def head(buffer: int, slot: int) -> np.ndarray:
         return read(buffer)[..., slot * head_dim:(slot + 1) * head_dim]
 
+    cls_scores = None                       # CLS rows of the probabilities, summed over heads
     for instruction in program:
         op, dst, arg = instruction.opcode, instruction.dst, instruction.arg
         if op == Opcode.END:
@@ -66,6 +71,8 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
                                         np.swapaxes(head(instruction.src_b, arg), -1, -2))
         elif op == Opcode.SOFTMAX:
             buffers[dst] = softmax_int(read(instruction.src_a), layer.softmax)
+            row = buffers[dst][..., 0, :]
+            cls_scores = row if cls_scores is None else cls_scores + row
         elif op == Opcode.ATTENTION_CONTEXT:
             values = read(instruction.src_b)
             if dst not in buffers:
@@ -80,12 +87,18 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
             buffers[dst] = gelu_int(read(instruction.src_a), layer.gelu)
         elif op == Opcode.TOKEN_GATHER:
             rows = read(instruction.src_a)
-            if kept_tokens is None:
-                if arg < rows.shape[-2]:
-                    raise ProgramError(f"TOKEN_GATHER keeps {arg} of {rows.shape[-2]} tokens; "
-                                       "pass kept_tokens (the gather unit's choice)")
-                kept_tokens = np.arange(rows.shape[-2])
-            buffers[dst] = np.take(rows, np.asarray(kept_tokens), axis=-2)
+            if kept_tokens is not None:
+                buffers[dst] = np.take(rows, np.asarray(kept_tokens), axis=-2)
+                continue
+            protected, fuse = gather_fields(instruction.arg2)
+            dropped = rows.shape[-2] - arg
+            keep = arg - protected - int(fuse and dropped > 0)
+            if cls_scores is None or keep < 1 or dropped < 0:
+                raise ProgramError(f"TOKEN_GATHER cannot keep {arg} of {rows.shape[-2]} rows "
+                                   f"with {protected} protected (fuse {fuse}) here")
+            buffers[dst] = gather_by_scores(rows, cls_scores,
+                                            TokenPruning(keep=keep, protected=protected,
+                                                         fuse=fuse), out_width=RESIDUAL_BITS)
     if trace is not None:
         trace.update({Buffer(key).name.lower(): value for key, value in buffers.items()})
     return read(Buffer.OUTPUT)

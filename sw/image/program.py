@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sw.packing import ByteReader, ByteWriter, ImageFormatError
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
-           "Buffer", "Instruction", "layer_program", "encode_program", "decode_program",
-           "check_program"]
+           "Buffer", "Instruction", "layer_program", "gather_arg2", "gather_fields",
+           "encode_program", "decode_program", "check_program"]
 
 #: Version of the instruction set; a reader accepts only the versions it knows.
 PROGRAM_VERSION = 1
@@ -45,7 +45,7 @@ class Opcode(enum.IntEnum):
     ATTENTION_CONTEXT = 5   #: CONTEXT[:, slot] = requantize(PROBS V_h), head slot ``arg``
     RESIDUAL = 6            #: dst = src_a + src_b rescaled, constants residual1 (0) / 2 (1)
     GELU = 7                #: dst = GELU(src_a)
-    TOKEN_GATHER = 8        #: keep ``arg`` rows of dst (== src_a) chosen by the gather unit
+    TOKEN_GATHER = 8        #: keep ``arg`` rows of dst (== src_a): protected, top-k, fused
 
 
 class Buffer(enum.IntEnum):
@@ -89,13 +89,30 @@ class Instruction:
         return text + f" (arg {self.arg}, arg2 {self.arg2})"
 
 
-def layer_program(kept_heads, *, tokens: int, token_keep: int) -> tuple[Instruction, ...]:
+def gather_arg2(protected: int, fuse: bool) -> int:
+    """``arg2`` of TOKEN_GATHER: the protected leading tokens (bits 0..7) and the fuse flag
+    (bit 8)."""
+    if not 1 <= protected <= 0xFF:
+        raise ValueError(f"Protected tokens must lie in 1..255, not {protected}")
+    return protected | (int(bool(fuse)) << 8)
+
+
+def gather_fields(arg2: int) -> tuple[int, bool]:
+    """``(protected, fuse)`` of a TOKEN_GATHER ``arg2``."""
+    return arg2 & 0xFF, bool(arg2 >> 8 & 1)
+
+
+def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 1,
+                  fuse: bool = True) -> tuple[Instruction, ...]:
     """The program of a layer keeping ``kept_heads`` (original indices, increasing).
 
     ``GEMM``'s ``arg`` is the tensor id (0..5 = q, k, v, o, fc1, fc2). The attention runs head
     by head over the kept heads only: slot ``j`` is ``kept_heads[j]``, whose Q/K/V columns are
     ``j*head_dim .. (j+1)*head_dim - 1`` of the compacted buffers. ``TOKEN_GATHER`` appears only
-    when ``token_keep < tokens``.
+    when ``token_keep < tokens``: it keeps ``token_keep`` rows, the first ``protected`` tokens,
+    ``token_keep - protected - fuse`` candidates by CLS attention and, with ``fuse``, the fused
+    token of the dropped ones (``sw.golden.token_select``); ``arg2`` holds ``protected`` and
+    ``fuse`` (:func:`gather_arg2`).
     """
     i = Instruction
     program = [
@@ -117,7 +134,7 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int) -> tuple[Instruct
     ]
     if token_keep < tokens:
         program.append(i(Opcode.TOKEN_GATHER, Buffer.RESIDUAL1, Buffer.RESIDUAL1,
-                         arg=token_keep))
+                         arg=token_keep, arg2=gather_arg2(protected, fuse)))
     program += [
         i(Opcode.LAYERNORM, Buffer.LN2, Buffer.RESIDUAL1, arg=SECOND),
         i(Opcode.GEMM, Buffer.FC1, Buffer.LN2, arg=4),
@@ -180,7 +197,10 @@ def check_program(program, *, kept_heads, tokens: int, token_keep: int) -> None:
     ValueError
         Naming the first instruction that differs (or the length difference).
     """
-    expected = layer_program(kept_heads, tokens=tokens, token_keep=token_keep)
+    gathers = [i for i in program if i.opcode == Opcode.TOKEN_GATHER]
+    protected, fuse = gather_fields(gathers[0].arg2) if gathers else (1, True)
+    expected = layer_program(kept_heads, tokens=tokens, token_keep=token_keep,
+                             protected=max(protected, 1), fuse=fuse)
     for index, (found, wanted) in enumerate(zip(program, expected)):
         if found != wanted:
             raise ValueError(f"instruction {index} is {found}, expected {wanted}")

@@ -16,7 +16,9 @@ from sw.image.format import (FILE_CRC_OFFSET, HEADER_FIELDS, HEADER_SIZE, MAGIC,
                              SectionKind)
 from sw.image.golden import encode, integer_layer
 from sw.image.loader import load_image, parse_image
-from sw.image.program import Buffer, Opcode, layer_program
+from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
+from sw.golden.token_select import TokenPruning
+from sw.image.program import Buffer, Opcode, gather_fields, layer_program
 from sw.image.summary import summary_table
 from sw.packing import fields_size
 from tests.sw.image_models import save_pruned_deit
@@ -120,6 +122,21 @@ def test_program_lists_every_kept_head_once():
     gathered = layer_program((0,), tokens=10, token_keep=6)
     gather = [i for i in gathered if i.opcode == Opcode.TOKEN_GATHER]
     assert len(gather) == 1 and gather[0].arg == 6 and gather[0].dst == Buffer.RESIDUAL1
+    assert gather_fields(gather[0].arg2) == (1, True)
+
+
+@pytest.mark.parametrize("protected, fuse, keep", [(2, True, 8), (1, False, 5), (2, True, 1)])
+def test_gather_program_is_the_golden_token_pruning(protected, fuse, keep):
+    """TOKEN_GATHER in a program does what the golden layer's token pruning does."""
+    layer = synthetic_layer(hidden=32, head_dim=8, heads=4, ffn=64, kept_heads=[0, 2, 3],
+                            kept_ffn=32, block=(8, 8), density=0.5, seed=3)
+    x = synthetic_input(tokens=13, hidden=32, seed=3)
+    pruning = TokenPruning(keep=keep, protected=protected, fuse=fuse)
+    expected = encoder_layer_int(layer, x, token_pruning=pruning)
+    program = layer_program(layer.kept_heads, tokens=13, token_keep=pruning.output_tokens(13),
+                            protected=protected, fuse=fuse)
+    found = run_layer_program(program, layer, x)
+    assert found.shape == expected.shape and np.array_equal(found, expected)
 
 
 def test_verify_finds_no_difference(exported):
