@@ -1,6 +1,6 @@
 """``python -m bench``: run every benchmark (``make bench``)."""
 
-from bench import fidelity, gemm, pruning, tokens, units
+from bench import fidelity, gemm, layer, pruning, tokens, units
 
 if __name__ == "__main__":
     fidelity.run()
@@ -8,3 +8,4 @@ if __name__ == "__main__":
     tokens.run()
     gemm.run()
     units.run()
+    layer.run()

@@ -24,7 +24,15 @@ from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning
 from sw.image.program import layer_program
 
-__all__ = ["LayerCase", "synthetic_case", "image_cases", "replay"]
+__all__ = ["LayerCase", "synthetic_case", "image_cases", "replay", "model_cycles",
+           "BENCH_PRUNING", "bench_cases"]
+
+#: The pruned deit_b16 layer of the benchmark and the slow test: 7 of 12 heads kept (5, 42 %,
+#: removed), 30 % of the 32 x 32 blocks of every remaining weight (a linear density of about
+#: 0.26 of the dense layer's weights), and DeiT token pruning after attention at keep rate 0.7
+#: (CLS and distillation tokens protected, the dropped tokens fused).
+BENCH_PRUNING = {"kept_heads": (0, 2, 3, 5, 7, 8, 10), "density": 0.3, "keep_rate": 0.7,
+                 "protected": 2, "seed": 0}
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +73,32 @@ def synthetic_case(config, *, kept_heads, kept_ffn: int, density: float, seed: i
                     f"_t{keep}_s{seed}")
     return LayerCase(name=name, layer=layer, x=x, program=program,
                      token_pruning=token_pruning)
+
+
+def model_cycles(config, case: LayerCase) -> list:
+    """``sw.cycle_model.layer_engine.program_cycles`` of ``case`` on ``config``'s engine."""
+    from hw.layer.loading import load_plan
+    from hw.layer.memory_map import LayerMemoryMap
+    from sw.cycle_model.layer_engine import LayerShapes, program_cycles
+    plan = load_plan(config, case.layer)
+    shapes = LayerShapes(tokens=case.x.shape[0], ffn=case.layer.fc1.weight.shape[0],
+                         keys=LayerMemoryMap.from_config(config).keys,
+                         masks={t.name: t.mask for t in plan.tensors})
+    return program_cycles(config, case.program, shapes)
+
+
+def bench_cases(config) -> tuple[LayerCase, LayerCase]:
+    """The dense layer and the :data:`BENCH_PRUNING` layer of ``config`` (same seed)."""
+    from sw.golden.token_select import keep_count
+    m, p = config.model, BENCH_PRUNING
+    pruning = TokenPruning(keep=keep_count(m.tokens - p["protected"], p["keep_rate"]),
+                           protected=p["protected"], fuse=True)
+    dense = synthetic_case(config, kept_heads=range(m.num_heads), kept_ffn=m.ffn_size,
+                           density=1.0, seed=p["seed"], name=f"{config.name}_dense")
+    pruned = synthetic_case(config, kept_heads=p["kept_heads"], kept_ffn=m.ffn_size,
+                            density=p["density"], seed=p["seed"], token_pruning=pruning,
+                            name=f"{config.name}_pruned")
+    return dense, pruned
 
 
 def image_cases(image, x) -> list[LayerCase]:

@@ -26,9 +26,9 @@ from hw.gemm.geometry import LoadTarget as GemmTarget
 from hw.layer.engine import CONSTANT_CHUNK, EngineTarget, LayerEngine
 from hw.layer.loading import load_plan
 from hw.layer.memory_map import LANE_WIDTH
+from sim.layer_replay import model_cycles
 from sim.transactions import TransactionTB, field_offsets
 from sw.config import AcceleratorConfig
-from sw.cycle_model.layer_engine import LayerShapes, program_cycles
 from sw.golden.encoder_layer import encoder_layer_int
 from sw.image.program import Buffer, encode_program
 from sw.packing import pack_lanes, unpack_lanes
@@ -111,7 +111,7 @@ class LayerEngineTB(TransactionTB):
         return engine.constants_layout.const(values).as_value().value
 
     async def load_layer(self, case) -> dict:
-        """Everything the program needs; returns the load plan's shapes for the cycle model."""
+        """Everything the program needs; returns the load plan."""
         engine, layer = self.engine, case.layer
         plan = load_plan(self.config, layer)
         o = self.gemm_offsets
@@ -141,12 +141,11 @@ class LayerEngineTB(TransactionTB):
         per_row = x.shape[1] // c
         await self.load(EngineTarget.SCRATCH, [
             (region.address(i // per_row, i % per_row), w) for i, w in enumerate(words)])
-        return LayerShapes(tokens=x.shape[0], ffn=layer.fc1.weight.shape[0], keys=self.map.keys,
-                           masks={t.name: t.mask for t in plan.tensors})
+        return plan
 
     async def run(self, case) -> dict:
         started = time.monotonic()
-        shapes = await self.load_layer(case)
+        await self.load_layer(case)
         load_seconds = time.monotonic() - started
         started = time.monotonic()
         cycles = await self.send_job(1)
@@ -170,7 +169,7 @@ class LayerEngineTB(TransactionTB):
                     self.log.error("first differing buffer: %s at %s (found %d, expected %d)",
                                    name, where, seen[where], golden[where])
                     break
-        model = program_cycles(self.config, case.program, shapes)
+        model = model_cycles(self.config, case)
         measured = await self.read_trace(len(model) - 1)          # END has no trace entry
         instructions = []
         for entry, value in zip(model, measured + [model[-1].cycles]):

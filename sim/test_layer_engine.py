@@ -4,7 +4,7 @@ instruction's cycles equal to the cycle model (cocotb + Verilator, ``tiny`` pres
 import pytest
 
 from sim.harness import build
-from sim.layer_replay import replay, synthetic_case
+from sim.layer_replay import bench_cases, model_cycles, replay, synthetic_case
 from sw.config import load_config
 from sw.golden.token_select import TokenPruning
 
@@ -34,3 +34,22 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
     assert results[4]["cycles"] < results[0]["cycles"]
     gathers = [e for r in results[3:] for e in r["instructions"] if e["unit"] == "token_gather"]
     assert len(gathers) == 2
+
+
+@pytest.mark.slow
+def test_deit_b16_pruned_layer(tmp_path):
+    """The benchmark's pruned deit_b16 layer (7 of 12 heads, 30 % blocks, keep rate 0.7):
+    bit-exact, cycle-exact, the array busy >= 80 % of the layer, and a speed-up over the dense
+    layer's cycles (the cycle model, which the benchmark's dense replay checks) of at least
+    0.8 x the MAC reduction."""
+    config = load_config("deit_b16")
+    dense, pruned = bench_cases(config)
+    result, = replay(build(config, "layer_engine"), [pruned], tmp_path)
+    assert result["bit_exact"] and result["cycles"] == result["model_cycles"]
+    dense_model = model_cycles(config, dense)
+    dense_cycles = sum(e.cycles for e in dense_model)
+    dense_macs = sum(e.macs for e in dense_model)
+    macs = sum(e["macs"] for e in result["instructions"])
+    utilization = macs / 256 / result["cycles"]
+    assert utilization >= 0.80
+    assert dense_cycles / result["cycles"] >= 0.8 * dense_macs / macs

@@ -24,11 +24,11 @@ from sw.config import (
 
 # name: (hidden, heads, head_dim, ffn, tokens, layers, array side, block side, lanes)
 PRESET_TABLE = {
-    "tiny": (64, 4, 16, 128, 17, 2, 4, 8, 1),
-    "deit_t16": (192, 3, 64, 768, 197, 12, 16, 32, 4),
-    "deit_s16": (384, 6, 64, 1536, 197, 12, 16, 32, 4),
-    "deit_b16": (768, 12, 64, 3072, 197, 12, 16, 32, 4),
-    "bert_base": (768, 12, 64, 3072, 128, 12, 16, 32, 4),
+    "tiny": (64, 4, 16, 128, 17, 2, 4, 8, (1, 1, 1)),
+    "deit_t16": (192, 3, 64, 768, 197, 12, 16, 32, (8, 16, 8)),
+    "deit_s16": (384, 6, 64, 1536, 197, 12, 16, 32, (8, 16, 8)),
+    "deit_b16": (768, 12, 64, 3072, 197, 12, 16, 32, (8, 16, 8)),
+    "bert_base": (768, 12, 64, 3072, 128, 12, 16, 32, (8, 16, 8)),
 }
 
 
@@ -48,7 +48,7 @@ def expected_preset(name):
         act_buffer_depth=minimum["act_buffer_depth"],
         weight_buffer_depth=hidden * ffn // array,
         out_buffer_depth=minimum["out_buffer_depth"],
-        softmax_lanes=lanes, gelu_lanes=lanes, layernorm_lanes=lanes,
+        softmax_lanes=lanes[0], gelu_lanes=lanes[1], layernorm_lanes=lanes[2],
     )
     return AcceleratorConfig(name=name, model=model, hardware=hardware)
 
