@@ -16,7 +16,8 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog
 
 from hw.gemm import BlockSparseGemm
-from hw.layer.engine import LayerEngine
+from hw.layer.engine import build_layer_engine
+from hw.layer.memory_map import LayerEngineError
 from hw.tokens import TokenGather
 from hw.tokens.token_gather_bench import TokenGatherBench
 from hw.units.gelu import Gelu
@@ -30,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build"
 
 #: Top-level modules this generator writes, by file stem.
-TOPS = {"block_sparse_gemm": BlockSparseGemm, "layer_engine": LayerEngine,
+TOPS = {"block_sparse_gemm": BlockSparseGemm, "layer_engine": build_layer_engine,
         "softmax": Softmax.from_config, "gelu": Gelu.from_config,
         "layernorm": LayerNorm.from_config, "token_gather": TokenGather,
         # simulation-only tops: the unit between an input and an output memory, or with an
@@ -39,6 +40,9 @@ TOPS = {"block_sparse_gemm": BlockSparseGemm, "layer_engine": LayerEngine,
         "gelu_harness": harness_builder(Gelu.from_config),
         "layernorm_harness": harness_builder(LayerNorm.from_config),
         "token_gather_bench": TokenGatherBench}
+
+#: What ``make verilog`` writes: the layer engine, the whole accelerator.
+DEFAULT_TOP = "layer_engine"
 
 
 @contextlib.contextmanager
@@ -105,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "\n")[0])
     parser.add_argument("--config", required=True,
                         help="a preset name (tiny, deit_b16, ...) or the path of a config JSON")
-    parser.add_argument("--top", choices=sorted(TOPS), default="block_sparse_gemm",
-                        help="top-level module (default: block_sparse_gemm)")
+    parser.add_argument("--top", choices=sorted(TOPS), default=DEFAULT_TOP,
+                        help=f"top-level module (default: {DEFAULT_TOP}, the whole accelerator)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: build/<config name>)")
     args = parser.parse_args(argv)
@@ -115,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    design = generate(config, args.out, top=args.top)
+    try:
+        design = generate(config, args.out, top=args.top)
+    except LayerEngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     lines = design.verilog.read_text().count("\n")
     print(f"{config.name}: wrote {design.verilog} ({lines} lines) and {design.config}")
     return 0

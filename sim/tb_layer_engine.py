@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """cocotb testbench of the layer engine: load one layer, run its program, check everything.
 
 Transaction level: the layer's weights, constants, program and input rows go in through the

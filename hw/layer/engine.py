@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The encoder-layer engine: runs a layer program over a scratchpad with all the units.
 
 One generated top holds the block-sparse GEMM engine (``hw.gemm.gemm_core``), the softmax,
@@ -74,6 +75,13 @@ def engine_gemm_geometry(config: AcceleratorConfig) -> GemmGeometry:
                    weight_depth=capacity["weight"], row_ptr_depth=capacity["row_ptr"],
                    quant_depth=capacity["quant"], max_inner=max(base.max_inner, mm.keys),
                    max_outer=max(base.max_outer, mm.keys))
+
+
+def build_layer_engine(config: AcceleratorConfig) -> "LayerEngine":
+    """The layer engine of ``config``, after checking that the config can hold one (so a bad
+    config raises ``LayerEngineError`` before any component exists)."""
+    LayerMemoryMap.from_config(config)
+    return LayerEngine(config)
 
 
 class LayerEngine(wiring.Component):

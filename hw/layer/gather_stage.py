@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Gather stage: the token-gather unit between the scratchpad and the layer program.
 
 While the softmax runs, :class:`GatherStage` sums each head's CLS probability row into a score

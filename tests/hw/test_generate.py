@@ -1,5 +1,6 @@
 """Tests of the Verilog generator: same config in, same bytes out; files; command line."""
 
+import dataclasses
 import re
 import sys
 
@@ -19,7 +20,8 @@ def generated(tmp_path_factory):
     config_path = root / "tiny_copy.json"
     TINY.save(config_path)
     cli_out = root / "cli"
-    exit_code = main(["--config", str(config_path), "--out", str(cli_out)])
+    exit_code = main(["--config", str(config_path), "--out", str(cli_out),
+                      "--top", "block_sparse_gemm"])
     return {
         "text": verilog_text(TINY),
         "design": generate(TINY, root / "api"),
@@ -74,9 +76,9 @@ def test_main_accepts_a_config_path(generated):
 def test_main_prints_what_it_wrote(tmp_path, capsys, monkeypatch):
     # The line is the contract here, not the Verilog: skip the 2 s conversion.
     monkeypatch.setattr("hw.generate.verilog_text", lambda config, top: "module m;\nendmodule\n")
-    assert main(["--config", "tiny", "--out", str(tmp_path)]) == 0
+    assert main(["--config", "tiny", "--out", str(tmp_path)]) == 0     # the default top
     captured = capsys.readouterr()
-    assert captured.out == (f"tiny: wrote {tmp_path / 'block_sparse_gemm.v'} (2 lines) and "
+    assert captured.out == (f"tiny: wrote {tmp_path / 'layer_engine.v'} (2 lines) and "
                             f"{tmp_path / 'config.json'}\n")
     assert captured.err == ""
 
@@ -103,4 +105,16 @@ def test_main_rejects_a_bad_config_file(tmp_path, capsys, contents, message):
     assert captured.out == ""
     assert captured.err.startswith(f"error: {path}: {message}")
     assert captured.err.count("\n") == 1 and captured.err.endswith("\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_main_rejects_a_config_the_layer_engine_cannot_hold(tmp_path, capsys):
+    """A non-square array cannot transpose key tiles in place: one line, exit 2, no files."""
+    path = tmp_path / "wide.json"
+    TINY.replace(name="wide", hardware=dataclasses.replace(TINY.hardware, array_cols=8,
+                                                           block_rows=8)).save(path)
+    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("error: config 'wide': hardware.array_rows must be equal to "
+                            "array_cols (8): key tiles are transposed in place, found 4\n")
     assert not (tmp_path / "out").exists()
