@@ -4,7 +4,10 @@ instruction's cycles equal to the cycle model (cocotb + Verilator, ``tiny`` pres
 import pytest
 
 from sim.harness import build
-from sim.layer_replay import bench_cases, model_cycles, replay, synthetic_case
+from sim.layer_replay import bench_cases, image_cases, model_cycles, replay, synthetic_case
+from sw.image.export import ExportRequest, export, write
+from sw.image.loader import load_image
+from tests.sw.image_models import save_pruned_deit
 from sw.config import load_config
 from sw.golden.token_select import TokenPruning
 
@@ -34,6 +37,29 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
     assert results[4]["cycles"] < results[0]["cycles"]
     gathers = [e for r in results[3:] for e in r["instructions"] if e["unit"] == "token_gather"]
     assert len(gathers) == 2
+
+
+def test_every_layer_of_an_exported_pruned_deit(tmp_path):
+    """Export a small pruned DeiT (heads, FFN neurons and blocks removed), load the image from
+    its bytes, generate the engine from its params.json config and replay both layers."""
+    model_dir = save_pruned_deit(tmp_path / "run", removed_heads={0: [1], 1: [0, 3]},
+                                 removed_neurons={0: list(range(37)), 1: list(range(0, 80, 2))},
+                                 block_density=0.5, image_size=16)
+    state = export(ExportRequest(model_dir=model_dir, config="tiny", name="tiny_deit_layers",
+                                 calibration_images=8))
+    write(state, tmp_path / "image")
+    image = load_image(tmp_path / "image" / "weights.bin")
+    config = load_config(tmp_path / "image" / "params.json")
+    assert config == image.config
+    x = state.integer_model.embed(state.calibration[:1])[0]
+    cases = image_cases(image, x)
+    results = replay(build(config, "layer_engine"), cases, tmp_path / "sim")
+    assert [r["name"] for r in results] == ["tiny_deit_layers.layer0", "tiny_deit_layers.layer1"]
+    for result in results:
+        assert result["bit_exact"] and result["cycles"] == result["model_cycles"]
+    # heads removed in the image are never run: 3 and 2 attention head slots
+    heads = [sum(e["unit"] == "attention_scores" for e in r["instructions"]) for r in results]
+    assert heads == [3, 2]
 
 
 @pytest.mark.slow
