@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from sw.config import AcceleratorConfig
+from sw.cycle_model.layer_engine import padded_keys
 from sw.image.program import Buffer
 
 #: Bits of one scratchpad lane.
@@ -90,8 +91,7 @@ class LayerMemoryMap:
             if not ok:
                 raise LayerEngineError(f"config {config.name!r}: {field} must be {expected}, "
                                        f"found {found}")
-        step = math.lcm(hw.block_rows, hw.block_cols, c)
-        keys = math.ceil(m.tokens / step) * step
+        keys = padded_keys(config)
         widths = {**{b: m.hidden_size for b in _HIDDEN},
                   **{b: m.num_heads * m.head_dim for b in _ATTENTION},
                   **{b: keys for b in _KEYS}, **{b: m.ffn_size for b in _FFN}}

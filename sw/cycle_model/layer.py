@@ -1,36 +1,31 @@
-"""Cycle model of one encoder layer, unit by unit, dense or pruned.
+"""Cycles of one encoder layer per unit, dense or pruned: the layer engine's model, by unit.
 
 ``python -m sw.cycle_model.layer --config deit_b16 --kept-heads 7 --density 0.25`` prints where
-a layer's cycles go. Units run one after the other (no overlap between units is modelled):
+a layer's cycles go. A :class:`LayerPruning` (heads, FFN neurons, tokens, block density or
+explicit block masks) becomes the layer program the exporter would write
+(``sw.image.program.layer_program``) and random-free block masks (:func:`spread_mask`), and
+``sw.cycle_model.layer_engine.program_cycles`` (exact: the co-simulation of the generated
+layer engine checks it instruction by instruction) gives each instruction's cycles, summed
+here per unit:
 
 ====================  =========================================================================
-unit                  cycles
+unit                  instructions (each with its fetch and decode)
 ====================  =========================================================================
-layernorm_before      ``layernorm_cycles`` (``sw.cycle_model.units``, exact) of ``T`` rows of
-                      ``d``: rows overlap, about ``T * ceil(d / L_ln)`` plus the latency
-q, k, v               the GEMM engine (``sw.cycle_model.gemm``, exact): ``T x d`` times the
-                      kept heads' ``(h' * dh) x d`` block-sparse weight
-attention_scores      per kept head, ``Q_h K_h^T`` on the same array: a dense GEMM of ``T`` rows,
-                      inner ``dh`` and ``T`` outputs, padded up to whole array tiles
-softmax               per kept head, ``softmax_cycles`` (exact) of ``T`` rows of ``T`` scores:
-                      about ``T * ceil(T / L_sm)`` plus the latency
-attention_context     per kept head, ``P_h V_h``: dense GEMM of ``T`` rows, inner ``T``, ``dh``
-                      outputs, padded to whole tiles
-o                     GEMM of ``T x (h' * dh)`` times the ``d x (h' * dh)`` weight
-residual_attention    ``T * ceil(d / C)`` (one array-width vector per cycle)
-token_gather          when the layer keeps ``T' < T`` rows: the ``TokenGather`` unit
-                      (``sw.cycle_model.token_gather``, exact): radix select on the CLS
-                      scores, a scan of the ``T`` rows, the fused row, ``T'`` rows out
+layernorm_before      LAYERNORM of the ``T`` input rows (gamma / beta load included)
+q, k, v               the GEMM engine on the kept heads' ``(h' * dh) x d`` block-sparse weights
+attention_scores      per kept head: stage ``K_h`` as a dense weight, then ``Q_h K_h^T``
+softmax               per kept head, ``T`` rows of ``T`` scores
+attention_context     per kept head: stage ``V_h^T``, then ``P_h V_h``
+o                     GEMM of the ``d x (h' * dh)`` weight
+residual_attention    ``T * d / C`` vectors through the residual-add unit
+token_gather          when the layer keeps ``T' < T`` rows: scores and rows into the
+                      ``TokenGather`` unit, its job, the rows back
 layernorm_after       as ``layernorm_before`` on ``T'`` rows
-fc1                   GEMM of ``T' x d`` times the kept ``f' x d`` weight
-gelu                  ``gelu_cycles`` (exact): ``ceil(T' * f' / L_gelu) + GELU_LATENCY``
-fc2                   GEMM of ``T' x f'`` times the ``d x f'`` weight
-residual_ffn          ``T' * ceil(d / C)``
+fc1, gelu, fc2        the FFN on ``T'`` rows and the kept ``f'`` neurons
+residual_ffn          ``T' * d / C`` vectors
+control               the END instruction
 ====================  =========================================================================
 
-The GEMM, softmax, GELU and LayerNorm rows are exact (the RTL is verified against them); the
-residual adds and the token gather are not built yet, and their rows are the throughput they
-must reach.
 Head removal shrinks q/k/v/o and the attention rows; block density shrinks only the six
 weight GEMMs; token pruning shrinks everything after the gather. Neither LayerNorm nor the
 residuals shrink with heads or density, and the attention products shrink with heads only.
@@ -46,11 +41,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sw.config import AcceleratorConfig, ConfigError, load_config
-from sw.cycle_model.gemm import gemm_cycles
-from sw.cycle_model.token_gather import TokenGatherJob, token_gather_cycles
-from sw.cycle_model.units import gelu_cycles, layernorm_cycles, softmax_cycles, unit_timings
+from sw.cycle_model.layer_engine import LayerShapes, padded_keys, program_cycles
+from sw.image.program import layer_program
 
 LINEARS = ("q", "k", "v", "o", "fc1", "fc2")
+
+#: Units of the breakdown, in execution order.
+UNITS = ("layernorm_before", "q", "k", "v", "attention_scores", "softmax", "attention_context",
+         "o", "residual_attention", "token_gather", "layernorm_after", "fc1", "gelu", "fc2",
+         "residual_ffn", "control")
+
+#: Breakdown name of the engine model's unit names that differ.
+UNIT_NAMES = {"layernorm1": "layernorm_before", "layernorm2": "layernorm_after",
+              "residual1": "residual_attention", "residual2": "residual_ffn"}
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,6 @@ class LayerCycles:
         return sum(self.units.values())
 
 
-def _ceil_to(value: int, multiple: int) -> int:
-    return math.ceil(value / multiple) * multiple
-
-
 def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycles:
     """Cycles of one encoder layer of ``config`` pruned as ``pruning``.
 
@@ -130,7 +129,6 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
         kept FFN width or head width the block shape does not divide, a mask of the wrong shape).
     """
     m, hw = config.model, config.hardware
-    rows, cols = hw.array_rows, hw.array_cols
     p = pruning
     checks = [("kept_heads", p.kept_heads, 1, m.num_heads), ("kept_ffn", p.kept_ffn, 1, m.ffn_size),
               ("tokens", p.tokens, 1, m.tokens), ("kept_tokens", p.kept_tokens, 1, p.tokens)]
@@ -146,63 +144,26 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
     shapes = {"q": (attn, m.hidden_size), "k": (attn, m.hidden_size),
               "v": (attn, m.hidden_size), "o": (m.hidden_size, attn),
               "fc1": (p.kept_ffn, m.hidden_size), "fc2": (m.hidden_size, p.kept_ffn)}
-    t, t_kept = p.tokens, p.kept_tokens
-    tokens_of = {"q": t, "k": t, "v": t, "o": t, "fc1": t_kept, "fc2": t_kept}
-
-    def linear(name: str) -> tuple[int, int]:
+    masks = {}
+    for name in LINEARS:
         out_features, in_features = shapes[name]
         grid = (out_features // hw.block_rows, in_features // hw.block_cols)
         mask = p.masks.get(name)
-        if mask is None:
-            mask = spread_mask(*grid, p.block_density)
-        mask = np.asarray(mask, dtype=bool)
+        mask = spread_mask(*grid, p.block_density) if mask is None else np.asarray(mask, bool)
         if mask.shape != grid:
             raise ValueError(f"mask of {name} has shape {mask.shape}, expected {grid}")
-        cycles = gemm_cycles(array_rows=rows, array_cols=cols, block_rows=hw.block_rows,
-                             block_cols=hw.block_cols, tokens=tokens_of[name], block_mask=mask)
-        return cycles.total, cycles.macs
-
-    def dense_product(tokens: int, inner: int, outer: int) -> tuple[int, int]:
-        """A GEMM whose 'weight' is an activation (K_h or V_h), padded to whole tiles."""
-        inner_pad, outer_pad = _ceil_to(inner, rows), _ceil_to(outer, cols)
-        mask = np.ones((outer_pad // cols, inner_pad // rows), dtype=bool)
-        cycles = gemm_cycles(array_rows=rows, array_cols=cols, block_rows=cols,
-                             block_cols=rows, tokens=tokens, block_mask=mask)
-        return cycles.total, tokens * inner * outer
-
-    softmax_timing, gelu_timing, layernorm_timing = unit_timings(config)
-
-    def layernorm(tokens: int) -> int:
-        return layernorm_cycles(layernorm_timing, rows=tokens, length=m.hidden_size).total
-
-    units, macs = {}, 0
-    units["layernorm_before"] = layernorm(t)
-    for name in ("q", "k", "v"):
-        units[name], used = linear(name)
-        macs += used
-    scores, used_scores = dense_product(t, m.head_dim, t)
-    context, used_context = dense_product(t, t, m.head_dim)
-    units["attention_scores"] = p.kept_heads * scores
-    units["softmax"] = p.kept_heads * softmax_cycles(softmax_timing, rows=t, length=t).total
-    units["attention_context"] = p.kept_heads * context
-    macs += p.kept_heads * (used_scores + used_context)
-    units["o"], used = linear("o")
-    macs += used
-    units["residual_attention"] = t * math.ceil(m.hidden_size / cols)
-    units["token_gather"] = 0
-    if t_kept < t:
-        keep = t_kept - p.protected_tokens - int(p.fused_token)
-        units["token_gather"] = token_gather_cycles(TokenGatherJob(
-            tokens=t, keep=keep, protected=p.protected_tokens, fuse=p.fused_token),
-            heads=p.kept_heads, width=m.hidden_size).total
-    units["layernorm_after"] = layernorm(t_kept)
-    units["fc1"], used = linear("fc1")
-    macs += used
-    units["gelu"] = gelu_cycles(gelu_timing, t_kept * p.kept_ffn).total
-    units["fc2"], used = linear("fc2")
-    macs += used
-    units["residual_ffn"] = t_kept * math.ceil(m.hidden_size / cols)
-    return LayerCycles(units=units, macs=macs)
+        masks[name] = mask
+    if p.kept_tokens < p.tokens and p.kept_tokens - p.protected_tokens - int(p.fused_token) < 1:
+        raise ValueError(f"kept_tokens ({p.kept_tokens}) leaves no candidate beside "
+                         f"{p.protected_tokens} protected tokens")
+    program = layer_program(range(p.kept_heads), tokens=p.tokens, token_keep=p.kept_tokens,
+                            protected=p.protected_tokens, fuse=p.fused_token)
+    instructions = program_cycles(config, program, LayerShapes(
+        tokens=p.tokens, ffn=p.kept_ffn, keys=padded_keys(config), masks=masks))
+    units = {name: 0 for name in UNITS}
+    for entry in instructions:
+        units[UNIT_NAMES.get(entry.unit, entry.unit)] += entry.cycles
+    return LayerCycles(units=units, macs=sum(entry.macs for entry in instructions))
 
 
 def breakdown_table(config: AcceleratorConfig, pruning: LayerPruning) -> str:

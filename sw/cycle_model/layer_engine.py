@@ -60,7 +60,15 @@ RESIDUAL_LATENCY = 5
 GEMM_HANDSHAKE_CYCLES = 2
 
 __all__ = ["DISPATCH_CYCLES", "FIRST_BEAT_DELAY", "RESIDUAL_LATENCY", "InstructionCycles",
-           "LayerShapes", "stage_tile_cycles", "program_cycles", "UNIT_OF"]
+           "LayerShapes", "padded_keys", "stage_tile_cycles", "program_cycles", "unit_totals",
+           "gather_cycles", "UNIT_OF"]
+
+
+def padded_keys(config: AcceleratorConfig) -> int:
+    """Tokens padded to whole blocks and array tiles: the key / value weights' token side."""
+    hw = config.hardware
+    step = math.lcm(hw.block_rows, hw.block_cols, hw.array_cols)
+    return math.ceil(config.model.tokens / step) * step
 
 
 def stage_tile_cycles(lanes: int) -> int:
