@@ -61,6 +61,10 @@ SHARED_KNOBS = ("array_rows", "array_cols", "block_rows", "block_cols", "data_wi
                 "layernorm_lanes")
 
 
+#: The knobs each export sizes for its model.
+BUFFER_KNOBS = ("act_buffer_depth", "weight_buffer_depth", "out_buffer_depth")
+
+
 class DemoFailed(RuntimeError):
     """A step of the demo failed; the message says which and why."""
 
@@ -234,15 +238,18 @@ def run() -> dict:
                     "replay"):
         replays = _replay(designs, images, states)
     with steps.step(f"writing the report into {REPORT_DIR}", "report"):
-        model = dense_image.model
+        topology = dense_image.model
         facts = {
-            "model": {"name": "digits DeiT", "layers": model.layers, "tokens": model.tokens,
-                      "hidden_size": model.hidden_size, "num_heads": model.num_heads,
-                      "head_dim": model.head_dim, "ffn_size": model.ffn_size},
+            "model": {"name": "digits DeiT", "layers": topology.layers,
+                      "tokens": topology.tokens, "hidden_size": topology.hidden_size,
+                      "num_heads": topology.num_heads, "head_dim": topology.head_dim,
+                      "ffn_size": topology.ffn_size},
             "hardware": {"array_rows": hw.array_rows, "array_cols": hw.array_cols,
                          "block_rows": hw.block_rows, "block_cols": hw.block_cols,
                          "dense_config": configs["dense"].name,
-                         "pruned_config": configs["pruned"].name},
+                         "pruned_config": configs["pruned"].name,
+                         "buffers": {model: {knob: getattr(configs[model].hardware, knob)
+                                             for knob in BUFFER_KNOBS} for model in configs}},
             "accuracy": {"dense": {"float": pruning["dense_accuracy"],
                                    "integer": integer["dense"]},
                          "pruned": {"float": pruning["accuracy"], "integer": integer["pruned"]},

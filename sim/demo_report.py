@@ -10,7 +10,8 @@ summary, the layer engine replays of the dense and the pruned model, step times,
 ``model``           ``{"name", "layers", "tokens", "hidden_size", "num_heads", "head_dim",
                     "ffn_size"}`` of the unpruned model
 ``hardware``        ``{"array_rows", "array_cols", "block_rows", "block_cols", "dense_config",
-                    "pruned_config"}``: the engine both models ran on (config names of each)
+                    "pruned_config", "buffers"}``: the engine both models ran on (config names
+                    and buffer depths of each)
 ``accuracy``        ``{"dense": {"float", "integer"}, "pruned": {...}, "validation_images",
                     "sources": {"dense": {"float", "integer"}, "pruned": {...}}}`` (a value
                     may be None when it was not measured; ``sources`` says where each comes
@@ -167,6 +168,16 @@ def _table(header: list, rows: list, text_columns=(0,)) -> list[str]:
     return lines
 
 
+def _buffer_lines(hardware: dict) -> list[str]:
+    buffers = hardware.get("buffers")
+    if not buffers:
+        return []
+    depths = "; ".join(f"{model} " + " / ".join(f"{value:,}" for value in buffers[model].values())
+                       for model in _MODELS if model in buffers)
+    names = " / ".join(next(iter(buffers.values())))
+    return [f"Buffer depths ({names}): {depths}.", ""]
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown: summary, per layer, per unit, accuracy points, step times."""
     model, hardware, total = report["model"], report["hardware"], report["total"]
@@ -180,6 +191,7 @@ def markdown(report: dict) -> str:
              f"image ran on config `{hardware['pruned_config']}`, the dense model on "
              f"`{hardware['dense_config']}` (same array, blocks and lanes; buffers sized for "
              f"each model).", "",
+             *_buffer_lines(hardware),
              "Every layer of both models was replayed through the layer engine's RTL "
              "(Verilator): outputs compared with the golden model (`==`), every instruction's "
              "cycles with the cycle model (`sw/cycle_model/layer_engine.py`).", "",

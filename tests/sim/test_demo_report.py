@@ -31,7 +31,9 @@ def _facts(*, bench=None, pruned_exact=True):
         "model": {"name": "toy", "layers": 2, "tokens": 4, "hidden_size": 8, "num_heads": 2,
                   "head_dim": 4, "ffn_size": 16},
         "hardware": {"array_rows": 2, "array_cols": 2, "block_rows": 4, "block_cols": 4,
-                     "dense_config": "toy_dense", "pruned_config": "toy_pruned"},
+                     "dense_config": "toy_dense", "pruned_config": "toy_pruned",
+                     "buffers": {"dense": {"act_buffer_depth": 64, "weight_buffer_depth": 2048},
+                                 "pruned": {"act_buffer_depth": 64, "weight_buffer_depth": 512}}},
         "accuracy": {"dense": {"float": 0.9, "integer": 0.875},
                      "pruned": {"float": 0.8, "integer": None}, "validation_images": 40,
                      "sources": {"dense": {"float": "report.json", "integer": "golden dense"},
@@ -124,6 +126,8 @@ def test_written_files(tmp_path):
     assert "| 0 | 602 | 300 | 2.01 | 2,400 | 800 | 3.00 | 0.997 | 0.667 | yes | yes |" in text
     assert "| q | 800 | 348 | 2.30 | 1.000 | 0.718 | yes |" in text
     assert "bench pruned (target 0.5)" in text
+    assert ("Buffer depths (act_buffer_depth / weight_buffer_depth): dense 64 / 2,048; "
+            "pruned 64 / 512." in text)
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
         p.name for p in paths.values())          # no temporary files left behind
     first = {name: path.read_bytes() for name, path in paths.items()}
