@@ -299,6 +299,7 @@ def main() -> int:
     print("(sw/golden/), every instruction's cycles equal to the cycle model")
     print(f"(sw/cycle_model/layer_engine.py). MACs with a non-zero weight: "
           f"{total['mac_reduction']:.2f}x fewer pruned.")
+    print(f"inspect the image: python sw/export_sparse.py --inspect {IMAGE_DIR / 'weights.bin'}")
     print(f"report: {REPORT_DIR / 'report.md'}  ({time.monotonic() - started:.0f} s)")
     return 0
 
