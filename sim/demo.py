@@ -1,16 +1,20 @@
-"""``make demo``: the flow end to end, from a trained digits DeiT to co-simulated RTL.
+"""``make demo``: the flow end to end, from a trained digits DeiT to whole layers on the RTL.
 
 1. The dense digits DeiT teacher (``build/models/digits_deit``; trained first if missing, about
    a minute).
 2. A brief fine-pruning run of it (:data:`DEMO_PRUNING`, well under a minute): block movement
-   pruning with distillation; heads and FFN neurons go.
-3. Export with ``sw.image.export``: ``build/images/digits_deit_demo/`` holds ``weights.bin``,
-   ``params.json`` and ``manifest.json``; the golden model run from the image's bytes is checked
-   equal to the one quantized from the torch model.
-4. Generate the accelerator from ``params.json`` (what ``make verilog CONFIG=...`` does) and
-   co-simulate every linear layer of the image on it with Verilator: each bit-exact to the
-   golden model and cycle-exact to the cycle model.
-5. The GEMM density sweep on the ``tiny`` preset: what sparsity buys on one FFN shape.
+   pruning with distillation; heads and FFN neurons go (no token pruning).
+3. Export with ``sw.image.export`` for the ``tiny`` hardware: the pruned model into
+   ``build/images/digits_deit_demo/`` and, with the same exporter and hardware, the unpruned
+   teacher into ``build/images/digits_deit_dense/`` (``weights.bin``, ``params.json``,
+   ``manifest.json``); each image's golden model is checked equal to the one quantized from
+   its torch model.
+4. Top-1 accuracy of both integer (golden) models on the teacher's validation split.
+5. Generate the layer engine from each ``params.json`` (what ``make verilog CONFIG=...`` does,
+   top ``layer_engine``, into ``build/<config name>/``) and build it with Verilator.
+6. Replay every layer of both images through the layer engine: bit-exact to the golden model,
+   every instruction's cycles equal to the cycle model (``sim.layer_replay``).
+7. Write ``build/demo/report.json``, ``report.md`` and plots (``sim.demo_report``).
 """
 
 from __future__ import annotations
@@ -18,23 +22,30 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from hw.generate import BUILD_ROOT, generate
-from sim.gemm_sweep import format_table, sweep, write_json
+from sim.demo_report import build_report, write_report
 from sim.harness import TestbenchFailed, build
-from sim.image_gemm import image_gemm_jobs, run_image_gemms
+from sim.layer_replay import image_cases, replay
 from sw.config import load_config
-from sw.cycle_model.gemm import dense_gemm_cycles
 from sw.image.export import ExportError, ExportRequest, export, verify, write
 from sw.image.loader import load_image
-from sw.image.summary import dense_shape, summary_table
+from sw.image.summary import summary_table
 
-#: The demo's image directory name and accelerator config name.
+#: The demo's image directory names (also their accelerator config names).
 IMAGE_NAME = "digits_deit_demo"
+DENSE_NAME = "digits_deit_dense"
 IMAGE_DIR = BUILD_ROOT / "images" / IMAGE_NAME
+DENSE_DIR = BUILD_ROOT / "images" / DENSE_NAME
 PRUNING_DIR = BUILD_ROOT / "pruning" / IMAGE_NAME
+REPORT_DIR = BUILD_ROOT / "demo"
+BENCH_PRUNING = BUILD_ROOT / "bench" / "pruning.json"
 HARDWARE = "tiny"
+STEPS = 7
 
 #: A brief run of recipes/digits_deit.json: its topK blocks (16x16 head blocks, whole FFN
 #: neurons) and distillation, pruned straight to the final threshold in 3 epochs on 768 images,
@@ -43,123 +54,253 @@ DEMO_PRUNING = {"final_threshold": 0.3, "initial_warmup": 0, "final_warmup": 1,
                 "final_finetune": False}
 DEMO_TRAINING = {"epochs": 3, "max_train_samples": 768}
 
+#: Hardware knobs the dense and the pruned engine must share (only buffer depths may differ:
+#: each export sizes them for its model).
+SHARED_KNOBS = ("array_rows", "array_cols", "block_rows", "block_cols", "data_width",
+                "acc_width", "multiplier_width", "softmax_lanes", "gelu_lanes",
+                "layernorm_lanes")
 
-def _prune() -> dict:
-    from sw.prune import DEFAULT_RECIPE, DEFAULT_TEACHER, prune, resolve_recipe
+
+#: The knobs each export sizes for its model.
+BUFFER_KNOBS = ("act_buffer_depth", "weight_buffer_depth", "out_buffer_depth")
+
+
+class DemoFailed(RuntimeError):
+    """A step of the demo failed; the message says which and why."""
+
+
+class _Steps:
+    """Numbered step headers with wall times."""
+
+    def __init__(self):
+        self.times: list[dict] = []
+
+    @contextmanager
+    def step(self, title: str, key: str):
+        print(f"\n[{len(self.times) + 1}/{STEPS}] {title}", flush=True)
+        started = time.monotonic()
+        yield
+        seconds = time.monotonic() - started
+        self.times.append({"step": key, "seconds": round(seconds, 2)})
+        print(f"      ({seconds:.1f} s)", flush=True)
+
+
+def _teacher() -> Path:
+    from sw.prune import DEFAULT_TEACHER
+    if (DEFAULT_TEACHER / "config.json").exists():
+        print(f"      found {DEFAULT_TEACHER}")
+    else:
+        from sw.train_digits import train
+        print(f"      training the dense digits teacher into {DEFAULT_TEACHER}...", flush=True)
+        train(DEFAULT_TEACHER, progress=True)
+    return DEFAULT_TEACHER
+
+
+def _prune(teacher: Path) -> dict:
+    from sw.prune import DEFAULT_RECIPE, prune, resolve_recipe
     recipe = json.loads(Path(DEFAULT_RECIPE).read_text())
     args, options = resolve_recipe(recipe, DEMO_PRUNING, DEMO_TRAINING)
-    _, report = prune(args, options, teacher_dir=DEFAULT_TEACHER, out=PRUNING_DIR,
-                      progress=True)
+    _, report = prune(args, options, teacher_dir=teacher, out=PRUNING_DIR, progress=True)
     print(f"      dense accuracy {report['dense_accuracy']:.3f}, pruned {report['accuracy']:.3f}"
           f"; linear density {report['linear_density']:.3f}; heads removed "
           f"{report['heads_removed']} of {report['heads_total']}; FFN neurons kept "
-          f"{report['ffn_density']:.3f}; {report['seconds']:.0f} s")
+          f"{report['ffn_density']:.3f}")
     return report
 
 
-def _cosimulation_table(image, jobs, results) -> tuple[str, int, int]:
-    hw = image.config.hardware
-    lines = [f"{'linear':<12}{'M x K x N':>16}{'blocks':>9}{'cycles':>9}{'model':>9}"
-             f"{'dense':>9}{'speedup':>9}{'exact':>7}"]
-    total = dense_total = 0
-    for job, result in zip(jobs, results):
-        m, k, n = result["shape"]
-        weights = job.operands.weights
-        blocks = f"{weights.nnz_blocks}/{weights.grid[0] * weights.grid[1]}"
-        out, inner = dense_shape(image, result["name"].split(".")[1])
-        dense = dense_gemm_cycles(array_rows=hw.array_rows, array_cols=hw.array_cols,
-                                  block_rows=hw.block_rows, block_cols=hw.block_cols,
-                                  tokens=m, in_features=inner, out_features=out).total
-        total += result["cycles"]
-        dense_total += dense
-        exact = (result["bit_exact"] and result["matches_layer"]
-                 and result["cycles"] == result["model_cycles"] == result["edge_cycles"])
-        lines.append(f"{result['name']:<12}{f'{m} x {k} x {n}':>16}"
-                     f"{blocks:>9}"
-                     f"{result['cycles']:>9}{result['model_cycles']:>9}{dense:>9}"
-                     f"{dense / result['cycles']:>9.2f}{'yes' if exact else 'NO':>7}")
-    lines.append(f"{'all':<12}{'':>16}{'':>9}{total:>9}{'':>9}{dense_total:>9}"
-                 f"{dense_total / total:>9.2f}")
-    lines.append("dense: the cycle model's count for the unpruned weight (all heads, neurons and "
-                 "blocks) on the same engine")
-    return "\n".join(lines), total, dense_total
-
-
-def main() -> int:
-    started = time.monotonic()
-    print("[1/5] dense digits DeiT teacher (build/models/digits_deit; trained now if missing)")
-    print(f"[2/5] brief fine-pruning ({DEMO_TRAINING['epochs']} epochs on "
-          f"{DEMO_TRAINING['max_train_samples']} images, threshold "
-          f"{DEMO_PRUNING['final_threshold']}) -> {PRUNING_DIR}", flush=True)
-    _prune()
-
-    print(f"[3/5] exporting the pruned model for the '{HARDWARE}' hardware -> {IMAGE_DIR}",
-          flush=True)
+def _export(model_dir: Path, out: Path, name: str):
+    """Export ``model_dir`` for :data:`HARDWARE` into ``out``, checked against the golden
+    model; returns the export state and the loaded image."""
+    print(f"      {model_dir} -> {out}", flush=True)
     try:
-        state = export(ExportRequest(model_dir=PRUNING_DIR, config=HARDWARE, out=IMAGE_DIR,
-                                     name=IMAGE_NAME),
-                       on_step=lambda name: print(f"      - {name}", flush=True))
+        state = export(ExportRequest(model_dir=model_dir, config=HARDWARE, out=out, name=name),
+                       on_step=lambda step: print(f"      - {step}", flush=True))
     except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise DemoFailed(f"export of {model_dir}: {error}") from None
     for note in state.notes:
         print(f"      note: {note}")
     checked = verify(state)
     print(f"      golden model from the image vs from torch on {checked['images']} images: "
           f"{checked['differences']} differing values")
     if checked["differences"]:
-        print("error: the image's golden model differs from the torch model's", file=sys.stderr)
-        return 1
-    write(state, IMAGE_DIR)
-    image = load_image(IMAGE_DIR / "weights.bin")
-    print()
-    print(summary_table(image, source=str(IMAGE_DIR / "weights.bin")))
-    print()
+        raise DemoFailed(f"{out}: the image's golden model differs from the torch model's")
+    write(state, out)
+    return state, load_image(out / "weights.bin")
 
-    config = load_config(IMAGE_DIR / "params.json")
-    hw = config.hardware
-    print(f"[4/5] generating the accelerator from {IMAGE_DIR / 'params.json'} "
-          f"({hw.array_rows}x{hw.array_cols} array, {hw.block_rows}x{hw.block_cols} blocks) and "
-          f"co-simulating every linear layer of the image", flush=True)
-    design = generate(config)
-    print(f"      {design.verilog}")
-    x = state.integer_model.embed(state.calibration[:1])[0]
-    jobs = image_gemm_jobs(image, x)
-    print(f"      building with Verilator (cached after the first time), then {len(jobs)} GEMM "
-          f"jobs in one run...", flush=True)
-    try:
-        results = run_image_gemms(build(config), IMAGE_DIR / "weights.bin", jobs,
-                                  BUILD_ROOT / "demo" / "image")
-    except TestbenchFailed as failure:
-        print(f"error: co-simulation failed: {failure}", file=sys.stderr)
-        return 1
-    table, total, dense_total = _cosimulation_table(image, jobs, results)
-    print()
-    print(table)
-    print()
 
-    tiny = load_config("tiny")
-    m = tiny.model
-    print(f"[5/5] co-simulating the FFN-up GEMM of the '{tiny.name}' preset ({m.tokens} x "
-          f"{m.hidden_size} times {m.hidden_size} x {m.ffn_size}) at several block densities",
-          flush=True)
+def _integer_accuracy(states: dict, teacher: Path) -> dict:
+    """Top-1 of each integer model on the teacher's validation split."""
+    from sw.golden.deit_int import predict
+    from sw.prune import _split_for
+    image_size = states["dense"].topology["image_size"]
+    split = _split_for(teacher, image_size)
+    labels = split.val_labels.numpy()
+    result = {"validation_images": int(len(labels))}
+    for model, state in states.items():
+        logits = predict(state.integer_model, split.val_images)
+        result[model] = float(np.mean(logits.argmax(-1) == labels))
+        print(f"      {model}: integer top-1 {result[model]:.3f} on {len(labels)} images")
+    return result
+
+
+def _check_same_engine(dense, pruned) -> None:
+    for knob in SHARED_KNOBS:
+        found, expected = getattr(pruned.hardware, knob), getattr(dense.hardware, knob)
+        if found != expected:
+            raise DemoFailed(f"config '{pruned.name}' has {knob} {found}, the dense model's "
+                             f"'{dense.name}' {expected}: not the same engine")
+
+
+def nonzero_macs(case, instruction: dict) -> int:
+    """Multiply-accumulates of one replayed instruction with a non-zero weight: tokens times
+    the non-zero weights of a linear, every MAC of an attention product (its "weights" are
+    activations), none for the other units."""
+    if instruction["opcode"] == "GEMM":
+        weight = getattr(case.layer, instruction["unit"]).weight
+        return int(case.x.shape[0]) * int(np.count_nonzero(weight))
+    return int(instruction["macs"])
+
+
+def _replay(designs: dict, images: dict, states: dict) -> dict:
+    from tqdm import tqdm
+    replays = {}
+    for model in tqdm(("dense", "pruned"), desc="replay", unit="model"):
+        state = states[model]
+        x = state.integer_model.embed(state.calibration[:1])[0]
+        cases = image_cases(images[model], x)
+        try:
+            results = replay(designs[model], cases, REPORT_DIR / "replay" / model)
+        except TestbenchFailed as failure:
+            raise DemoFailed(f"{model} layer replay failed: {failure}") from None
+        for case, result in zip(cases, results):
+            for instruction in result["instructions"]:
+                instruction["nonzero_macs"] = nonzero_macs(case, instruction)
+        replays[model] = results
+    for model in ("dense", "pruned"):
+        for result in replays[model]:
+            tqdm.write(f"      {result['name']:<26} {result['cycles']:>9,} cycles (model "
+                       f"{result['model_cycles']:,}), bit-exact {result['bit_exact']}, "
+                       f"{len(result['instructions'])} instructions, "
+                       f"{result['sim_seconds']:.1f} s simulated")
+    return replays
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(BUILD_ROOT.parent))
+
+
+def _bench_pruning():
+    if not BENCH_PRUNING.exists():
+        return None
     try:
-        document = sweep(tiny, tokens=m.tokens, in_features=m.hidden_size,
-                         out_features=m.ffn_size, work_dir=BUILD_ROOT / "demo" / "gemm")
-    except TestbenchFailed as failure:
-        print(f"error: co-simulation failed: {failure}", file=sys.stderr)
+        return json.loads(BENCH_PRUNING.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        print(f"      note: ignoring {BENCH_PRUNING} ({error})")
+        return None
+
+
+def run() -> dict:
+    """The whole demo; returns the report. Raises :class:`DemoFailed`."""
+    steps = _Steps()
+    with steps.step("dense digits DeiT teacher (build/models/digits_deit; trained now if "
+                    "missing)", "teacher"):
+        teacher = _teacher()
+    with steps.step(f"brief fine-pruning ({DEMO_TRAINING['epochs']} epochs on "
+                    f"{DEMO_TRAINING['max_train_samples']} images, threshold "
+                    f"{DEMO_PRUNING['final_threshold']}) -> {PRUNING_DIR}", "prune"):
+        pruning = _prune(teacher)
+    with steps.step(f"exporting the pruned model and the dense teacher for the '{HARDWARE}' "
+                    f"hardware", "export"):
+        pruned_state, pruned_image = _export(PRUNING_DIR, IMAGE_DIR, IMAGE_NAME)
+        print()
+        print(summary_table(pruned_image, source=str(IMAGE_DIR / "weights.bin")))
+        print()
+        dense_state, dense_image = _export(teacher, DENSE_DIR, DENSE_NAME)
+    states = {"dense": dense_state, "pruned": pruned_state}
+    images = {"dense": dense_image, "pruned": pruned_image}
+    with steps.step("integer (golden) model accuracy on the validation split", "accuracy"):
+        integer = _integer_accuracy(states, teacher)
+    configs = {"dense": load_config(DENSE_DIR / "params.json"),
+               "pruned": load_config(IMAGE_DIR / "params.json")}
+    _check_same_engine(configs["dense"], configs["pruned"])
+    hw = configs["pruned"].hardware
+    designs = {}
+    with steps.step(f"generating the layer engine ({hw.array_rows}x{hw.array_cols} array, "
+                    f"{hw.block_rows}x{hw.block_cols} blocks) from each params.json and "
+                    f"building it with Verilator (cached after the first time)", "generate"):
+        for model in ("pruned", "dense"):
+            design = generate(configs[model], top="layer_engine")
+            print(f"      {design.verilog}", flush=True)
+            built = build(configs[model], "layer_engine", verilog=design.verilog.read_text())
+            print(f"      {built.directory} ({built.build_seconds:.0f} s)", flush=True)
+            designs[model] = built
+    with steps.step("replaying every layer of both images through the layer engine RTL",
+                    "replay"):
+        replays = _replay(designs, images, states)
+    with steps.step(f"writing the report into {REPORT_DIR}", "report"):
+        topology = dense_image.model
+        facts = {
+            "model": {"name": "digits DeiT", "layers": topology.layers,
+                      "tokens": topology.tokens, "hidden_size": topology.hidden_size,
+                      "num_heads": topology.num_heads, "head_dim": topology.head_dim,
+                      "ffn_size": topology.ffn_size},
+            "hardware": {"array_rows": hw.array_rows, "array_cols": hw.array_cols,
+                         "block_rows": hw.block_rows, "block_cols": hw.block_cols,
+                         "dense_config": configs["dense"].name,
+                         "pruned_config": configs["pruned"].name,
+                         "buffers": {model: {knob: getattr(configs[model].hardware, knob)
+                                             for knob in BUFFER_KNOBS} for model in configs}},
+            "accuracy": {"dense": {"float": pruning["dense_accuracy"],
+                                   "integer": integer["dense"]},
+                         "pruned": {"float": pruning["accuracy"], "integer": integer["pruned"]},
+                         "validation_images": integer["validation_images"],
+                         "sources": {model: {
+                             "float": f"{_relative(PRUNING_DIR)}/pruning_report.json",
+                             "integer": f"golden model of {_relative(directory)}, make demo"}
+                             for model, directory in (("dense", DENSE_DIR),
+                                                      ("pruned", IMAGE_DIR))}},
+            "pruning": {key: pruning[key] for key in ("linear_density", "heads_removed",
+                                                      "heads_total", "ffn_density")},
+            "replays": replays,
+            "steps": list(steps.times),       # the report's own step is not in it
+            "bench": _bench_pruning(),
+            "bench_source": f"{_relative(BENCH_PRUNING)}, make bench",
+        }
+        report = build_report(facts)
+        paths = write_report(report, REPORT_DIR)
+    for path in paths.values():
+        print(f"      {path}")
+    return report
+
+
+def main() -> int:
+    started = time.monotonic()
+    try:
+        report = run()
+    except DemoFailed as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    write_json(document, BUILD_ROOT / "demo" / "gemm.json")
+    total = report["total"]
     print()
-    print(format_table(document))
+    print(f"{'layer':<8}{'dense':>10}{'pruned':>10}{'speed-up':>10}{'util dense':>12}"
+          f"{'util pruned':>13}{'exact':>7}")
+    for layer in report["layers"]:
+        dense, pruned = layer["dense"], layer["pruned"]
+        exact = all((dense["bit_exact"], pruned["bit_exact"], dense["cycle_exact"],
+                     pruned["cycle_exact"]))
+        print(f"{layer['index']:<8}{dense['cycles']:>10,}{pruned['cycles']:>10,}"
+              f"{layer['speedup']:>10.2f}{dense['utilization']:>12.3f}"
+              f"{pruned['utilization']:>13.3f}{'yes' if exact else 'NO':>7}")
+    print(f"{'all':<8}{total['dense_cycles']:>10,}{total['pruned_cycles']:>10,}"
+          f"{total['speedup']:>10.2f}{total['dense_utilization']:>12.3f}"
+          f"{total['pruned_utilization']:>13.3f}")
     print()
-    print("Every co-simulated GEMM is bit-exact to the golden model (sw/golden/) and its cycle")
-    print("count equals the cycle model (sw/cycle_model/gemm.py). The image's linears ran with")
-    print(f"weights read back from the image; they take {total} cycles where the unpruned")
-    print(f"model's would take {dense_total} ({dense_total / total:.2f}x fewer).")
+    print("Every layer of both models ran on the layer engine's RTL bit-exact to the golden model")
+    print("(sw/golden/), every instruction's cycles equal to the cycle model")
+    print(f"(sw/cycle_model/layer_engine.py). MACs with a non-zero weight: "
+          f"{total['mac_reduction']:.2f}x fewer pruned.")
     print(f"inspect the image: python sw/export_sparse.py --inspect {IMAGE_DIR / 'weights.bin'}")
-    print(f"reports: {IMAGE_DIR / 'manifest.json'}, {BUILD_ROOT / 'demo' / 'gemm.json'}  "
-          f"({time.monotonic() - started:.0f} s)")
+    print(f"report: {REPORT_DIR / 'report.md'}  ({time.monotonic() - started:.0f} s)")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Co-simulate one GEMM shape at several block densities and tabulate what sparsity buys.
 
-Shared by ``make demo`` (tiny preset) and ``make bench`` (DeiT-B FFN on a 16 x 16 array).
+Used by ``make bench`` (DeiT-B FFN on a 16 x 16 array).
 """
 
 from __future__ import annotations

@@ -59,10 +59,15 @@ class BuiltDesign:
     build_seconds: float
 
 
-def build(config: AcceleratorConfig, top: str = "block_sparse_gemm") -> BuiltDesign:
-    """Generate and Verilate ``top`` for ``config``, or reuse an identical earlier build."""
+def build(config: AcceleratorConfig, top: str = "block_sparse_gemm", *,
+          verilog: str | None = None) -> BuiltDesign:
+    """Generate and Verilate ``top`` for ``config``, or reuse an identical earlier build.
+
+    ``verilog``: the design's text when the caller has generated it already
+    (``hw.generate.verilog_text(config, top)``), which saves converting it again.
+    """
     add_verilator_to_path()
-    text = verilog_text(config, top)
+    text = verilog_text(config, top) if verilog is None else verilog
     recipe = " ".join([*VERILATOR_ARGS, MAKE_OVERRIDES, *_PortsOnlyVerilator.visibility])
     digest = hashlib.sha256((text + recipe).encode()).hexdigest()[:12]
     directory = BUILD_ROOT / "sim" / f"{top}-{config.name}-{digest}"

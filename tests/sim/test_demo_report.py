@@ -1,0 +1,135 @@
+"""The demo's report from a small fabricated measurement: JSON fields, Markdown, plots."""
+
+import json
+
+import pytest
+
+from sim.demo_report import PLOTS, build_report, markdown, write_report
+
+
+def _instruction(index, opcode, unit, cycles, nonzero_macs=0, model_cycles=None):
+    return {"index": index, "opcode": opcode, "unit": unit, "cycles": cycles,
+            "model_cycles": cycles if model_cycles is None else model_cycles,
+            "macs": nonzero_macs, "nonzero_macs": nonzero_macs}
+
+
+def _layer(name, q_cycles, q_macs, heads, *, bit_exact=True):
+    instructions = [_instruction(0, "LAYERNORM", "layernorm1", 100),
+                    _instruction(1, "GEMM", "q", q_cycles, q_macs)]
+    for head in range(heads):
+        instructions.append(_instruction(2 + head, "ATTENTION_SCORES", "attention_scores",
+                                         50, 400))
+    instructions.append(_instruction(2 + heads, "END", "control", 2))
+    cycles = sum(entry["cycles"] for entry in instructions)
+    return {"name": name, "cycles": cycles, "model_cycles": cycles,
+            "instructions": instructions, "bit_exact": bit_exact, "mismatches": 0,
+            "sim_seconds": 0.5, "load_seconds": 0.1}
+
+
+def _facts(*, bench=None, pruned_exact=True):
+    return {
+        "model": {"name": "toy", "layers": 2, "tokens": 4, "hidden_size": 8, "num_heads": 2,
+                  "head_dim": 4, "ffn_size": 16},
+        "hardware": {"array_rows": 2, "array_cols": 2, "block_rows": 4, "block_cols": 4,
+                     "dense_config": "toy_dense", "pruned_config": "toy_pruned",
+                     "buffers": {"dense": {"act_buffer_depth": 64, "weight_buffer_depth": 2048},
+                                 "pruned": {"act_buffer_depth": 64, "weight_buffer_depth": 512}}},
+        "accuracy": {"dense": {"float": 0.9, "integer": 0.875},
+                     "pruned": {"float": 0.8, "integer": None}, "validation_images": 40,
+                     "sources": {"dense": {"float": "report.json", "integer": "golden dense"},
+                                 "pruned": {"float": "report.json", "integer": "golden"}}},
+        "pruning": {"linear_density": 0.25, "heads_removed": 1, "heads_total": 4,
+                    "ffn_density": 0.5},
+        # dense: 100 + 400 + 2 * 50 + 2 = 602 cycles, 1600 + 2 * 400 = 2400 MACs per layer;
+        # pruned layer 0: 100 + 148 + 50 + 2 = 300 cycles, 400 + 400 = 800 MACs;
+        # pruned layer 1: 100 + 200 + 2 * 50 + 2 = 402 cycles, 600 + 800 = 1400 MACs
+        "replays": {"dense": [_layer("d0", 400, 1600, 2), _layer("d1", 400, 1600, 2)],
+                    "pruned": [_layer("p0", 148, 400, 1),
+                               _layer("p1", 200, 600, 2, bit_exact=pruned_exact)]},
+        "steps": [{"step": "prune", "seconds": 1.5}, {"step": "replay", "seconds": 2.25}],
+        "bench": bench, "bench_source": "build/bench/pruning.json, make bench"}
+
+
+def test_report_numbers():
+    report = build_report(_facts())
+    assert report["hardware"]["processing_elements"] == 4
+    total = report["total"]
+    assert (total["dense_cycles"], total["pruned_cycles"]) == (1204, 702)
+    assert total["speedup"] == pytest.approx(1204 / 702)
+    assert (total["dense_nonzero_macs"], total["pruned_nonzero_macs"]) == (4800, 2200)
+    assert total["mac_reduction"] == pytest.approx(4800 / 2200)
+    assert total["dense_utilization"] == pytest.approx(4800 / (4 * 1204))
+    assert total["pruned_utilization"] == pytest.approx(2200 / (4 * 702))
+    first = report["layers"][0]
+    assert (first["dense"]["cycles"], first["pruned"]["cycles"]) == (602, 300)
+    assert first["speedup"] == pytest.approx(602 / 300)
+    assert first["mac_reduction"] == pytest.approx(2400 / 800)
+    assert first["pruned"]["utilization"] == pytest.approx(800 / (4 * 300))
+    assert first["pruned"]["units"]["attention_scores"]["instructions"] == 1
+    units = {row["unit"]: row for row in report["units"]}
+    assert list(units) == ["layernorm1", "q", "attention_scores", "control"]
+    assert (units["q"]["dense_cycles"], units["q"]["pruned_cycles"]) == (800, 348)
+    assert units["q"]["pruned_utilization"] == pytest.approx(1000 / (4 * 348))
+    assert units["layernorm1"]["dense_utilization"] is None
+    assert units["attention_scores"]["speedup"] == pytest.approx(200 / 150)
+    assert report["bit_exact"] == {"dense": True, "pruned": True}
+    assert report["cycle_exact"] == {"dense": True, "pruned": True}
+    assert report["total_seconds"] == pytest.approx(3.75)
+
+
+def test_exactness_flags_follow_the_replays():
+    facts = _facts(pruned_exact=False)
+    facts["replays"]["dense"][1]["instructions"][1]["model_cycles"] = 399
+    report = build_report(facts)
+    assert report["bit_exact"] == {"dense": True, "pruned": False}
+    assert report["cycle_exact"] == {"dense": False, "pruned": True}
+    assert not report["layers"][1]["dense"]["cycle_exact"]
+    assert "| 1 | 602 | 402 | 1.50 |" in markdown(report)
+
+
+def test_accuracy_points_and_their_sources():
+    bench = {"dense_accuracy": 0.9, "runs": [
+        {"linear_density": 0.5, "accuracy": 0.85, "target_linear_density": 0.5,
+         "filled": False},
+        {"linear_density": 0.7, "accuracy": 0.88, "target_linear_density": 0.5,
+         "filled": True}]}
+    without = build_report(_facts())["accuracy_points"]
+    assert [(p["label"], p["linear_density"], p["accuracy"], p["source"]) for p in without] == [
+        ("dense teacher (float)", 1.0, 0.9, "report.json"),
+        ("demo pruned (float)", 0.25, 0.8, "report.json"),
+        ("dense teacher (integer)", 1.0, 0.875, "golden dense")]
+    with_bench = build_report(_facts(bench=bench))["accuracy_points"][3:]
+    assert [(p["kind"], p["linear_density"], p["source"]) for p in with_bench] == [
+        ("bench pruned", 0.5, "build/bench/pruning.json, make bench"),
+        ("bench filled", 0.7, "build/bench/pruning.json, make bench")]
+
+
+def test_layer_counts_must_match():
+    facts = _facts()
+    facts["replays"]["pruned"].pop()
+    with pytest.raises(ValueError, match="2 dense layers vs 1 pruned layers"):
+        build_report(facts)
+
+
+def test_written_files(tmp_path):
+    report = build_report(_facts(bench={"runs": [
+        {"linear_density": 0.5, "accuracy": 0.85, "target_linear_density": 0.5,
+         "filled": False}]}))
+    paths = write_report(report, tmp_path / "demo")
+    assert sorted(path.name for path in paths.values()) == sorted(
+        ["report.json", "report.md", *PLOTS.values()])
+    assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(report))
+    for what in PLOTS:
+        assert paths[what].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = paths["markdown"].read_text()
+    assert "| speed-up (dense / pruned cycles) | 1.72x |" in text
+    assert "| 0 | 602 | 300 | 2.01 | 2,400 | 800 | 3.00 | 0.997 | 0.667 | yes | yes |" in text
+    assert "| q | 800 | 348 | 2.30 | 1.000 | 0.718 | yes |" in text
+    assert "bench pruned (target 0.5)" in text
+    assert ("Buffer depths (act_buffer_depth / weight_buffer_depth): dense 64 / 2,048; "
+            "pruned 64 / 512." in text)
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
+        p.name for p in paths.values())          # no temporary files left behind
+    first = {name: path.read_bytes() for name, path in paths.items()}
+    write_report(report, tmp_path / "demo")
+    assert {name: path.read_bytes() for name, path in paths.items()} == first
