@@ -8,13 +8,24 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling file and a rename."""
+    """Write ``text`` to ``path`` through a temporary sibling file and a rename.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (``0666`` less the
+    umask), not the temporary file's owner-only ``0600``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
                                      delete=False) as handle:
         handle.write(text)
+    os.chmod(handle.name, 0o666 & ~_umask())
     os.replace(handle.name, path)
 
 
@@ -27,6 +38,7 @@ def replace_directory(out, write) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    os.chmod(staging, 0o777 & ~_umask())        # as mkdir would, not mkdtemp's 0700
     try:
         write(staging)
         if out.exists():
