@@ -91,7 +91,9 @@ def test_units_from_config_follow_the_encoder_layer():
     config = load_config("deit_b16")
     softmax, gelu, norm = (Softmax.from_config(config), Gelu.from_config(config),
                            LayerNorm.from_config(config))
-    assert softmax.lanes == gelu.lanes == norm.lanes == 4
+    hw = config.hardware
+    assert (softmax.lanes, gelu.lanes, norm.lanes) == (hw.softmax_lanes, hw.gelu_lanes,
+                                                       hw.layernorm_lanes) == (8, 16, 8)
     assert softmax.timing.max_len == 197 and norm.timing.max_len == 768
     assert norm.timing.in_width == 16                          # the int16 residual stream
     assert gelu.latency == 8
