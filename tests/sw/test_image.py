@@ -200,7 +200,7 @@ def test_params_json_generates_verilog(exported, tmp_path):
     write(exported, tmp_path / "image")
     assert generate_main(["--config", str(tmp_path / "image" / "params.json"),
                           "--out", str(tmp_path / "verilog")]) == 0
-    assert (tmp_path / "verilog" / "block_sparse_gemm.v").stat().st_size > 0
+    assert (tmp_path / "verilog" / "layer_engine.v").stat().st_size > 0
 
 
 def test_write_is_atomic_and_refuses_foreign_directories(exported, tmp_path):
