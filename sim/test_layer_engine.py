@@ -39,22 +39,24 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
     assert len(gathers) == 2
 
 
-def test_every_layer_of_an_exported_pruned_deit(tmp_path):
-    """Export a small pruned DeiT (heads, FFN neurons and blocks removed), load the image from
-    its bytes, generate the engine from its params.json config and replay both layers."""
+def test_every_layer_of_an_exported_digits_shaped_deit(tmp_path):
+    """The digits DeiT's topology (32 px images in 4 px patches: 66 tokens, hidden 64, 4 heads,
+    FFN 128, 2 layers) with random weights, heads, FFN neurons and blocks removed: export it,
+    load the image from its bytes, generate the engine from its params.json and replay both
+    layers. (``make demo`` does the same with the trained digits DeiT.)"""
     model_dir = save_pruned_deit(tmp_path / "run", removed_heads={0: [1], 1: [0, 3]},
                                  removed_neurons={0: list(range(37)), 1: list(range(0, 80, 2))},
-                                 block_density=0.5, image_size=16)
-    state = export(ExportRequest(model_dir=model_dir, config="tiny", name="tiny_deit_layers",
+                                 block_density=0.5, image_size=32)
+    state = export(ExportRequest(model_dir=model_dir, config="tiny", name="digits_shaped",
                                  calibration_images=8))
     write(state, tmp_path / "image")
     image = load_image(tmp_path / "image" / "weights.bin")
     config = load_config(tmp_path / "image" / "params.json")
-    assert config == image.config
+    assert config == image.config and config.model.tokens == 66
     x = state.integer_model.embed(state.calibration[:1])[0]
     cases = image_cases(image, x)
     results = replay(build(config, "layer_engine"), cases, tmp_path / "sim")
-    assert [r["name"] for r in results] == ["tiny_deit_layers.layer0", "tiny_deit_layers.layer1"]
+    assert [r["name"] for r in results] == ["digits_shaped.layer0", "digits_shaped.layer1"]
     for result in results:
         assert result["bit_exact"] and result["cycles"] == result["model_cycles"]
     # heads removed in the image are never run: 3 and 2 attention head slots
