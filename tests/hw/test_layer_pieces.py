@@ -1,0 +1,220 @@
+# amaranth: UnusedElaboratable=no
+"""Amaranth-simulator tests of the layer engine's scratchpad pieces, each on a real memory:
+the row reader (beats, timing, back-pressure), the row writer, the residual-add unit and the
+weight stager; outputs compared with ``sw.packing`` / the golden kernels, cycles with
+``sw.cycle_model.layer_engine``. (``sim/test_layer_engine.py`` runs them inside the engine.)"""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module, signed, unsigned
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
+
+from hw.layer.memory_map import LANE_WIDTH
+from hw.layer.residual_add import ResidualAdd
+from hw.layer.row_reader import RowReader
+from hw.layer.row_writer import RowWriter
+from hw.layer.weight_stager import WeightStager
+from sw.block_sparse import BlockSparseMatrix
+from sw.cycle_model.layer_engine import FIRST_BEAT_DELAY, RESIDUAL_LATENCY, stage_tile_cycles
+from sw.golden.kernels import residual_add_int, residual_constants
+from sw.packing import pack_lanes, pack_weights, rows_to_beats, unpack_lanes
+
+C = 4
+WORD = unsigned(C * LANE_WIDTH)        # a vector's bits (lane 0 lowest), as sw.packing packs
+
+
+class _OnMemory(Elaboratable):
+    """``dut`` with its read ports on one memory of vectors and, if it writes, a second one."""
+
+    def __init__(self, dut, init, *, reads=("mem",), write=None, depth=256):
+        self.dut, self.reads, self.write = dut, reads, write
+        self.memory = Memory(shape=WORD, depth=depth, init=init)
+        self.output = Memory(shape=WORD, depth=depth, init=[])
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut, m.submodules.memory = self.dut, self.memory
+        m.submodules.output = self.output
+        for name in self.reads:
+            port = self.memory.read_port()
+            m.d.comb += [port.addr.eq(getattr(self.dut, f"{name}_addr")),
+                         getattr(self.dut, f"{name}_data").eq(port.data)]
+        if self.write:
+            port = self.output.write_port()
+            addr, data_, en = self.write
+            m.d.comb += [port.addr.eq(getattr(self.dut, addr)),
+                         port.data.eq(getattr(self.dut, data_)),
+                         port.en.eq(getattr(self.dut, en))]
+        return m
+
+
+def _vectors(rows, stride):
+    """Memory words of ``rows`` laid out ``stride`` vectors per row (unused vectors 0)."""
+    tokens, width = rows.shape
+    words = []
+    for row in rows:
+        padded = np.concatenate([row, np.zeros(stride * C - width, np.int64)])
+        words += pack_lanes(padded.reshape(stride, C), LANE_WIDTH)
+    return words
+
+
+@pytest.mark.parametrize("lanes,length,ready_every", [(1, 7, 1), (2, 13, 1), (4, 9, 1),
+                                                      (2, 13, 3)])
+def test_row_reader_beats_and_timing(run_simulation, lanes, length, ready_every):
+    rng = np.random.default_rng(length)
+    rows = rng.integers(-(1 << 15), 1 << 15, (5, length))
+    stride = -(-length // C) + 1                      # a spare vector per row
+    base = 3
+    init = [0] * base + _vectors(rows, stride)
+    reader = RowReader(vector_lanes=C, lanes=lanes, out_shape=signed(16), max_rows=8,
+                       max_length=32, depth=256)
+    top = _OnMemory(reader, init)
+    expected = rows_to_beats(rows, lanes).tolist()
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(reader.start, 1)
+        ctx.set(reader.base, base)
+        ctx.set(reader.stride, stride)
+        ctx.set(reader.rows, len(rows))
+        ctx.set(reader.length, length)
+        await ctx.tick()
+        ctx.set(reader.start, 0)
+        cycle = 0
+        while len(seen) < len(expected) and cycle < 500:
+            cycle += 1
+            ready = cycle % ready_every == 0
+            ctx.set(reader.o.ready, ready)
+            valid, payload = ctx.get(reader.o.valid), ctx.get(reader.o.payload)
+            if valid and ready:
+                seen.append((cycle, [int(v) for v in payload]))
+            await ctx.tick()
+
+    run_simulation(top, testbench)
+    got = [beat for _, beat in seen]
+    # lanes past the row's end are don't-care in the beat: compare the element lanes only
+    mask = rows_to_beats(np.ones_like(rows), lanes) != 0
+    assert [list(np.where(m, b, 0)) for b, m in zip(got, mask)] == \
+        [list(np.where(m, b, 0)) for b, m in zip(expected, mask)]
+    if ready_every == 1:                 # one beat per cycle from FIRST_BEAT_DELAY on
+        assert [c for c, _ in seen] == list(range(FIRST_BEAT_DELAY,
+                                                  FIRST_BEAT_DELAY + len(expected)))
+
+
+@pytest.mark.parametrize("lanes,length", [(1, 6), (2, 11), (4, 8)])
+def test_row_writer_builds_vectors(run_simulation, lanes, length):
+    rng = np.random.default_rng(lanes)
+    rows = rng.integers(0, 256, (3, length))
+    stride = -(-length // C) + 2
+    base = 5
+    writer = RowWriter(vector_lanes=C, lanes=lanes, in_shape=data.ArrayLayout(
+        range(256), 1).elem_shape, max_rows=8, max_length=32, depth=256)
+    top = _OnMemory(writer, [], reads=(), write=("mem_addr", "mem_data", "mem_en"))
+    beats = rows_to_beats(rows, lanes).tolist()
+    finished = []
+
+    async def testbench(ctx):
+        ctx.set(writer.start, 1)
+        ctx.set(writer.base, base)
+        ctx.set(writer.stride, stride)
+        ctx.set(writer.rows, len(rows))
+        ctx.set(writer.length, length)
+        await ctx.tick()
+        ctx.set(writer.start, 0)
+        for index, beat in enumerate(beats):
+            ctx.set(writer.i.valid, 1)
+            ctx.set(writer.i.payload, beat)
+            if ctx.get(writer.finished):
+                finished.append(index)
+            await ctx.tick()
+        ctx.set(writer.i.valid, 0)
+        words = [ctx.get(top.output.data[base + r * stride + w])
+                 for r in range(len(rows)) for w in range(-(-length // C))]
+        found = unpack_lanes(words, C, LANE_WIDTH).reshape(len(rows), -1)
+        padded = np.zeros_like(found)
+        padded[:, :length] = rows
+        assert np.array_equal(found, padded)
+
+    run_simulation(top, testbench)
+    assert finished == [len(beats) - 1]
+
+
+def test_residual_add_is_the_golden_add(run_simulation):
+    rng = np.random.default_rng(7)
+    tokens, width, stride = 3, 8, 2
+    a = rng.integers(-(1 << 15), 1 << 15, (tokens, width))
+    b = rng.integers(-128, 128, (tokens, width))
+    constants = residual_constants(0.01, 0.2, 0.012, in_width=16, out_width=16)
+    a_base, b_base, out_base = 0, 16, 40
+    init = _vectors(a, stride) + [0] * (b_base - tokens * stride) + _vectors(b, stride)
+    unit = ResidualAdd(vector_lanes=C, in_width=16, out_width=16, multiplier_width=16,
+                       max_rows=8, max_words=4, depth=256)
+    top = _OnMemory(unit, init, reads=("a", "b"), write=("mem_addr", "mem_data", "mem_en"))
+    cycles = []
+
+    async def testbench(ctx):
+        for name in ("multiplier_a", "multiplier_b", "shift"):
+            ctx.set(getattr(unit.constants, name), getattr(constants, name))
+        for name, value in (("a_base", a_base), ("b_base", b_base), ("out_base", out_base),
+                            ("stride", stride), ("rows", tokens), ("words", width // C)):
+            ctx.set(getattr(unit, name), value)
+        ctx.set(unit.start, 1)
+        await ctx.tick()
+        ctx.set(unit.start, 0)
+        count = 1                       # cycles after the start cycle, to the last write
+        while not ctx.get(unit.finished):
+            count += 1
+            await ctx.tick()
+        cycles.append(count)
+        await ctx.tick()
+        words = [ctx.get(top.output.data[out_base + r * stride + w])
+                 for r in range(tokens) for w in range(width // C)]
+        found = unpack_lanes(words, C, LANE_WIDTH).reshape(tokens, width)
+        assert np.array_equal(found, residual_add_int(a, b, constants))
+
+    run_simulation(top, testbench)
+    # the last write comes n + latency cycles after the start cycle
+    assert cycles == [tokens * width // C + RESIDUAL_LATENCY]
+
+
+@pytest.mark.parametrize("transpose", [True, False])
+def test_weight_stager_writes_dense_key_and_value_tiles(run_simulation, transpose):
+    rng = np.random.default_rng(int(transpose))
+    tokens, keys, head_dim, block = 6, 8, 8, (4, 4)
+    rows = rng.integers(-128, 128, (tokens, 2 * head_dim))      # two heads side by side
+    stride = 2 * head_dim // C
+    head_offset = head_dim // C                                   # the second head
+    stager = WeightStager(lanes=C, block_rows=block[0], block_cols=block[1], keys=keys,
+                          head_dim=head_dim, data_width=8, max_rows=8, depth=256,
+                          weight_depth=256)
+    top = _OnMemory(stager, _vectors(rows, stride))
+    head = np.zeros((keys, head_dim), np.int64)
+    head[:tokens] = rows[:, head_dim:]                             # keys past the tokens: 0
+    weight = head if transpose else head.T
+    dense = BlockSparseMatrix.from_dense(weight, block, keep=np.ones(
+        (weight.shape[0] // block[0], weight.shape[1] // block[1]), bool))
+    expected = pack_weights(dense, C, C, 8)
+    written, cycles = {}, []
+
+    async def testbench(ctx):
+        for name, value in (("transpose", transpose), ("src_base", head_offset),
+                            ("stride", stride), ("tokens", tokens), ("dst", 10)):
+            ctx.set(getattr(stager, name), value)
+        ctx.set(stager.start, 1)
+        await ctx.tick()
+        ctx.set(stager.start, 0)
+        count = 0
+        while True:
+            count += 1
+            if ctx.get(stager.weight_en):
+                written[ctx.get(stager.weight_addr)] = ctx.get(stager.weight_data.as_value())
+            if ctx.get(stager.finished):
+                break
+            await ctx.tick()
+        cycles.append(count)
+
+    run_simulation(top, testbench)
+    assert [written[10 + i] for i in range(len(expected))] == expected
+    assert len(written) == len(expected)
+    assert cycles == [keys * head_dim // (C * C) * stage_tile_cycles(C)]
