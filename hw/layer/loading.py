@@ -15,7 +15,7 @@ loads :func:`load_plan`, the cycle model reads the block masks from the same pla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from hw.layer.memory_map import LayerMemoryMap
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig
 from sw.golden.encoder_layer import IntegerEncoderLayer
-from sw.packing import pack_quant, pack_weights
+from sw.packing import pack_resident_weight
 from sw.image.format import TENSOR_ROLES
 
 #: Tensor-table entries in order: the program's GEMM tensor ids, then the attention products.
@@ -55,7 +55,6 @@ class LoadPlan:
     gemm_words: dict
     tensors: tuple
     linear_words: int = 0        #: weight words of the six linears
-    extra: dict = field(default_factory=dict)
 
 
 def _shapes(mm: LayerMemoryMap, config: AcceleratorConfig) -> dict:
@@ -83,12 +82,19 @@ def gemm_capacity(config: AcceleratorConfig) -> dict:
 
 def _check_fits(layer: IntegerEncoderLayer, mm: LayerMemoryMap, config) -> None:
     hw = config.hardware
+    largest = _shapes(mm, config)
     for role in TENSOR_ROLES:
         weight = getattr(layer, role).weight
         out_features, in_features = weight.shape
         if out_features % hw.block_rows or in_features % hw.block_cols:
             raise ValueError(f"{role} weight {out_features}x{in_features} is not a whole number "
                              f"of {hw.block_rows}x{hw.block_cols} blocks")
+        if out_features > largest[role][0] or in_features > largest[role][1]:
+            raise ValueError(f"{role} weight {out_features}x{in_features} is larger than config "
+                             f"{config.name!r} holds ({largest[role][0]}x{largest[role][1]})")
+    if layer.head_dim != mm.head_dim:
+        raise ValueError(f"head_dim {layer.head_dim} differs from config {config.name!r}'s "
+                         f"{mm.head_dim}")
 
 
 def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan:
@@ -106,45 +112,41 @@ def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan
     _check_fits(layer, mm, config)
     gemm_words = {"weight": [], "row_ptr": [], "col_idx": [], "quant": []}
     tensors = []
-    blocks = row_ptr = quant = 0
+    place = {"first_block": 0, "row_ptr_base": 0, "quant_base": 0}
+    widths = {"array_rows": r, "array_cols": c, "data_width": hw.data_width,
+              "acc_width": hw.acc_width, "multiplier_width": hw.multiplier_width}
 
-    def add(name, matrix: BlockSparseMatrix, quant_words):
-        nonlocal blocks, row_ptr, quant
-        weight_base = blocks * words_per_block
-        packed = pack_weights(matrix, r, c, hw.data_width) if matrix.nnz_blocks else []
-        gemm_words["weight"] += [(weight_base + i, w) for i, w in enumerate(packed)]
-        gemm_words["row_ptr"] += [(row_ptr + i, blocks + int(p))
-                                  for i, p in enumerate(matrix.row_ptr)]
-        gemm_words["col_idx"] += [(blocks + i, int(k)) for i, k in enumerate(matrix.col_idx)]
-        gemm_words["quant"] += [(quant + i, w) for i, w in enumerate(quant_words)]
+    def add(name, matrix: BlockSparseMatrix, bias, multiplier, shift, *, staged=False):
+        nonlocal place
+        image = pack_resident_weight(matrix, bias, multiplier, shift, **place, **widths)
+        if not staged:                              # the stager writes staged weights
+            gemm_words["weight"] += [(image.weight_addr + i, w)
+                                     for i, w in enumerate(image.weight)]
+        gemm_words["row_ptr"] += [(image.row_ptr_base + i, p)
+                                  for i, p in enumerate(image.row_ptr)]
+        gemm_words["col_idx"] += [(image.first_block + i, k) for i, k in enumerate(image.col_idx)]
+        gemm_words["quant"] += [(image.quant_base + i, w) for i, w in enumerate(image.quant)]
         out_features, in_features = matrix.shape
-        tensors.append(TensorEntry(name=name, row_ptr_base=row_ptr, quant_base=quant,
-                                   weight_base=weight_base, in_tiles=in_features // r,
+        tensors.append(TensorEntry(name=name, row_ptr_base=image.row_ptr_base,
+                                   quant_base=image.quant_base, weight_base=image.weight_addr,
+                                   in_tiles=in_features // r,
                                    out_block_rows=out_features // hw.block_rows,
                                    mask=matrix.block_mask()))
-        blocks += matrix.nnz_blocks
-        row_ptr += len(matrix.row_ptr)
-        quant += len(quant_words)
+        place = image.next_free
 
     block = (hw.block_rows, hw.block_cols)
     for role in TENSOR_ROLES:
         linear = getattr(layer, role)
-        add(role, BlockSparseMatrix.from_dense(linear.weight, block),
-            pack_quant(linear.bias, linear.multiplier, linear.shift, c, hw.acc_width,
-                       hw.multiplier_width))
-    linear_words = blocks * words_per_block
+        add(role, BlockSparseMatrix.from_dense(linear.weight, block), linear.bias,
+            linear.multiplier, linear.shift)
+    linear_words = place["first_block"] * words_per_block
     # staging regions: dense, contents written per head by the weight stager
-    zeros = np.zeros
     for name, (out_features, in_features), multiplier, shift in (
             ("keys", (mm.keys, mm.head_dim), 1, 0),
             ("values", (mm.head_dim, mm.keys), layer.context_multiplier, layer.context_shift)):
-        dense = BlockSparseMatrix.from_dense(zeros((out_features, in_features), np.int64), block,
-                                             keep=np.ones((out_features // block[0],
-                                                           in_features // block[1]), bool))
-        quant_words = pack_quant(zeros(out_features, np.int64),
-                                 np.full(out_features, multiplier), np.full(out_features, shift),
-                                 c, hw.acc_width, hw.multiplier_width)
-        before = len(gemm_words["weight"])
-        add(name, dense, quant_words)
-        del gemm_words["weight"][before:]          # the stager writes these words
+        grid = (out_features // block[0], in_features // block[1])
+        dense = BlockSparseMatrix.from_dense(np.zeros((out_features, in_features), np.int64),
+                                             block, keep=np.ones(grid, bool))
+        add(name, dense, np.zeros(out_features, np.int64), np.full(out_features, multiplier),
+            np.full(out_features, shift), staged=True)
     return LoadPlan(gemm_words=gemm_words, tensors=tuple(tensors), linear_words=linear_words)

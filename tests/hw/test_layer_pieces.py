@@ -218,3 +218,14 @@ def test_weight_stager_writes_dense_key_and_value_tiles(run_simulation, transpos
     assert [written[10 + i] for i in range(len(expected))] == expected
     assert len(written) == len(expected)
     assert cycles == [keys * head_dim // (C * C) * stage_tile_cycles(C)]
+
+
+def test_load_plan_rejects_a_layer_the_config_cannot_hold():
+    from hw.layer.loading import load_plan
+    from sw.config import load_config
+    from sw.golden.synthetic_layer import synthetic_layer
+    layer = synthetic_layer(hidden=64, head_dim=16, heads=4, ffn=256, kept_heads=range(4),
+                            kept_ffn=256, block=(8, 8), density=1.0)
+    with pytest.raises(ValueError, match=r"fc1 weight 256x64 is larger than config 'tiny' "
+                                         r"holds \(128x64\)"):
+        load_plan(load_config("tiny"), layer)
