@@ -1,5 +1,5 @@
 """Tests of the special-function units' cycle model (``sw.cycle_model.units``); the RTL's
-counters are checked against it in ``sim/test_{softmax,gelu,layernorm}.py``."""
+counters are checked against it in ``sim/test_row_units.py`` and ``sim/test_gelu.py``."""
 
 import pytest
 
