@@ -90,25 +90,23 @@ _VISION_ROLES = {
     "fc2": "mlp.fc2",
 }
 
+
+def _vision(model_type: str) -> ModelStructure:
+    """HF DeiT and ViT share one layer layout (transformers 5 names)."""
+    return ModelStructure(
+        model_type=model_type,
+        layers_pattern=r"(^|\.)layers$",
+        roles=_VISION_ROLES,
+        attention="attention",
+        head_count_attributes=("num_attention_heads",),
+        head_size_attributes=(),
+        activation="mlp.activation_fn",
+    )
+
+
 STRUCTURES: dict[str, ModelStructure] = {
-    "deit": ModelStructure(
-        model_type="deit",
-        layers_pattern=r"(^|\.)layers$",
-        roles=_VISION_ROLES,
-        attention="attention",
-        head_count_attributes=("num_attention_heads",),
-        head_size_attributes=(),
-        activation="mlp.activation_fn",
-    ),
-    "vit": ModelStructure(
-        model_type="vit",
-        layers_pattern=r"(^|\.)layers$",
-        roles=_VISION_ROLES,
-        attention="attention",
-        head_count_attributes=("num_attention_heads",),
-        head_size_attributes=(),
-        activation="mlp.activation_fn",
-    ),
+    "deit": _vision("deit"),
+    "vit": _vision("vit"),
     "bert": ModelStructure(
         model_type="bert",
         layers_pattern=r"(^|\.)encoder\.layer$",
