@@ -4,9 +4,10 @@
 Transaction level: the layer's weights, constants, program and input rows go in through the
 load port, one job runs the whole program (no Python per clock while it runs), then the output
 rows, every instruction's cycle count (the trace memory) and the engine's total are read back.
-The scoreboard compares the output with the golden layer (``sw.golden.encoder_layer``, ``==``)
-and each instruction's cycles with ``sw.cycle_model.layer_engine`` (``==``); on a mismatch it
-also reads every buffer and names the first instruction whose result differs.
+The scoreboard compares the output with the golden layer (``sw.golden.layer_program``, ``==``)
+and each instruction's cycles (the trace memory), each opcode's cycle counter and the total
+with ``sw.cycle_model.layer_engine`` (``==``); on a mismatch it also reads every buffer and
+names the first one that differs.
 
 Environment: ``ACCEL_CONFIG`` (config JSON), ``LAYER_CASE`` (a pickled ``sim.layer_replay.
 LayerCase``), ``LAYER_RESULT`` (JSON written with the measurements).
@@ -24,14 +25,14 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.gemm.geometry import LoadTarget as GemmTarget
-from hw.layer.engine import CONSTANT_CHUNK, EngineTarget, LayerEngine
+from hw.layer.engine import CONSTANT_CHUNK, COUNTER_WIDTH, EngineTarget, LayerEngine
 from hw.layer.loading import load_plan
 from hw.layer.memory_map import LANE_WIDTH
 from sim.layer_replay import model_cycles
 from sim.transactions import TransactionTB, field_offsets
 from sw.config import AcceleratorConfig
 from sw.golden.encoder_layer import encoder_layer_int
-from sw.image.program import Buffer, encode_program
+from sw.image.program import Buffer, Opcode, encode_program
 from sw.packing import pack_lanes, unpack_lanes
 
 _GEMM_TARGETS = {"weight": GemmTarget.WEIGHT, "row_ptr": GemmTarget.ROW_PTR,
@@ -183,6 +184,13 @@ class LayerEngineTB(TransactionTB):
                                  "model_cycles": entry.cycles, "macs": entry.macs})
             self.check(f"{case.name}: instruction {entry.index} ({entry.unit}) cycles",
                        value, entry.cycles)
+        # the engine's per-opcode counters: every traced instruction's cycles, by opcode
+        counters = int(self.dut.opcode_cycles.value)
+        for opcode in Opcode:
+            found = (counters >> (COUNTER_WIDTH * int(opcode))) & ((1 << COUNTER_WIDTH) - 1)
+            expected = sum(e.cycles for e in model
+                           if e.opcode == opcode and opcode != Opcode.END)
+            self.check(f"{case.name}: {opcode.name} counter", found, expected)
         self.check(f"{case.name}: total cycles", total, model_total)
         self.check(f"{case.name}: cycles to done", cycles, model_total)
         return {"name": case.name, "cycles": total, "model_cycles": model_total,
