@@ -41,12 +41,15 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
 
 def test_every_layer_of_an_exported_digits_shaped_deit(tmp_path):
     """The digits DeiT's topology (32 px images in 4 px patches: 66 tokens, hidden 64, 4 heads,
-    FFN 128, 2 layers) with random weights, heads, FFN neurons and blocks removed: export it,
-    load the image from its bytes, generate the engine from its params.json and replay both
-    layers. (``make demo`` does the same with the trained digits DeiT.)"""
+    FFN 128, 2 layers) with random weights, heads, FFN neurons and blocks removed and token
+    pruning at keep rate 0.7 in both layers: export it, load the image from its bytes, generate
+    the engine from its params.json and replay both layers. (``make demo`` replays the trained
+    digits DeiT.)"""
     model_dir = save_pruned_deit(tmp_path / "run", removed_heads={0: [1], 1: [0, 3]},
                                  removed_neurons={0: list(range(37)), 1: list(range(0, 80, 2))},
-                                 block_density=0.5, image_size=32)
+                                 block_density=0.5, image_size=32,
+                                 tokens={"keep_rate": 0.7, "layers": [0, 1], "fuse": True,
+                                         "warmup": True, "protected": 2})
     state = export(ExportRequest(model_dir=model_dir, config="tiny", name="digits_shaped",
                                  calibration_images=8))
     write(state, tmp_path / "image")
@@ -62,6 +65,9 @@ def test_every_layer_of_an_exported_digits_shaped_deit(tmp_path):
     # heads removed in the image are never run: 3 and 2 attention head slots
     heads = [sum(e["unit"] == "attention_scores" for e in r["instructions"]) for r in results]
     assert heads == [3, 2]
+    # each layer gathers: 66 -> 48 -> 36 token rows, as the tokens benchmark's keep 0.7
+    assert [(layer.tokens, layer.token_keep) for layer in image.layers] == [(66, 48), (48, 36)]
+    assert all(any(e["unit"] == "token_gather" for e in r["instructions"]) for r in results)
 
 
 @pytest.mark.slow

@@ -76,6 +76,7 @@ class ExportState:
     kept_ffn: list = field(default_factory=list)
     ffn_padding: list = field(default_factory=list)
     pruning_blocks: list = field(default_factory=list)
+    token_pruning: list = field(default_factory=list)  #: per layer: TokenPruning or None
     notes: list = field(default_factory=list)     #: things the user should know, one line each
     calibration: object = None                    #: calibration images (torch tensor)
     integer_model: object = None                  #: sw.golden.deit_int.IntegerDeiT
@@ -272,6 +273,44 @@ def choose_kept_units(state: ExportState) -> ExportState:
     return state
 
 
+def choose_token_pruning(state: ExportState) -> ExportState:
+    """Each layer's token gather, from the pruning report's ``"tokens"`` entry (written by
+    ``sw/prune.py`` when the recipe prunes tokens): the same keep counts the model was
+    fine-tuned with (``sw.golden.token_select.keep_count``), so the image's programs gather
+    exactly where and as much as training did."""
+    from sw.golden.token_select import TokenPruning, keep_count
+    layers = state.topology["layers"]
+    entry = state.report.get("tokens") if isinstance(state.report, dict) else None
+    if entry is None:
+        state.token_pruning = [None] * layers
+        return state
+    try:
+        keep_rate = float(entry["keep_rate"])
+        protected = int(entry["protected"])
+        fuse = entry["fuse"]
+        chosen = entry["layers"]
+    except (KeyError, TypeError, ValueError):
+        raise ExportError("pruning_report.json: 'tokens' needs keep_rate, protected, fuse and "
+                          "layers (written by sw/prune.py)") from None
+    if not isinstance(fuse, bool) or not 0 < keep_rate <= 1 or protected < 1:
+        raise ExportError(f"pruning_report.json: tokens keep_rate {keep_rate}, protected "
+                          f"{protected}, fuse {fuse!r} are out of range")
+    _report_indices(sorted(chosen) if isinstance(chosen, list) else chosen, layers,
+                    "tokens layers")
+    rows, result = state.topology["tokens"], []
+    for index in range(layers):
+        gather = None
+        if index in chosen and rows > protected:
+            gather = TokenPruning(keep=keep_count(rows - protected, keep_rate),
+                                  protected=protected, fuse=fuse)
+            if gather.output_tokens(rows) == rows:
+                gather = None
+        result.append(gather)
+        rows = rows if gather is None else gather.output_tokens(rows)
+    state.token_pruning = result
+    return state
+
+
 def fit_to_hardware(state: ExportState) -> ExportState:
     """Pad the kept FFN neurons to whole blocks and check every matrix against the block shape.
 
@@ -389,16 +428,21 @@ def assemble(state: ExportState) -> ExportState:
     for index, integer in enumerate(state.integer_model.layers):
         linears = {role: _linear_image(state, index, role, getattr(integer, role))
                    for role in TENSOR_ROLES}
+        gather = state.token_pruning[index]
+        token_keep = tokens if gather is None else gather.output_tokens(tokens)
+        protected, fuse = (1, True) if gather is None else (gather.protected, gather.fuse)
         layers.append(LayerImage(
             index=index, head_dim=integer.head_dim, kept_heads=tuple(integer.kept_heads),
             kept_ffn=tuple(integer.kept_ffn), ffn_padding=state.ffn_padding[index],
-            tokens=tokens, token_keep=tokens,
+            tokens=tokens, token_keep=token_keep,
             scales={point: float(integer.scales[point]) for point in SCALE_POINTS},
             ln1=integer.ln1, softmax=integer.softmax,
             context_multiplier=integer.context_multiplier,
             context_shift=integer.context_shift, residual1=integer.residual1, ln2=integer.ln2,
             gelu=integer.gelu, residual2=integer.residual2, linears=linears,
-            program=layer_program(integer.kept_heads, tokens=tokens, token_keep=tokens)))
+            program=layer_program(integer.kept_heads, tokens=tokens, token_keep=token_keep,
+                                  protected=protected, fuse=fuse)))
+        tokens = token_keep
     words_per_block = hw.block_rows * hw.block_cols // hw.array_cols
     most_blocks = max(linear.weights.nnz_blocks for layer in layers
                       for linear in layer.linears.values())
@@ -426,6 +470,7 @@ STEPS = (
     ("locate model", locate_model),
     ("load model", load_torch_model),
     ("choose kept heads and FFN neurons", choose_kept_units),
+    ("choose token gathers", choose_token_pruning),
     ("fit to the hardware", fit_to_hardware),
     ("quantize", quantize),
     ("assemble image", assemble),
@@ -474,15 +519,24 @@ def verify(state: ExportState, images=None) -> dict:
     image_output = encode(from_bytes, x, traces=traces)
     layers, total = [], 0
     for index, layer in enumerate(reference.layers):
-        x = encoder_layer_int(layer, x)
+        x = encoder_layer_int(layer, x, token_pruning=state.token_pruning[index])
         differences = int(np.count_nonzero(x != traces[index]["output"]))
         total += differences
         layers.append({"index": index, "values": int(x.size), "differences": differences})
     reference_output = layernorm_int(x, reference.final_layernorm)
     final = int(np.count_nonzero(reference_output != image_output))
+    model = state.model
+    if any(gather is not None for gather in state.token_pruning):     # the same gathers
+        import copy
+
+        from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
+        entry = state.report["tokens"]
+        model = copy.deepcopy(state.model)
+        patch_token_pruning(model, TokenPruningArgs.from_dict({
+            key: entry[key] for key in ("keep_rate", "layers", "fuse")}))
     with torch.no_grad():
-        float_top1 = state.model(pixel_values=images).logits.argmax(-1).numpy()
-    integer_top1 = reference.logits(images).argmax(-1)
+        float_top1 = model(pixel_values=images).logits.argmax(-1).numpy()
+    integer_top1 = reference.logits(images, token_pruning=state.token_pruning).argmax(-1)
     return {"images": int(len(images)), "layers": layers,
             "final": {"values": int(image_output.size), "differences": final},
             "differences": total + final,

@@ -20,7 +20,8 @@ from sw.pruning.structures import linear_modules
 def save_pruned_deit(directory: Path, *, removed_heads: dict, removed_neurons: dict,
                      block_density: float = 0.5, block: tuple = (8, 8), image_size: int = 16,
                      hidden_size: int = 64, num_heads: int = 4, intermediate_size: int = 128,
-                     num_layers: int = 2, seed: int = 0, report: bool = True) -> Path:
+                     num_layers: int = 2, seed: int = 0, report: bool = True,
+                     tokens: dict | None = None) -> Path:
     """A random small DeiT with whole heads, whole FFN neurons and ``block`` blocks zeroed.
 
     ``removed_heads[i]`` / ``removed_neurons[i]`` list what layer ``i`` loses (weights and biases
@@ -69,7 +70,8 @@ def save_pruned_deit(directory: Path, *, removed_heads: dict, removed_neurons: d
             "layers": [{"index": index, "linears": {
                 role: {"block_shape": list(block)} for role in ("q", "k", "v", "o", "fc1",
                                                                  "fc2")}}
-                for index in range(num_layers)]}, indent=2))
+                for index in range(num_layers)],
+            **({"tokens": tokens} if tokens is not None else {})}, indent=2))
     else:
         model.save_pretrained(directory)
     return directory

@@ -252,3 +252,27 @@ def test_plain_vit_directory_keeps_everything(tmp_path):
     assert image.layers[0].kept_heads == (0, 1) and len(image.layers[0].kept_ffn) == 64
     assert image.layers[0].linears["q"].pruning_block_shape == (0, 0)
     assert verify(state)["differences"] == 0
+
+
+def test_token_pruning_in_the_report_becomes_gathers(tmp_path):
+    """The report's tokens entry (as sw/prune.py writes it) gives each layer a TOKEN_GATHER with
+    the fine-tuned keep counts; the image's golden model equals the integer model with the
+    same gathers."""
+    tokens = {"keep_rate": 0.7, "layers": [0, 1], "fuse": True, "warmup": True, "protected": 2}
+    model_dir = save_pruned_deit(tmp_path / "run", removed_heads={0: [1]}, removed_neurons={},
+                                 block_density=0.5, image_size=32, tokens=tokens)
+    state = export(ExportRequest(model_dir=model_dir, config="tiny", name="gathers",
+                                 calibration_images=4))
+    assert [(g.keep, g.protected, g.fuse) for g in state.token_pruning] == [(45, 2, True),
+                                                                             (33, 2, True)]
+    assert [(layer.tokens, layer.token_keep) for layer in state.image.layers] == [(66, 48),
+                                                                                  (48, 36)]
+    assert verify(state)["differences"] == 0
+
+
+def test_a_bad_tokens_entry_is_named(tmp_path):
+    model_dir = save_pruned_deit(tmp_path / "run", removed_heads={}, removed_neurons={},
+                                 image_size=16, tokens={"keep_rate": 0.7, "layers": [0]})
+    with pytest.raises(ExportError, match=r"pruning_report.json: 'tokens' needs keep_rate, "
+                                          r"protected, fuse and layers"):
+        export(ExportRequest(model_dir=model_dir, config="tiny", calibration_images=4))
