@@ -3,7 +3,8 @@
 1. The dense digits DeiT teacher (``build/models/digits_deit``; trained first if missing, about
    a minute).
 2. A brief fine-pruning run of it (:data:`DEMO_PRUNING`, well under a minute): block movement
-   pruning with distillation; heads and FFN neurons go (no token pruning).
+   pruning with distillation; heads and FFN neurons go, and both layers prune tokens (keep
+   rate 0.7, fused) as ``recipes/digits_deit_tokens.json`` says.
 3. Export with ``sw.image.export`` for the ``tiny`` hardware: the pruned model into
    ``build/images/digits_deit_demo/`` and, with the same exporter and hardware, the unpruned
    teacher into ``build/images/digits_deit_dense/`` (``weights.bin``, ``params.json``,
@@ -47,7 +48,10 @@ BENCH_PRUNING = BUILD_ROOT / "bench" / "pruning.json"
 HARDWARE = "tiny"
 STEPS = 7
 
-#: A brief run of recipes/digits_deit.json: its topK blocks (16x16 head blocks, whole FFN
+#: The recipe of the brief prune: block pruning plus token pruning in both layers.
+DEMO_RECIPE = BUILD_ROOT.parent / "recipes" / "digits_deit_tokens.json"
+
+#: A brief run of recipes/digits_deit_tokens.json: its topK blocks (16x16 head blocks, whole FFN
 #: neurons) and distillation, pruned straight to the final threshold in 3 epochs on 768 images,
 #: without the final fine-tune (the filled model is not what the accelerator runs).
 DEMO_PRUNING = {"final_threshold": 0.3, "initial_warmup": 0, "final_warmup": 1,
@@ -97,14 +101,16 @@ def _teacher() -> Path:
 
 
 def _prune(teacher: Path) -> dict:
-    from sw.prune import DEFAULT_RECIPE, prune, resolve_recipe
-    recipe = json.loads(Path(DEFAULT_RECIPE).read_text())
+    from sw.prune import prune, resolve_recipe, resolve_token_recipe
+    recipe = json.loads(DEMO_RECIPE.read_text())
     args, options = resolve_recipe(recipe, DEMO_PRUNING, DEMO_TRAINING)
-    _, report = prune(args, options, teacher_dir=teacher, out=PRUNING_DIR, progress=True)
+    _, report = prune(args, options, teacher_dir=teacher, out=PRUNING_DIR, progress=True,
+                      tokens=resolve_token_recipe(recipe))
     print(f"      dense accuracy {report['dense_accuracy']:.3f}, pruned {report['accuracy']:.3f}"
           f"; linear density {report['linear_density']:.3f}; heads removed "
           f"{report['heads_removed']} of {report['heads_total']}; FFN neurons kept "
-          f"{report['ffn_density']:.3f}")
+          f"{report['ffn_density']:.3f}; token rows per layer (attention -> FFN) "
+          f"{report['tokens']['tokens_per_layer']}")
     return report
 
 
@@ -137,7 +143,8 @@ def _integer_accuracy(states: dict, teacher: Path) -> dict:
     labels = split.val_labels.numpy()
     result = {"validation_images": int(len(labels))}
     for model, state in states.items():
-        logits = predict(state.integer_model, split.val_images)
+        logits = predict(state.integer_model, split.val_images,
+                         token_pruning=state.token_pruning)
         result[model] = float(np.mean(logits.argmax(-1) == labels))
         print(f"      {model}: integer top-1 {result[model]:.3f} on {len(labels)} images")
     return result
@@ -152,12 +159,12 @@ def _check_same_engine(dense, pruned) -> None:
 
 
 def nonzero_macs(case, instruction: dict) -> int:
-    """Multiply-accumulates of one replayed instruction with a non-zero weight: tokens times
-    the non-zero weights of a linear, every MAC of an attention product (its "weights" are
+    """Multiply-accumulates of one replayed instruction with a non-zero weight: the token rows
+    it works on times the non-zero weights of a linear, every MAC of an attention product (its "weights" are
     activations), none for the other units."""
     if instruction["opcode"] == "GEMM":
         weight = getattr(case.layer, instruction["unit"]).weight
-        return int(case.x.shape[0]) * int(np.count_nonzero(weight))
+        return int(instruction["rows"]) * int(np.count_nonzero(weight))
     return int(instruction["macs"])
 
 
@@ -259,8 +266,10 @@ def run() -> dict:
                              "integer": f"golden model of {_relative(directory)}, make demo"}
                              for model, directory in (("dense", DENSE_DIR),
                                                       ("pruned", IMAGE_DIR))}},
-            "pruning": {key: pruning[key] for key in ("linear_density", "heads_removed",
-                                                      "heads_total", "ffn_density")},
+            "pruning": {**{key: pruning[key] for key in ("linear_density", "heads_removed",
+                                                         "heads_total", "ffn_density")},
+                        "token_rows": [[layer.tokens, layer.token_keep]
+                                       for layer in images["pruned"].layers]},
             "replays": replays,
             "steps": list(steps.times),       # the report's own step is not in it
             "bench": _bench_pruning(),

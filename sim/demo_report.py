@@ -17,7 +17,8 @@ summary, the layer engine replays of the dense and the pruned model, step times,
                     may be None when it was not measured; ``sources`` says where each comes
                     from)
 ``pruning``         ``{"linear_density", "heads_removed", "heads_total", "ffn_density",
-                    "source"}``
+                    "token_rows", "source"}`` (``token_rows``: per layer, the rows its
+                    attention and its FFN see; optional)
 ``replays``         ``{"dense": [...], "pruned": [...]}``: one ``sim.layer_replay.replay``
                     result per layer, each instruction with ``nonzero_macs`` added (tokens times
                     the non-zero weights of a linear; every MAC of an attention product)
@@ -48,7 +49,8 @@ _MODELS = ("dense", "pruned")
 
 
 def _ratio(numerator, denominator):
-    return numerator / denominator if denominator else None
+    """``numerator / denominator``, or None when either is 0 (a unit only one model runs)."""
+    return numerator / denominator if denominator and numerator else None
 
 
 def _replay_summary(result: dict, processing_elements: int) -> dict:
@@ -204,6 +206,9 @@ def markdown(report: dict) -> str:
         ("linear density", _number(pruning["linear_density"])),
         ("heads removed", f"{pruning['heads_removed']} of {pruning['heads_total']}"),
         ("FFN neurons kept", _number(pruning["ffn_density"])),
+        *([("token rows per layer (attention -> FFN)",
+            ", ".join(f"{a} -> {b}" for a, b in pruning["token_rows"]))]
+          if pruning.get("token_rows") else []),
         ("cycles (dense / pruned)",
          f"{_number(total['dense_cycles'])} / {_number(total['pruned_cycles'])}"),
         ("speed-up (dense / pruned cycles)", f"{_number(total['speedup'], 2)}x"),

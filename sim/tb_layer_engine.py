@@ -181,7 +181,8 @@ class LayerEngineTB(TransactionTB):
         for entry, value in zip(model, measured):
             instructions.append({"index": entry.index, "opcode": entry.opcode.name,
                                  "unit": entry.unit, "cycles": value,
-                                 "model_cycles": entry.cycles, "macs": entry.macs})
+                                 "model_cycles": entry.cycles, "macs": entry.macs,
+                                 "rows": entry.rows})
             self.check(f"{case.name}: instruction {entry.index} ({entry.unit}) cycles",
                        value, entry.cycles)
         # the engine's per-opcode counters: every traced instruction's cycles, by opcode

@@ -93,13 +93,15 @@ class LayerShapes:
 
 @dataclass(frozen=True)
 class InstructionCycles:
-    """One instruction, the name of the unit it runs on, its cycles and its MACs."""
+    """One instruction, the name of the unit it runs on, its cycles, its MACs and the token
+    rows it works on."""
 
     index: int
     opcode: Opcode
     unit: str
     cycles: int
     macs: int = 0
+    rows: int = 0
 
 
 #: Report name of each instruction (GEMMs by tensor).
@@ -134,7 +136,7 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
     result = []
     for index, instruction in enumerate(program):
         op = instruction.opcode
-        macs = 0
+        macs, rows = 0, tokens
         if op == Opcode.END:
             cycles, unit = DISPATCH_CYCLES, "control"
         elif op == Opcode.LAYERNORM:
@@ -170,7 +172,7 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
         else:
             raise ValueError(f"instruction {index} ({op.name}) is not run by the layer engine")
         result.append(InstructionCycles(index=index, opcode=op, unit=unit, cycles=cycles,
-                                        macs=macs))
+                                        macs=macs, rows=rows))
         if op == Opcode.END:
             break
     return result
