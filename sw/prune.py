@@ -122,11 +122,16 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     student = load_model(teacher_dir)
     token_patch = None if tokens is None else patch_token_pruning(
         student, tokens, initial_warmup=args.initial_warmup, final_warmup=args.final_warmup,
-        warmup_epochs=options.warmup_epochs, epochs=options.epochs)
+        warmup_epochs=options.warmup_epochs, epochs=options.epochs,
+        finetune_epochs=options.final_finetune_epochs)
+    if tokens is not None and tokens.warmup_stage == "finetune" and not args.final_finetune:
+        raise ValueError("tokens.warmup_stage \"finetune\" needs pruning.final_finetune: true")
     use_teacher = args.distil_alpha_teacher > 0
     result = fine_prune(student, teacher if use_teacher else None, split, args, options,
                         progress=progress,
-                        on_step=None if token_patch is None else token_patch.on_step)
+                        on_step=None if token_patch is None else token_patch.on_step,
+                        on_finetune_step=None if token_patch is None
+                        else token_patch.on_finetune_step)
     block_shapes = {name: info.block_shape for name, info in result.patch.patched.items()}
     report = pruning_report(
         pruned=result.pruned, masks=result.masks, block_shapes=block_shapes, baseline=baseline,

@@ -29,12 +29,15 @@ from .methods.schedule import ThresholdSchedule
 from .structures import encoder_layers, structure_for
 
 __all__ = ["PROTECTED_TOKENS", "TokenGather", "TokenPruningArgs", "TokenPruningPatch",
-           "patch_token_pruning"]
+           "WARMUP_STAGES", "patch_token_pruning"]
 
 #: Leading tokens that are never pruned, per architecture: ViT's CLS; DeiT's CLS and
 #: distillation token (``DeiTForImageClassificationWithTeacher`` reads the latter, and EViT
 #: keeps every class token).
 PROTECTED_TOKENS = {"deit": 2, "vit": 1}
+
+#: Values of ``TokenPruningArgs.warmup_stage``: the stage whose steps the keep-rate ramp follows.
+WARMUP_STAGES = ("prune", "finetune")
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,20 @@ class TokenPruningArgs:
     fuse : bool
         Fuse the dropped tokens into one token (EViT) instead of dropping them.
     warmup : bool
-        Ramp the keep rate from 1.0 down to ``keep_rate`` along the pruning schedule.
+        Ramp the keep rate from 1.0 down to ``keep_rate`` (otherwise train at ``keep_rate``
+        from the first step).
+    warmup_stage : str
+        When the ramp runs: ``"prune"``, along the weight threshold's cubic schedule in the
+        pruning stage; ``"finetune"``, after the weights have settled: every token is kept in
+        the pruning stage, and the same cubic shape runs over the masked fine-tune
+        (``finetune-masked``; needs ``final_finetune``).
     """
 
     keep_rate: float = 1.0
     layers: tuple = (0,)
     fuse: bool = True
     warmup: bool = True
+    warmup_stage: str = "prune"
 
     def __post_init__(self):
         if not (isinstance(self.keep_rate, (int, float)) and not isinstance(self.keep_rate, bool)
@@ -73,6 +83,9 @@ class TokenPruningArgs:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"tokens.{name} must be true or false, not "
                                  f"{getattr(self, name)!r}")
+        if self.warmup_stage not in WARMUP_STAGES:
+            raise ValueError(f"tokens.warmup_stage must be one of {', '.join(WARMUP_STAGES)}, "
+                             f"not {self.warmup_stage!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TokenPruningArgs":
@@ -161,12 +174,18 @@ class TokenPruningPatch:
     final_warmup: float = 2.0
     warmup_epochs: int = 1
     epochs: int = 1
+    finetune_epochs: int = 1
 
-    def rate_at(self, step: int, total_steps: int) -> float:
-        """Training keep rate at optimizer ``step`` of ``total_steps``."""
+    def rate_at(self, step: int, total_steps: int, *, stage: str = "prune") -> float:
+        """Training keep rate at optimizer ``step`` of ``total_steps`` of ``stage``
+        (``"prune"``, the pruning stage, or ``"finetune"``, the masked fine-tune)."""
         if not self.args.warmup or self.args.keep_rate == 1.0:
             return self.args.keep_rate
-        warmup_steps = self.warmup_epochs * total_steps // max(self.epochs, 1)
+        if stage != self.args.warmup_stage:
+            # before the ramp's stage every token is kept; after it, the target
+            return 1.0 if stage == "prune" else self.args.keep_rate
+        epochs = self.epochs if stage == "prune" else self.finetune_epochs
+        warmup_steps = self.warmup_epochs * total_steps // max(epochs, 1)
         schedule = ThresholdSchedule(
             initial_threshold=1.0, final_threshold=self.args.keep_rate,
             initial_warmup=self.initial_warmup, final_warmup=self.final_warmup,
@@ -174,8 +193,15 @@ class TokenPruningPatch:
         return schedule.threshold(step)
 
     def on_step(self, step: int, total_steps: int) -> None:
-        """Set every gather's training keep rate for ``step`` (the trainer's step hook)."""
-        rate = self.rate_at(step, total_steps)
+        """Set every gather's training keep rate for ``step`` of the pruning stage (the
+        trainer's step hook)."""
+        self._set_rate(self.rate_at(step, total_steps))
+
+    def on_finetune_step(self, step: int, total_steps: int) -> None:
+        """Set every gather's training keep rate for ``step`` of the masked fine-tune."""
+        self._set_rate(self.rate_at(step, total_steps, stage="finetune"))
+
+    def _set_rate(self, rate: float) -> None:
         for gather in self.gathers.values():
             gather.current_rate = rate
 
@@ -201,12 +227,14 @@ class TokenPruningPatch:
 
 def patch_token_pruning(model: nn.Module, args: TokenPruningArgs, *,
                         initial_warmup: float = 1.0, final_warmup: float = 2.0,
-                        warmup_epochs: int = 1, epochs: int = 1) -> TokenPruningPatch:
+                        warmup_epochs: int = 1, epochs: int = 1,
+                        finetune_epochs: int = 1) -> TokenPruningPatch:
     """Install token gathers in ``args.layers`` of an HF DeiT / ViT model (mutates it).
 
     Switches the model to eager attention (the gather needs the attention probabilities).
     The warm-up arguments are the pruning recipe's (``initial_warmup``, ``final_warmup``) and
-    training section's (``warmup_epochs``, ``epochs``): the keep rate ramps like the threshold.
+    training section's (``warmup_epochs``, ``epochs``, ``final_finetune_epochs`` as
+    ``finetune_epochs``): the keep rate ramps like the threshold.
 
     Raises
     ------
@@ -232,4 +260,5 @@ def patch_token_pruning(model: nn.Module, args: TokenPruningArgs, *,
         layer.forward = types.MethodType(_pruning_layer_forward, layer)
     return TokenPruningPatch(args=args, gathers=gathers, protected=protected,
                              initial_warmup=initial_warmup, final_warmup=final_warmup,
-                             warmup_epochs=warmup_epochs, epochs=epochs)
+                             warmup_epochs=warmup_epochs, epochs=epochs,
+                             finetune_epochs=finetune_epochs)

@@ -255,25 +255,37 @@ def _bake(model: nn.Module, masks: dict[str, Tensor]) -> None:
 
 def finetune(model: nn.Module, teacher: nn.Module | None, split: ImageSplit, args: PruningArgs,
              options: TrainingOptions, *, stage: str = "finetune",
-             progress: bool = True) -> list[dict]:
+             progress: bool = True,
+             on_step: Callable[[int, int], None] | None = None) -> list[dict]:
     """Fine-tune every parameter of ``model`` with distillation; return the per-epoch history.
 
     Mutates the model (trains it in place). Parametrizations on the model (``KeepMask``) stay in
-    force, so a masked model keeps its zeros.
+    force, so a masked model keeps its zeros. ``on_step(step, total_steps)``, when given, is
+    called before every optimizer step (steps from 1).
     """
     accelerator = _accelerator()
     model.to(accelerator.device)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad],
                "weight_decay": options.weight_decay}]
+    samples = len(split.train_labels) if options.max_train_samples is None else min(
+        options.max_train_samples, len(split.train_labels))
+    total_steps = options.final_finetune_epochs * math.ceil(samples / options.batch_size)
+
+    def step_hook(step: int) -> float:
+        if on_step is not None:
+            on_step(step, total_steps)
+        return 0.0
+
     return _train_epochs(model, teacher, split, args, options,
                          epochs=options.final_finetune_epochs, lr=options.final_finetune_lr,
-                         parameter_groups=groups, on_step=lambda step: 0.0, stage=stage,
+                         parameter_groups=groups, on_step=step_hook, stage=stage,
                          progress=progress, accelerator=accelerator)
 
 
 def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
                args: PruningArgs, options: TrainingOptions, *, progress: bool = True,
-               on_step: Callable[[int, int], None] | None = None) -> PruneResult:
+               on_step: Callable[[int, int], None] | None = None,
+               on_finetune_step: Callable[[int, int], None] | None = None) -> PruneResult:
     """Movement-prune ``student`` with distillation from ``teacher``; optionally fill and tune.
 
     Mutates ``student`` (it becomes ``result.pruned``). Steps: patch the linears; train with
@@ -289,6 +301,7 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
     ``on_step(step, total_steps)``, when given, is called before every optimizer step of the
     pruning stage (steps count from 1), after the threshold is set: the hook for schedules of
     other kinds of pruning that share the run (token keep-rate warm-up, for example).
+    ``on_finetune_step(step, total_steps)`` is the same hook for the ``finetune-masked`` stage.
     """
     started = time.perf_counter()
     accelerator = _accelerator()
@@ -349,7 +362,7 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
         # Masks frozen: the dense-shaped pruned model trains with its zeros held by KeepMask.
         _freeze_masks(pruned, masks)
         history += finetune(pruned, teacher, split, args, options, stage="finetune-masked",
-                            progress=progress)
+                            progress=progress, on_step=on_finetune_step)
         _bake(pruned, masks)
         accuracy = evaluate(pruned, split.val_images.to(device),
                             split.val_labels.to(device))

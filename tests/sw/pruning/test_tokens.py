@@ -106,6 +106,26 @@ def test_warmup_follows_the_cubic_schedule_and_eval_uses_the_target():
     assert gather.eval().keep(66) == keep_count(64, 0.5)
     no_warmup = patch_token_pruning(_model(), TokenPruningArgs(keep_rate=0.5, warmup=False))
     assert no_warmup.rate_at(1, 110) == 0.5
+    # the masked fine-tune only re-asserts the target
+    patch.on_finetune_step(1, 30)
+    assert gather.current_rate == 0.5
+
+
+def test_warmup_after_the_weights_keeps_every_token_then_ramps_in_the_finetune():
+    patch = patch_token_pruning(_model(), TokenPruningArgs(keep_rate=0.5, layers=[0],
+                                                           warmup_stage="finetune"),
+                                initial_warmup=1, final_warmup=2, warmup_epochs=1, epochs=20,
+                                finetune_epochs=11)
+    gather = patch.gathers[0].train()
+    for step in (1, 100, 220):
+        patch.on_step(step, 220)
+        assert gather.current_rate == 1.0 and gather.keep(66) == 64
+    # fine-tune: 110 steps, unit 10 (one of its 11 epochs): flat to 10, cubic to 90, flat after
+    assert patch.rate_at(10, 110, stage="finetune") == 1.0
+    assert patch.rate_at(50, 110, stage="finetune") == pytest.approx(0.5 + 0.5 * 0.5**3)
+    patch.on_finetune_step(95, 110)
+    assert gather.current_rate == 0.5
+    assert gather.eval().keep(66) == keep_count(64, 0.5)
 
 
 def test_vit_protects_only_cls_and_deepcopy_keeps_the_patch():
@@ -125,7 +145,9 @@ def test_arguments_and_recipe_errors():
     for bad, message in ((dict(keep_rate=0.0), "tokens.keep_rate must lie in"),
                          (dict(layers=[]), "tokens.layers must be a non-empty list"),
                          (dict(layers=[0, 0]), "tokens.layers must be a non-empty list"),
-                         (dict(fuse="yes"), "tokens.fuse must be true or false")):
+                         (dict(fuse="yes"), "tokens.fuse must be true or false"),
+                         (dict(warmup_stage="late"), "tokens.warmup_stage must be one of "
+                                                     "prune, finetune, not 'late'")):
         with pytest.raises(ValueError, match=message):
             TokenPruningArgs(**bad)
     with pytest.raises(ValueError, match=r"Unknown tokens options \['keep'\]"):
