@@ -22,7 +22,7 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 
 from hw.gemm.geometry import LoadTarget as GemmTarget
 from hw.layer.engine import CONSTANT_CHUNK, COUNTER_WIDTH, EngineTarget, LayerEngine
@@ -66,34 +66,12 @@ class LayerEngineTB(TransactionTB):
             await RisingEdge(dut.clk)
         dut.load__valid.value = 0
 
-    async def read_vectors(self, start: int, count: int) -> list[int]:
-        dut, words = self.dut, []
-        dut.read_addr.value = start
-        for index in range(count):
-            await RisingEdge(dut.clk)
-            dut.read_addr.value = start + min(index + 1, count - 1)
-            await ReadOnly()
-            words.append(int(dut.read_data.value))
-        await RisingEdge(dut.clk)
-        return words
-
-    async def read_trace(self, count: int) -> list[int]:
-        dut, values = self.dut, []
-        dut.trace_addr.value = 0
-        for index in range(count):
-            await RisingEdge(dut.clk)
-            dut.trace_addr.value = min(index + 1, count - 1)
-            await ReadOnly()
-            values.append(int(dut.trace_data.value))
-        await RisingEdge(dut.clk)
-        return values
-
     async def read_buffer(self, buffer: Buffer, rows: int, width: int) -> np.ndarray:
         region, c = self.map.regions[buffer], self.map.lanes
         words = -(-width // c)
         vectors = []
         for row in range(rows):          # row by row: strides may exceed the width
-            vectors += await self.read_vectors(region.address(row), words)
+            vectors += await self.read_words(words, region.address(row))
         values = unpack_lanes(vectors, c, LANE_WIDTH).reshape(rows, words * c)
         return values[:, :width]
 
@@ -175,7 +153,7 @@ class LayerEngineTB(TransactionTB):
         total = int(self.dut.cycles.value)
         model_total = sum(e.cycles for e in model)
         # END has no trace entry: its cycles are what the engine's total leaves over
-        measured = await self.read_trace(len(model) - 1)
+        measured = await self.read_words(len(model) - 1, addr="trace_addr", data="trace_data")
         measured.append(total - sum(measured))
         instructions = []
         for entry, value in zip(model, measured):

@@ -62,15 +62,18 @@ class TransactionTB:
         await RisingEdge(dut.done)
         return round((get_sim_time("ns") - started) / CLOCK_NS)
 
-    async def read_words(self, count: int) -> list[int]:
-        """Read words ``0 .. count-1`` of the read port (registered: one cycle of latency)."""
+    async def read_words(self, count: int, start: int = 0, *, addr: str = "read_addr",
+                         data: str = "read_data") -> list[int]:
+        """Read words ``start .. start+count-1`` of a registered read port (one cycle of
+        latency), by default ``read_addr`` / ``read_data``."""
         dut, words = self.dut, []
-        dut.read_addr.value = 0
-        for addr in range(count):
+        addr_port, data_port = getattr(dut, addr), getattr(dut, data)
+        addr_port.value = start
+        for index in range(count):
             await RisingEdge(dut.clk)
-            dut.read_addr.value = min(addr + 1, count - 1)
+            addr_port.value = start + min(index + 1, count - 1)
             await ReadOnly()
-            words.append(int(dut.read_data.value))
+            words.append(int(data_port.value))
         await RisingEdge(dut.clk)
         return words
 

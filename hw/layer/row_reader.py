@@ -19,6 +19,21 @@ from hw.layer.memory_map import LANE_WIDTH
 QUEUE_DEPTH = 4
 
 
+def latched_row_shape(m: Module, start, length, *, vector_lanes: int, lanes: int,
+                      max_words: int):
+    """Registers ``(words, last_subs)`` of a row of ``length`` elements, latched on ``start``:
+    its ``ceil(length / C)`` vectors and the beats of ``L`` lanes its last vector holds (the
+    row walk of :class:`RowReader` and :class:`~hw.layer.row_writer.RowWriter`)."""
+    c = vector_lanes
+    words = Signal(range(max_words + 1), name="words")
+    last_subs = Signal(range(c // lanes + 1), name="last_subs")
+    with m.If(start):
+        m.d.sync += [words.eq((length + c - 1) // c),
+                     last_subs.eq((length - ((length + c - 1) // c - 1) * c + lanes - 1)
+                                  // lanes)]
+    return words, last_subs
+
+
 class RowReader(wiring.Component):
     """Reads ``rows`` rows of ``length`` elements from ``base`` (``stride`` vectors per row).
 
@@ -65,8 +80,8 @@ class RowReader(wiring.Component):
         m = Module()
         c, lanes = self._c, self._l
         subs = c // lanes
-        words = Signal(range(self._max_words + 1))
-        last_subs = Signal(range(subs + 1))
+        words, last_subs = latched_row_shape(m, self.start, self.length, vector_lanes=c,
+                                             lanes=lanes, max_words=self._max_words)
         rows = Signal.like(self.rows)
         stride = Signal.like(self.stride)
 
@@ -101,10 +116,7 @@ class RowReader(wiring.Component):
         m.d.comb += self.busy.eq(fetching | emitting)
 
         with m.If(self.start):
-            length = self.length
             m.d.sync += [
-                words.eq((length + c - 1) // c),
-                last_subs.eq((length - ((length + c - 1) // c - 1) * c + lanes - 1) // lanes),
                 rows.eq(self.rows), stride.eq(self.stride),
                 fetching.eq(self.rows != 0), emitting.eq(self.rows != 0),
                 p_row.eq(0), p_word.eq(0), row_addr.eq(self.base), addr.eq(self.base),

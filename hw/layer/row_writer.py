@@ -11,6 +11,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layer.memory_map import LANE_WIDTH
+from hw.layer.row_reader import latched_row_shape
 
 
 class RowWriter(wiring.Component):
@@ -56,8 +57,8 @@ class RowWriter(wiring.Component):
         m = Module()
         c, lanes = self._c, self._l
         subs = c // lanes
-        words = Signal(range(self._max_words + 1))
-        last_subs = Signal(range(subs + 1))
+        words, last_subs = latched_row_shape(m, self.start, self.length, vector_lanes=c,
+                                             lanes=lanes, max_words=self._max_words)
         rows = Signal.like(self.rows)
         stride = Signal.like(self.stride)
         row_addr = Signal(range(self._depth + 1))
@@ -76,10 +77,7 @@ class RowWriter(wiring.Component):
                      self.mem_en.eq(closing)]
 
         with m.If(self.start):
-            length = self.length
             m.d.sync += [
-                words.eq((length + c - 1) // c),
-                last_subs.eq((length - ((length + c - 1) // c - 1) * c + lanes - 1) // lanes),
                 rows.eq(self.rows), stride.eq(self.stride), row_addr.eq(self.base),
                 self.row.eq(0), self.word.eq(0), sub.eq(0), held.eq(0),
             ]
