@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -41,7 +42,13 @@ class TrainingOptions:
     """Optimisation settings of a fine-pruning run (the ``"training"`` section of a recipe).
 
     ``warmup_epochs`` sets the learning-rate warmup and, as in nn_pruning, the unit of the
-    threshold schedule's ``initial_warmup`` / ``final_warmup``.
+    threshold schedule's ``initial_warmup`` / ``final_warmup``. ``finetune_average_epochs``
+    > 0 makes each fine-tune (masked and filled) end on the running average of its weights
+    over every optimizer step of its last that many epochs (weight averaging with
+    ``torch.optim.swa_utils.AveragedModel``); 0 keeps the last step's weights.
+    ``mixup_alpha`` > 0 trains every stage on mixup batches: each batch is blended with a
+    shuffled copy of itself by a factor drawn from Beta(alpha, alpha), the teacher sees the same
+    blended images and the labels are blended likewise; 0 trains on the images as they are.
     """
 
     epochs: int = 20
@@ -54,6 +61,8 @@ class TrainingOptions:
     max_train_samples: int | None = None
     final_finetune_epochs: int = 10
     final_finetune_lr: float = 5e-4
+    finetune_average_epochs: int = 0
+    mixup_alpha: float = 0.0
     tie_attention_heads: bool = False
 
     def __post_init__(self):
@@ -61,13 +70,19 @@ class TrainingOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        for name in ("warmup_epochs", "max_shift", "final_finetune_epochs", "seed"):
+        for name in ("warmup_epochs", "max_shift", "final_finetune_epochs", "seed",
+                     "finetune_average_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
         for name in ("lr", "final_finetune_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if not self.mixup_alpha >= 0:
+            raise ValueError(f"mixup_alpha must be non-negative, not {self.mixup_alpha!r}")
+        if self.finetune_average_epochs > self.final_finetune_epochs:
+            raise ValueError(f"finetune_average_epochs ({self.finetune_average_epochs}) exceeds "
+                             f"final_finetune_epochs ({self.final_finetune_epochs})")
         if self.max_train_samples is not None and self.max_train_samples <= 0:
             raise ValueError(
                 f"max_train_samples must be a positive integer, not {self.max_train_samples!r}")
@@ -105,6 +120,18 @@ def _lr_factor(total_steps: int, warmup_steps: int):
             return (step + 1) / warmup_steps
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
     return factor
+
+
+def _mixup(images: Tensor, labels: Tensor, alpha: float, generator: torch.Generator,
+           classes: int) -> tuple[Tensor, Tensor]:
+    """Blend ``images`` with a shuffled copy of the batch by one factor drawn from Beta(alpha,
+    alpha); return the blended images and the blended one-hot labels (class probabilities)."""
+    seed = int(torch.randint(2 ** 31, (), generator=generator))
+    factor = float(np.random.default_rng(seed).beta(alpha, alpha))
+    order = torch.randperm(len(images), generator=generator).to(images.device)
+    one_hot = F.one_hot(labels, classes).to(images.dtype)
+    return (factor * images + (1 - factor) * images[order],
+            factor * one_hot + (1 - factor) * one_hot[order])
 
 
 def _accelerator() -> Accelerator:
@@ -178,9 +205,11 @@ class PruneResult:
 
 
 def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter_groups,
-                  on_step, stage, progress, accelerator, regularization=None, evaluate_at=None):
+                  on_step, stage, progress, accelerator, regularization=None, evaluate_at=None,
+                  average_epochs: int = 0):
     """Shared epoch loop; returns the history entries. ``on_step(step)`` sets the threshold and
-    returns the regularization lambda."""
+    returns the regularization lambda. With ``average_epochs`` > 0 the model ends on the average
+    of its parameters after every step of the last ``average_epochs`` epochs."""
     loader = _train_loader(split, options, accelerator)
     steps_per_epoch = len(loader)
     total_steps = epochs * steps_per_epoch
@@ -194,6 +223,7 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
     device = accelerator.device
     show = progress and accelerator.is_main_process
     history, step = [], 0
+    averaged = None
     for epoch in range(1, epochs + 1):
         wrapped.train()
         loss_sum, seen = 0.0, 0
@@ -202,6 +232,10 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
         for batch_images, batch_labels in bar:
             batch_images = _random_shift(batch_images.cpu(), options.max_shift,
                                          generator).to(device)
+            targets = batch_labels
+            if options.mixup_alpha > 0:
+                batch_images, targets = _mixup(batch_images, batch_labels, options.mixup_alpha,
+                                               generator, split.num_classes)
             step += 1
             lam = on_step(step)
             logits = wrapped(pixel_values=batch_images).logits
@@ -209,7 +243,7 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
             if teacher is not None:
                 with torch.no_grad():
                     teacher_logits = teacher(pixel_values=batch_images).logits
-            loss = distillation_loss(logits, teacher_logits, batch_labels, args.distil_alpha_ce,
+            loss = distillation_loss(logits, teacher_logits, targets, args.distil_alpha_ce,
                                      args.distil_alpha_teacher, args.distil_temperature)
             if regularization is not None and lam:
                 loss = loss + lam * regularization()
@@ -217,11 +251,19 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
+            if epoch > epochs - average_epochs:
+                if averaged is None:
+                    averaged = torch.optim.swa_utils.AveragedModel(model)
+                averaged.update_parameters(model)
             # Report the global batch's loss: the mean over the processes' equal shares.
             loss_sum += float(accelerator.reduce(loss.detach(), "mean")) * len(batch_labels)
             seen += len(batch_labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         bar.close()
+        if averaged is not None and epoch == epochs:
+            with torch.no_grad():
+                for mine, mean in zip(model.parameters(), averaged.module.parameters()):
+                    mine.copy_(mean)
         threshold = evaluate_at(step) if evaluate_at is not None else None
         accuracy = evaluate(model, split.val_images.to(device), split.val_labels.to(device))
         history.append({"stage": stage, "epoch": epoch, "step": step, "threshold": threshold,
@@ -279,7 +321,8 @@ def finetune(model: nn.Module, teacher: nn.Module | None, split: ImageSplit, arg
     return _train_epochs(model, teacher, split, args, options,
                          epochs=options.final_finetune_epochs, lr=options.final_finetune_lr,
                          parameter_groups=groups, on_step=step_hook, stage=stage,
-                         progress=progress, accelerator=accelerator)
+                         progress=progress, accelerator=accelerator,
+                         average_epochs=options.finetune_average_epochs)
 
 
 def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -9,7 +10,7 @@ from sw.pruning.masked import final_masks, patch_model
 from sw.pruning.methods import PruningArgs
 from sw.pruning.structures import ROLES, linear_modules
 from sw.pruning.surgery import apply_surgery
-from sw.pruning.trainer import TrainingOptions, distillation_loss, fine_prune
+from sw.pruning.trainer import TrainingOptions, _mixup, distillation_loss, fine_prune, finetune
 from tests.sw.pruning.test_structures import HEADS, HIDDEN, INTERMEDIATE, LAYERS, tiny_inputs, \
     tiny_model
 
@@ -187,3 +188,65 @@ def test_training_steps_follow_the_schedule():
     assert result.filled is not None and result.surgery is not None
     for name, mask in result.masks.items():
         assert torch.all(result.pruned.get_parameter(name)[~mask] == 0)
+
+
+def _tiny_split(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return ImageSplit(train_images=torch.randn(32, 3, 8, 8, generator=generator),
+                      train_labels=torch.randint(0, 3, (32,), generator=generator),
+                      val_images=torch.randn(8, 3, 8, 8, generator=generator),
+                      val_labels=torch.randint(0, 3, (8,), generator=generator),
+                      class_names=("a", "b", "c"))
+
+
+def test_finetune_average_ends_on_the_mean_of_the_last_epochs_steps():
+    """Two fine-tunes from the same start differ only by ``finetune_average_epochs``: the
+    averaging one ends on the mean of the other's weights after every step of its last epoch
+    (the averaging reads the trajectory, it never changes it)."""
+    split, args = _tiny_split(), PruningArgs()
+    start = tiny_model("deit")
+    steps_per_epoch = 2                                # 32 images, batch 16
+
+    def run(average_epochs):
+        model = copy.deepcopy(start)
+        seen = []
+
+        def on_step(step, total_steps):                # before step ``step``: after step - 1
+            if step > steps_per_epoch + 1:             # epoch 2's steps, bar its last
+                seen.append([p.detach().clone() for p in model.parameters()])
+        torch.manual_seed(0)
+        options = TrainingOptions(batch_size=16, max_shift=0, final_finetune_epochs=2,
+                                  finetune_average_epochs=average_epochs)
+        finetune(model, None, split, args, options, progress=False, on_step=on_step)
+        return model, seen
+
+    plain, seen = run(0)
+    averaged, _ = run(1)
+    trajectory = seen + [[p.detach() for p in plain.parameters()]]
+    assert len(trajectory) == steps_per_epoch
+    for index, parameter in enumerate(averaged.parameters()):
+        mean = sum(step[index] for step in trajectory) / len(trajectory)
+        torch.testing.assert_close(parameter.detach(), mean)
+    assert any(not torch.equal(a, b) for a, b in zip(averaged.parameters(), plain.parameters()))
+
+
+def test_finetune_average_cannot_exceed_the_finetune():
+    with pytest.raises(ValueError, match="finetune_average_epochs"):
+        TrainingOptions(final_finetune_epochs=2, finetune_average_epochs=3)
+    with pytest.raises(ValueError, match="finetune_average_epochs"):
+        TrainingOptions(finetune_average_epochs=-1)
+
+
+def test_mixup_blends_images_and_labels_by_the_same_factor():
+    """Images that are their own one-hot labels stay equal to their labels after mixup: both are
+    blended with the same shuffled partner by the same factor."""
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    images = torch.nn.functional.one_hot(labels, 10).float().reshape(8, 1, 1, 10)
+    mixed, targets = _mixup(images, labels, 0.4, torch.Generator().manual_seed(0), 10)
+    assert torch.equal(mixed.reshape(8, 10), targets)
+    torch.testing.assert_close(targets.sum(dim=1), torch.ones(8))
+    assert not torch.equal(targets, torch.nn.functional.one_hot(labels, 10).float())
+    again, _ = _mixup(images, labels, 0.4, torch.Generator().manual_seed(0), 10)
+    assert torch.equal(again, mixed)                   # seeded: the same blend
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        TrainingOptions(mixup_alpha=-0.1)
