@@ -10,7 +10,8 @@ chosen recipe at the default thread count, which gives other (equally valid) dra
 Writes ``build/bench/recipe_sweep.json``::
 
     {"setting": {...}, "threads": 1, "runs": [{"variant", "seed", "overrides", "accuracy",
-      "filled_accuracy", "heads_removed", "linear_density", "seconds"}, ...],
+      "validation_images", "filled_accuracy", "heads_removed", "linear_density", "seconds"},
+      ...],
      "means": [{"variant", "overrides", "seeds", "accuracy", "filled_accuracy",
                 "wrong_images"}, ...]}
 
@@ -56,7 +57,7 @@ VARIANTS: dict[str, dict] = {
 def run_one(variant: str, seed: int) -> dict:
     """One fine-pruning run of ``variant`` at ``seed`` in this process; returns its entry."""
     from bench.tokens import GOAL, RECIPE
-    from sw.prune import DEFAULT_TEACHER, prune, resolve_recipe, resolve_token_recipe
+    from sw.prune import DEFAULT_TEACHER, _split_for, prune, resolve_recipe, resolve_token_recipe
     overrides = VARIANTS[variant]
     recipe = json.loads(RECIPE.read_text())
     pruning = dict(overrides.get("pruning", {}))
@@ -66,10 +67,11 @@ def run_one(variant: str, seed: int) -> dict:
                                                      "seed": seed})
     tokens = resolve_token_recipe(recipe, {"keep_rate": GOAL["keep_rate"]})
     started = time.monotonic()
-    _, report = prune(args, options, teacher_dir=DEFAULT_TEACHER, out=None, progress=False,
-                      tokens=tokens)
+    result, report = prune(args, options, teacher_dir=DEFAULT_TEACHER, out=None,
+                           progress=False, tokens=tokens)
+    images = len(_split_for(DEFAULT_TEACHER, int(result.pruned.config.image_size)).val_labels)
     return {"variant": variant, "seed": seed, "overrides": overrides,
-            "accuracy": report["accuracy"],
+            "accuracy": report["accuracy"], "validation_images": images,
             "filled_accuracy": report.get("filled", {}).get("accuracy"),
             "heads_removed": report["heads_removed"], "linear_density": report["linear_density"],
             "dense_accuracy": report["dense_accuracy"],
@@ -97,7 +99,8 @@ def means(runs: list[dict]) -> list[dict]:
         result.append({"variant": variant, "overrides": mine[0]["overrides"],
                        "seeds": [run["seed"] for run in mine], "accuracy": accuracy,
                        "filled_accuracy": sum(filled) / len(filled) if filled else None,
-                       "wrong_images": [round((1 - run["accuracy"]) * 360) for run in mine]})
+                       "wrong_images": [round((1 - run["accuracy"]) * run["validation_images"])
+                                        for run in mine]})
     return result
 
 

@@ -7,7 +7,6 @@ weight stager; outputs compared with ``sw.packing`` / the golden kernels, cycles
 import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Module, signed, unsigned
-from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
 from hw.layer.memory_map import LANE_WIDTH
@@ -49,6 +48,15 @@ class _OnMemory(Elaboratable):
         return m
 
 
+async def _start(ctx, unit, **job):
+    """Set ``unit``'s job fields, pulse ``start`` for one cycle and return after it."""
+    for name, value in job.items():
+        ctx.set(getattr(unit, name), value)
+    ctx.set(unit.start, 1)
+    await ctx.tick()
+    ctx.set(unit.start, 0)
+
+
 def _vectors(rows, stride):
     """Memory words of ``rows`` laid out ``stride`` vectors per row (unused vectors 0)."""
     tokens, width = rows.shape
@@ -74,13 +82,7 @@ def test_row_reader_beats_and_timing(run_simulation, lanes, length, ready_every)
     seen = []
 
     async def testbench(ctx):
-        ctx.set(reader.start, 1)
-        ctx.set(reader.base, base)
-        ctx.set(reader.stride, stride)
-        ctx.set(reader.rows, len(rows))
-        ctx.set(reader.length, length)
-        await ctx.tick()
-        ctx.set(reader.start, 0)
+        await _start(ctx, reader, base=base, stride=stride, rows=len(rows), length=length)
         cycle = 0
         while len(seen) < len(expected) and cycle < 500:
             cycle += 1
@@ -108,20 +110,14 @@ def test_row_writer_builds_vectors(run_simulation, lanes, length):
     rows = rng.integers(0, 256, (3, length))
     stride = -(-length // C) + 2
     base = 5
-    writer = RowWriter(vector_lanes=C, lanes=lanes, in_shape=data.ArrayLayout(
-        range(256), 1).elem_shape, max_rows=8, max_length=32, depth=256)
+    writer = RowWriter(vector_lanes=C, lanes=lanes, in_shape=unsigned(8), max_rows=8,
+                       max_length=32, depth=256)
     top = _OnMemory(writer, [], reads=(), write=("mem_addr", "mem_data", "mem_en"))
     beats = rows_to_beats(rows, lanes).tolist()
     finished = []
 
     async def testbench(ctx):
-        ctx.set(writer.start, 1)
-        ctx.set(writer.base, base)
-        ctx.set(writer.stride, stride)
-        ctx.set(writer.rows, len(rows))
-        ctx.set(writer.length, length)
-        await ctx.tick()
-        ctx.set(writer.start, 0)
+        await _start(ctx, writer, base=base, stride=stride, rows=len(rows), length=length)
         for index, beat in enumerate(beats):
             ctx.set(writer.i.valid, 1)
             ctx.set(writer.i.payload, beat)
@@ -156,12 +152,8 @@ def test_residual_add_is_the_golden_add(run_simulation):
     async def testbench(ctx):
         for name in ("multiplier_a", "multiplier_b", "shift"):
             ctx.set(getattr(unit.constants, name), getattr(constants, name))
-        for name, value in (("a_base", a_base), ("b_base", b_base), ("out_base", out_base),
-                            ("stride", stride), ("rows", tokens), ("words", width // C)):
-            ctx.set(getattr(unit, name), value)
-        ctx.set(unit.start, 1)
-        await ctx.tick()
-        ctx.set(unit.start, 0)
+        await _start(ctx, unit, a_base=a_base, b_base=b_base, out_base=out_base,
+                     stride=stride, rows=tokens, words=width // C)
         count = 1                       # cycles after the start cycle, to the last write
         while not ctx.get(unit.finished):
             count += 1
@@ -198,12 +190,8 @@ def test_weight_stager_writes_dense_key_and_value_tiles(run_simulation, transpos
     written, cycles = {}, []
 
     async def testbench(ctx):
-        for name, value in (("transpose", transpose), ("src_base", head_offset),
-                            ("stride", stride), ("tokens", tokens), ("dst", 10)):
-            ctx.set(getattr(stager, name), value)
-        ctx.set(stager.start, 1)
-        await ctx.tick()
-        ctx.set(stager.start, 0)
+        await _start(ctx, stager, transpose=transpose, src_base=head_offset, stride=stride,
+                     tokens=tokens, dst=10)
         count = 0
         while True:
             count += 1
