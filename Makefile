@@ -6,7 +6,7 @@ STAMP       := $(VENV)/.installed
 CONFIG      ?= tiny
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench verilog clean
+.PHONY: setup demo test test-slow bench verilog clean synth
 
 setup: $(STAMP)
 
@@ -34,3 +34,17 @@ verilog: setup
 
 clean:
 	rm -rf build
+
+# Synthesis, and place and route where the design fits LFE5U-85F: build/<name>/synth/<top>.json.
+# Installs its own tools once (a stamp): Debian's yosys and the pinned requirements-synth.txt.
+TOP          ?= layer_engine
+SYNTH_ARGS   ?=
+SYNTH_STAMP  := $(VENV)/.synth-installed
+
+$(SYNTH_STAMP): requirements-synth.txt $(STAMP)
+	command -v yosys >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y yosys; }
+	$(PY) -m pip install --quiet -r requirements-synth.txt
+	touch $(SYNTH_STAMP)
+
+synth: setup $(SYNTH_STAMP)
+	$(PY) -m hw.synth --config $(CONFIG) --top $(TOP) $(SYNTH_ARGS)

@@ -1,0 +1,78 @@
+"""hw.synth's report parsing, on tool outputs captured from ``synth_fixtures/mac.v`` (a
+registered 8 x 8 multiply-accumulate) with yosys 0.23 and nextpnr-ecp5 0.11.1."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hw.synth.devices import LFE5U_85F
+from hw.synth.reports import (ReportError, cell_counts, ecp5_overflows, ecp5_resources,
+                              logic_depth_path, nextpnr_timing, xilinx_resources)
+
+FIXTURES = Path(__file__).parent / "synth_fixtures"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def test_ecp5_cell_counts_and_resources():
+    cells = cell_counts(fixture("mac.ecp5.stat.json"), "mac")
+    assert cells == {"CCU2C": 8, "LUT4": 3, "MULT18X18D": 1, "PFUMX": 1, "TRELLIS_FF": 33}
+    # 8 + 8 input registers, 16 accumulator bits, the "full" flag
+    assert ecp5_resources(cells) == {"lut": 3, "ff": 33, "carry": 8, "dsp": 1, "bram": 0,
+                                     "distributed_ram": 0, "mux": 1}
+
+
+def test_cell_counts_without_the_module_is_one_line():
+    with pytest.raises(ReportError, match=r"^yosys stat: no cell counts for module 'gelu'$"):
+        cell_counts('{"modules": {}}', "gelu")
+    with pytest.raises(ReportError, match=r"^yosys stat: not JSON \(Expecting value at line 1\)$"):
+        cell_counts("Warning: ...", "gelu")
+
+
+def test_xilinx_resources():
+    cells = cell_counts(fixture("mac.xcup.stat.json"), "mac")
+    assert xilinx_resources(cells) == {"lut": 17, "ff": 33, "carry": 4, "dsp48": 1,
+                                       "bram36": 0, "uram": 0, "lutram": 0, "srl": 0}
+    assert xilinx_resources({"RAMB18E2": 3, "RAMB36E2": 2, "RAM64M": 4, "LUT6_2": 5,
+                             "FDCE": 2, "URAM288": 1})["bram36"] == 3.5
+
+
+def test_overflows_name_each_resource_beyond_the_device():
+    fitting = {"lut": 83640 - 2 * 10, "carry": 10, "distributed_ram": 0, "ff": 83640,
+               "dsp": 156, "bram": 208}
+    assert ecp5_overflows(fitting, LFE5U_85F) == []
+    assert ecp5_overflows({**fitting, "carry": 11, "dsp": 164, "bram": 209}, LFE5U_85F) == [
+        "LUT slots 83642 > 83640", "MULT18X18D 164 > 156", "DP16KD 209 > 208"]
+
+
+def test_nextpnr_fmax_and_critical_path():
+    fmax, path = nextpnr_timing(fixture("mac.nextpnr.report.json"))
+    assert fmax == pytest.approx(119.36, abs=0.005)    # the log's "Max frequency ... 119.36 MHz"
+    # a_q -> the multiplier -> 6 of the accumulator's 8 CCU2C (each in two nextpnr halves)
+    assert (path.start, path.end, path.cells, path.carry_cells) == (
+        "a_q[4]", "acc_TRELLIS_FF_Q.DI", 7, 6)
+    assert path.carry_share == pytest.approx(6 / 7, abs=0.001)
+    assert path.delay_ns == pytest.approx(1000 / fmax, abs=0.001)
+    assert path.method == "nextpnr" and path.through == []
+
+
+def test_nextpnr_without_the_clock_gives_no_fmax():
+    assert nextpnr_timing('{"fmax": {}, "critical_paths": []}') == (None, None)
+    with pytest.raises(ReportError, match=r"^nextpnr report: no 'fmax' section$"):
+        nextpnr_timing('{"utilization": {}}')
+
+
+def test_logic_depth_path_of_the_unplaced_netlist():
+    path = logic_depth_path(json.loads(fixture("mac.ecp5.netlist.json")))
+    # a register -> the multiplier -> the accumulator's whole chain of 8 CCU2C
+    assert (path.start, path.cells, path.carry_cells) == ("a_q[0]", 9, 8)
+    assert path.end.startswith("acc_TRELLIS_FF_Q_DI")
+    assert path.delay_ns is None and path.method == "logic depth (unplaced netlist)"
+
+
+def test_logic_depth_path_without_a_top_module():
+    with pytest.raises(ReportError, match=r"^yosys netlist: no module marked top$"):
+        logic_depth_path({"modules": {"mac": {"attributes": {}}}})
