@@ -103,6 +103,14 @@ def place_and_route(directory: Path, top: str, device: Ecp5Device, freq_mhz: flo
             "critical_path": None if path is None else path.as_dict()}, seconds
 
 
+def _previous_report(path: Path) -> dict:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
 def _check_writable(path: Path) -> None:
     if not path.exists():
         return
@@ -121,8 +129,9 @@ def synthesise(config: AcceleratorConfig, top: str, *, place: bool = True,
     """Synthesise ``top`` of ``config`` (and place and route it when ``place`` and it fits).
 
     Writes and returns the report ``<top>.json`` in ``directory`` (default
-    ``build/<name>/synth``, where the Verilog, netlists and logs go too). Yosys runs are reused
-    when the Verilog, the script and the yosys version are unchanged.
+    ``build/<name>/synth``, where the Verilog, netlists and logs go too). A report of the same
+    Verilog, options and tool versions is returned as it is; a yosys run is reused when its
+    Verilog, script and yosys version are unchanged.
 
     Raises
     ------
@@ -145,6 +154,12 @@ def synthesise(config: AcceleratorConfig, top: str, *, place: bool = True,
     design = generate(config, directory, top=top)
     seconds["generate"] = round(time.monotonic() - clock, 1)
     verilog = design.verilog.read_bytes()
+    options = {"place": place, "freq_mhz": freq_mhz, "seed": seed, "device": device.label}
+    previous = _previous_report(output)
+    if (previous.get("verilog_sha256") == hashlib.sha256(verilog).hexdigest()
+            and previous.get("options") == options and previous.get("tools") == versions):
+        log(f"{top}: unchanged since {output.name} was written; reusing it")
+        return previous
 
     seconds["yosys_ecp5"], again = run_yosys_step(directory, top, "ecp5", ecp5_script(top),
                                                   verilog, versions["yosys"], log)
@@ -191,7 +206,8 @@ def synthesise(config: AcceleratorConfig, top: str, *, place: bool = True,
         **({"pnr_error": timing["pnr_error"]} if "pnr_error" in timing else {}),
         "cells": cells, "xilinx_estimate": estimate, "tools": versions,
         "seconds": round(sum(seconds.values()), 1), "step_seconds": seconds,
-        "reused_steps": reused, "verilog_sha256": hashlib.sha256(verilog).hexdigest(),
+        "reused_steps": reused, "options": options,
+        "verilog_sha256": hashlib.sha256(verilog).hexdigest(),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     write_text(output, json.dumps(report, indent=2) + "\n")
