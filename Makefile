@@ -42,7 +42,8 @@ SYNTH_ARGS   ?=
 SYNTH_STAMP  := $(VENV)/.synth-installed
 
 $(SYNTH_STAMP): requirements-synth.txt $(STAMP)
-	command -v yosys >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y yosys; }
+	command -v yosys >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y yosys; }
 	$(PY) -m pip install --quiet -r requirements-synth.txt
 	touch $(SYNTH_STAMP)
 

@@ -8,12 +8,15 @@ cycle model (the testbench fails otherwise). Writes ``build/bench/layer.json``::
     {"config", "linear_density", "heads_kept", "heads_total", "keep_rate", "tokens",
      "tokens_after_gather", "cycles", "model_cycles", "ideal_cycles", "dense_cycles",
      "utilization", "speedup", "mac_reduction", "bit_exact", "cosim_seconds", "build_seconds",
-     "units": {name: cycles}, "dense_units": {name: cycles}}
+     "units": {name: cycles}, "dense_units": {name: cycles}, "at_fmax"}
 
 ``ideal_cycles`` = non-zero MACs / PEs (the useful multiply-accumulates of the six linears and
 the attention products of the kept heads); ``utilization`` = ideal / cycles; ``speedup`` = dense
 cycles / cycles; ``mac_reduction`` = dense MACs / pruned MACs; ``cosim_seconds`` = wall time of
-the pruned layer's replay (loading and simulation).
+the pruned layer's replay (loading and simulation). ``at_fmax``: the pruned and the dense
+layer's latency (us), layers per second and dense-equivalent GOP/s (per MULT18X18D too) at the
+Fmax of ``build/deit_b16/synth/layer_engine.json`` (``make synth CONFIG=deit_b16``), null
+while that engine has not been placed and routed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 
 from hw.generate import BUILD_ROOT
 from hw.layer.loading import load_plan
+from hw.synth import report_path
+from hw.synth.throughput import at_fmax, measured_fmax
 from sim.harness import build
 from sim.layer_replay import BENCH_PRUNING, bench_cases, replay
 from sw.atomic import write_text
@@ -82,7 +87,14 @@ def run(output: Path = OUTPUT) -> dict:
         "dense_cosim_seconds": round(dense["sim_seconds"] + dense["load_seconds"], 1),
         "build_seconds": round(build_seconds, 1),
         "units": _units(pruned), "dense_units": _units(dense),
+        "at_fmax": None,
     }
+    measured = measured_fmax(report_path(config, "layer_engine"))
+    if measured is not None:
+        fmax, dsp = measured
+        document["at_fmax"] = {
+            "layer": at_fmax(pruned["cycles"], fmax, dense_macs=dense_macs, dsp=dsp),
+            "dense_layer": at_fmax(dense["cycles"], fmax, dense_macs=dense_macs, dsp=dsp)}
     write_text(output, json.dumps(document, indent=2) + "\n")
     print(f"layer: {document['cycles']:,} cycles (model {document['model_cycles']:,}), dense "
           f"{document['dense_cycles']:,}; speed-up {document['speedup']:.2f} vs MAC reduction "
