@@ -176,6 +176,7 @@ def synthesise(config: AcceleratorConfig, top: str, *, place: bool = True,
         seconds["nextpnr"] = round(seconds["nextpnr"], 1)
     netlist = json.loads((directory / f"{top}.ecp5.netlist.json").read_text())
     deepest = reports.logic_depth_path(netlist)
+    carry_sources = reports.carry_by_source(netlist)
     del netlist
     deepest = None if deepest is None else deepest.as_dict()
     if timing.get("critical_path") is None:
@@ -203,6 +204,7 @@ def synthesise(config: AcceleratorConfig, top: str, *, place: bool = True,
         "fits": fits, "overflows": overflows, "placed": timing["placed"],
         "target_mhz": freq_mhz if timing["placed"] else None, "fmax_mhz": timing["fmax_mhz"],
         "critical_path": timing["critical_path"], "deepest_logic": deepest,
+        "carry_by_source": carry_sources,
         **({"pnr_error": timing["pnr_error"]} if "pnr_error" in timing else {}),
         "cells": cells, "xilinx_estimate": estimate, "tools": versions,
         "seconds": round(sum(seconds.values()), 1), "step_seconds": seconds,

@@ -157,6 +157,29 @@ def nextpnr_timing(report_text: str, clock: str = "clk") -> tuple[float | None,
     return float(fmax["achieved"]), path
 
 
+def _innermost_source(src: str) -> str:
+    """The innermost project line of a cell's ``src`` attribute (``outer|...|inner``)."""
+    parts = [part for part in str(src).split("|") if part and not part.startswith("/")]
+    ours = [part for part in parts if part.startswith("hw/")]
+    return (ours or parts or ["(no source)"])[-1]
+
+
+def carry_by_source(netlist: dict, limit: int = 8) -> list[list]:
+    """The source lines with most CCU2C carry cells, ``[[line, count], ...]``, most first.
+
+    Carry cells keep their source through ABC, LUT4s do not, so this is where the adders,
+    subtracters and comparators of a design come from.
+    """
+    _, module = top_module(netlist)
+    counts: dict[str, int] = {}
+    for cell in module.get("cells", {}).values():
+        if cell["type"] == "CCU2C":
+            line = _innermost_source(cell.get("attributes", {}).get("src", ""))
+            counts[line] = counts.get(line, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [[line, count] for line, count in ranked[:limit]]
+
+
 #: Cells whose outputs are registered: paths start and end at them (ECP5 and UltraScale+).
 SEQUENTIAL = re.compile(r"^(TRELLIS_FF|DP16KD|FD[CPRSE]+|RAMB(18|36)E2|URAM288)$")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from hw.synth.devices import LFE5U_85F
-from hw.synth.reports import (ReportError, cell_counts, ecp5_overflows, ecp5_resources,
-                              logic_depth_path, nextpnr_timing, xilinx_resources)
+from hw.synth.reports import (ReportError, carry_by_source, cell_counts, ecp5_overflows,
+                              ecp5_resources, logic_depth_path, nextpnr_timing,
+                              xilinx_resources)
 
 FIXTURES = Path(__file__).parent / "synth_fixtures"
 
@@ -76,3 +77,15 @@ def test_logic_depth_path_of_the_unplaced_netlist():
 def test_logic_depth_path_without_a_top_module():
     with pytest.raises(ReportError, match=r"^yosys netlist: no module marked top$"):
         logic_depth_path({"modules": {"mac": {"attributes": {}}}})
+
+
+def test_carry_cells_by_source_line():
+    netlist = json.loads(fixture("mac.ecp5.netlist.json"))
+    # mac.v line 9, columns 28-43: "acc + a_q * b_q", the 16-bit accumulate (8 CCU2C)
+    assert carry_by_source(netlist) == [["mac.v:9.28-9.43", 8]]
+    cell = {"type": "CCU2C", "attributes": {"src": "hw/units/softmax.py:218|"
+                                                   "hw/units/reciprocal.py:66|/usr/share/x.v:1"}}
+    other = {"type": "LUT4", "attributes": {"src": "hw/units/gelu.py:1"}}
+    design = {"modules": {"top": {"attributes": {"top": "00000000000000000000000000000001"},
+                                  "cells": {"a": cell, "b": cell, "c": other}}}}
+    assert carry_by_source(design) == [["hw/units/reciprocal.py:66", 2]]
