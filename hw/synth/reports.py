@@ -246,7 +246,7 @@ def logic_depth_path(netlist: dict) -> CriticalPath | None:
                 for bit in inputs[cell]:
                     source = driver.get(bit)
                     level = depth.get(source, 0) if source is not None else 0
-                    if source is None and from_bit is None:
+                    if from_bit is None:
                         from_bit = bit
                     if level > top:
                         top, pred, from_bit = level, source, bit
@@ -283,6 +283,6 @@ def logic_depth_path(netlist: dict) -> CriticalPath | None:
 
     return CriticalPath(
         method="logic depth (unplaced netlist)",
-        start=label(start_bit, "a constant"), end=label(end_bits[0] if end_bits else None, end),
+        start=label(start_bit, "(unnamed net)"), end=label(end_bits[0] if end_bits else None, end),
         cells=len(chain), carry_cells=carry, carry_share=round(carry / len(chain), 3),
         delay_ns=None, logic_ns=None, through=through)

@@ -89,3 +89,28 @@ def test_carry_cells_by_source_line():
     design = {"modules": {"top": {"attributes": {"top": "00000000000000000000000000000001"},
                                   "cells": {"a": cell, "b": cell, "c": other}}}}
     assert carry_by_source(design) == [["hw/units/reciprocal.py:66", 2]]
+
+
+def _cell(kind, inputs, outputs):
+    return {"type": kind, "port_directions": {**{p: "input" for p in inputs},
+                                              **{p: "output" for p in outputs}},
+            "connections": {**inputs, **outputs}}
+
+
+def test_logic_depth_stops_at_registers_and_cuts_loops():
+    # in(2) -> a -> ff -> b -> c -> f (3 -> 4 -> 5 -> 9 -> 6); d and e feed each other
+    cells = {"a": _cell("LUT4", {"A": [2]}, {"Z": [3]}),
+             "ff": _cell("TRELLIS_FF", {"DI": [3]}, {"Q": [4]}),
+             "b": _cell("CCU2C", {"A0": [4]}, {"S0": [5]}),
+             "c": _cell("LUT4", {"A": [5]}, {"Z": [9]}),
+             "f": _cell("LUT4", {"B": [9]}, {"Z": [6]}),
+             "d": _cell("LUT4", {"A": [8]}, {"Z": [7]}),
+             "e": _cell("LUT4", {"A": [7]}, {"Z": [8]})}
+    design = {"modules": {"top": {"attributes": {"top": "1"}, "cells": cells, "netnames": {
+        "in": {"bits": [2]}, "r": {"bits": [4]}, "out": {"bits": [6]}}}}}
+    path = logic_depth_path(design)
+    assert (path.start, path.end, path.cells, path.carry_cells) == ("r", "out", 3, 1)
+    # the loop alone: cut where the walk re-enters it, two cells deep
+    loop = {name: cells[name] for name in ("d", "e")}
+    design["modules"]["top"]["cells"] = loop
+    assert logic_depth_path(design).cells == 2
