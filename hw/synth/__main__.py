@@ -25,6 +25,13 @@ def _positive(text: str) -> float:
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit 2 (argparse prints the usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
 def summary(report: dict) -> str:
     """One line: what was measured."""
     fmax = "not placed" if report["fmax_mhz"] is None else f"Fmax {report['fmax_mhz']} MHz"
@@ -38,7 +45,7 @@ def summary(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hw.synth",
+    parser = _OneLineParser(prog="python -m hw.synth",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True,
                         help="a preset name (tiny, deit_b16, ...) or the path of a config JSON")

@@ -21,6 +21,19 @@ def test_unknown_preset_is_one_line(capsys):
     assert error_line(capsys).startswith("error: unknown preset 'no_such_preset'; presets: ")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "tiny", "--top", "nope"], "error: argument --top: invalid choice: 'nope' "),
+    (["--config", "tiny", "--freq", "-5"],
+     "error: argument --freq: expected a positive number of MHz, not '-5'"),
+    (["--top", "gelu"], "error: the following arguments are required: --config"),
+])
+def test_bad_arguments_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert error_line(capsys).startswith(message)
+
+
 def test_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
     report = tmp_path / "gelu.json"
     report.write_text("my notes\n")
