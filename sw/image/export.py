@@ -211,13 +211,18 @@ def _weights(state: ExportState, index: int) -> dict:
 def choose_kept_units(state: ExportState) -> ExportState:
     """Kept heads and FFN neurons: the pruning report's, plus any it removes that still matter.
 
-    A head is inert when its V rows and V bias are zero (its context is zero) or its O columns
-    are; a neuron when its FC2 column is zero or its FC1 row and bias are (GELU(0) = 0). The
-    surgery removes neurons whose FC1 row alone is zero and folds ``act(b1)`` into FC2's bias in
-    the *filled* model; the pruned model still computes them, so the image keeps them.
+    Heads follow the surgery's one rule, :func:`sw.pruning.surgery.removable_heads` (zero O
+    columns, or zero V weight rows; in a token-pruning layer also a constant attention row): a
+    head the report removes against that rule is kept, with a note, and the constant
+    ``O_h @ b_v,h`` of each removed head is folded into O's bias
+    (:func:`~sw.pruning.surgery.fold_head_constants`), as the surgery does. A neuron is inert
+    when its FC2 column is zero or its FC1 row and bias are (GELU(0) = 0). The surgery removes
+    neurons whose FC1 row alone is zero and folds ``act(b1)`` into FC2's bias in the *filled*
+    model; the pruned model still computes them, so the image keeps them.
     """
+    from sw.pruning.surgery import fold_head_constants, removable_heads
     topology = state.topology
-    heads, head_dim, ffn = topology["num_heads"], topology["head_dim"], topology["ffn_size"]
+    heads, ffn = topology["num_heads"], topology["ffn_size"]
     surgery = None
     if state.report is not None:
         surgery = state.report.get("surgery") if isinstance(state.report, dict) else None
@@ -227,6 +232,9 @@ def choose_kept_units(state: ExportState) -> ExportState:
         if len(surgery["layers"]) != topology["layers"]:
             raise ExportError(f"pruning_report.json: surgery lists {len(surgery['layers'])} "
                               f"layers, the model has {topology['layers']}")
+    tokens = state.report.get("tokens") if isinstance(state.report, dict) else None
+    token_layers = tokens.get("layers") if isinstance(tokens, dict) else None
+    token_layers = token_layers if isinstance(token_layers, list) else []
     for index in range(topology["layers"]):
         weights = _weights(state, index)
         if surgery is None:
@@ -239,22 +247,21 @@ def choose_kept_units(state: ExportState) -> ExportState:
                                          f"surgery layer {index} kept_heads")
             kept_ffn = _report_indices(entry.get("kept_neurons"), ffn,
                                        f"surgery layer {index} kept_neurons")
-        v_weight, v_bias = weights["v"]
-        o_weight = weights["o"][0]
-        live_heads = []
-        for head in sorted(set(range(heads)) - set(kept_heads)):
-            rows = slice(head * head_dim, (head + 1) * head_dim)
-            inert = ((not v_weight[rows].any() and not v_bias[rows].any())
-                     or not o_weight[:, rows].any())
-            if not inert:
-                live_heads.append(head)
+        live = {role: weights[role][0] != 0 for role in ("q", "k", "v", "o")}
+        live.update({f"{role}_bias": weights[role][1] != 0 for role in ("q", "k", "v")})
+        removable = removable_heads(live, num_heads=heads, selects_tokens=index in token_layers)
+        live_heads = sorted(set(range(heads)) - set(kept_heads) - set(removable))
+        fold_head_constants(state.model, index, sorted(set(range(heads)) - set(kept_heads)
+                                                       - set(live_heads)))
         fc1_weight, fc1_bias = weights["fc1"]
         fc2_weight = weights["fc2"][0]
         live_neurons = [n for n in sorted(set(range(ffn)) - set(kept_ffn))
                         if fc2_weight[:, n].any() and (fc1_weight[n].any() or fc1_bias[n])]
         if live_heads:
             state.notes.append(f"layer {index}: heads {live_heads} kept although the report "
-                               f"removes them: their V and O weights are not zero")
+                               f"removes them: " + ("their V and O weights are not zero"
+                                                    if index not in token_layers else
+                                                    "they are live or choose the kept tokens"))
         if live_neurons:
             state.notes.append(f"layer {index}: {len(live_neurons)} FFN neurons kept although "
                                f"the report removes them: their constant output act(b1) still "
