@@ -84,12 +84,21 @@ class BlockMask(nn.Module):
         """Weight-shaped mask (0/1, or hard-concrete gates for ``l0``) at the current threshold."""
         function = self.method.mask_function
         threshold = self.context.threshold
+        # nn_pruning binarizes a 1d / 1d_alt score vector expanded over the weight's other
+        # dimension; that only changes the linear_min_parameters count (binarizers.py).
+        rows, cols = weight.shape
+        copies = 1
+        if self.method.submethod in _ONE_D and self.block_shape == (1, cols):
+            copies = cols                     # one score per row (Q/K/V, FC1)
+        elif self.method.submethod in _ONE_D and self.block_shape == (rows, 1):
+            copies = rows                     # one score per column (O, FC2)
         if self.orientation == "block":
             mask = self.scores.mask(function, threshold, weight=weight,
-                                    min_fraction=self.min_fraction, training=self.training)
+                                    min_fraction=self.min_fraction, training=self.training,
+                                    copies=copies)
         else:
             unit = self.scores.unit_mask(function, threshold, min_fraction=self.min_fraction,
-                                         training=self.training)
+                                         training=self.training, copies=copies)
             if self.orientation == "rows":
                 mask = self.scores.fc1_mask(unit, weight.shape[1])
             else:

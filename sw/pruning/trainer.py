@@ -374,7 +374,9 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
     total_steps = options.epochs * steps_per_epoch
 
     def step_prune(step: int) -> float:
-        point = schedule.at(step)
+        # nn_pruning passes the HF Trainer's global_step, which the Trainer increments only
+        # after the optimizer step: the k-th step (from 1) is scheduled at k - 1.
+        point = schedule.at(step - 1)
         patch.set_threshold(point.threshold)
         if on_step is not None:
             on_step(step, total_steps)
