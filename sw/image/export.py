@@ -247,12 +247,15 @@ def choose_kept_units(state: ExportState) -> ExportState:
                                          f"surgery layer {index} kept_heads")
             kept_ffn = _report_indices(entry.get("kept_neurons"), ffn,
                                        f"surgery layer {index} kept_neurons")
-        live = {role: weights[role][0] != 0 for role in ("q", "k", "v", "o")}
-        live.update({f"{role}_bias": weights[role][1] != 0 for role in ("q", "k", "v")})
-        removable = removable_heads(live, num_heads=heads, selects_tokens=index in token_layers)
-        live_heads = sorted(set(range(heads)) - set(kept_heads) - set(removable))
-        fold_head_constants(state.model, index, sorted(set(range(heads)) - set(kept_heads)
-                                                       - set(live_heads)))
+        removed = sorted(set(range(heads)) - set(kept_heads))
+        live_heads = []
+        if removed:
+            live = {role: weights[role][0] != 0 for role in ("q", "k", "v", "o")}
+            live.update({f"{role}_bias": weights[role][1] != 0 for role in ("q", "k", "v")})
+            removable = removable_heads(live, num_heads=heads,
+                                        selects_tokens=index in token_layers)
+            live_heads = [head for head in removed if head not in removable]
+            fold_head_constants(state.model, index, [h for h in removed if h in removable])
         fc1_weight, fc1_bias = weights["fc1"]
         fc2_weight = weights["fc2"][0]
         live_neurons = [n for n in sorted(set(range(ffn)) - set(kept_ffn))
