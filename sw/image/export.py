@@ -19,6 +19,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from sw.atomic import replace_directory
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig, ConfigError, ModelTopology, load_config, minimum_buffers
 from sw.image.format import (SCALE_POINTS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
-                             ModelInfo, WeightImage)
+                             ModelInfo, WeightImage, dense_shape, pruning_block_problem)
 from sw.image.loader import parse_image
 from sw.image.program import layer_program
 from sw.image.summary import manifest
@@ -208,6 +209,23 @@ def _weights(state: ExportState, index: int) -> dict:
     return result
 
 
+def _pruning_block(layers, index: int, role: str, topology: dict) -> tuple[int, int]:
+    """The report's ``layers[index].linears[role].block_shape``; (0, 0) where the report has
+    none. A shape that is there must divide the unpruned weight (as the loader checks)."""
+    try:
+        shape = layers[index]["linears"][role]["block_shape"]
+    except (TypeError, KeyError, IndexError):
+        return (0, 0)
+    problem = (f"{str(shape)[:40]} is not a [rows, cols] pair"
+               if not isinstance(shape, list) or len(shape) != 2
+               else pruning_block_problem(tuple(shape),
+                                          dense_shape(role, SimpleNamespace(**topology))))
+    if problem is not None:
+        raise ExportError(f"pruning_report.json: layers[{index}].linears.{role}.block_shape "
+                          f"{problem}")
+    return tuple(shape)
+
+
 def choose_kept_units(state: ExportState) -> ExportState:
     """Kept heads and FFN neurons: the pruning report's, plus any it removes that still matter.
 
@@ -264,11 +282,7 @@ def choose_kept_units(state: ExportState) -> ExportState:
         blocks = {}
         layers = state.report.get("layers") if state.report else None
         for role in TENSOR_ROLES:
-            try:
-                shape = layers[index]["linears"][role]["block_shape"]
-                blocks[role] = (int(shape[0]), int(shape[1]))
-            except (TypeError, KeyError, IndexError, ValueError):
-                blocks[role] = (0, 0)
+            blocks[role] = _pruning_block(layers, index, role, topology)
         state.pruning_blocks.append(blocks)
     return state
 

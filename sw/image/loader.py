@@ -4,8 +4,9 @@
 one line naming the file, the section and the byte offset at the first problem: the magic, the
 header (format version, byte order, sizes), the section table's bounds and checksum, every
 section's bounds (a truncated file names the first section cut off), the file size, every
-section's checksum, the whole-file checksum, then the contents of each section (structure,
-ranges, consistency with the accelerator config). It imports neither torch nor the golden model.
+section's checksum, the whole-file checksum, that reserved fields and the padding between
+sections are zero, then the contents of each section (structure, ranges, consistency with the
+accelerator config). It imports neither torch nor the golden model.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from sw.image.format import (ARCHITECTURES, BYTE_ORDER_MARK, CONTEXT_FIELDS, FIL
                              NO_LAYER, NO_TENSOR, RESIDUAL_FIELDS, SCALE_POINTS,
                              SECTION_ALIGNMENT, SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE,
                              SOFTMAX_FIELDS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
-                             ModelInfo, SectionEntry, SectionKind, WeightImage, section_name)
+                             ModelInfo, SectionEntry, SectionKind, WeightImage, dense_shape,
+                             pruning_block_problem, section_name)
 from sw.image.program import check_program, decode_program
 from sw.numerics import SHIFT_WIDTH
 from sw.packing import (ByteReader, ImageFormatError, block_sparse_size, fields_size,
@@ -70,6 +72,7 @@ def parse_image(data: bytes, *, source: str = "<bytes>") -> WeightImage:
     header = _header(data, fail)
     entries = _table(data, header, fail)
     _check_checksums(data, header, entries, fail)
+    _check_reserved(data, header, fail)
     return _decode(data, entries, fail)
 
 
@@ -176,6 +179,37 @@ def _check_checksums(data: bytes, header: dict, entries: list[SectionEntry], fai
                    f"between sections is corrupt")
 
 
+def _first_nonzero(data: bytes, start: int, end: int) -> int | None:
+    """Offset of the first non-zero byte in ``data[start:end]``, or None."""
+    chunk = data[start:end]
+    stripped = chunk.lstrip(b"\0")
+    return None if not stripped else start + len(chunk) - len(stripped)
+
+
+def _check_reserved(data: bytes, header: dict, fail) -> None:
+    """The header's reserved bytes, the table entries' reserved fields and the bytes between
+    sections (checksums valid: a writer put them there) must be zero."""
+    header_end = len(MAGIC) + fields_size(HEADER_FIELDS)
+    at = _first_nonzero(data, header_end, HEADER_SIZE)
+    if at is not None:
+        raise fail(f"header bytes {header_end}..{HEADER_SIZE - 1} are reserved and must be zero; "
+                   f"byte {at} is 0x{data[at]:02x}")
+    table_start = header["table_offset"]
+    previous_end = table_start + header["section_count"] * SECTION_ENTRY_SIZE
+    for index in range(header["section_count"]):
+        entry_at = table_start + index * SECTION_ENTRY_SIZE
+        fields = ByteReader(data, entry_at).fields(SECTION_ENTRY_FIELDS)
+        for name in ("reserved", "reserved2"):
+            if fields[name]:
+                raise fail(f"section table entry {index} (offset {entry_at}): field {name} is "
+                           f"reserved and must be zero, found {fields[name]}")
+        at = _first_nonzero(data, previous_end, fields["offset"])
+        if at is not None:
+            raise fail(f"padding before section {index} (bytes {previous_end}.."
+                       f"{fields['offset'] - 1}) must be zero; byte {at} is 0x{data[at]:02x}")
+        previous_end = fields["offset"] + fields["length"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Contents
 # ------------------------------------------------------------------------------------------------
@@ -261,6 +295,7 @@ def _config(reader: ByteReader) -> AcceleratorConfig:
 
 def _model(reader: ByteReader, config: AcceleratorConfig) -> ModelInfo:
     fields = reader.fields(MODEL_FIELDS, "model record")
+    _require_reserved_zero(fields, "model record")
     _require(fields["architecture"] in ARCHITECTURES,
              f"unknown architecture code {fields['architecture']}; known: "
              + ", ".join(f"{code} ({name})" for code, name in ARCHITECTURES.items()))
@@ -282,6 +317,11 @@ def _model(reader: ByteReader, config: AcceleratorConfig) -> ModelInfo:
                      tokens=fields["tokens"],
                      input_scale=_positive_scale(fields["input_scale"], "input_scale"),
                      final_scale=_positive_scale(fields["final_scale"], "final_scale"))
+
+
+def _require_reserved_zero(fields: dict, what: str) -> None:
+    _require(fields["reserved"] == 0,
+             f"{what} field reserved must be zero, found {fields['reserved']}")
 
 
 #: Upper bound of integer constants other than shifts, widths and bit counts: keeps every
@@ -381,6 +421,7 @@ def _expected_shape(role: str, layer: dict, model: ModelInfo) -> tuple[int, int]
 def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
             config: AcceleratorConfig) -> LinearImage:
     fields = reader.fields(LINEAR_FIELDS, "linear record")
+    _require_reserved_zero(fields, "linear record")
     shape = (fields["out_features"], fields["in_features"])
     expected = _expected_shape(role, layer, model)
     _require(shape == expected, f"{role} weight is {shape[0]}x{shape[1]}, expected "
@@ -416,6 +457,8 @@ def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
     _require(bool(np.all(np.isfinite(weight_scale)) and np.all(weight_scale > 0)),
              "weight scales must be finite positive numbers")
     pruning = (fields["pruning_block_rows"], fields["pruning_block_cols"])
+    problem = pruning_block_problem(pruning, dense_shape(role, model))
+    _require(problem is None, f"pruning block shape: {problem}")
     return LinearImage(weights=weights, pruning_block_shape=pruning, bias=bias,
                        multiplier=multiplier, shift=shift, weight_scale=weight_scale,
                        input_scale=_positive_scale(fields["input_scale"], "input_scale"),

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 
 from sw.image.format import FORMAT_VERSION, TENSOR_ROLES, SectionKind, WeightImage
+from sw.image.format import dense_shape as unpruned_shape
 from sw.packing import block_sparse_size, pack_array, pack_block_sparse
 
 __all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "manifest",
@@ -19,10 +20,7 @@ __all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "m
 
 def dense_shape(image: WeightImage, role: str) -> tuple[int, int]:
     """``(out, in)`` of a linear in the unpruned model."""
-    model = image.model
-    hidden, attention, ffn = model.hidden_size, model.num_heads * model.head_dim, model.ffn_size
-    return {"q": (attention, hidden), "k": (attention, hidden), "v": (attention, hidden),
-            "o": (hidden, attention), "fc1": (ffn, hidden), "fc2": (hidden, ffn)}[role]
+    return unpruned_shape(role, image.model)
 
 
 def _stats(values: np.ndarray, dense_size: int, packed: bytes) -> dict:
