@@ -1,5 +1,6 @@
 """``python sw/export_sparse.py``: exit codes, one-line errors, --inspect, --verify, bytes."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sw.export_sparse import main
+from sw.image.format import ImageError
 from sw.image.export import ExportRequest, export
 from tests.sw.image_models import save_pruned_deit
 
@@ -83,3 +85,71 @@ def test_usage_errors_exit_2(capsys):
         main(["--model", "x"])
     assert exited.value.code == 2
     assert "missing --config, --out (or use --inspect FILE)" in capsys.readouterr().err
+
+
+# --- --inspect: header first, directories, closed pipes, the padding count ---------------------
+
+@pytest.fixture(scope="module")
+def image_dir(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("inspect") / "image"
+    assert main(["--model", str(model_dir), "--config", "tiny", "--out", str(out),
+                 "--calibration-images", "4", "--no-progress"]) == 0
+    return out
+
+
+def test_inspect_takes_a_directory_holding_weights_bin(image_dir, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["--inspect", str(image_dir)]) == 0
+    assert capsys.readouterr().out.startswith(f"{image_dir / 'weights.bin'}: ")
+    assert main(["--inspect", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: a directory without weights.bin\n"
+
+
+def test_inspect_reads_the_header_before_the_file(image_dir, tmp_path, capsys):
+    """An 8 GiB sparse file (a valid image followed by zeros, or only zeros) and /dev/zero are
+    refused after the header and the section table: the test would run out of memory (or
+    take minutes) if the loader read them whole."""
+    import resource
+    image = (image_dir / "weights.bin").read_bytes()
+    padded = tmp_path / "padded.bin"
+    padded.write_bytes(image)
+    zeros = tmp_path / "zeros.bin"
+    zeros.touch()
+    for path in (padded, zeros):
+        os.truncate(path, 8 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    capsys.readouterr()
+    assert main(["--inspect", str(padded)]) == 2
+    assert capsys.readouterr().err == (f"error: {padded}: {(8 << 30) - len(image)} unexpected "
+                                       f"bytes after the end of the image (byte {len(image)})\n")
+    for path in (zeros, Path("/dev/zero")):
+        assert main(["--inspect", str(path)]) == 2
+        assert capsys.readouterr().err == (f"error: {path}: not a weight image: it starts with "
+                                           f"00 00 00 00 00 00 00 00, expected the magic 89 53 "
+                                           f"50 49 4d 47 0d 0a\n")
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before     # KiB on Linux
+    assert grown < 64 * 1024
+
+
+def test_inspect_refuses_a_declared_size_beyond_the_limit(image_dir, capsys):
+    from sw.image.loader import MAX_IMAGE_BYTES, parse_image
+    from sw.packing import pack_array
+    data = (image_dir / "weights.bin").read_bytes()
+    huge = data[:24] + pack_array([MAX_IMAGE_BYTES + 1], "u64") + data[32:]
+    with pytest.raises(ImageError, match=rf"^x: header field file_size at offset 24 declares "
+                                         rf"{MAX_IMAGE_BYTES + 1} bytes, more than the "
+                                         rf"{MAX_IMAGE_BYTES} \(4 GiB\) this loader reads$"):
+        parse_image(huge, source="x")
+
+
+def test_inspect_into_a_closed_pipe_exits_quietly(image_dir, tmp_path):
+    """``--inspect good.bin | head -1``: the reader is gone before the table is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)                          # every write now fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, str(SCRIPT), "--inspect", str(image_dir)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              timeout=300)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")

@@ -308,3 +308,12 @@ def test_folded_neuron_with_a_zero_weight_row_exports_exactly(tmp_path):
     traces = []
     encode(parse_image(state.data), state.integer_model.embed(state.calibration), traces=traces)
     assert (traces[0]["fc1"][..., slot] == constant).all()
+
+
+def test_summary_counts_the_padding_inside_the_kept_neurons(exported):
+    """91 kept neurons + 5 padding = 96 stored: "kept 96 of 128 (5 of them padding)", not
+    "96 (+5 padding)", which read as 101."""
+    lines = summary_table(exported.image).splitlines()
+    assert ("layer 0: heads kept [0, 2, 3] of 4; FFN neurons kept 96 of 128 (5 of them "
+            "padding); tokens kept 18 of 18;") in "\n".join(lines)
+    assert "layer 1: heads kept [1, 2] of 4; FFN neurons kept 88 of 128; tokens" in "\n".join(lines)
