@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from sw.numerics import signed_range
 
 __all__ = ["SUPPORTED_ARCHITECTURES", "OUTPUT_FILES", "DEFAULT_CALIBRATION_IMAGES",
            "ExportError", "ExportRequest", "ExportState", "STEPS", "export", "verify", "write",
-           "calibration_images"]
+           "calibration_images", "check_output_directory"]
 
 SUPPORTED_ARCHITECTURES = ("deit", "vit")
 OUTPUT_FILES = ("weights.bin", "params.json", "manifest.json")
@@ -44,6 +46,11 @@ DEFAULT_CALIBRATION_IMAGES = 64
 
 #: The digits split the calibration images come from: the trainer's defaults.
 CALIBRATION_SPLIT = {"val_fraction": 0.2, "seed": 0}
+
+
+#: Sizes in a DeiT / ViT ``config.json`` that must be positive integers (absent: the default).
+MODEL_SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "image_size", "patch_size", "num_channels")
 
 
 class ExportError(ValueError):
@@ -95,6 +102,8 @@ def read_hardware_config(state: ExportState) -> ExportState:
     count = state.request.calibration_images
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ExportError(f"--calibration-images must be a positive integer, not {count!r}")
+    if state.request.out is not None:        # before any work, not after it
+        check_output_directory(state.request.out)
     try:
         config = load_config(state.request.config)
     except ConfigError as error:
@@ -137,12 +146,20 @@ def locate_model(state: ExportState) -> ExportState:
                           f"pruning_report.json) nor a save_pretrained directory (config.json)")
     config_path = state.model_source / "config.json"
     try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
-        raise ExportError(f"{config_path}: cannot read the model config ({error})") from None
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+        model_type = document.get("model_type")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError,
+            RecursionError) as error:
+        raise ExportError(f"{config_path}: cannot read the model config "
+                          f"({type(error).__name__}: {_first_line(error)})") from None
     if model_type not in SUPPORTED_ARCHITECTURES:
         raise ExportError(f"{config_path}: unsupported architecture {model_type!r}; the exporter "
                           f"supports {', '.join(SUPPORTED_ARCHITECTURES)}")
+    for name in MODEL_SIZE_FIELDS:
+        value = document.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ExportError(f"{config_path}: {name} must be a positive integer, found "
+                              f"{json.dumps(value)[:40]}")
     state.architecture = model_type
     return state
 
@@ -154,15 +171,21 @@ def load_torch_model(state: ExportState) -> ExportState:
     from sw.models import load_model
     from sw.pruning.structures import structure_for
     from sw.quantize.calibration import encoder_layers
+    from transformers.utils import logging as transformers_logging
     if not state.request.progress:
-        from transformers.utils import logging as transformers_logging
         transformers_logging.disable_progress_bar()
+    _check_safetensors(state.model_source)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()      # no multi-line load report on the terminal
     try:
         model = load_model(state.model_source)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    except Exception as error:     # noqa: BLE001 (whatever the user's files make the library raise)
+        if "ignore_mismatched_sizes" in str(error):
+            raise ExportError(_size_mismatch(state.model_source)) from None
         raise ExportError(f"{state.model_source}: cannot load the model "
-                          f"({type(error).__name__}: {first_line})") from None
+                          f"({type(error).__name__}: {_first_line(error)})") from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     config = model.config
     structure = structure_for(model)
     backbone = getattr(model, state.architecture, None)
@@ -184,6 +207,39 @@ def load_torch_model(state: ExportState) -> ExportState:
                       "ffn_size": int(config.intermediate_size), "tokens": int(tokens),
                       "layers": layers, "image_size": size}
     return state
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _check_safetensors(directory: Path) -> None:
+    """Every ``*.safetensors`` weight file must have a readable header covering the file (a
+    garbage or truncated file is named here, not in a library traceback)."""
+    from safetensors import safe_open
+    for path in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                weights.keys()
+        except Exception as error:      # noqa: BLE001 (SafetensorError, OSError, ...)
+            raise ExportError(f"{path}: not a readable safetensors file "
+                              f"({_first_line(error)})") from None
+
+
+def _size_mismatch(directory: Path) -> str:
+    """One line naming a weight whose shape differs from what ``config.json`` builds."""
+    from transformers import AutoModelForImageClassification
+    _, info = AutoModelForImageClassification.from_pretrained(
+        directory, local_files_only=True, ignore_mismatched_sizes=True, output_loading_info=True)
+    mismatched = sorted(info["mismatched_keys"], key=lambda entry: str(entry[0]))
+    if not mismatched:
+        return f"{directory}: the weights do not match config.json's sizes"
+    name, stored, expected = mismatched[0]
+    more = f" (and {len(mismatched) - 1} more tensors)" if len(mismatched) > 1 else ""
+    return (f"{directory}: the weights do not match config.json's sizes: {name} is "
+            f"{'x'.join(map(str, stored))} in the weights, config.json gives "
+            f"{'x'.join(map(str, expected))}{more}")
 
 
 def _report_indices(values, count: int, what: str) -> tuple:
@@ -299,18 +355,20 @@ def choose_token_pruning(state: ExportState) -> ExportState:
         state.token_pruning = [None] * layers
         return state
     try:
-        keep_rate = float(entry["keep_rate"])
-        protected = int(entry["protected"])
-        fuse = entry["fuse"]
-        chosen = entry["layers"]
-    except (KeyError, TypeError, ValueError):
+        keep_rate, protected, fuse, chosen = (entry[key] for key in ("keep_rate", "protected",
+                                                                     "fuse", "layers"))
+    except (KeyError, TypeError):
         raise ExportError("pruning_report.json: 'tokens' needs keep_rate, protected, fuse and "
                           "layers (written by sw/prune.py)") from None
-    if not isinstance(fuse, bool) or not 0 < keep_rate <= 1 or protected < 1:
-        raise ExportError(f"pruning_report.json: tokens keep_rate {keep_rate}, protected "
-                          f"{protected}, fuse {fuse!r} are out of range")
-    _report_indices(sorted(chosen) if isinstance(chosen, list) else chosen, layers,
-                    "tokens layers")
+
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if (not isinstance(fuse, bool) or not (integer(keep_rate) or isinstance(keep_rate, float))
+            or not 0 < keep_rate <= 1 or not integer(protected) or protected < 1):
+        raise ExportError(f"pruning_report.json: tokens keep_rate {keep_rate!r}, protected "
+                          f"{protected!r}, fuse {fuse!r} are out of range")
+    indices = isinstance(chosen, list) and all(integer(value) for value in chosen)
+    _report_indices(sorted(chosen) if indices else chosen, layers, "tokens layers")
     rows, result = state.topology["tokens"], []
     for index in range(layers):
         gather = None
@@ -403,8 +461,11 @@ def calibration_images(image_size: int, count: int):
 def quantize(state: ExportState) -> ExportState:
     """Calibrate on the digits images and quantize the kept heads and neurons."""
     from sw.golden.deit_int import quantize_model
-    state.calibration = calibration_images(state.topology["image_size"],
-                                           state.request.calibration_images)
+    requested = state.request.calibration_images
+    state.calibration = calibration_images(state.topology["image_size"], requested)
+    if len(state.calibration) < requested:
+        state.notes.append(f"--calibration-images {requested}: the digits train split has "
+                           f"{len(state.calibration)} images; calibrated on all of them")
     try:
         state.integer_model = quantize_model(state.model, state.calibration,
                                              kept_heads=state.kept_heads,
@@ -569,13 +630,7 @@ def write(state: ExportState, out: Path) -> dict:
         If ``out`` exists and holds files other than the export's own.
     """
     out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise ExportError(f"{out}: exists and is not a directory")
-        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES)
-        if others:
-            raise ExportError(f"{out}: refusing to replace a directory that holds other files "
-                              f"({', '.join(others[:5])})")
+    check_output_directory(out)
     document = manifest(state.image, image_crc32=zlib.crc32(state.data))
 
     def fill(staging: Path) -> None:
@@ -583,5 +638,37 @@ def write(state: ExportState, out: Path) -> dict:
         (staging / "params.json").write_text(state.config.to_json(), encoding="utf-8")
         (staging / "manifest.json").write_text(json.dumps(document, indent=2) + "\n",
                                                encoding="utf-8")
-    replace_directory(out, fill)
+    try:
+        replace_directory(out, fill)
+    except OSError as error:
+        raise ExportError(f"{out}: cannot write the export ({error.strerror or error})") from None
     return document
+
+
+def check_output_directory(out: Path) -> None:
+    """Refuse an ``out`` that :func:`write` could not fill: one holding files other than the
+    export's, a file, a path under a file, or one whose (nearest existing) parent directory
+    cannot be written (tried by creating and removing a directory there).
+
+    Raises
+    ------
+    ExportError
+        Naming ``out`` and the problem.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"{out}: exists and is not a directory")
+        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES)
+        if others:
+            raise ExportError(f"{out}: refusing to replace a directory that holds other files "
+                              f"({', '.join(others[:5])})")
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ExportError(f"{out}: cannot create it: {parent} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=parent))
+    except OSError as error:
+        raise ExportError(f"{out}: cannot write in {parent} ({error.strerror})") from None

@@ -23,14 +23,14 @@ def model_dir(tmp_path_factory):
                             intermediate_size=64, num_layers=1, image_size=8)
 
 
-def run(*arguments, cwd):
+def run_cli(*arguments, cwd):
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, arguments)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_export_verify_inspect_in_a_fresh_process(model_dir, tmp_path):
     out = tmp_path / "image"
-    done = run("--model", model_dir, "--config", "tiny", "--out", out, "--verify",
+    done = run_cli("--model", model_dir, "--config", "tiny", "--out", out, "--verify",
                "--calibration-images", "8", "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "layer 0 output: 0 of 1536 values differ" in done.stdout    # 8 images x 6 x 32
@@ -40,14 +40,14 @@ def test_export_verify_inspect_in_a_fresh_process(model_dir, tmp_path):
     again = export(ExportRequest(model_dir=model_dir, config="tiny", name="image",
                                  calibration_images=8))
     assert (out / "weights.bin").read_bytes() == again.data
-    inspected = run("--inspect", out / "weights.bin", cwd=tmp_path)
+    inspected = run_cli("--inspect", out / "weights.bin", cwd=tmp_path)
     assert inspected.returncode == 0, inspected.stderr
     table = done.stdout[done.stdout.index(str(out / "weights.bin")):].splitlines()
     assert inspected.stdout.splitlines() == table[:len(inspected.stdout.splitlines())]
 
     truncated = tmp_path / "truncated.bin"
     truncated.write_bytes((out / "weights.bin").read_bytes()[:1000])
-    failed = run("--inspect", truncated, cwd=tmp_path)
+    failed = run_cli("--inspect", truncated, cwd=tmp_path)
     assert failed.returncode == 2
     assert failed.stdout == ""
     lines = failed.stderr.splitlines()
@@ -153,3 +153,143 @@ def test_inspect_into_a_closed_pipe_exits_quietly(image_dir, tmp_path):
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+# --- bad model files, report entries and --out: one line, before any work ---------------------
+
+def copy_run(model_dir, tmp_path) -> Path:
+    import shutil
+    return Path(shutil.copytree(model_dir, tmp_path / "run"))
+
+
+def export_fails(arguments, capsys, out) -> str:
+    capsys.readouterr()
+    assert main(["--config", "tiny", "--out", str(out), "--calibration-images", "2",
+                 "--no-progress", *map(str, arguments)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert not out.exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda weights: weights.write_bytes(os.urandom(1000)),
+     "model.safetensors: not a readable safetensors file (Error while deserializing header: "),
+    (lambda weights: weights.write_bytes(weights.read_bytes()[:20000]),
+     "model.safetensors: not a readable safetensors file (Error while deserializing header: "
+     "incomplete metadata, file not fully covered)"),
+])
+def test_garbage_or_truncated_weights_are_one_line(model_dir, tmp_path, capsys, damage, message):
+    run = copy_run(model_dir, tmp_path)
+    damage(run / "pruned" / "model.safetensors")
+    line = export_fails(["--model", run], capsys, tmp_path / "out")
+    assert line.startswith(f"error: {run / 'pruned' / message}")
+
+
+@pytest.mark.parametrize("value, shown", [('"32"', '"32"'), ("32.0", "32.0"), ("0", "0"),
+                                          ("true", "true")])
+def test_a_model_size_that_is_not_a_positive_integer(model_dir, tmp_path, capsys, value, shown):
+    run = copy_run(model_dir, tmp_path)
+    config = run / "pruned" / "config.json"
+    text = config.read_text()
+    assert '"hidden_size": 32' in text
+    config.write_text(text.replace('"hidden_size": 32', f'"hidden_size": {value}'))
+    assert export_fails(["--model", run], capsys, tmp_path / "out") == (
+        f"error: {config}: hidden_size must be a positive integer, found {shown}")
+
+
+def test_a_hidden_size_the_weights_do_not_have_is_one_line(model_dir, tmp_path):
+    """Without transformers' 27-line load report before it (hence a fresh process: the report
+    goes to the stderr transformers' logging handler was created with)."""
+    run = copy_run(model_dir, tmp_path)
+    config = run / "pruned" / "config.json"
+    config.write_text(config.read_text().replace('"hidden_size": 32', '"hidden_size": 48'))
+    done = run_cli("--model", run, "--config", "tiny", "--out", tmp_path / "out",
+                   "--no-progress", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (f"error: {run / 'pruned'}: the weights do not match config.json's "
+                           f"sizes: classifier.weight is 10x32 in the weights, config.json "
+                           f"gives 10x48 (and 22 more tensors)\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("tokens, message", [
+    ({"keep_rate": 0.7, "protected": 2, "fuse": True, "layers": [0, "a"]},
+     "pruning_report.json: tokens layers must be a non-empty increasing list of indices below "
+     "1, found [0, 'a']"),
+    ({"keep_rate": "0.7", "protected": 2, "fuse": True, "layers": [0]},
+     "pruning_report.json: tokens keep_rate '0.7', protected 2, fuse True are out of range"),
+    ({"keep_rate": 0.7, "protected": 2.5, "fuse": True, "layers": [0]},
+     "pruning_report.json: tokens keep_rate 0.7, protected 2.5, fuse True are out of range"),
+    ([0.7], "pruning_report.json: 'tokens' needs keep_rate, protected, fuse and layers"),
+])
+def test_a_bad_tokens_entry_is_one_line(model_dir, tmp_path, capsys, tokens, message):
+    import json
+    run = copy_run(model_dir, tmp_path)
+    report = json.loads((run / "pruning_report.json").read_text())
+    report["tokens"] = tokens
+    (run / "pruning_report.json").write_text(json.dumps(report))
+    assert export_fails(["--model", run], capsys, tmp_path / "out").startswith(
+        f"error: {message}")
+
+
+def unwritable_directory(tmp_path) -> Path:
+    """A directory nobody may create entries in: /sys as root (root ignores permissions),
+    a read-only directory otherwise."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    return locked
+
+
+def test_out_that_cannot_be_written_is_refused_before_the_export(model_dir, tmp_path, capsys):
+    (tmp_path / "thesis.txt").write_text("mine")
+    locked = unwritable_directory(tmp_path)
+    for out, message in (
+            (tmp_path / "thesis.txt" / "image",
+             f"cannot create it: {tmp_path / 'thesis.txt'} is not a directory"),
+            (tmp_path / "thesis.txt" / "a" / "b",
+             f"cannot create it: {tmp_path / 'thesis.txt'} is not a directory"),
+            (tmp_path / "thesis.txt", "exists and is not a directory"),
+            (locked / "image", f"cannot write in {locked} (")):
+        capsys.readouterr()
+        assert main(["--model", str(model_dir), "--config", "tiny", "--out", str(out),
+                     "--no-progress"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "- read hardware config\n"      # nothing loaded or quantized
+        assert captured.err.startswith(f"error: {out}: {message}")
+        assert len(captured.err.splitlines()) == 1
+    assert (tmp_path / "thesis.txt").read_text() == "mine"
+
+
+def test_calibration_images_beyond_the_data_are_noted(model_dir):
+    state = export(ExportRequest(model_dir=model_dir, config="tiny", calibration_images=5000))
+    assert len(state.calibration) == 1437                   # 1,797 digits less the 20 % split
+    assert state.notes[-1] == ("--calibration-images 5000: the digits train split has 1437 "
+                               "images; calibrated on all of them")
+
+
+def test_ctrl_c_prints_one_line_and_leaves_the_previous_output(model_dir, tmp_path, capsys,
+                                                               monkeypatch):
+    import sw.image.export as export_module
+    out = tmp_path / "image"
+    arguments = ["--model", str(model_dir), "--config", "tiny", "--out", str(out),
+                 "--calibration-images", "2", "--no-progress"]
+    assert main(arguments) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    real = export_module.replace_directory
+
+    def interrupted_while_writing(target, fill):
+        def fill_then_interrupt(staging):
+            fill(staging)
+            raise KeyboardInterrupt
+        real(target, fill_then_interrupt)
+    monkeypatch.setattr(export_module, "replace_directory", interrupted_while_writing)
+    capsys.readouterr()
+    assert main([*arguments[:-2], "3", "--no-progress"]) == 130     # a different image
+    assert capsys.readouterr().err == (f"error: interrupted; nothing written, {out} is as it "
+                                       f"was\n")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["image"]    # no staging left
