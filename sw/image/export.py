@@ -136,8 +136,9 @@ def locate_model(state: ExportState) -> ExportState:
                               f"pruned/ and pruning_report.json)")
         try:
             state.report = json.loads(report_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ExportError(f"{report_path}: cannot read it as JSON ({error})") from None
+        except (OSError, ValueError, RecursionError) as error:   # ValueError: JSON, UTF-8
+            raise ExportError(f"{report_path}: cannot read it as JSON "
+                              f"({_first_line(error) or type(error).__name__})") from None
         state.model_source = directory / "pruned"
     elif (directory / "config.json").is_file():
         state.model_source = directory
@@ -148,8 +149,7 @@ def locate_model(state: ExportState) -> ExportState:
     try:
         document = json.loads(config_path.read_text(encoding="utf-8"))
         model_type = document.get("model_type")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError,
-            RecursionError) as error:
+    except (OSError, ValueError, AttributeError, RecursionError) as error:   # ValueError: JSON
         raise ExportError(f"{config_path}: cannot read the model config "
                           f"({type(error).__name__}: {_first_line(error)})") from None
     if model_type not in SUPPORTED_ARCHITECTURES:
@@ -230,9 +230,13 @@ def _check_safetensors(directory: Path) -> None:
 def _size_mismatch(directory: Path) -> str:
     """One line naming a weight whose shape differs from what ``config.json`` builds."""
     from transformers import AutoModelForImageClassification
-    _, info = AutoModelForImageClassification.from_pretrained(
-        directory, local_files_only=True, ignore_mismatched_sizes=True, output_loading_info=True)
-    mismatched = sorted(info["mismatched_keys"], key=lambda entry: str(entry[0]))
+    try:
+        _, info = AutoModelForImageClassification.from_pretrained(
+            directory, local_files_only=True, ignore_mismatched_sizes=True,
+            output_loading_info=True)
+        mismatched = sorted(info["mismatched_keys"], key=lambda entry: str(entry[0]))
+    except Exception:      # noqa: BLE001 (the first load already failed; say what is known)
+        mismatched = []
     if not mismatched:
         return f"{directory}: the weights do not match config.json's sizes"
     name, stored, expected = mismatched[0]

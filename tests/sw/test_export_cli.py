@@ -293,3 +293,41 @@ def test_ctrl_c_prints_one_line_and_leaves_the_previous_output(model_dir, tmp_pa
                                        f"was\n")
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["image"]    # no staging left
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("pruning_report.json", "[" * 100_000 + "]" * 100_000,
+     "cannot read it as JSON (maximum recursion depth exceeded"),
+    ("pruning_report.json", '{"surgery": 1' + "0" * 5000 + "}",
+     "cannot read it as JSON (Exceeds the limit (4300 digits) for integer string conversion"),
+    ("pruned/config.json", '{"model_type": "deit", "hidden_size": 1' + "0" * 5000 + "}",
+     "cannot read the model config (ValueError: Exceeds the limit (4300 digits)"),
+    ("pruned/config.json", "\xff\xfe", "cannot read the model config (UnicodeDecodeError: "),
+])
+def test_unreadable_report_or_model_config(model_dir, tmp_path, capsys, name, text, message):
+    run = copy_run(model_dir, tmp_path)
+    (run / name).write_bytes(text.encode("latin-1"))
+    assert export_fails(["--model", run], capsys, tmp_path / "out").startswith(
+        f"error: {run / name}: {message}")
+
+
+def test_a_real_ctrl_c_during_the_export(model_dir, tmp_path):
+    """SIGINT while the model is being quantized: one line, status 130, the previous output
+    intact and nothing left beside it."""
+    import signal
+    out = tmp_path / "image"
+    arguments = [sys.executable, str(SCRIPT), "--model", str(model_dir), "--config", "tiny",
+                 "--out", str(out), "--no-progress", "--calibration-images"]
+    assert subprocess.run([*arguments, "2"], capture_output=True, timeout=300).returncode == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    process = subprocess.Popen([*arguments, "1000"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    for line in process.stdout:
+        if line == "- quantize\n":
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert (process.returncode, stderr) == (
+        130, f"error: interrupted; nothing written, {out} is as it was\n")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["image"]
