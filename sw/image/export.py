@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -175,8 +176,11 @@ def load_torch_model(state: ExportState) -> ExportState:
     if not state.request.progress:
         transformers_logging.disable_progress_bar()
     _check_safetensors(state.model_source)
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()      # no multi-line load report on the terminal
+    # transformers' multi-line load report is kept, not printed: its rows become one line
+    report, verbosity = _LoadReport(), transformers_logging.get_verbosity()
+    transformers_logging.disable_default_handler()
+    transformers_logging.add_handler(report)
+    transformers_logging.set_verbosity_warning()
     try:
         model = load_model(state.model_source)
     except Exception as error:     # noqa: BLE001 (whatever the user's files make the library raise)
@@ -186,6 +190,17 @@ def load_torch_model(state: ExportState) -> ExportState:
                           f"({type(error).__name__}: {_first_line(error)})") from None
     finally:
         transformers_logging.set_verbosity(verbosity)
+        transformers_logging.remove_handler(report)
+        transformers_logging.enable_default_handler()
+    missing, unexpected = report.keys("MISSING"), report.keys("UNEXPECTED")
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ExportError(f"{state.model_source}: the weights lack {missing[0]}{more}, which the "
+                          f"model of config.json has (it would be initialised at random)")
+    if unexpected:
+        state.notes.append(f"{state.model_source}: {len(unexpected)} tensors of the weights are "
+                           f"not in the model of config.json and were ignored ({unexpected[0]}"
+                           f"{', ...' if len(unexpected) > 1 else ''})")
     config = model.config
     structure = structure_for(model)
     backbone = getattr(model, state.architecture, None)
@@ -212,6 +227,27 @@ def load_torch_model(state: ExportState) -> ExportState:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else ""
+
+
+class _LoadReport(logging.Handler):
+    """Keeps transformers' log messages during a model load instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def keys(self, status: str) -> list[str]:
+        """The tensor names of the load report's rows with ``status`` (``key | STATUS | ...``)."""
+        keys = []
+        for message in self.messages:
+            for line in message.splitlines():
+                cells = [cell.strip() for cell in line.split("|")]
+                if len(cells) >= 2 and cells[1] == status:
+                    keys.append(cells[0])
+        return keys
 
 
 def _check_safetensors(directory: Path) -> None:

@@ -331,3 +331,22 @@ def test_a_real_ctrl_c_during_the_export(model_dir, tmp_path):
         130, f"error: interrupted; nothing written, {out} is as it was\n")
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["image"]
+
+
+def test_weights_missing_a_tensor_are_refused_and_extra_ones_noted(model_dir, tmp_path, capsys):
+    """transformers would initialise a missing tensor at random and print a load report; the
+    exporter refuses in one line. A tensor the model does not have is ignored with a note."""
+    from safetensors.torch import load_file, save_file
+    run = copy_run(model_dir, tmp_path)
+    path = run / "pruned" / "model.safetensors"
+    tensors = load_file(path)
+    save_file({**tensors, "extra.tensor": tensors["classifier.bias"].clone()}, path,
+              metadata={"format": "pt"})
+    state = export(ExportRequest(model_dir=run, config="tiny", calibration_images=2))
+    assert state.notes == [f"{run / 'pruned'}: 1 tensors of the weights are not in the model of "
+                           f"config.json and were ignored (extra.tensor)"]
+    del tensors["deit.encoder.layer.0.intermediate.dense.bias"]
+    save_file(tensors, path, metadata={"format": "pt"})
+    assert export_fails(["--model", run], capsys, tmp_path / "out") == (
+        f"error: {run / 'pruned'}: the weights lack deit.layers.0.mlp.fc1.bias, which the model "
+        f"of config.json has (it would be initialised at random)")
