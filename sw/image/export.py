@@ -96,6 +96,7 @@ def read_hardware_config(state: ExportState) -> ExportState:
         raise ExportError(f"--calibration-images must be a positive integer, not {count!r}")
     try:
         config = load_config(state.request.config)
+        config.check_layer_engine()             # an image runs on the layer engine
     except ConfigError as error:
         raise ExportError(f"--config: {error}") from None
     if state.request.name is not None:
