@@ -55,7 +55,7 @@ MAX_ARRAY_SIDE = 256
 #: words in Python.
 MAX_BUFFER_DEPTH = 1 << 24
 
-#: Largest configuration file read (a preset is about 600 bytes).
+#: Largest configuration file read (a preset is 516 to 537 bytes, `wc -c configs/*.json`).
 MAX_CONFIG_BYTES = 1 << 20
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
