@@ -27,6 +27,7 @@ __all__ = [
     "MAX_MODEL_SIZE",
     "MAX_ARRAY_SIDE",
     "MAX_BUFFER_DEPTH",
+    "MAX_CONFIG_BYTES",
     "ConfigError",
     "ModelTopology",
     "HardwareParams",
@@ -59,7 +60,6 @@ MAX_BUFFER_DEPTH = 1 << 24
 MAX_CONFIG_BYTES = 1 << 20
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
-
 
 
 class _ShortRepr(reprlib.Repr):
@@ -151,7 +151,8 @@ class ModelTopology:
     Raises
     ------
     ConfigError
-        If a field is not a positive integer, or ``hidden_size != num_heads * head_dim``.
+        If a field is not a positive integer at most :data:`MAX_MODEL_SIZE`, or
+        ``hidden_size != num_heads * head_dim``.
     """
 
     hidden_size: int = _int_field("Hidden size", maximum=MAX_MODEL_SIZE)
@@ -208,8 +209,9 @@ class HardwareParams:
     Raises
     ------
     ConfigError
-        If a field is not a positive integer, a width is out of range, the array does not tile
-        the block, or the weight buffer cannot hold one block.
+        If a field is not a positive integer or exceeds its bound (:data:`MAX_ARRAY_SIDE`,
+        :data:`MAX_MODEL_SIZE`, :data:`MAX_BUFFER_DEPTH`), a width is out of range, the array
+        does not tile the block, or the weight buffer cannot hold one block.
     """
 
     array_rows: int = _int_field("Array rows", maximum=MAX_ARRAY_SIDE)
