@@ -131,6 +131,22 @@ def check_output_directory(directory: Path) -> None:
                           f"({error.strerror or error})") from None
 
 
+def check_previous_output(directory: Path, top: str) -> None:
+    """Raise :class:`OutputError` if writing ``top`` into ``directory`` would replace a file
+    this generator did not write: a ``config.json`` that is not an accelerator config, or a
+    ``<top>.v`` without the ``config.json`` every generation writes beside it."""
+    config_path, verilog_path = Path(directory) / "config.json", Path(directory) / f"{top}.v"
+    if config_path.exists():
+        try:
+            AcceleratorConfig.from_json_file(config_path)
+        except ConfigError:
+            raise OutputError(f"{directory}: refusing to replace {config_path.name}, which is "
+                              f"not an accelerator config (not written by hw.generate)") from None
+    elif verilog_path.exists():
+        raise OutputError(f"{directory}: refusing to replace {verilog_path.name}, which has no "
+                          f"config.json beside it (not written by hw.generate)")
+
+
 @contextlib.contextmanager
 def _uninterrupted():
     """Hold back Ctrl-C (SIGINT) while the block runs, so that files replaced together are all
@@ -167,12 +183,14 @@ def generate(config: AcceleratorConfig, out_dir: Path | None = None,
     Raises
     ------
     OutputError
-        If ``out_dir`` is a file, lies under one, or cannot be written (checked first).
+        If ``out_dir`` is a file, lies under one, cannot be written, or holds a file of the
+        same name that this generator did not write (checked first).
     LayerEngineError
         If ``top`` is the layer engine and ``config`` exceeds its limits.
     """
     directory = Path(out_dir) if out_dir is not None else BUILD_ROOT / config.name
     check_output_directory(directory)
+    check_previous_output(directory, top)
     verilog_path = directory / f"{top}.v"
     config_path = directory / "config.json"
     text = verilog_text(config, top)

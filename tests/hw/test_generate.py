@@ -246,3 +246,22 @@ def test_ctrl_c_of_the_command_prints_one_line_and_exits_130(tmp_path):
     assert (process.returncode, stdout, stderr) == (
         130, "", "error: interrupted; nothing was written\n")
     assert {p.name: p.read_text() for p in out.iterdir()} == previous
+
+
+@pytest.mark.parametrize("files", [
+    {"config.json": '{"editor.fontSize": 14}\n'},
+    {"layer_engine.v": "// the user's own design\n"},
+])
+def test_main_refuses_to_replace_files_it_did_not_write(tmp_path, capsys, monkeypatch, files):
+    monkeypatch.setattr("hw.generate.verilog_text", _must_not_convert)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    assert main(["--config", "tiny", "--out", str(out)]) == 2
+    (name,) = files
+    reason = ("which is not an accelerator config" if name == "config.json"
+              else "which has no config.json beside it")
+    assert _one_error_line(capsys) == (f"error: output directory {out}: refusing to replace "
+                                       f"{name}, {reason} (not written by hw.generate)\n")
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
