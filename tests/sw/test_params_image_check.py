@@ -9,7 +9,9 @@ import pytest
 from hw.generate import main as generate_main
 from sw.config import ConfigError, load_config
 from sw.image.export import ExportRequest, export, write
-from sw.image.loader import load_image
+from sw.image.format import ImageError, SectionKind
+from sw.image.loader import load_image, parse_image
+from sw.image.writer import seal
 from tests.sw.image_models import save_pruned_deit
 
 SMALL = dict(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1, image_size=8)
@@ -92,3 +94,18 @@ def test_only_params_json_beside_an_image_is_checked(image_dir, tmp_path):
     alone.mkdir()
     shutil.copy(path, alone / "params.json")
     assert load_config(alone / "params.json") == load_config(renamed)
+
+
+def test_keys_in_the_image_config_section_are_escaped(exported_image):
+    """The loader reads the image's CONFIG section through the same reader, so a key holding a
+    newline and a terminal escape is shown escaped, on one line (issue 14, item 7)."""
+    data = (exported_image / "weights.bin").read_bytes()
+    entry = next(e for e in parse_image(data).sections if e.kind == SectionKind.CONFIG)
+    text = data[entry.offset:entry.offset + entry.length]
+    hostile = text.replace(b'"array_rows"', b'"\\n\\u001b]0"')      # same length, 12 bytes
+    assert hostile != text and len(hostile) == len(text)
+    altered = seal(data[:entry.offset] + hostile + data[entry.offset + entry.length:])
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert str(error.value).endswith("config: unknown field 'hardware.\\n\\x1b]0'")
+    assert str(error.value).isprintable()
