@@ -8,6 +8,8 @@ import re
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sw.config
 from sw.config import (
@@ -649,9 +651,6 @@ def test_layer_engine_limits(hardware, message):
 
 
 # Property: any text at all gives a config or one ConfigError line ------------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
