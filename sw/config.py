@@ -96,7 +96,8 @@ def _is_int(value: object) -> bool:
 
 def _shown(value: object) -> str:
     # A value in a message: never more than one short line of printable characters.
-    return _SHORT_REPR.repr(value)
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _require_positive(value: object, human: str, maximum: int | None = None) -> None:
