@@ -163,6 +163,8 @@ def _check_options(args: argparse.Namespace) -> None:
     for option, value in (("--heads", args.heads), ("--width", args.width)):
         if not 1 <= value <= MAX_MODEL_SIZE:
             raise ValueError(f"{option} must lie in 1..{MAX_MODEL_SIZE}, not {value}")
+    if not 0 < args.keep_rate <= 1:
+        raise ValueError(f"--keep-rate must lie in (0, 1], not {args.keep_rate:g}")
     try:
         gather_arg2(args.protected, not args.drop)
     except ValueError:

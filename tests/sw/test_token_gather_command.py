@@ -15,7 +15,8 @@ from sw.cycle_model.token_gather import main
     (["--tokens", "1"], "--tokens must lie in 2..65535 (more than --protected 1), not 1"),
     (["--tokens", "100000000"], "--tokens must lie in 2..65535 (more than --protected 1), not "
                                 "100000000"),
-    (["--keep-rate", "nan"], "Token keep rate must lie in (0, 1], not nan"),
+    (["--keep-rate", "nan"], "--keep-rate must lie in (0, 1], not nan"),
+    (["--keep-rate", "0"], "--keep-rate must lie in (0, 1], not 0"),
 ])
 def test_bad_options_give_one_line(capsys, arguments, message):
     assert main(arguments) == 2
