@@ -107,6 +107,7 @@ def read_hardware_config(state: ExportState) -> ExportState:
         check_output_directory(state.request.out)
     try:
         config = load_config(state.request.config)
+        config.check_layer_engine()             # an image runs on the layer engine
     except ConfigError as error:
         raise ExportError(f"--config: {error}") from None
     if state.request.name is not None:
