@@ -213,6 +213,26 @@ def test_resealed_garbage_loads_or_raises_image_error(data, changes, cut):
         assert "\n" not in str(error) and str(error).startswith("x: ")
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=10**6), extra=st.integers(0, 3))
+def test_load_image_reports_what_parse_image_reports(data, tmp_path, cut, extra):
+    """load_image checks the size from the header and the table before reading the whole file;
+    its verdict on a cut or extended file is parse_image's on the same bytes."""
+    content = data[:cut % (len(data) + 1)] + bytes(extra)
+    path = tmp_path / "x.bin"
+    path.write_bytes(content)
+    try:
+        expected = str(parse_image(content, source=str(path)).file_size)
+    except ImageError as error:
+        expected = str(error)
+    try:
+        found = str(load_image(path).file_size)
+    except ImageError as error:
+        found = str(error)
+    assert found == expected
+
+
 # --- exporter ----------------------------------------------------------------------------------
 
 def export_error(tmp_path, model_dir, config="tiny", **options) -> str:
