@@ -213,8 +213,8 @@ def test_resealed_garbage_loads_or_raises_image_error(data, changes, cut):
         assert "\n" not in str(error) and str(error).startswith("x: ")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(min_value=0, max_value=10**6), extra=st.integers(0, 3))
 def test_load_image_reports_what_parse_image_reports(data, tmp_path, cut, extra):
     """load_image checks the size from the header and the table before reading the whole file;
