@@ -130,6 +130,11 @@ def _header(data: bytes, fail) -> dict:
         raise fail(f"header field file_size at offset {offsets['file_size']} declares "
                    f"{header['file_size']} bytes, more than the {MAX_IMAGE_BYTES} (4 GiB) this "
                    f"loader reads")
+    table_end = HEADER_SIZE + header["section_count"] * SECTION_ENTRY_SIZE
+    if table_end > header["file_size"]:     # also bounds what load_image reads of the table
+        raise fail(f"section count {header['section_count']} (offset "
+                   f"{offsets['section_count']}) needs a table up to byte {table_end}, past the "
+                   f"image's declared end (file_size {header['file_size']})")
     return header
 
 

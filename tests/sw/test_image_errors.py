@@ -401,3 +401,14 @@ def test_exporter_refuses_a_bad_pruning_block_in_the_report(tmp_path, small_dir,
     (run / "pruning_report.json").write_text(json.dumps(report))
     assert export_error(tmp_path, run) == (
         f"pruning_report.json: layers[0].linears.k.block_shape {problem}")
+
+
+def test_a_section_count_beyond_the_declared_size_is_refused_from_the_header(data):
+    """The table's end is checked against file_size before any of the table is read, so a
+    forged count cannot make load_image read a large file's bytes as a table."""
+    altered = patched(data, 20, pack_array([1 << 30], "u32"))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == (f"x: section count {1 << 30} (offset 20) needs a table up to byte "
+                               f"{64 + (1 << 35)}, past the image's declared end (file_size "
+                               f"{len(data)})")
