@@ -15,6 +15,7 @@ import json
 import math
 import os
 import stat
+import sys
 import zlib
 
 import numpy as np
@@ -326,6 +327,11 @@ def _config(reader: ByteReader) -> AcceleratorConfig:
         raise _SectionProblem("config JSON is nested too deeply") from None
     except ConfigError as error:
         raise _SectionProblem(str(error)) from None
+    except ValueError:
+        # json refuses an integer of more digits than Python converts (JSONDecodeError and
+        # ConfigError, ValueErrors too, are caught above)
+        raise _SectionProblem(f"config holds an integer of more than "
+                              f"{sys.get_int_max_str_digits()} digits") from None
 
 
 def _model(reader: ByteReader, config: AcceleratorConfig) -> ModelInfo:

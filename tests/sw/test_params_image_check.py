@@ -109,3 +109,22 @@ def test_keys_in_the_image_config_section_are_escaped(exported_image):
         parse_image(altered, source="x")
     assert str(error.value).endswith("config: unknown field 'hardware.\\n\\x1b]0'")
     assert str(error.value).isprintable()
+
+
+def test_a_huge_integer_in_the_image_config_section_is_one_line(exported_image, monkeypatch):
+    """json refuses an integer of more than 4300 digits with a plain ValueError; the loader
+    reports it as a damaged CONFIG section, not a traceback (issue 14, item 7)."""
+    from sw.config import AcceleratorConfig
+    from sw.image.writer import encode_image
+
+    image = load_image(exported_image / "weights.bin")
+    text = image.config.to_json()
+    assert '"array_rows": ' in text
+    huge = text.replace('"array_rows": ', '"array_rows": ' + "1" + "0" * 5000 + ", \"x\": ", 1)
+    monkeypatch.setattr(AcceleratorConfig, "to_json", lambda self: huge)
+    data = encode_image(image)
+    monkeypatch.undo()
+    with pytest.raises(ImageError) as error:
+        parse_image(data, source="x")
+    assert str(error.value).endswith("config holds an integer of more than 4300 digits")
+    assert str(error.value).isprintable()
