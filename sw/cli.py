@@ -1,0 +1,49 @@
+"""What the command-line tools share: exit statuses, escaping of text echoed from files, and
+Ctrl-C ending in one line with status 130 instead of a traceback.
+
+Use in a tool::
+
+    @exit_130_on_interrupt("python sw/train_digits.py")
+    def main(argv=None) -> int:
+        ...
+
+and print bad input as ``f"{prog}: error: {printable(value)} ..."`` with status ``BAD_INPUT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+__all__ = ["BAD_INPUT", "INTERRUPTED", "exit_130_on_interrupt", "printable"]
+
+#: Exit status for bad input (a usage error, like argparse's).
+BAD_INPUT = 2
+#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
+
+
+def printable(text: object) -> str:
+    """``str(text)`` if it holds only printable characters, else its ``repr`` (newlines, terminal
+    escape sequences and other control characters written as ``\\n``, ``\\x1b``...), so text
+    taken from a file or the command line cannot forge a second line or colour the output."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
+def exit_130_on_interrupt(prog: str):
+    """Decorate a tool's ``main``: KeyboardInterrupt prints ``<prog>: interrupted`` on stderr and
+    returns ``INTERRUPTED`` (130) instead of a traceback.
+
+    Outputs written through :mod:`sw.atomic` are then either the previous ones or complete.
+    """
+    def decorate(main):
+        @functools.wraps(main)
+        def wrapped(*args, **kwargs) -> int:
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+                return INTERRUPTED
+        return wrapped
+    return decorate
