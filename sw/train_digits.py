@@ -31,6 +31,7 @@ from sw.cli import BAD_INPUT, exit_130_on_interrupt, printable  # noqa: E402
 from sw.data import ImageSplit, iterate_batches  # noqa: E402
 from sw.data.digits import DIGITS_MEAN, DIGITS_STD, load_digits_split  # noqa: E402
 from sw.models import build_small_deit, small_deit_config  # noqa: E402
+from sw.settings import InvalidSetting, check_integer, check_number  # noqa: E402
 
 __all__ = ["InvalidOption", "OUTPUT_FILES", "TRAINING_RECORD", "TrainOptions", "TrainResult",
            "check_output", "evaluate", "main", "train"]
@@ -66,16 +67,18 @@ class TrainOptions:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "image_size", "patch_size", "hidden_size",
                      "num_layers", "num_heads", "intermediate_size"):
-            _check_integer(name, getattr(self, name), minimum=1)
-        for name in ("warmup_epochs", "seed", "split_seed", "max_shift"):
-            _check_integer(name, getattr(self, name), minimum=0)
+            check_integer(name, getattr(self, name), minimum=1)
+        for name in ("warmup_epochs", "max_shift"):
+            check_integer(name, getattr(self, name), minimum=0)
+        check_integer("seed", self.seed, minimum=0, maximum=2 ** 63 - 1)        # torch's range
+        check_integer("split_seed", self.split_seed, minimum=0, maximum=2 ** 32 - 1)  # numpy's
         if self.max_train_samples is not None:
-            _check_integer("max_train_samples", self.max_train_samples, minimum=1)
-        _check_number("lr", self.lr, "a finite number > 0", lambda value: value > 0)
-        _check_number("weight_decay", self.weight_decay, "a finite number >= 0",
-                      lambda value: value >= 0)
-        _check_number("val_fraction", self.val_fraction, "a number between 0 and 1 (exclusive)",
-                      lambda value: 0 < value < 1)
+            check_integer("max_train_samples", self.max_train_samples, minimum=1)
+        check_number("lr", self.lr, "a finite number > 0", lambda value: value > 0)
+        check_number("weight_decay", self.weight_decay, "a finite number >= 0",
+                     lambda value: value >= 0)
+        check_number("val_fraction", self.val_fraction, "a number between 0 and 1 (exclusive)",
+                     lambda value: 0 < value < 1)
         try:        # the model's own shape rules (heads divide the width, patches the image)
             small_deit_config(image_size=self.image_size, patch_size=self.patch_size,
                               hidden_size=self.hidden_size, num_layers=self.num_layers,
@@ -86,24 +89,8 @@ class TrainOptions:
                 "patch_size" if "patch size" in str(error) else "num_heads", str(error)) from None
 
 
-class InvalidOption(ValueError):
-    """A :class:`TrainOptions` field out of its domain; ``option`` names the field."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option
-
-
-def _check_integer(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
-        raise InvalidOption(name, f"{name} must be {kind}, not {value!r}")
-
-
-def _check_number(name: str, value, expected: str, accept) -> None:
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or not accept(value)):
-        raise InvalidOption(name, f"{name} must be {expected}, not {value!r}")
+#: A :class:`TrainOptions` field out of its domain; ``field`` names it.
+InvalidOption = InvalidSetting
 
 
 @dataclass
@@ -294,12 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         TrainOptions(**args)
     except InvalidOption as error:
-        parser.exit(BAD_INPUT, f"{PROG}: error: argument --{error.option.replace('_', '-')}: "
+        parser.exit(BAD_INPUT, f"{PROG}: error: argument --{error.field.replace('_', '-')}: "
                                f"{error}\n")
     try:
         result = train(out, progress=progress, **args)
     except InvalidOption as error:
-        parser.exit(BAD_INPUT, f"{PROG}: error: argument --{error.option.replace('_', '-')}: "
+        parser.exit(BAD_INPUT, f"{PROG}: error: argument --{error.field.replace('_', '-')}: "
                                f"{error}\n")
     except OutputRefused as error:
         parser.exit(BAD_INPUT, f"{PROG}: error: argument --out: {error}\n")
