@@ -12,10 +12,12 @@ and print bad input as ``f"{prog}: error: {printable(value)} ..."`` with status 
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
-__all__ = ["BAD_INPUT", "INTERRUPTED", "exit_130_on_interrupt", "printable"]
+__all__ = ["BAD_INPUT", "INTERRUPTED", "OneLineArgumentParser", "exit_130_on_interrupt",
+           "printable"]
 
 #: Exit status for bad input (a usage error, like argparse's).
 BAD_INPUT = 2
@@ -47,3 +49,11 @@ def exit_130_on_interrupt(prog: str):
                 return INTERRUPTED
         return wrapped
     return decorate
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (``<prog>: error: <message> (see
+    --help)``, status 2) instead of the whole usage text followed by the error."""
+
+    def error(self, message: str):
+        self.exit(BAD_INPUT, f"{self.prog}: error: {printable(message)} (see --help)\n")

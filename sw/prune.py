@@ -25,7 +25,8 @@ import json  # noqa: E402
 import torch  # noqa: E402
 
 from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
-from sw.cli import BAD_INPUT, exit_130_on_interrupt, printable  # noqa: E402
+from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
+                    printable)
 from sw.data.digits import load_digits_split  # noqa: E402
 from sw.models import load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
@@ -267,7 +268,12 @@ def check_schedule(args: PruningArgs, options: TrainingOptions, *,
 
 def _flag_type(default):
     if isinstance(default, bool):
-        return lambda text: {"true": True, "false": False}[text.lower()]
+        def boolean(text: str) -> bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(text)      # argparse: "invalid boolean value: 'yes'"
+            return text.lower() == "true"
+        boolean.__name__ = "boolean"
+        return boolean
     if isinstance(default, float):
         return float
     if isinstance(default, int):
@@ -276,7 +282,7 @@ def _flag_type(default):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE,
                         help=f"recipe JSON (default: {DEFAULT_RECIPE.relative_to(_REPO_ROOT)})")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER,

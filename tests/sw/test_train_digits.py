@@ -153,6 +153,7 @@ def _error_line(capsys) -> str:
     (["--max-train-samples", "0"],
      "--max-train-samples: max_train_samples must be a positive integer, not 0"),
     (["--max-shift", "-1"], "--max-shift: max_shift must be a non-negative integer, not -1"),
+    (["--epochs", "x"], "--epochs: invalid int value: 'x' (see --help)"),
 ])
 def test_bad_option_is_one_line_before_any_work(tmp_path, capsys, argv, message):
     out = tmp_path / "out"

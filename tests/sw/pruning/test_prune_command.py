@@ -316,3 +316,10 @@ def test_earlier_output_is_accepted_and_a_users_file_in_it_is_not(tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OutputRefused, match=r"holds files this tool did not write \(notes.txt\)"):
         check_output(out)
+
+
+def test_bad_flag_value_is_one_line(tiny_teacher, tmp_path, capsys):
+    status, lines = _run_main([*_command(tiny_teacher, tmp_path / "out")[1:], "--bias_mask", "yes"],
+                              capsys)
+    assert (status, lines) == (2, ["prune.py: error: argument --bias_mask: invalid boolean value: "
+                                   "'yes' (see --help)"])

@@ -1,0 +1,30 @@
+"""The helpers every command-line tool shares: escaping, Ctrl-C, one-line usage errors."""
+
+import pytest
+
+from sw.cli import INTERRUPTED, OneLineArgumentParser, exit_130_on_interrupt, printable
+
+
+def test_printable_escapes_what_could_forge_a_line_or_colour_the_terminal():
+    assert printable("recipes/digits deit.json") == "recipes/digits deit.json"
+    assert printable("x\x1b[31m\nerror: forged") == "'x\\x1b[31m\\nerror: forged'"
+    assert printable("a\u2028b") == "'a\\u2028b'"
+    assert printable("chiffres é") == "chiffres é"
+
+
+def test_interrupt_is_one_line_and_status_130(capsys):
+    @exit_130_on_interrupt("tool.py")
+    def main(argv=None):
+        raise KeyboardInterrupt
+    assert main() == INTERRUPTED == 130
+    assert capsys.readouterr().err == "tool.py: interrupted\n"
+
+
+def test_usage_error_is_one_line(capsys):
+    parser = OneLineArgumentParser(prog="tool.py")
+    parser.add_argument("--count", type=int, required=True)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--count", "x\n"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == ("tool.py: error: argument --count: invalid int value: "
+                                       "'x\\n' (see --help)\n")
