@@ -35,7 +35,8 @@ from sw.pruning.recipe import RecipeError, read_recipe  # noqa: E402
 from sw.pruning.recipe import resolve_recipe as resolve_whole_recipe  # noqa: E402
 from sw.pruning.report import (  # noqa: E402
     dense_baseline, plot_accuracy, plot_density, pruning_report)
-from sw.settings import SettingsFileError, check_integer, check_number, found, read_json  # noqa: E402,E501
+from sw.settings import (SettingsFileError, check_integer, check_number, found,  # noqa: E402
+                         read_json)
 from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning  # noqa: E402
 from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
 from sw.train_digits import evaluate  # noqa: E402
@@ -353,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         result, report = prune(args, training, teacher_dir=options["teacher"],
                                out=options["out"], progress=not options["no_progress"],
                                tokens=tokens)
-    except OutputRefused as error:
-        fail(f"argument --out: {error}")
+    except OutputRefused as error:      # files appeared in --out (or the teacher's) meanwhile
+        fail(str(error))
     except (ValueError, FileNotFoundError) as error:
         # Settings that only the model can check (layer indices, block shapes that do not
         # divide its matrices, an unsupported architecture): one line, nothing written.
