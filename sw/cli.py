@@ -3,7 +3,10 @@ Ctrl-C ending in one line with status 130 instead of a traceback.
 
 Use in a tool::
 
-    @exit_130_on_interrupt("python sw/train_digits.py")
+    if __name__ == "__main__":        # at the top, before importing torch
+        exit_130_on_interrupt_during_imports("train_digits.py")
+    ...
+    @exit_130_on_interrupt("train_digits.py")
     def main(argv=None) -> int:
         ...
 
@@ -14,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import signal
 import sys
+import threading
 
 __all__ = ["BAD_INPUT", "INTERRUPTED", "OneLineArgumentParser", "exit_130_on_interrupt",
-           "printable"]
+           "exit_130_on_interrupt_during_imports", "printable"]
 
 #: Exit status for bad input (a usage error, like argparse's).
 BAD_INPUT = 2
@@ -42,6 +48,9 @@ def exit_130_on_interrupt(prog: str):
     def decorate(main):
         @functools.wraps(main)
         def wrapped(*args, **kwargs) -> int:
+            if (threading.current_thread() is threading.main_thread()
+                    and getattr(signal.getsignal(signal.SIGINT), "during_imports", False)):
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 return main(*args, **kwargs)
             except KeyboardInterrupt:
@@ -49,6 +58,18 @@ def exit_130_on_interrupt(prog: str):
                 return INTERRUPTED
         return wrapped
     return decorate
+
+
+def exit_130_on_interrupt_during_imports(prog: str) -> None:
+    """Until the decorated ``main`` starts, make Ctrl-C print ``<prog>: interrupted`` and exit
+    with status 130 at once (nothing has been written yet), instead of a traceback from inside
+    torch's or transformers' imports. Call it at the top of a script, before the heavy imports,
+    when ``__name__ == "__main__"``; :func:`exit_130_on_interrupt` restores Python's handler."""
+    def interrupted(signum, frame):
+        os.write(2, f"{prog}: interrupted\n".encode())
+        os._exit(INTERRUPTED)
+    interrupted.during_imports = True
+    signal.signal(signal.SIGINT, interrupted)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -17,6 +17,9 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
+if __name__ == "__main__":     # Ctrl-C while torch loads: one line, not a traceback
+    from sw.cli import exit_130_on_interrupt_during_imports
+    exit_130_on_interrupt_during_imports("prune.py")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402

@@ -28,3 +28,23 @@ def test_usage_error_is_one_line(capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err == ("tool.py: error: argument --count: invalid int value: "
                                        "'x\\n' (see --help)\n")
+
+
+def test_ctrl_c_while_a_script_imports_torch_is_one_line(tmp_path):
+    """A real SIGINT 1 s after start, while ``sw/train_digits.py`` imports torch (were the imports
+    already done, ``main``'s handler gives the same line and status)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "sw" / "train_digits.py"
+    process = subprocess.Popen([sys.executable, str(script), "--out", str(tmp_path / "out")],
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(1.0)             # the handler is installed first thing; torch takes seconds
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert (process.returncode, stderr) == (130, "train_digits.py: interrupted\n")
+    assert list(tmp_path.iterdir()) == []
