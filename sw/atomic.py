@@ -162,8 +162,9 @@ def replace_directory(out, write) -> None:
     the new one renamed into place and only then the previous one deleted, and if the second
     rename fails the previous one is moved back. Ctrl-C is held during the two renames. Every
     exit path, KeyboardInterrupt included, removes the hidden ``.<name>.*.partial`` and
-    ``.<name>.*.old`` siblings. (Only a kill that no handler sees, between the two renames, can
-    leave the previous output in the ``.old`` sibling.)
+    ``.<name>.*.old`` siblings. (Only a kill that no handler sees between the two renames, or a
+    failure of the rename back, leaves the previous output in the ``.old`` sibling, never
+    deleted.)
 
     Raises
     ------
@@ -195,5 +196,6 @@ def replace_directory(out, write) -> None:
         try:
             _discard(staging)
         finally:
-            if retired is not None:
+            # Never delete the previous output while it is the only copy (the rename back failed)
+            if retired is not None and (out.exists() or out.is_symlink()):
                 _discard(retired)

@@ -64,6 +64,26 @@ def test_interrupted_rename_keeps_the_previous_output(tmp_path, monkeypatch, fai
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_previous_output_is_never_deleted_while_it_is_the_only_copy(tmp_path, monkeypatch):
+    """The rename of the new output and the rename back both fail: the previous output stays
+    in the hidden ``.old`` sibling instead of being cleaned up with it."""
+    out = _previous_output(tmp_path)
+    real_replace = os.replace
+    calls = []
+
+    def failing_after_the_first(*args):
+        calls.append(args)
+        if len(calls) > 1:
+            raise OSError("device gone")
+        return real_replace(*args)
+    monkeypatch.setattr(os, "replace", failing_after_the_first)
+    with pytest.raises(OSError, match="device gone"):
+        replace_directory(out, _write_new)
+    assert len(calls) == 3 and not out.exists()
+    [kept] = [path for path in tmp_path.rglob("f")]
+    assert kept.read_text() == "old" and kept.parent.parent.name.endswith(".old")
+
+
 def test_interrupted_first_rename_of_a_new_output_leaves_nothing(tmp_path, monkeypatch):
     _fail_on_call(monkeypatch, os, "replace", 1)
     with pytest.raises(KeyboardInterrupt):
