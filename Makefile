@@ -6,6 +6,13 @@ STAMP       := $(VENV)/.installed
 CONFIG      ?= tiny
 PYTEST_ARGS ?=
 
+# $(call shell_quote,TEXT): TEXT as one single-quoted shell word, whatever it holds (a space, a
+# ';', a '$(...)', a quote), so a variable's value reaches a command as data, never as code.
+# Pass it $(value VAR), not $(VAR), so that make does not run a '$(shell ...)' in the value,
+# and unexport VAR: make expands what it exports into the commands' environment.
+shell_quote = '$(subst ','\'',$(1))'
+unexport CONFIG
+
 .PHONY: setup demo test test-slow bench verilog clean
 
 setup: $(STAMP)
@@ -30,7 +37,7 @@ bench: setup
 	$(PY) -m bench
 
 verilog: setup
-	$(PY) -m hw.generate --config $(CONFIG)
+	$(PY) -m hw.generate --config $(call shell_quote,$(value CONFIG))
 
 clean:
 	rm -rf build
