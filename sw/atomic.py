@@ -33,9 +33,9 @@ def _umask() -> int:
 
 
 def _shown(path: Path) -> str:
-    """``path`` for an error line: as typed, or repr-escaped if it holds control characters."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)
+    """``path`` for an error line (:func:`sw.cli.one_line`)."""
+    from sw.cli import one_line
+    return one_line(path)
 
 
 def check_output_directory(out, *, manifest: str, contents: Collection[str]) -> None:
@@ -68,8 +68,7 @@ def check_output_directory(out, *, manifest: str, contents: Collection[str]) -> 
                     f"{_shown(out)}: not empty and not an earlier output of this tool (no "
                     f"{manifest}); refusing to replace it")
             if others:
-                listed = ", ".join(repr(name) if not name.isprintable() else name
-                                   for name in others[:5])
+                listed = ", ".join(_shown(name) for name in others[:5])
                 raise OutputRefused(
                     f"{_shown(out)}: holds files this tool did not write ({listed}"
                     f"{', ...' if len(others) > 5 else ''}); refusing to replace it")

@@ -10,7 +10,7 @@ Use in a tool::
     def main(argv=None) -> int:
         ...
 
-and print bad input as ``f"{prog}: error: {printable(value)} ..."`` with status ``BAD_INPUT``.
+and print bad input as ``f"{prog}: error: {one_line(value)} ..."`` with status ``BAD_INPUT``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import signal
 import sys
 import threading
 
+from sw.printable import printable
+
 __all__ = ["BAD_INPUT", "INTERRUPTED", "OneLineArgumentParser", "exit_130_on_interrupt",
-           "exit_130_on_interrupt_during_imports", "printable"]
+           "exit_130_on_interrupt_during_imports", "one_line"]
 
 #: Exit status for bad input (a usage error, like argparse's).
 BAD_INPUT = 2
@@ -31,12 +33,13 @@ BAD_INPUT = 2
 INTERRUPTED = 130
 
 
-def printable(text: object) -> str:
-    """``str(text)`` if it holds only printable characters, else its ``repr`` (newlines, terminal
-    escape sequences and other control characters written as ``\\n``, ``\\x1b``...), so text
-    taken from a file or the command line cannot forge a second line or colour the output."""
+def one_line(text: object) -> str:
+    """``str(text)`` unchanged if it is already one line of printable characters, else with
+    newlines, terminal escape sequences and every other non-printable character escaped by the
+    project's one rule (:func:`sw.printable.printable`, not shortened), so text taken from a file
+    or the command line cannot forge a second line or colour the output."""
     text = str(text)
-    return text if text.isprintable() else repr(text)
+    return text if text.isprintable() else printable(text, limit=len(text))
 
 
 def exit_130_on_interrupt(prog: str):
@@ -77,4 +80,4 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     --help)``, status 2) instead of the whole usage text followed by the error."""
 
     def error(self, message: str):
-        self.exit(BAD_INPUT, f"{self.prog}: error: {printable(message)} (see --help)\n")
+        self.exit(BAD_INPUT, f"{self.prog}: error: {one_line(message)} (see --help)\n")

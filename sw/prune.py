@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
-                    printable)
+                    one_line)
 from sw.data.digits import load_digits_split  # noqa: E402
 from sw.models import load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
@@ -105,10 +105,10 @@ def _teacher_record(teacher_dir: Path) -> dict:
         return {}
     record = read_json(path)
     if not isinstance(record, dict):
-        raise SettingsFileError(f"{printable(path)}: must be a JSON object, not {found(record)}")
+        raise SettingsFileError(f"{one_line(path)}: must be a JSON object, not {found(record)}")
     for section in ("options", "data"):
         if not isinstance(record.get(section, {}), dict):
-            raise SettingsFileError(f"{printable(path)}: {section} must be an object, not "
+            raise SettingsFileError(f"{one_line(path)}: {section} must be an object, not "
                                     f"{found(record[section])}")
     options, data = record.get("options", {}), record.get("data", {})
     try:
@@ -121,7 +121,7 @@ def _teacher_record(teacher_dir: Path) -> dict:
         if data.get("train_samples") is not None:
             check_integer("data.train_samples", data["train_samples"], minimum=1)
     except ValueError as error:
-        raise SettingsFileError(f"{printable(path)}: {error}") from None
+        raise SettingsFileError(f"{one_line(path)}: {error}") from None
     return record
 
 
@@ -143,7 +143,7 @@ def check_teacher(teacher_dir: Path) -> None:
         return
     document = read_json(config)
     if not isinstance(document, dict):
-        raise SettingsFileError(f"{printable(config)}: must be a JSON object, not "
+        raise SettingsFileError(f"{one_line(config)}: must be a JSON object, not "
                                 f"{found(document)}")
     _teacher_record(teacher_dir)
 
@@ -162,8 +162,8 @@ def _teacher(directory: Path, progress: bool):
         # malformed config.json in many exception types; one line names the folder
         text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         text = text or type(error).__name__
-        raise ValueError(f"{printable(directory)}: cannot load the teacher model: "
-                         f"{printable(text if len(text) <= 200 else text[:197] + '...')}"
+        raise ValueError(f"{one_line(directory)}: cannot load the teacher model: "
+                         f"{one_line(text if len(text) <= 200 else text[:197] + '...')}"
                          ) from None
 
 
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsFileError as error:
         fail(str(error))
     except RecipeError as error:
-        fail(f"{printable(recipe_path)}: {error}")
+        fail(f"{one_line(recipe_path)}: {error}")
     args, training, tokens = recipe.pruning, recipe.training, recipe.tokens
     try:
         check_output(options["out"])
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsFileError as error:
         fail(str(error))
     except ValueError as error:
-        fail(f"{printable(recipe_path)}: {error}")
+        fail(f"{one_line(recipe_path)}: {error}")
     try:
         result, report = prune(args, training, teacher_dir=options["teacher"],
                                out=options["out"], progress=not options["no_progress"],
@@ -362,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         # Settings that only the model can check (layer indices, block shapes that do not
         # divide its matrices, an unsupported architecture): one line, nothing written.
-        fail(printable(error))
+        fail(one_line(error))
     except OSError as error:
-        fail(f"cannot write {printable(options['out'])}: {printable(error.strerror or error)}")
+        fail(f"cannot write {one_line(options['out'])}: {one_line(error.strerror or error)}")
     main_process = _process_state().is_main_process
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sw.cli import printable
+from sw.cli import one_line
 
 __all__ = ["InvalidSetting", "SettingsFileError", "check_bool", "check_integer", "check_number",
            "found", "read_json"]
@@ -82,7 +82,7 @@ def read_json(path) -> object:
         integer literal too long to convert, or nesting too deep to parse.
     """
     path = Path(path)
-    shown = printable(path)
+    shown = one_line(path)
     try:
         data = path.read_bytes()
     except OSError as error:

@@ -31,7 +31,7 @@ from tqdm import tqdm  # noqa: E402
 
 from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
-                    printable)
+                    one_line)
 from sw.data import ImageSplit, iterate_batches  # noqa: E402
 from sw.data.digits import DIGITS_MEAN, DIGITS_STD, load_digits_split  # noqa: E402
 from sw.models import build_small_deit, small_deit_config  # noqa: E402
@@ -295,10 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     except OutputRefused as error:
         parser.exit(BAD_INPUT, f"{PROG}: error: argument --out: {error}\n")
     except ValueError as error:     # what only the data can tell (a split too small, say)
-        parser.exit(BAD_INPUT, f"{PROG}: error: {printable(error)}\n")
+        parser.exit(BAD_INPUT, f"{PROG}: error: {one_line(error)}\n")
     except OSError as error:        # the disk, once the model is trained
-        parser.exit(BAD_INPUT, f"{PROG}: error: cannot write {printable(out)}: "
-                               f"{printable(error.strerror or error)}\n")
+        parser.exit(BAD_INPUT, f"{PROG}: error: cannot write {one_line(out)}: "
+                               f"{one_line(error.strerror or error)}\n")
     print(f"val accuracy {result.val_accuracy:.4f} after {len(result.history)} epochs "
           f"in {result.seconds:.1f} s; saved to {out}")
     return 0

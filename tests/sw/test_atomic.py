@@ -192,7 +192,7 @@ def test_output_accepted_when_absent_empty_or_the_tools_own(tmp_path):
      "replace it"),
     (lambda out: (out.mkdir(), (out / "record.json").write_text("{}"),
                   (out / "thesis.txt").write_text("x"), (out / "a\nb").write_text("x")),
-     "{out}: holds files this tool did not write ('a\\nb', thesis.txt); refusing to replace it"),
+     "{out}: holds files this tool did not write (a\\nb, thesis.txt); refusing to replace it"),
     (lambda out: (out.mkdir(), (out / "record.json").mkdir()),
      "{out}: not empty and not an earlier output of this tool (no record.json); refusing to "
      "replace it"),

@@ -2,14 +2,15 @@
 
 import pytest
 
-from sw.cli import INTERRUPTED, OneLineArgumentParser, exit_130_on_interrupt, printable
+from sw.cli import INTERRUPTED, OneLineArgumentParser, exit_130_on_interrupt, one_line
 
 
-def test_printable_escapes_what_could_forge_a_line_or_colour_the_terminal():
-    assert printable("recipes/digits deit.json") == "recipes/digits deit.json"
-    assert printable("x\x1b[31m\nerror: forged") == "'x\\x1b[31m\\nerror: forged'"
-    assert printable("a\u2028b") == "'a\\u2028b'"
-    assert printable("chiffres é") == "chiffres é"
+def test_one_line_escapes_what_could_forge_a_line_or_colour_the_terminal():
+    assert one_line("recipes/digits deit.json") == "recipes/digits deit.json"
+    assert one_line("C:\\recipes") == "C:\\recipes"                  # nothing to escape: as is
+    assert one_line("x\x1b[31m\nerror: forged") == "x\\x1b[31m\\nerror: forged"
+    assert one_line("a\u2028b" + "c" * 100) == "a\\u2028b" + "c" * 100   # escaped, not cut
+    assert one_line("chiffres é") == "chiffres é"
 
 
 def test_interrupt_is_one_line_and_status_130(capsys):
