@@ -6,7 +6,14 @@ STAMP       := $(VENV)/.installed
 CONFIG      ?= tiny
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench verilog clean synth
+# $(call shell_quote,TEXT): TEXT as one single-quoted shell word, whatever it holds (a space, a
+# ';', a '$(...)', a quote), so a variable's value reaches a command as data, never as code.
+# Pass it $(value VAR), not $(VAR), so that make does not run a '$(shell ...)' in the value,
+# and unexport VAR: make expands what it exports into the commands' environment.
+shell_quote = '$(subst ','\'',$(1))'
+unexport CONFIG
+
+.PHONY: setup demo test test-slow bench verilog clean
 
 setup: $(STAMP)
 
@@ -30,16 +37,20 @@ bench: setup
 	$(PY) -m bench
 
 verilog: setup
-	$(PY) -m hw.generate --config $(CONFIG)
+	$(PY) -m hw.generate --config $(call shell_quote,$(value CONFIG))
 
 clean:
 	rm -rf build
 
-# Synthesis, and place and route where the design fits LFE5U-85F: build/<name>/synth/<top>.json.
-# Installs its own tools once (a stamp): Debian's yosys and the pinned requirements-synth.txt.
+# Synthesis, and place and route where the design fits LFE5U-85F: build/<name>/synth/<top>.json
+# (PLACE=0: synthesis only). Installs its own tools once (a stamp): Debian's yosys and the
+# pinned requirements-synth.txt.
 TOP          ?= layer_engine
-SYNTH_ARGS   ?=
+PLACE        ?= 1
 SYNTH_STAMP  := $(VENV)/.synth-installed
+unexport TOP
+
+.PHONY: synth
 
 $(SYNTH_STAMP): requirements-synth.txt $(STAMP)
 	command -v yosys >/dev/null || { apt-get update && \
@@ -48,4 +59,5 @@ $(SYNTH_STAMP): requirements-synth.txt $(STAMP)
 	touch $(SYNTH_STAMP)
 
 synth: setup $(SYNTH_STAMP)
-	$(PY) -m hw.synth --config $(CONFIG) --top $(TOP) $(SYNTH_ARGS)
+	$(PY) -m hw.synth --config $(call shell_quote,$(value CONFIG)) \
+	  --top $(call shell_quote,$(value TOP)) $(if $(filter 0,$(PLACE)),--no-place)

@@ -1,31 +1,53 @@
 """Generate an accelerator's Verilog from a config: ``python -m hw.generate --config tiny``.
 
-Writes ``build/<name>/block_sparse_gemm.v`` and ``build/<name>/config.json`` (the exact config
-it was built from). Same config in, same bytes out, wherever the checkout lives.
+Writes ``build/<name>/<top>.v`` (``layer_engine.v``, the whole accelerator, unless ``--top``
+names another) and ``build/<name>/config.json`` (the exact config it was built from). Same
+config in, same bytes out, wherever the checkout lives. Bad input ends in one ``error:`` line
+and exit code 2 before any file is written; Ctrl-C ends in one line and exit code 130, with the
+output directory as it was (both files are replaced together or not at all).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import sysconfig
+import tempfile
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import rtlil, verilog
+#: The line Ctrl-C ends a run with (exit code 130), whenever it comes.
+INTERRUPTED = "error: interrupted; nothing was written"
 
-from hw.gemm import BlockSparseGemm
-from hw.layer.engine import build_layer_engine
-from hw.layer.memory_map import LayerEngineError
-from hw.tokens import TokenGather
-from hw.tokens.token_gather_bench import TokenGatherBench
-from hw.units.gelu import Gelu
-from hw.units.layernorm import LayerNorm
-from hw.units.softmax import Softmax
-from hw.units.stream_harness import harness_builder
-from sw.atomic import write_text
-from sw.config import AcceleratorConfig, ConfigError, load_config
+
+def _exit_interrupted(signum=None, frame=None):
+    # Components cut off half-built would each warn that they were never used.
+    warnings.filterwarnings("ignore", message=".* created but never used")
+    print(INTERRUPTED, file=sys.stderr)
+    raise SystemExit(130)
+
+
+if __name__ == "__main__":
+    # Ctrl-C while the imports below take their seconds: one line, not an import traceback.
+    signal.signal(signal.SIGINT, _exit_interrupted)
+
+from amaranth.back import rtlil, verilog  # noqa: E402
+
+from hw.gemm import BlockSparseGemm  # noqa: E402
+from hw.layer.engine import build_layer_engine  # noqa: E402
+from hw.layer.memory_map import LayerEngineError  # noqa: E402
+from hw.tokens import TokenGather  # noqa: E402
+from hw.tokens.token_gather_bench import TokenGatherBench  # noqa: E402
+from hw.units.gelu import Gelu  # noqa: E402
+from hw.units.layernorm import LayerNorm  # noqa: E402
+from hw.units.softmax import Softmax  # noqa: E402
+from hw.units.stream_harness import harness_builder  # noqa: E402
+from sw.atomic import write_text  # noqa: E402
+from sw.config import AcceleratorConfig, ConfigError, load_config  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build"
@@ -84,6 +106,64 @@ def verilog_text(config: AcceleratorConfig, top: str = "block_sparse_gemm") -> s
     return _relative_sources(text)
 
 
+class OutputError(ValueError):
+    """The output directory cannot be written; the message names the path and why."""
+
+
+def check_output_directory(directory: Path) -> None:
+    """Raise :class:`OutputError` unless ``directory`` is, or can be created as, a directory
+    this process can write into. Creates nothing: it writes and removes a probe file in the
+    nearest existing ancestor (``os.access`` says yes to root even where writes fail)."""
+    directory = Path(directory)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise OutputError(f"{directory}: {existing} is a dangling symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == directory else f"lies under the file {existing}"
+        raise OutputError(f"{directory}: {what}, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".hw-generate-probe."):
+            pass
+    except OSError as error:
+        raise OutputError(f"{directory}: cannot write into {existing} "
+                          f"({error.strerror or error})") from None
+
+
+def check_previous_output(directory: Path, top: str) -> None:
+    """Raise :class:`OutputError` if writing ``top`` into ``directory`` would replace a file
+    this generator did not write: a ``config.json`` that is not an accelerator config, or a
+    ``<top>.v`` without the ``config.json`` every generation writes beside it."""
+    config_path, verilog_path = Path(directory) / "config.json", Path(directory) / f"{top}.v"
+    if config_path.exists():
+        try:
+            AcceleratorConfig.from_json_file(config_path)
+        except ConfigError:
+            raise OutputError(f"{directory}: refusing to replace {config_path.name}, which is "
+                              f"not an accelerator config (not written by hw.generate)") from None
+    elif verilog_path.exists():
+        raise OutputError(f"{directory}: refusing to replace {verilog_path.name}, which has no "
+                          f"config.json beside it (not written by hw.generate)")
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Hold back Ctrl-C (SIGINT) while the block runs, so that files replaced together are all
+    replaced. A Ctrl-C that comes meanwhile is dropped: the work it would have stopped is done
+    (milliseconds of renames), and a message that nothing was written would be false."""
+    previous = signal.getsignal(signal.SIGINT)
+    # Python runs signal handlers in the main thread only, and can restore only its own.
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass(frozen=True)
 class GeneratedDesign:
     """Files written for one config."""
@@ -95,12 +175,28 @@ class GeneratedDesign:
 
 def generate(config: AcceleratorConfig, out_dir: Path | None = None,
              top: str = "block_sparse_gemm") -> GeneratedDesign:
-    """Write the Verilog of ``top`` and the config into ``out_dir`` (``build/<name>``)."""
+    """Write the Verilog of ``top`` and the config into ``out_dir`` (``build/<name>``).
+
+    The Verilog is built before anything is written, and both files are replaced with Ctrl-C
+    held back, so an interruption leaves ``out_dir`` as it was.
+
+    Raises
+    ------
+    OutputError
+        If ``out_dir`` is a file, lies under one, cannot be written, or holds a file of the
+        same name that this generator did not write (checked first).
+    LayerEngineError
+        If ``top`` is the layer engine and ``config`` exceeds its limits.
+    """
     directory = Path(out_dir) if out_dir is not None else BUILD_ROOT / config.name
+    check_output_directory(directory)
+    check_previous_output(directory, top)
     verilog_path = directory / f"{top}.v"
     config_path = directory / "config.json"
-    write_text(verilog_path, verilog_text(config, top))
-    write_text(config_path, config.to_json())
+    text = verilog_text(config, top)
+    with _uninterrupted():
+        write_text(verilog_path, text)
+        write_text(config_path, config.to_json())
     return GeneratedDesign(directory=directory, verilog=verilog_path, config=config_path)
 
 
@@ -116,14 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
+        if args.top == "layer_engine":
+            config.check_layer_engine()
         design = generate(config, args.out, top=args.top)
-    except LayerEngineError as error:
+    except (ConfigError, LayerEngineError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OutputError as error:
+        print(f"error: output directory {error}", file=sys.stderr)
+        return 2
+    except OSError as error:                   # a disk that filled up while writing, ...
+        print(f"error: cannot write {error.filename or args.out} ({error.strerror or error})",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:                  # in-process callers; a script gets the handler
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     lines = design.verilog.read_text().count("\n")
     print(f"{config.name}: wrote {design.verilog} ({lines} lines) and {design.config}")
     return 0

@@ -12,14 +12,22 @@ import difflib
 import json
 import os
 import re
+import reprlib
+import sys
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sw.printable import printable, printable_int
+
 __all__ = [
     "SCHEMA_VERSION",
     "CONFIGS_DIR",
+    "MAX_MODEL_SIZE",
+    "MAX_ARRAY_SIDE",
+    "MAX_BUFFER_DEPTH",
+    "MAX_CONFIG_BYTES",
     "ConfigError",
     "ModelTopology",
     "HardwareParams",
@@ -35,18 +43,50 @@ SCHEMA_VERSION = 1
 #: Directory holding the preset files (``<repo>/configs``).
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
+#: Largest model dimension, head count, token count and layer count: the weight image numbers
+#: layers in 16 bits (``0xFFFF`` is "no layer") and the layer program carries token counts and
+#: head indices in 16-bit arguments.
+MAX_MODEL_SIZE = 0xFFFF
+
+#: Largest systolic array side and lane count of a special-function unit (TPU v1's array side).
+MAX_ARRAY_SIDE = 256
+
+#: Largest buffer depth, in words: 16 Mi words, 256 MiB for a 16-column array of 8-bit
+#: operands, far beyond any FPGA's on-chip memory; the generator builds memories of this many
+#: words in Python.
+MAX_BUFFER_DEPTH = 1 << 24
+
+#: Largest configuration file read (a preset is 516 to 537 bytes, `wc -c configs/*.json`).
+MAX_CONFIG_BYTES = 1 << 20
+
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class _ShortRepr(reprlib.Repr):
+    # A JSON value of the wrong type, shown bounded in depth and length whatever the file
+    # holds; ``repr`` already escapes what is not printable in a string.
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother = 2, 30, 30
+
+    def repr_int(self, x: int, level: int) -> str:
+        return printable_int(x)
+
+
+_SHORT_REPR = _ShortRepr()
 
 
 class ConfigError(ValueError):
     """A configuration is invalid; the message names the file/field, expected vs found."""
 
 
-def _int_field(human: str, default: int | None = None) -> Any:
-    # ``human`` is the field's name in messages ("Array rows must be a positive integer, ...").
+def _int_field(human: str, default: int | None = None, *, maximum: int | None = None) -> Any:
+    # ``human`` is the field's name in messages ("Array rows must be a positive integer, ...");
+    # ``maximum`` its upper bound (None: a width, whose range ``_check_bits`` checks).
+    metadata = {"human": human, "maximum": maximum}
     if default is None:
-        return field(metadata={"human": human})
-    return field(default=default, metadata={"human": human})
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def _is_int(value: object) -> bool:
@@ -54,21 +94,31 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _require_positive(value: object, human: str) -> None:
+def _shown(value: object) -> str:
+    # A value in a message: never more than one short line of printable characters.
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _require_positive(value: object, human: str, maximum: int | None = None) -> None:
     if not _is_int(value) or value < 1:
-        raise ConfigError(f"{human} must be a positive integer, not {value!r}")
+        raise ConfigError(f"{human} must be a positive integer, not {_shown(value)}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{human} must be at most {maximum}, not {_shown(value)}")
 
 
 def _check_positive_fields(instance: object) -> None:
+    # Every field first, so that no check after this one computes with an unbounded number.
     for spec in fields(instance):
-        _require_positive(getattr(instance, spec.name), spec.metadata["human"])
+        _require_positive(getattr(instance, spec.name), spec.metadata["human"],
+                          spec.metadata["maximum"])
 
 
 def _check_bits(instance: object, name: str, low: int, high: int) -> None:
     value = getattr(instance, name)
     if not low <= value <= high:
         human = next(spec for spec in fields(instance) if spec.name == name).metadata["human"]
-        raise ConfigError(f"{human} must be between {low} and {high} bits, not {value}")
+        raise ConfigError(f"{human} must be between {low} and {high} bits, not {_shown(value)}")
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
@@ -102,15 +152,16 @@ class ModelTopology:
     Raises
     ------
     ConfigError
-        If a field is not a positive integer, or ``hidden_size != num_heads * head_dim``.
+        If a field is not a positive integer at most :data:`MAX_MODEL_SIZE`, or
+        ``hidden_size != num_heads * head_dim``.
     """
 
-    hidden_size: int = _int_field("Hidden size")
-    num_heads: int = _int_field("Number of heads")
-    head_dim: int = _int_field("Head dimension")
-    ffn_size: int = _int_field("FFN size")
-    tokens: int = _int_field("Tokens")
-    layers: int = _int_field("Layers")
+    hidden_size: int = _int_field("Hidden size", maximum=MAX_MODEL_SIZE)
+    num_heads: int = _int_field("Number of heads", maximum=MAX_MODEL_SIZE)
+    head_dim: int = _int_field("Head dimension", maximum=MAX_MODEL_SIZE)
+    ffn_size: int = _int_field("FFN size", maximum=MAX_MODEL_SIZE)
+    tokens: int = _int_field("Tokens", maximum=MAX_MODEL_SIZE)
+    layers: int = _int_field("Layers", maximum=MAX_MODEL_SIZE)
 
     def __post_init__(self) -> None:
         _check_positive_fields(self)
@@ -159,23 +210,24 @@ class HardwareParams:
     Raises
     ------
     ConfigError
-        If a field is not a positive integer, a width is out of range, the array does not tile
-        the block, or the weight buffer cannot hold one block.
+        If a field is not a positive integer or exceeds its bound (:data:`MAX_ARRAY_SIDE`,
+        :data:`MAX_MODEL_SIZE`, :data:`MAX_BUFFER_DEPTH`), a width is out of range, the array
+        does not tile the block, or the weight buffer cannot hold one block.
     """
 
-    array_rows: int = _int_field("Array rows")
-    array_cols: int = _int_field("Array columns")
-    block_rows: int = _int_field("Block rows")
-    block_cols: int = _int_field("Block columns")
+    array_rows: int = _int_field("Array rows", maximum=MAX_ARRAY_SIDE)
+    array_cols: int = _int_field("Array columns", maximum=MAX_ARRAY_SIDE)
+    block_rows: int = _int_field("Block rows", maximum=MAX_MODEL_SIZE)
+    block_cols: int = _int_field("Block columns", maximum=MAX_MODEL_SIZE)
     data_width: int = _int_field("Data width", 8)
     acc_width: int = _int_field("Accumulator width", 32)
     multiplier_width: int = _int_field("Multiplier width", 16)
-    act_buffer_depth: int = _int_field("Activation buffer depth")
-    weight_buffer_depth: int = _int_field("Weight buffer depth")
-    out_buffer_depth: int = _int_field("Output buffer depth")
-    softmax_lanes: int = _int_field("Softmax lanes", 1)
-    gelu_lanes: int = _int_field("GELU lanes", 1)
-    layernorm_lanes: int = _int_field("LayerNorm lanes", 1)
+    act_buffer_depth: int = _int_field("Activation buffer depth", maximum=MAX_BUFFER_DEPTH)
+    weight_buffer_depth: int = _int_field("Weight buffer depth", maximum=MAX_BUFFER_DEPTH)
+    out_buffer_depth: int = _int_field("Output buffer depth", maximum=MAX_BUFFER_DEPTH)
+    softmax_lanes: int = _int_field("Softmax lanes", 1, maximum=MAX_ARRAY_SIDE)
+    gelu_lanes: int = _int_field("GELU lanes", 1, maximum=MAX_ARRAY_SIDE)
+    layernorm_lanes: int = _int_field("LayerNorm lanes", 1, maximum=MAX_ARRAY_SIDE)
 
     def __post_init__(self) -> None:
         _check_positive_fields(self)
@@ -284,11 +336,11 @@ class AcceleratorConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
-            raise ConfigError(f"Name must be a string, not {self.name!r}")
+            raise ConfigError(f"Name must be a string, not {_shown(self.name)}")
         if not _NAME_PATTERN.fullmatch(self.name) or self.name.startswith("."):
             raise ConfigError(
                 f"Name must be letters, digits, '_', '.' or '-' and not start with '.', "
-                f"not {self.name!r}"
+                f"not {_shown(self.name)}"
             )
         if not isinstance(self.model, ModelTopology):
             raise ConfigError(f"model must be a ModelTopology, not {type(self.model).__name__}")
@@ -340,6 +392,37 @@ class AcceleratorConfig:
                 f"x widest output ({widest}) / array_cols ({hw.array_cols}) needs "
                 f"{minimum['out_buffer_depth']} words"
             )
+
+    def check_layer_engine(self) -> None:
+        """Check the limits of the layer engine, the whole accelerator (``make verilog``).
+
+        A configuration may describe a block-sparse GEMM or a special-function unit that the
+        layer engine cannot host (the co-simulations use non-square arrays and three-lane units
+        on their own); whatever targets the layer engine (the exporter, ``hw.generate``'s
+        default top, the layer cycle model) calls this first, so that a configuration fails
+        where it enters, not at ``make verilog``. ``hw.layer.memory_map`` asks it too.
+
+        Raises
+        ------
+        ConfigError
+            ``config 'tiny': the layer engine needs array_rows (4) equal to array_cols (8): it
+            transposes key tiles in place``, or a unit's lanes that do not divide
+            ``array_cols``.
+        """
+        hw = self.hardware
+        if hw.array_rows != hw.array_cols:
+            raise ConfigError(
+                f"config '{self.name}': the layer engine needs array_rows ({hw.array_rows}) "
+                f"equal to array_cols ({hw.array_cols}): it transposes key tiles in place"
+            )
+        for lanes_field in ("softmax_lanes", "gelu_lanes", "layernorm_lanes"):
+            lanes = getattr(hw, lanes_field)
+            if hw.array_cols % lanes:
+                raise ConfigError(
+                    f"config '{self.name}': the layer engine needs {lanes_field} ({lanes}) to "
+                    f"divide array_cols ({hw.array_cols}): a unit takes whole scratchpad "
+                    f"vectors of array_cols values in beats of its lanes"
+                )
 
     @property
     def schema_version(self) -> int:
@@ -411,7 +494,7 @@ class AcceleratorConfig:
             )
         if version != SCHEMA_VERSION:
             raise ConfigError(
-                f"{source}: schema_version {version} is not supported "
+                f"{source}: schema_version {printable_int(version)} is not supported "
                 f"(this build reads {SCHEMA_VERSION})"
             )
         top_fields = ["schema_version", *(spec.name for spec in fields(cls))]
@@ -443,13 +526,36 @@ class AcceleratorConfig:
         """
         source = os.fspath(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_CONFIG_BYTES + 1)     # /dev/zero is not read to the end
         except FileNotFoundError:
             raise ConfigError(f"{source}: no such file") from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"{source}: not UTF-8 text ({error.reason})") from None
         except OSError as error:
-            raise ConfigError(f"{source}: cannot read ({error.strerror})") from None
+            raise ConfigError(f"{source}: cannot read ({error.strerror or error})") from None
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes, not an "
+                              f"accelerator config")
+        return cls.from_json_text(raw, source=source)
+
+    @classmethod
+    def from_json_text(cls, text: str | bytes, *, source: str = "<text>") -> AcceleratorConfig:
+        """Parse and validate the JSON text of a configuration (bytes must be UTF-8).
+
+        Every key or value echoed from ``text`` into a message is escaped
+        (:func:`sw.printable.printable`), so a message is always one line.
+
+        Raises
+        ------
+        ConfigError
+            If ``text`` is not UTF-8, not JSON, holds an integer of more digits than Python
+            converts or nesting deeper than it parses, repeats a key, or :meth:`from_dict`
+            rejects it; the message starts with ``source``.
+        """
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ConfigError(f"{source}: not UTF-8 text ({error.reason})") from None
         try:
             data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
         except json.JSONDecodeError as error:
@@ -458,6 +564,12 @@ class AcceleratorConfig:
             ) from None
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
+        except ValueError:
+            # Python refuses to convert an integer of more digits than this.
+            raise ConfigError(f"{source}: invalid JSON: an integer of more than "
+                              f"{sys.get_int_max_str_digits()} digits") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: invalid JSON: nested too deeply") from None
         return cls.from_dict(data, source=source)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -522,10 +634,7 @@ def _found(value: object) -> str:
     # "str '197'", "list [1, 2]", "null": the JSON value as the user wrote it, with its type.
     if value is None:
         return "null"
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{type(value).__name__} {_shown(value)}"
 
 
 def _check_keys(
@@ -533,7 +642,7 @@ def _check_keys(
 ) -> None:
     for key in data:
         if key not in known:
-            message = f"{source}: unknown field '{prefix}{key}'"
+            message = f"{source}: unknown field '{prefix}{printable(key)}'"
             close = difflib.get_close_matches(str(key), known, n=1)
             if close:
                 message += f" (did you mean '{prefix}{close[0]}'?)"
@@ -561,7 +670,7 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ConfigError(f"duplicate key '{key}'")
+            raise ConfigError(f"duplicate key '{printable(key)}'")
         result[key] = value
     return result
 
@@ -584,7 +693,7 @@ def load_config(preset_or_path: str | os.PathLike) -> AcceleratorConfig:
         If the preset is unknown (the message lists the presets) or the file is invalid.
     """
     if not isinstance(preset_or_path, str):
-        return AcceleratorConfig.from_json_file(preset_or_path)
+        return _load_file(preset_or_path)
     text = preset_or_path
     looks_like_path = "/" in text or os.sep in text or text.endswith(".json")
     if not looks_like_path:
@@ -593,5 +702,46 @@ def load_config(preset_or_path: str | os.PathLike) -> AcceleratorConfig:
             return AcceleratorConfig.from_json_file(preset)
         if not Path(text).is_file():
             names = ", ".join(preset_names()) or "(none)"
-            raise ConfigError(f"unknown preset {text!r}; presets: {names}")
-    return AcceleratorConfig.from_json_file(text)
+            raise ConfigError(f"unknown preset {_shown(text)}; presets: {names}")
+    return _load_file(text)
+
+
+#: What the exporter writes beside the image: the image's own config, which is the truth.
+_EXPORT_PARAMS, _EXPORT_IMAGE = "params.json", "weights.bin"
+
+
+def _flat_fields(config: AcceleratorConfig) -> dict[str, Any]:
+    # "name", "model.tokens", "hardware.array_rows", ...: the fields as messages name them.
+    flat: dict[str, Any] = {}
+    for key, value in config.to_dict().items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": item for inner, item in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _load_file(path: str | os.PathLike) -> AcceleratorConfig:
+    """Read a configuration file; a ``params.json`` with a ``weights.bin`` beside it must be
+    the config inside that image (an edited one would build hardware the image does not fit)."""
+    config = AcceleratorConfig.from_json_file(path)
+    path = Path(path)
+    image_path = path.parent / _EXPORT_IMAGE
+    if path.name != _EXPORT_PARAMS or not image_path.exists():
+        return config
+    # The image format builds on this module, so it is imported only when needed.
+    from sw.image.loader import load_image
+    try:
+        built_for = load_image(image_path).config
+    except ValueError as error:                  # ImageError, one line naming the image
+        raise ConfigError(f"{path}: cannot check it against the image beside it: "
+                          f"{error}") from None
+    expected, found = _flat_fields(built_for), _flat_fields(config)
+    for name, value in expected.items():
+        if found[name] != value:
+            raise ConfigError(
+                f"{path}: field '{name}' disagrees with the image beside it ({image_path}): "
+                f"expected {_shown(value)}, found {_shown(found[name])}; re-export instead of "
+                f"editing {_EXPORT_PARAMS}"
+            )
+    return config

@@ -6,8 +6,11 @@
 ``--model`` is a ``sw/prune.py`` output directory (``pruned/`` + ``pruning_report.json``) or a
 plain ``save_pretrained`` directory (every head and neuron kept). ``--out`` receives
 ``weights.bin`` (docs/image-format.md), ``params.json`` (the accelerator config sized from the
-pruned model: ``make verilog CONFIG=DIR/params.json``) and ``manifest.json``. Bad input ends
-with one ``error:`` line and exit status 2; ``--verify`` differences with status 1.
+pruned model: ``make verilog CONFIG=DIR/params.json``) and ``manifest.json``. ``--inspect`` takes
+the image file or a directory holding ``weights.bin``. Bad input ends with one ``error:`` line
+and exit status 2; ``--verify`` differences with status 1; Ctrl-C with one line and status 130
+(the previous ``--out`` left as it was); a closed standard output (``| head -1``) silently with
+status 141, as a tool killed by SIGPIPE. ``note:`` lines go to standard error.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 
 from sw.config import ConfigError  # noqa: E402
@@ -36,6 +41,10 @@ __all__ = ["main"]
 BAD_INPUT = 2
 #: Exit status when --verify finds the image's golden model differs from the torch model's.
 VERIFY_FAILED = 1
+#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 128 + signal.SIGINT
+#: Exit status when standard output is closed early (128 + SIGPIPE, as for ``cat | head -1``).
+BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,12 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify", action="store_true",
                         help="compare the golden model from the image with the one from torch")
     parser.add_argument("--inspect", type=Path, metavar="FILE",
-                        help="print the summary of an existing weights.bin and exit")
+                        help="print the summary of an existing weights.bin (or of DIR/weights.bin)"
+                             " and exit")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
 def _inspect(path: Path) -> int:
+    if path.is_dir():
+        if not (path / "weights.bin").is_file():
+            raise ImageError(f"{path}: a directory without weights.bin")
+        path = path / "weights.bin"
     image = load_image(path)
     print(summary_table(image, source=str(path)))
     return 0
@@ -72,7 +86,7 @@ def _export(options) -> int:
         progress=not options.no_progress)
     state = export(request, on_step=lambda name: print(f"- {name}", flush=True))
     for note in state.notes:
-        print(f"note: {note}")
+        print(f"note: {note}", file=sys.stderr)
     status = 0
     if options.verify:
         print("- verify: golden model from the image vs from the torch model", flush=True)
@@ -86,6 +100,7 @@ def _export(options) -> int:
         if result["differences"]:
             status = VERIFY_FAILED
     write(state, options.out)
+    options.written = True
     print(summary_table(state.image, source=str(options.out / "weights.bin")))
     print(f"wrote {options.out}/weights.bin, params.json, manifest.json "
           f"({time.monotonic() - started:.1f} s)")
@@ -95,9 +110,7 @@ def _export(options) -> int:
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    options = parser.parse_args(argv)
+def _run(parser: argparse.ArgumentParser, options) -> int:
     try:
         if options.inspect is not None:
             if options.model or options.config or options.out or options.verify:
@@ -112,6 +125,29 @@ def main(argv: list[str] | None = None) -> int:
     except (ImageError, ConfigError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    options = parser.parse_args(argv)
+    try:
+        status = _run(parser, options)
+        sys.stdout.flush()           # a closed pipe shows here, not at interpreter exit
+        return status
+    except KeyboardInterrupt:
+        if options.out is None or options.inspect is not None:
+            print("error: interrupted", file=sys.stderr)
+        elif getattr(options, "written", False):
+            print(f"error: interrupted after writing {options.out}", file=sys.stderr)
+        else:
+            print(f"error: interrupted; nothing written, {options.out} is as it was",
+                  file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:
+        # Nothing more can be written; point stdout at /dev/null so that the interpreter's
+        # final flush does not report the broken pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
+if __name__ == "__main__":     # Ctrl-C while torch loads: one line, not a traceback
+    from sw.cli import exit_130_on_interrupt_during_imports
+    exit_130_on_interrupt_during_imports("prune.py")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
@@ -24,41 +27,51 @@ import json  # noqa: E402
 
 import torch  # noqa: E402
 
-from sw.atomic import replace_directory  # noqa: E402
+from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
+from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
+                    one_line)
 from sw.data.digits import load_digits_split  # noqa: E402
 from sw.models import load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
 from sw.pruning.artifacts import save_shrunk  # noqa: E402
+from sw.pruning.recipe import RecipeError, read_recipe  # noqa: E402
+from sw.pruning.recipe import resolve_recipe as resolve_whole_recipe  # noqa: E402
 from sw.pruning.report import (  # noqa: E402
     dense_baseline, plot_accuracy, plot_density, pruning_report)
+from sw.settings import (SettingsFileError, check_integer, check_number, found,  # noqa: E402
+                         read_json)
 from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning  # noqa: E402
 from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
 from sw.train_digits import evaluate  # noqa: E402
 
-__all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "main", "prune", "resolve_recipe",
-           "resolve_token_recipe"]
+__all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "OUTPUT_FILES", "check_output",
+           "check_teacher", "main", "prune", "resolve_recipe", "resolve_token_recipe"]
 
 DEFAULT_RECIPE = _REPO_ROOT / "recipes" / "digits_deit.json"
 DEFAULT_TEACHER = _REPO_ROOT / "build" / "models" / "digits_deit"
 DEFAULT_OUT = _REPO_ROOT / "build" / "pruning" / "digits_deit"
 REPORT = "pruning_report.json"
+#: Everything a run writes into ``out``; the report is the manifest a later run recognises.
+OUTPUT_FILES = ("pruned", "shrunk", "filled", REPORT, "recipe.json", "density_per_layer.png",
+                "accuracy.png")
+PROG = "prune.py"
 
 
 def resolve_recipe(recipe: dict, pruning_overrides: dict | None = None,
                    training_overrides: dict | None = None) -> tuple[PruningArgs, TrainingOptions]:
     """Recipe ``{"pruning": {...}, "training": {...}}`` plus overrides -> validated settings.
 
+    The whole recipe is validated (:func:`sw.pruning.recipe.resolve_recipe`), its ``"tokens"``
+    section included.
+
     Raises
     ------
     ValueError
-        On an unknown section or key, or an invalid value.
+        On an unknown section or key, or an invalid value (:class:`~sw.pruning.recipe.RecipeError`).
     """
-    unknown = sorted(set(recipe) - {"pruning", "training", "tokens", "description"})
-    if unknown:
-        raise ValueError(f"Unknown recipe sections {unknown}; known: pruning, training, tokens")
-    pruning = {**recipe.get("pruning", {}), **(pruning_overrides or {})}
-    training = {**recipe.get("training", {}), **(training_overrides or {})}
-    return PruningArgs.from_dict(pruning), TrainingOptions.from_dict(training)
+    whole = resolve_whole_recipe(recipe, pruning_overrides=pruning_overrides,
+                                 training_overrides=training_overrides)
+    return whole.pruning, whole.training
 
 
 def resolve_token_recipe(recipe: dict, overrides: dict | None = None) -> TokenPruningArgs | None:
@@ -69,9 +82,70 @@ def resolve_token_recipe(recipe: dict, overrides: dict | None = None) -> TokenPr
     ValueError
         On an unknown key or an invalid value.
     """
-    if "tokens" not in recipe and not overrides:
-        return None
-    return TokenPruningArgs.from_dict({**recipe.get("tokens", {}), **(overrides or {})})
+    return resolve_whole_recipe(recipe, token_overrides=overrides).tokens
+
+
+def check_output(out) -> None:
+    """Raise :class:`~sw.atomic.OutputRefused` unless ``out`` is absent, empty or an earlier
+    output of this tool (a ``pruning_report.json`` and nothing but :data:`OUTPUT_FILES`)."""
+    check_output_directory(out, manifest=REPORT, contents=OUTPUT_FILES)
+
+
+def _teacher_record(teacher_dir: Path) -> dict:
+    """The teacher's ``training.json`` (what :mod:`sw.train_digits` wrote), checked; ``{}``
+    when there is none.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and the field path.
+    """
+    path = Path(teacher_dir) / "training.json"
+    if not path.exists():
+        return {}
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise SettingsFileError(f"{one_line(path)}: must be a JSON object, not {found(record)}")
+    for section in ("options", "data"):
+        if not isinstance(record.get(section, {}), dict):
+            raise SettingsFileError(f"{one_line(path)}: {section} must be an object, not "
+                                    f"{found(record[section])}")
+    options, data = record.get("options", {}), record.get("data", {})
+    try:
+        if "val_fraction" in options:
+            check_number("options.val_fraction", options["val_fraction"],
+                         "a number between 0 and 1 (exclusive)", lambda value: 0 < value < 1)
+        if "split_seed" in options:
+            check_integer("options.split_seed", options["split_seed"], minimum=0,
+                          maximum=2 ** 32 - 1)
+        if data.get("train_samples") is not None:
+            check_integer("data.train_samples", data["train_samples"], minimum=1)
+    except ValueError as error:
+        raise SettingsFileError(f"{one_line(path)}: {error}") from None
+    return record
+
+
+def check_teacher(teacher_dir: Path) -> None:
+    """Check what can be checked of the teacher before any work: its ``config.json`` is a JSON
+    object and its ``training.json`` is sound; a missing teacher will be trained into
+    ``teacher_dir``, so that must be a place :mod:`sw.train_digits` may write.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file.
+    """
+    teacher_dir = Path(teacher_dir)
+    config = teacher_dir / "config.json"
+    if not config.exists():
+        from sw.train_digits import check_output as check_teacher_output
+        check_teacher_output(teacher_dir)
+        return
+    document = read_json(config)
+    if not isinstance(document, dict):
+        raise SettingsFileError(f"{one_line(config)}: must be a JSON object, not "
+                                f"{found(document)}")
+    _teacher_record(teacher_dir)
 
 
 def _teacher(directory: Path, progress: bool):
@@ -80,7 +154,17 @@ def _teacher(directory: Path, progress: bool):
         print(f"training the dense digits teacher into {directory} (about a minute)...",
               flush=True)
         train(directory, progress=progress)
-    return load_model(directory)
+    try:
+        return load_model(directory)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - transformers and huggingface_hub report a
+        # malformed config.json in many exception types; one line names the folder
+        text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        text = text or type(error).__name__
+        raise ValueError(f"{one_line(directory)}: cannot load the teacher model: "
+                         f"{one_line(text if len(text) <= 200 else text[:197] + '...')}"
+                         ) from None
 
 
 def _process_state():
@@ -91,8 +175,7 @@ def _process_state():
 
 def _split_for(teacher_dir: Path, image_size: int):
     """The teacher's own train/validation split (``training.json``), else the default one."""
-    record = teacher_dir / "training.json"
-    options = json.loads(record.read_text())["options"] if record.exists() else {}
+    options = _teacher_record(teacher_dir).get("options", {})
     return load_digits_split(image_size, options.get("val_fraction", 0.2),
                              options.get("split_seed", 0))
 
@@ -114,6 +197,8 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     once complete.
     """
     teacher_dir = Path(teacher_dir)
+    if out is not None:
+        check_output(out)
     with _process_state().main_process_first():
         teacher = _teacher(teacher_dir, progress)
     split = _split_for(teacher_dir, int(teacher.config.image_size))
@@ -161,6 +246,7 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
             plot_accuracy(result.history, staging / "accuracy.png",
                           dense_accuracy=dense_accuracy,
                           eval_with_current_patch_params=args.eval_with_current_patch_params)
+        check_output(out)       # again: files may have appeared there during the run
         replace_directory(Path(out), write)
     return result, report
 
@@ -169,10 +255,7 @@ def check_schedule(args: PruningArgs, options: TrainingOptions, *,
                    teacher_dir: Path = DEFAULT_TEACHER) -> None:
     """Raise ``ValueError`` now, before any training, if the threshold schedule does not fit
     the run's steps (``initial_warmup + final_warmup`` longer than the run, say)."""
-    record = Path(teacher_dir) / "training.json"
-    samples = None
-    if record.exists():
-        samples = json.loads(record.read_text()).get("data", {}).get("train_samples")
+    samples = _teacher_record(Path(teacher_dir)).get("data", {}).get("train_samples")
     if samples is None:
         return  # the split is unknown until the teacher exists; fine_prune checks again
     if options.max_train_samples is not None:
@@ -189,7 +272,12 @@ def check_schedule(args: PruningArgs, options: TrainingOptions, *,
 
 def _flag_type(default):
     if isinstance(default, bool):
-        return lambda text: {"true": True, "false": False}[text.lower()]
+        def boolean(text: str) -> bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(text)      # argparse: "invalid boolean value: 'yes'"
+            return text.lower() == "true"
+        boolean.__name__ = "boolean"
+        return boolean
     if isinstance(default, float):
         return float
     if isinstance(default, int):
@@ -198,12 +286,14 @@ def _flag_type(default):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE,
                         help=f"recipe JSON (default: {DEFAULT_RECIPE.relative_to(_REPO_ROOT)})")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER,
                         help="dense teacher directory; trained first if missing")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="output directory: absent, empty, or an earlier output of this tool "
+                             "(then replaced)")
     parser.add_argument("--epochs", type=int, help="pruning epochs (recipe: training.epochs)")
     parser.add_argument("--max-train-samples", type=int, dest="max_train_samples",
                         help="use only the first N training images")
@@ -219,33 +309,62 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_130_on_interrupt(PROG)
 def main(argv: list[str] | None = None) -> int:
+    """Bad input (the recipe, the teacher folder, an ``--out`` that must not be replaced) ends
+    with one ``error:`` line and status 2 before any work; Ctrl-C with one line and status 130,
+    the previous ``--out`` intact."""
     parser = _parser()
     options = vars(parser.parse_args(argv))
-    try:
-        recipe = json.loads(options["recipe"].read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        parser.exit(2, f"prune.py: error: cannot read recipe {options['recipe']}: {error}\n")
+    recipe_path = options["recipe"]
+
+    def fail(message: str):
+        parser.exit(BAD_INPUT, f"{PROG}: error: {message}\n")
+
     pruning_overrides = {spec.name: options[spec.name] for spec in dataclasses.fields(PruningArgs)
                          if options[spec.name] is not None}
     training_overrides = {name: options[name] for name in
                           ("epochs", "max_train_samples", "final_finetune_epochs")
                           if options[name] is not None}
     try:
-        args, training = resolve_recipe(recipe, pruning_overrides, training_overrides)
-        tokens = resolve_token_recipe(recipe, None if options["keep_rate"] is None
-                                      else {"keep_rate": options["keep_rate"]})
-        check_schedule(args, training, teacher_dir=options["teacher"])
+        recipe = resolve_whole_recipe(
+            read_recipe(recipe_path), pruning_overrides=pruning_overrides,
+            training_overrides=training_overrides,
+            token_overrides=(None if options["keep_rate"] is None
+                             else {"keep_rate": options["keep_rate"]}))
+    except SettingsFileError as error:
+        fail(str(error))
+    except RecipeError as error:
+        fail(f"{one_line(recipe_path)}: {error}")
+    args, training, tokens = recipe.pruning, recipe.training, recipe.tokens
+    try:
+        check_output(options["out"])
+    except OutputRefused as error:
+        fail(f"argument --out: {error}")
+    try:
+        check_teacher(options["teacher"])
+    except OutputRefused as error:
+        fail(f"argument --teacher: {error}")
     except ValueError as error:
-        parser.exit(2, f"prune.py: error: {options['recipe']}: {error}\n")
+        fail(str(error))
+    try:
+        check_schedule(args, training, teacher_dir=options["teacher"])
+    except SettingsFileError as error:
+        fail(str(error))
+    except ValueError as error:
+        fail(f"{one_line(recipe_path)}: {error}")
     try:
         result, report = prune(args, training, teacher_dir=options["teacher"],
                                out=options["out"], progress=not options["no_progress"],
                                tokens=tokens)
+    except OutputRefused as error:      # files appeared in --out (or the teacher's) meanwhile
+        fail(str(error))
     except (ValueError, FileNotFoundError) as error:
         # Settings that only the model can check (layer indices, block shapes that do not
         # divide its matrices, an unsupported architecture): one line, nothing written.
-        parser.exit(2, f"prune.py: error: {error}\n")
+        fail(one_line(error))
+    except OSError as error:
+        fail(f"cannot write {one_line(options['out'])}: {one_line(error.strerror or error)}")
     main_process = _process_state().is_main_process
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

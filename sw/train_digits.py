@@ -13,6 +13,9 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
+if __name__ == "__main__":     # Ctrl-C while torch loads: one line, not a traceback
+    from sw.cli import exit_130_on_interrupt_during_imports
+    exit_130_on_interrupt_during_imports("train_digits.py")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
@@ -26,14 +29,22 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from sw.atomic import replace_directory  # noqa: E402
+from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
+from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
+                    one_line)
 from sw.data import ImageSplit, iterate_batches  # noqa: E402
 from sw.data.digits import DIGITS_MEAN, DIGITS_STD, load_digits_split  # noqa: E402
 from sw.models import build_small_deit, small_deit_config  # noqa: E402
+from sw.settings import InvalidSetting, check_integer, check_number  # noqa: E402
 
-__all__ = ["TrainOptions", "TrainResult", "evaluate", "main", "train"]
+__all__ = ["InvalidOption", "OUTPUT_FILES", "TRAINING_RECORD", "TrainOptions", "TrainResult",
+           "check_output", "evaluate", "main", "train"]
 
+#: The record of a run, and the manifest by which a later run recognises its own output.
 TRAINING_RECORD = "training.json"
+#: Everything a run writes into ``out`` (``save_pretrained``'s files and the record).
+OUTPUT_FILES = ("config.json", "model.safetensors", TRAINING_RECORD)
+PROG = "train_digits.py"
 
 
 @dataclass(frozen=True)
@@ -60,16 +71,30 @@ class TrainOptions:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "image_size", "patch_size", "hidden_size",
                      "num_layers", "num_heads", "intermediate_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if self.max_train_samples is not None and self.max_train_samples <= 0:
-            raise ValueError(
-                f"max_train_samples must be a positive integer, not {self.max_train_samples!r}")
-        if self.max_shift < 0 or self.warmup_epochs < 0:
-            raise ValueError("max_shift and warmup_epochs must not be negative")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, not {self.lr!r}")
+            check_integer(name, getattr(self, name), minimum=1)
+        for name in ("warmup_epochs", "max_shift"):
+            check_integer(name, getattr(self, name), minimum=0)
+        check_integer("seed", self.seed, minimum=0, maximum=2 ** 63 - 1)        # torch's range
+        check_integer("split_seed", self.split_seed, minimum=0, maximum=2 ** 32 - 1)  # numpy's
+        if self.max_train_samples is not None:
+            check_integer("max_train_samples", self.max_train_samples, minimum=1)
+        check_number("lr", self.lr, "a finite number > 0", lambda value: value > 0)
+        check_number("weight_decay", self.weight_decay, "a finite number >= 0",
+                     lambda value: value >= 0)
+        check_number("val_fraction", self.val_fraction, "a number between 0 and 1 (exclusive)",
+                     lambda value: 0 < value < 1)
+        try:        # the model's own shape rules (heads divide the width, patches the image)
+            small_deit_config(image_size=self.image_size, patch_size=self.patch_size,
+                              hidden_size=self.hidden_size, num_layers=self.num_layers,
+                              num_heads=self.num_heads,
+                              intermediate_size=self.intermediate_size)
+        except ValueError as error:
+            raise InvalidOption(
+                "patch_size" if "patch size" in str(error) else "num_heads", str(error)) from None
+
+
+#: A :class:`TrainOptions` field out of its domain; ``field`` names it.
+InvalidOption = InvalidSetting
 
 
 @dataclass
@@ -115,9 +140,17 @@ def _schedule(total_steps: int, warmup_steps: int):
     return factor
 
 
+def check_output(out: str | os.PathLike) -> None:
+    """Raise :class:`~sw.atomic.OutputRefused` unless ``out`` is absent, empty or an earlier
+    output of this tool (a ``training.json`` and nothing but :data:`OUTPUT_FILES`)."""
+    check_output_directory(out, manifest=TRAINING_RECORD, contents=OUTPUT_FILES)
+
+
 def _save_atomically(model: torch.nn.Module, record: dict, out: Path) -> None:
     """Write the model and its training record into a sibling temporary directory, then rename
-    it over ``out``."""
+    it over ``out`` (checked again: files may have appeared there during the training)."""
+    check_output(out)
+
     def write(staging: Path) -> None:
         model.save_pretrained(staging)
         (staging / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
@@ -135,17 +168,25 @@ def train(out: str | os.PathLike | None = None, *, split: ImageSplit | None = No
     run (and restored afterwards).
 
     ``out`` receives the ``save_pretrained`` files plus ``training.json``; the directory appears
-    only once complete, replacing any earlier one.
+    only once complete, replacing an earlier output of this function. Any other existing ``out``
+    is refused before the training starts (:func:`check_output`).
 
     Raises
     ------
     ValueError
-        If an option is invalid (see :class:`TrainOptions`).
+        If an option is invalid (:class:`InvalidOption`, see :class:`TrainOptions`) or ``out``
+        is refused (:class:`~sw.atomic.OutputRefused`).
     """
     opts = TrainOptions(**options)
+    if out is not None:
+        check_output(out)
     started = time.perf_counter()
     if split is None:
-        split = load_digits_split(opts.image_size, opts.val_fraction, opts.split_seed)
+        try:
+            split = load_digits_split(opts.image_size, opts.val_fraction, opts.split_seed)
+        except ValueError as error:         # too few images on one side for every class
+            raise InvalidOption("val_fraction", f"val_fraction {opts.val_fraction}: "
+                                                f"{error}") from None
     train_images, train_labels = split.train_images, split.train_labels
     if opts.max_train_samples is not None:
         train_images = train_images[:opts.max_train_samples]
@@ -218,9 +259,10 @@ def train(out: str | os.PathLike | None = None, *, split: ImageSplit | None = No
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path,
-                        help="directory to save the model into (replaced if it exists)")
+                        help="directory to save the model into: absent, empty, or an earlier "
+                             "output of this tool (then replaced)")
     defaults = TrainOptions()
     for spec in dataclasses.fields(TrainOptions):
         flag = "--" + spec.name.replace("_", "-")
@@ -231,11 +273,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_130_on_interrupt(PROG)
 def main(argv: list[str] | None = None) -> int:
-    args = vars(_parser().parse_args(argv))
+    """Bad options or an ``--out`` that must not be replaced end with one ``error:`` line and
+    status 2 before any work; Ctrl-C with one line and status 130, the previous ``--out`` intact.
+    """
+    parser = _parser()
+    args = vars(parser.parse_args(argv))
     out = args.pop("out")
     progress = not args.pop("no_progress")
-    result = train(out, progress=progress, **args)
+    try:
+        TrainOptions(**args)
+    except InvalidOption as error:
+        parser.exit(BAD_INPUT, f"{PROG}: error: argument --{error.field.replace('_', '-')}: "
+                               f"{error}\n")
+    try:
+        result = train(out, progress=progress, **args)
+    except InvalidOption as error:
+        parser.exit(BAD_INPUT, f"{PROG}: error: argument --{error.field.replace('_', '-')}: "
+                               f"{error}\n")
+    except OutputRefused as error:
+        parser.exit(BAD_INPUT, f"{PROG}: error: argument --out: {error}\n")
+    except ValueError as error:     # what only the data can tell (a split too small, say)
+        parser.exit(BAD_INPUT, f"{PROG}: error: {one_line(error)}\n")
+    except OSError as error:        # the disk, once the model is trained
+        parser.exit(BAD_INPUT, f"{PROG}: error: cannot write {one_line(out)}: "
+                               f"{one_line(error.strerror or error)}\n")
     print(f"val accuracy {result.val_accuracy:.4f} after {len(result.history)} epochs "
           f"in {result.seconds:.1f} s; saved to {out}")
     return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sw.config import AcceleratorConfig
+from sw.config import AcceleratorConfig, ConfigError
 from sw.cycle_model.layer_engine import padded_keys
 from sw.image.program import Buffer
 
@@ -68,29 +68,14 @@ class LayerMemoryMap:
         Raises
         ------
         LayerEngineError
-            If the config's shapes do not fit the engine's layout (named field, expected vs
-            found).
+            If the config's shapes do not fit the engine's layout
+            (``AcceleratorConfig.check_layer_engine``'s message).
         """
-        m, hw = config.model, config.hardware
-        c = hw.array_cols
-        checks = [
-            (hw.array_rows == hw.array_cols, "hardware.array_rows",
-             f"equal to array_cols ({hw.array_cols}): key tiles are transposed in place",
-             hw.array_rows),
-            (m.hidden_size % c == 0, "model.hidden_size", f"a multiple of array_cols ({c})",
-             m.hidden_size),
-            (m.head_dim % hw.block_rows == 0 and m.head_dim % hw.block_cols == 0,
-             "model.head_dim", f"a multiple of the {hw.block_rows}x{hw.block_cols} block",
-             m.head_dim),
-        ]
-        for lanes_field in ("softmax_lanes", "gelu_lanes", "layernorm_lanes"):
-            lanes = getattr(hw, lanes_field)
-            checks.append((c % lanes == 0, f"hardware.{lanes_field}",
-                           f"a divisor of array_cols ({c})", lanes))
-        for ok, field, expected, found in checks:
-            if not ok:
-                raise LayerEngineError(f"config {config.name!r}: {field} must be {expected}, "
-                                       f"found {found}")
+        try:
+            config.check_layer_engine()          # the engine's limits live with the config's
+        except ConfigError as error:
+            raise LayerEngineError(str(error)) from None
+        m, c = config.model, config.hardware.array_cols
         keys = padded_keys(config)
         widths = {**{b: m.hidden_size for b in _HIDDEN},
                   **{b: m.num_heads * m.head_dim for b in _ATTENTION},

@@ -125,9 +125,12 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
     Raises
     ------
     ValueError
-        If the pruning does not fit the model (more heads, neurons or tokens than it has, a
-        kept FFN width or head width the block shape does not divide, a mask of the wrong shape).
+        If the config exceeds the layer engine's limits (a ``ConfigError`` from
+        ``AcceleratorConfig.check_layer_engine``), or the pruning does not fit the model (more
+        heads, neurons or tokens than it has, a kept FFN width or head width the block shape
+        does not divide, a mask of the wrong shape).
     """
+    config.check_layer_engine()
     m, hw = config.model, config.hardware
     p = pruning
     checks = [("kept_heads", p.kept_heads, 1, m.num_heads), ("kept_ffn", p.kept_ffn, 1, m.ffn_size),
@@ -191,6 +194,35 @@ def breakdown_table(config: AcceleratorConfig, pruning: LayerPruning) -> str:
     return "\n".join(lines)
 
 
+def _command_line_pruning(config: AcceleratorConfig, args: argparse.Namespace) -> LayerPruning:
+    """The :class:`LayerPruning` the options describe; ``ValueError`` naming the option that is
+    out of range (a NaN is out of every range)."""
+    m, hw = config.model, config.hardware
+    kept_heads = m.num_heads if args.kept_heads is None else args.kept_heads
+    if not 1 <= kept_heads <= m.num_heads:
+        raise ValueError(f"--kept-heads must lie in 1..{m.num_heads} (the config's num_heads), "
+                         f"not {kept_heads}")
+    kept_ffn = args.kept_ffn
+    if not 0 < kept_ffn <= m.ffn_size or (kept_ffn > 1 and not kept_ffn.is_integer()):
+        raise ValueError(f"--kept-ffn must be a fraction in (0, 1] or a neuron count in "
+                         f"2..{m.ffn_size}, not {kept_ffn:g}")
+    block = math.lcm(hw.block_rows, hw.block_cols)
+    if kept_ffn <= 1:
+        fraction, kept_ffn = kept_ffn, round(kept_ffn * m.ffn_size / block) * block
+        if kept_ffn == 0:
+            raise ValueError(f"--kept-ffn {fraction:g} keeps no whole block of {block} of the "
+                             f"{m.ffn_size} FFN neurons")
+    else:
+        kept_ffn = int(kept_ffn)
+    if not 0 <= args.density <= 1:
+        raise ValueError(f"--density must lie in 0..1, not {args.density:g}")
+    if not 0 < args.keep_rate <= 1:
+        raise ValueError(f"--keep-rate must lie in (0, 1], not {args.keep_rate:g}")
+    return LayerPruning(kept_heads=kept_heads, kept_ffn=kept_ffn, tokens=m.tokens,
+                        kept_tokens=max(1, math.ceil(args.keep_rate * m.tokens)),
+                        block_density=args.density)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sw.cycle_model.layer",
                                      description="Cycles per unit of one encoder layer.")
@@ -205,20 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    m, hw = config.model, config.hardware
-    block = math.lcm(hw.block_rows, hw.block_cols)
-    kept_ffn = (round(args.kept_ffn * m.ffn_size / block) * block if args.kept_ffn <= 1
-                else int(args.kept_ffn))
-    pruning = LayerPruning(kept_heads=args.kept_heads or m.num_heads, kept_ffn=kept_ffn,
-                           tokens=m.tokens,
-                           kept_tokens=max(1, math.ceil(args.keep_rate * m.tokens)),
-                           block_density=args.density)
-    try:
+        config.check_layer_engine()
+        pruning = _command_line_pruning(config, args)
         print(breakdown_table(config, pruning))
-    except ValueError as error:
+    except ValueError as error:                 # ConfigError included
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -43,7 +43,9 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from sw.config import MAX_MODEL_SIZE
 from sw.golden.token_select import FUSION_RECIP_BITS
+from sw.image.program import gather_arg2
 
 #: Maximum Q0.8 probability (``2**8 - 1``): a summed score is at most ``heads`` of these.
 PROBABILITY_MAX = 255
@@ -155,6 +157,23 @@ def token_gather_cycles(job: TokenGatherJob, *, heads: int, width: int,
     return TokenGatherCycles(phases=phases, stall=stall)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` naming the first option out of its range: sizes within the config
+    schema's bounds, ``protected`` within the 8-bit field of ``TOKEN_GATHER``'s ``arg2``."""
+    for option, value in (("--heads", args.heads), ("--width", args.width)):
+        if not 1 <= value <= MAX_MODEL_SIZE:
+            raise ValueError(f"{option} must lie in 1..{MAX_MODEL_SIZE}, not {value}")
+    if not 0 < args.keep_rate <= 1:
+        raise ValueError(f"--keep-rate must lie in (0, 1], not {args.keep_rate:g}")
+    try:
+        gather_arg2(args.protected, not args.drop)
+    except ValueError:
+        raise ValueError(f"--protected must lie in 1..255, not {args.protected}") from None
+    if not args.protected < args.tokens <= MAX_MODEL_SIZE:
+        raise ValueError(f"--tokens must lie in {args.protected + 1}..{MAX_MODEL_SIZE} (more "
+                         f"than --protected {args.protected}), not {args.tokens}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sw.cycle_model.token_gather",
                                      description="Cycles of one TokenGather job.")
@@ -167,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from sw.golden.token_select import keep_count
     try:
+        _check_options(args)
         job = TokenGatherJob(tokens=args.tokens, protected=args.protected, fuse=not args.drop,
                              keep=keep_count(args.tokens - args.protected, args.keep_rate))
     except ValueError as error:

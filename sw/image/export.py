@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import os
 import re
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -26,7 +30,7 @@ from sw.atomic import replace_directory
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig, ConfigError, ModelTopology, load_config, minimum_buffers
 from sw.image.format import (SCALE_POINTS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
-                             ModelInfo, WeightImage)
+                             ModelInfo, WeightImage, dense_shape, pruning_block_problem)
 from sw.image.loader import parse_image
 from sw.image.program import layer_program
 from sw.image.summary import manifest
@@ -35,7 +39,7 @@ from sw.numerics import signed_range
 
 __all__ = ["SUPPORTED_ARCHITECTURES", "OUTPUT_FILES", "DEFAULT_CALIBRATION_IMAGES",
            "ExportError", "ExportRequest", "ExportState", "STEPS", "export", "verify", "write",
-           "calibration_images"]
+           "calibration_images", "check_output_directory"]
 
 SUPPORTED_ARCHITECTURES = ("deit", "vit")
 OUTPUT_FILES = ("weights.bin", "params.json", "manifest.json")
@@ -43,6 +47,11 @@ DEFAULT_CALIBRATION_IMAGES = 64
 
 #: The digits split the calibration images come from: the trainer's defaults.
 CALIBRATION_SPLIT = {"val_fraction": 0.2, "seed": 0}
+
+
+#: Sizes in a DeiT / ViT ``config.json`` that must be positive integers (absent: the default).
+MODEL_SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "image_size", "patch_size", "num_channels")
 
 
 class ExportError(ValueError):
@@ -94,8 +103,11 @@ def read_hardware_config(state: ExportState) -> ExportState:
     count = state.request.calibration_images
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ExportError(f"--calibration-images must be a positive integer, not {count!r}")
+    if state.request.out is not None:        # before any work, not after it
+        check_output_directory(state.request.out)
     try:
         config = load_config(state.request.config)
+        config.check_layer_engine()             # an image runs on the layer engine
     except ConfigError as error:
         raise ExportError(f"--config: {error}") from None
     if state.request.name is not None:
@@ -126,8 +138,9 @@ def locate_model(state: ExportState) -> ExportState:
                               f"pruned/ and pruning_report.json)")
         try:
             state.report = json.loads(report_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ExportError(f"{report_path}: cannot read it as JSON ({error})") from None
+        except (OSError, ValueError, RecursionError) as error:   # ValueError: JSON, UTF-8
+            raise ExportError(f"{report_path}: cannot read it as JSON "
+                              f"({_first_line(error) or type(error).__name__})") from None
         state.model_source = directory / "pruned"
     elif (directory / "config.json").is_file():
         state.model_source = directory
@@ -136,12 +149,19 @@ def locate_model(state: ExportState) -> ExportState:
                           f"pruning_report.json) nor a save_pretrained directory (config.json)")
     config_path = state.model_source / "config.json"
     try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
-        raise ExportError(f"{config_path}: cannot read the model config ({error})") from None
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+        model_type = document.get("model_type")
+    except (OSError, ValueError, AttributeError, RecursionError) as error:   # ValueError: JSON
+        raise ExportError(f"{config_path}: cannot read the model config "
+                          f"({type(error).__name__}: {_first_line(error)})") from None
     if model_type not in SUPPORTED_ARCHITECTURES:
         raise ExportError(f"{config_path}: unsupported architecture {model_type!r}; the exporter "
                           f"supports {', '.join(SUPPORTED_ARCHITECTURES)}")
+    for name in MODEL_SIZE_FIELDS:
+        value = document.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ExportError(f"{config_path}: {name} must be a positive integer, found "
+                              f"{json.dumps(value)[:40]}")
     state.architecture = model_type
     return state
 
@@ -153,15 +173,35 @@ def load_torch_model(state: ExportState) -> ExportState:
     from sw.models import load_model
     from sw.pruning.structures import structure_for
     from sw.quantize.calibration import encoder_layers
+    from transformers.utils import logging as transformers_logging
     if not state.request.progress:
-        from transformers.utils import logging as transformers_logging
         transformers_logging.disable_progress_bar()
+    _check_safetensors(state.model_source)
+    # transformers' multi-line load report is kept, not printed: its rows become one line
+    report, verbosity = _LoadReport(), transformers_logging.get_verbosity()
+    transformers_logging.disable_default_handler()
+    transformers_logging.add_handler(report)
+    transformers_logging.set_verbosity_warning()
     try:
         model = load_model(state.model_source)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    except Exception as error:     # noqa: BLE001 (whatever the user's files make the library raise)
+        if "ignore_mismatched_sizes" in str(error):
+            raise ExportError(_size_mismatch(state.model_source)) from None
         raise ExportError(f"{state.model_source}: cannot load the model "
-                          f"({type(error).__name__}: {first_line})") from None
+                          f"({type(error).__name__}: {_first_line(error)})") from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        transformers_logging.remove_handler(report)
+        transformers_logging.enable_default_handler()
+    missing, unexpected = report.keys("MISSING"), report.keys("UNEXPECTED")
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ExportError(f"{state.model_source}: the weights lack {missing[0]}{more}, which the "
+                          f"model of config.json has (it would be initialised at random)")
+    if unexpected:
+        state.notes.append(f"{state.model_source}: {len(unexpected)} tensors of the weights are "
+                           f"not in the model of config.json and were ignored ({unexpected[0]}"
+                           f"{', ...' if len(unexpected) > 1 else ''})")
     config = model.config
     structure = structure_for(model)
     backbone = getattr(model, state.architecture, None)
@@ -183,6 +223,64 @@ def load_torch_model(state: ExportState) -> ExportState:
                       "ffn_size": int(config.intermediate_size), "tokens": int(tokens),
                       "layers": layers, "image_size": size}
     return state
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class _LoadReport(logging.Handler):
+    """Keeps transformers' log messages during a model load instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def keys(self, status: str) -> list[str]:
+        """The tensor names of the load report's rows with ``status`` (``key | STATUS | ...``)."""
+        keys = []
+        for message in self.messages:
+            for line in message.splitlines():
+                cells = [cell.strip() for cell in line.split("|")]
+                if len(cells) >= 2 and cells[1] == status:
+                    keys.append(cells[0])
+        return keys
+
+
+def _check_safetensors(directory: Path) -> None:
+    """Every ``*.safetensors`` weight file must have a readable header covering the file (a
+    garbage or truncated file is named here, not in a library traceback)."""
+    from safetensors import safe_open
+    for path in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                weights.keys()
+        except Exception as error:      # noqa: BLE001 (SafetensorError, OSError, ...)
+            raise ExportError(f"{path}: not a readable safetensors file "
+                              f"({_first_line(error)})") from None
+
+
+def _size_mismatch(directory: Path) -> str:
+    """One line naming a weight whose shape differs from what ``config.json`` builds."""
+    from transformers import AutoModelForImageClassification
+    try:
+        _, info = AutoModelForImageClassification.from_pretrained(
+            directory, local_files_only=True, ignore_mismatched_sizes=True,
+            output_loading_info=True)
+        mismatched = sorted(info["mismatched_keys"], key=lambda entry: str(entry[0]))
+    except Exception:      # noqa: BLE001 (the first load already failed; say what is known)
+        mismatched = []
+    if not mismatched:
+        return f"{directory}: the weights do not match config.json's sizes"
+    name, stored, expected = mismatched[0]
+    more = f" (and {len(mismatched) - 1} more tensors)" if len(mismatched) > 1 else ""
+    return (f"{directory}: the weights do not match config.json's sizes: {name} is "
+            f"{'x'.join(map(str, stored))} in the weights, config.json gives "
+            f"{'x'.join(map(str, expected))}{more}")
 
 
 def _report_indices(values, count: int, what: str) -> tuple:
@@ -208,16 +306,38 @@ def _weights(state: ExportState, index: int) -> dict:
     return result
 
 
+def _pruning_block(layers, index: int, role: str, topology: dict) -> tuple[int, int]:
+    """The report's ``layers[index].linears[role].block_shape``; (0, 0) where the report has
+    none. A shape that is there must divide the unpruned weight (as the loader checks)."""
+    try:
+        shape = layers[index]["linears"][role]["block_shape"]
+    except (TypeError, KeyError, IndexError):
+        return (0, 0)
+    problem = (f"{str(shape)[:40]} is not a [rows, cols] pair"
+               if not isinstance(shape, list) or len(shape) != 2
+               else pruning_block_problem(tuple(shape),
+                                          dense_shape(role, SimpleNamespace(**topology))))
+    if problem is not None:
+        raise ExportError(f"pruning_report.json: layers[{index}].linears.{role}.block_shape "
+                          f"{problem}")
+    return tuple(shape)
+
+
 def choose_kept_units(state: ExportState) -> ExportState:
     """Kept heads and FFN neurons: the pruning report's, plus any it removes that still matter.
 
-    A head is inert when its V rows and V bias are zero (its context is zero) or its O columns
-    are; a neuron when its FC2 column is zero or its FC1 row and bias are (GELU(0) = 0). The
-    surgery removes neurons whose FC1 row alone is zero and folds ``act(b1)`` into FC2's bias in
-    the *filled* model; the pruned model still computes them, so the image keeps them.
+    Heads follow the surgery's one rule, :func:`sw.pruning.surgery.removable_heads` (zero O
+    columns, or zero V weight rows; in a token-pruning layer also a constant attention row): a
+    head the report removes against that rule is kept, with a note, and the constant
+    ``O_h @ b_v,h`` of each removed head is folded into O's bias
+    (:func:`~sw.pruning.surgery.fold_head_constants`), as the surgery does. A neuron is inert
+    when its FC2 column is zero or its FC1 row and bias are (GELU(0) = 0). The surgery removes
+    neurons whose FC1 row alone is zero and folds ``act(b1)`` into FC2's bias in the *filled*
+    model; the pruned model still computes them, so the image keeps them.
     """
+    from sw.pruning.surgery import fold_head_constants, removable_heads
     topology = state.topology
-    heads, head_dim, ffn = topology["num_heads"], topology["head_dim"], topology["ffn_size"]
+    heads, ffn = topology["num_heads"], topology["ffn_size"]
     surgery = None
     if state.report is not None:
         surgery = state.report.get("surgery") if isinstance(state.report, dict) else None
@@ -227,6 +347,9 @@ def choose_kept_units(state: ExportState) -> ExportState:
         if len(surgery["layers"]) != topology["layers"]:
             raise ExportError(f"pruning_report.json: surgery lists {len(surgery['layers'])} "
                               f"layers, the model has {topology['layers']}")
+    tokens = state.report.get("tokens") if isinstance(state.report, dict) else None
+    token_layers = tokens.get("layers") if isinstance(tokens, dict) else None
+    token_layers = token_layers if isinstance(token_layers, list) else []
     for index in range(topology["layers"]):
         weights = _weights(state, index)
         if surgery is None:
@@ -239,22 +362,24 @@ def choose_kept_units(state: ExportState) -> ExportState:
                                          f"surgery layer {index} kept_heads")
             kept_ffn = _report_indices(entry.get("kept_neurons"), ffn,
                                        f"surgery layer {index} kept_neurons")
-        v_weight, v_bias = weights["v"]
-        o_weight = weights["o"][0]
+        removed = sorted(set(range(heads)) - set(kept_heads))
         live_heads = []
-        for head in sorted(set(range(heads)) - set(kept_heads)):
-            rows = slice(head * head_dim, (head + 1) * head_dim)
-            inert = ((not v_weight[rows].any() and not v_bias[rows].any())
-                     or not o_weight[:, rows].any())
-            if not inert:
-                live_heads.append(head)
+        if removed:
+            live = {role: weights[role][0] != 0 for role in ("q", "k", "v", "o")}
+            live.update({f"{role}_bias": weights[role][1] != 0 for role in ("q", "k", "v")})
+            removable = removable_heads(live, num_heads=heads,
+                                        selects_tokens=index in token_layers)
+            live_heads = [head for head in removed if head not in removable]
+            fold_head_constants(state.model, index, [h for h in removed if h in removable])
         fc1_weight, fc1_bias = weights["fc1"]
         fc2_weight = weights["fc2"][0]
         live_neurons = [n for n in sorted(set(range(ffn)) - set(kept_ffn))
                         if fc2_weight[:, n].any() and (fc1_weight[n].any() or fc1_bias[n])]
         if live_heads:
             state.notes.append(f"layer {index}: heads {live_heads} kept although the report "
-                               f"removes them: their V and O weights are not zero")
+                               f"removes them: " + ("their V and O weights are not zero"
+                                                    if index not in token_layers else
+                                                    "they are live or choose the kept tokens"))
         if live_neurons:
             state.notes.append(f"layer {index}: {len(live_neurons)} FFN neurons kept although "
                                f"the report removes them: their constant output act(b1) still "
@@ -264,11 +389,7 @@ def choose_kept_units(state: ExportState) -> ExportState:
         blocks = {}
         layers = state.report.get("layers") if state.report else None
         for role in TENSOR_ROLES:
-            try:
-                shape = layers[index]["linears"][role]["block_shape"]
-                blocks[role] = (int(shape[0]), int(shape[1]))
-            except (TypeError, KeyError, IndexError, ValueError):
-                blocks[role] = (0, 0)
+            blocks[role] = _pruning_block(layers, index, role, topology)
         state.pruning_blocks.append(blocks)
     return state
 
@@ -285,18 +406,20 @@ def choose_token_pruning(state: ExportState) -> ExportState:
         state.token_pruning = [None] * layers
         return state
     try:
-        keep_rate = float(entry["keep_rate"])
-        protected = int(entry["protected"])
-        fuse = entry["fuse"]
-        chosen = entry["layers"]
-    except (KeyError, TypeError, ValueError):
+        keep_rate, protected, fuse, chosen = (entry[key] for key in ("keep_rate", "protected",
+                                                                     "fuse", "layers"))
+    except (KeyError, TypeError):
         raise ExportError("pruning_report.json: 'tokens' needs keep_rate, protected, fuse and "
                           "layers (written by sw/prune.py)") from None
-    if not isinstance(fuse, bool) or not 0 < keep_rate <= 1 or protected < 1:
-        raise ExportError(f"pruning_report.json: tokens keep_rate {keep_rate}, protected "
-                          f"{protected}, fuse {fuse!r} are out of range")
-    _report_indices(sorted(chosen) if isinstance(chosen, list) else chosen, layers,
-                    "tokens layers")
+
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if (not isinstance(fuse, bool) or not (integer(keep_rate) or isinstance(keep_rate, float))
+            or not 0 < keep_rate <= 1 or not integer(protected) or protected < 1):
+        raise ExportError(f"pruning_report.json: tokens keep_rate {keep_rate!r}, protected "
+                          f"{protected!r}, fuse {fuse!r} are out of range")
+    indices = isinstance(chosen, list) and all(integer(value) for value in chosen)
+    _report_indices(sorted(chosen) if indices else chosen, layers, "tokens layers")
     rows, result = state.topology["tokens"], []
     for index in range(layers):
         gather = None
@@ -389,8 +512,11 @@ def calibration_images(image_size: int, count: int):
 def quantize(state: ExportState) -> ExportState:
     """Calibrate on the digits images and quantize the kept heads and neurons."""
     from sw.golden.deit_int import quantize_model
-    state.calibration = calibration_images(state.topology["image_size"],
-                                           state.request.calibration_images)
+    requested = state.request.calibration_images
+    state.calibration = calibration_images(state.topology["image_size"], requested)
+    if len(state.calibration) < requested:
+        state.notes.append(f"--calibration-images {requested}: the digits train split has "
+                           f"{len(state.calibration)} images; calibrated on all of them")
     try:
         state.integer_model = quantize_model(state.model, state.calibration,
                                              kept_heads=state.kept_heads,
@@ -555,13 +681,7 @@ def write(state: ExportState, out: Path) -> dict:
         If ``out`` exists and holds files other than the export's own.
     """
     out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise ExportError(f"{out}: exists and is not a directory")
-        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES)
-        if others:
-            raise ExportError(f"{out}: refusing to replace a directory that holds other files "
-                              f"({', '.join(others[:5])})")
+    check_output_directory(out)
     document = manifest(state.image, image_crc32=zlib.crc32(state.data))
 
     def fill(staging: Path) -> None:
@@ -569,5 +689,37 @@ def write(state: ExportState, out: Path) -> dict:
         (staging / "params.json").write_text(state.config.to_json(), encoding="utf-8")
         (staging / "manifest.json").write_text(json.dumps(document, indent=2) + "\n",
                                                encoding="utf-8")
-    replace_directory(out, fill)
+    try:
+        replace_directory(out, fill)
+    except OSError as error:
+        raise ExportError(f"{out}: cannot write the export ({error.strerror or error})") from None
     return document
+
+
+def check_output_directory(out: Path) -> None:
+    """Refuse an ``out`` that :func:`write` could not fill: one holding files other than the
+    export's, a file, a path under a file, or one whose (nearest existing) parent directory
+    cannot be written (tried by creating and removing a directory there).
+
+    Raises
+    ------
+    ExportError
+        Naming ``out`` and the problem.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"{out}: exists and is not a directory")
+        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES)
+        if others:
+            raise ExportError(f"{out}: refusing to replace a directory that holds other files "
+                              f"({', '.join(others[:5])})")
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ExportError(f"{out}: cannot create it: {parent} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".probe", dir=parent))
+    except OSError as error:
+        raise ExportError(f"{out}: cannot write in {parent} ({error.strerror})") from None

@@ -24,7 +24,8 @@ __all__ = [
     "NO_LAYER", "NO_TENSOR", "SectionKind", "TENSOR_ROLES", "ARCHITECTURES", "MODEL_FIELDS",
     "LAYER_FIELDS", "SCALE_POINTS", "LAYERNORM_FIELDS", "SOFTMAX_FIELDS", "CONTEXT_FIELDS",
     "RESIDUAL_FIELDS", "GELU_FIELDS", "LINEAR_FIELDS", "ImageError", "SectionEntry",
-    "ModelInfo", "LinearImage", "LayerImage", "WeightImage", "section_name",
+    "ModelInfo", "LinearImage", "LayerImage", "WeightImage", "section_name", "dense_shape",
+    "pruning_block_problem",
 ]
 
 #: First 8 bytes of every image. The non-ASCII first byte and the CR LF pair catch 7-bit and
@@ -197,6 +198,27 @@ class ModelInfo:
     tokens: int                #: sequence length entering the encoder (CLS, distillation)
     input_scale: float         #: real scale of the int16 embeddings entering layer 0
     final_scale: float         #: real scale of the int8 final-LayerNorm output
+
+
+def dense_shape(role: str, model) -> tuple[int, int]:
+    """``(out, in)`` of the linear ``role`` in the unpruned ``model`` (a :class:`ModelInfo` or
+    anything with its ``hidden_size``, ``num_heads``, ``head_dim`` and ``ffn_size``)."""
+    hidden, attention, ffn = model.hidden_size, model.num_heads * model.head_dim, model.ffn_size
+    return {"q": (attention, hidden), "k": (attention, hidden), "v": (attention, hidden),
+            "o": (hidden, attention), "fc1": (ffn, hidden), "fc2": (hidden, ffn)}[role]
+
+
+def pruning_block_problem(block, dense: tuple[int, int]) -> str | None:
+    """What is wrong with a linear's pruning block shape, or None: it is ``(0, 0)`` (not pruned
+    or unknown) or a shape of positive integers that divides the unpruned ``dense`` weight."""
+    rows, cols = block
+    if (rows, cols) == (0, 0):
+        return None
+    if (all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (rows, cols))
+            and dense[0] % rows == 0 and dense[1] % cols == 0):
+        return None
+    shown = "x".join(str(n) if isinstance(n, int) else repr(n) for n in (rows, cols))
+    return f"{shown} must be 0x0 (not pruned) or divide the unpruned {dense[0]}x{dense[1]} weight"
 
 
 @dataclass(frozen=True, eq=False)

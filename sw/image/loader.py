@@ -4,8 +4,9 @@
 one line naming the file, the section and the byte offset at the first problem: the magic, the
 header (format version, byte order, sizes), the section table's bounds and checksum, every
 section's bounds (a truncated file names the first section cut off), the file size, every
-section's checksum, the whole-file checksum, then the contents of each section (structure,
-ranges, consistency with the accelerator config). It imports neither torch nor the golden model.
+section's checksum, the whole-file checksum, that reserved fields and the padding between
+sections are zero, then the contents of each section (structure, ranges, consistency with the
+accelerator config). It imports neither torch nor the golden model.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
+import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -27,17 +29,28 @@ from sw.image.format import (ARCHITECTURES, BYTE_ORDER_MARK, CONTEXT_FIELDS, FIL
                              NO_LAYER, NO_TENSOR, RESIDUAL_FIELDS, SCALE_POINTS,
                              SECTION_ALIGNMENT, SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE,
                              SOFTMAX_FIELDS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
-                             ModelInfo, SectionEntry, SectionKind, WeightImage, section_name)
+                             ModelInfo, SectionEntry, SectionKind, WeightImage, dense_shape,
+                             pruning_block_problem, section_name)
 from sw.image.program import check_program, decode_program
 from sw.numerics import SHIFT_WIDTH
 from sw.packing import (ByteReader, ImageFormatError, block_sparse_size, fields_size,
                         unpack_block_sparse)
 
-__all__ = ["load_image", "parse_image"]
+__all__ = ["MAX_IMAGE_BYTES", "load_image", "parse_image"]
+
+
+#: The largest ``file_size`` a header may declare: 4 GiB, 50 times the int8 weights of a dense
+#: DeiT-B's linears (84,934,656 bytes). The loader reads no more than this.
+MAX_IMAGE_BYTES = 1 << 32
 
 
 def load_image(path: str | os.PathLike) -> WeightImage:
     """Read and check the image at ``path``.
+
+    The header is read and checked first, then the declared ``file_size`` against the file's
+    size (from the section table alone when they differ), and only then the whole file: a file
+    that is not an image, or a huge one, is refused after reading its first bytes (``/dev/zero``
+    or an 8 GiB sparse file included).
 
     Raises
     ------
@@ -45,8 +58,21 @@ def load_image(path: str | os.PathLike) -> WeightImage:
         If the file cannot be read or is not a valid image; the message starts with ``path``.
     """
     source = os.fspath(path)
+
+    def fail(message: str) -> ImageError:
+        return ImageError(f"{source}: {message}")
+
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(HEADER_SIZE)
+            header = _header(head, fail)
+            claimed = header["file_size"]
+            status = os.fstat(handle.fileno())
+            if stat.S_ISREG(status.st_mode) and status.st_size != claimed:
+                table_end = HEADER_SIZE + header["section_count"] * SECTION_ENTRY_SIZE
+                prefix = head + handle.read(max(0, min(table_end, status.st_size) - len(head)))
+                _table(prefix, header, fail, size=status.st_size)   # names what is wrong
+            data = head + handle.read(max(0, claimed + 1 - len(head)))   # + 1: trailing bytes
     except FileNotFoundError:
         raise ImageError(f"{source}: no such file") from None
     except IsADirectoryError:
@@ -70,6 +96,7 @@ def parse_image(data: bytes, *, source: str = "<bytes>") -> WeightImage:
     header = _header(data, fail)
     entries = _table(data, header, fail)
     _check_checksums(data, header, entries, fail)
+    _check_reserved(data, header, fail)
     return _decode(data, entries, fail)
 
 
@@ -100,6 +127,15 @@ def _header(data: bytes, fail) -> dict:
         if header[name] != expected:
             raise fail(f"header field {name} at offset {offsets[name]} is {header[name]}, "
                        f"expected {expected}")
+    if header["file_size"] > MAX_IMAGE_BYTES:
+        raise fail(f"header field file_size at offset {offsets['file_size']} declares "
+                   f"{header['file_size']} bytes, more than the {MAX_IMAGE_BYTES} (4 GiB) this "
+                   f"loader reads")
+    table_end = HEADER_SIZE + header["section_count"] * SECTION_ENTRY_SIZE
+    if table_end > header["file_size"]:     # also bounds what load_image reads of the table
+        raise fail(f"section count {header['section_count']} (offset "
+                   f"{offsets['section_count']}) needs a table up to byte {table_end}, past the "
+                   f"image's declared end (file_size {header['file_size']})")
     return header
 
 
@@ -116,8 +152,11 @@ def _truncation(size: int, claimed: int, what: str, start: int, length: int) -> 
             f"{start}, {length} bytes) is cut off at byte {size}")
 
 
-def _table(data: bytes, header: dict, fail) -> list[SectionEntry]:
-    size, claimed = len(data), header["file_size"]
+def _table(data: bytes, header: dict, fail, *, size: int | None = None) -> list[SectionEntry]:
+    """Check the section table and every entry's bounds against the file's ``size`` (default
+    ``len(data)``; ``data`` need only hold the bytes up to the end of the table)."""
+    size = len(data) if size is None else size
+    claimed = header["file_size"]
     count = header["section_count"]
     table_start = header["table_offset"]
     table_length = count * SECTION_ENTRY_SIZE
@@ -174,6 +213,37 @@ def _check_checksums(data: bytes, header: dict, entries: list[SectionEntry], fai
         raise fail(f"file checksum mismatch: stored 0x{header['file_crc32']:08x} (offset "
                    f"{FILE_CRC_OFFSET}), computed 0x{computed:08x}; the header or the padding "
                    f"between sections is corrupt")
+
+
+def _first_nonzero(data: bytes, start: int, end: int) -> int | None:
+    """Offset of the first non-zero byte in ``data[start:end]``, or None."""
+    chunk = data[start:end]
+    stripped = chunk.lstrip(b"\0")
+    return None if not stripped else start + len(chunk) - len(stripped)
+
+
+def _check_reserved(data: bytes, header: dict, fail) -> None:
+    """The header's reserved bytes, the table entries' reserved fields and the bytes between
+    sections (checksums valid: a writer put them there) must be zero."""
+    header_end = len(MAGIC) + fields_size(HEADER_FIELDS)
+    at = _first_nonzero(data, header_end, HEADER_SIZE)
+    if at is not None:
+        raise fail(f"header bytes {header_end}..{HEADER_SIZE - 1} are reserved and must be zero; "
+                   f"byte {at} is 0x{data[at]:02x}")
+    table_start = header["table_offset"]
+    previous_end = table_start + header["section_count"] * SECTION_ENTRY_SIZE
+    for index in range(header["section_count"]):
+        entry_at = table_start + index * SECTION_ENTRY_SIZE
+        fields = ByteReader(data, entry_at).fields(SECTION_ENTRY_FIELDS)
+        for name in ("reserved", "reserved2"):
+            if fields[name]:
+                raise fail(f"section table entry {index} (offset {entry_at}): field {name} is "
+                           f"reserved and must be zero, found {fields[name]}")
+        at = _first_nonzero(data, previous_end, fields["offset"])
+        if at is not None:
+            raise fail(f"padding before section {index} (bytes {previous_end}.."
+                       f"{fields['offset'] - 1}) must be zero; byte {at} is 0x{data[at]:02x}")
+        previous_end = fields["offset"] + fields["length"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -257,10 +327,16 @@ def _config(reader: ByteReader) -> AcceleratorConfig:
         raise _SectionProblem("config JSON is nested too deeply") from None
     except ConfigError as error:
         raise _SectionProblem(str(error)) from None
+    except ValueError:
+        # json refuses an integer of more digits than Python converts (JSONDecodeError and
+        # ConfigError, ValueErrors too, are caught above)
+        raise _SectionProblem(f"config holds an integer of more than "
+                              f"{sys.get_int_max_str_digits()} digits") from None
 
 
 def _model(reader: ByteReader, config: AcceleratorConfig) -> ModelInfo:
     fields = reader.fields(MODEL_FIELDS, "model record")
+    _require_reserved_zero(fields, "model record")
     _require(fields["architecture"] in ARCHITECTURES,
              f"unknown architecture code {fields['architecture']}; known: "
              + ", ".join(f"{code} ({name})" for code, name in ARCHITECTURES.items()))
@@ -282,6 +358,11 @@ def _model(reader: ByteReader, config: AcceleratorConfig) -> ModelInfo:
                      tokens=fields["tokens"],
                      input_scale=_positive_scale(fields["input_scale"], "input_scale"),
                      final_scale=_positive_scale(fields["final_scale"], "final_scale"))
+
+
+def _require_reserved_zero(fields: dict, what: str) -> None:
+    _require(fields["reserved"] == 0,
+             f"{what} field reserved must be zero, found {fields['reserved']}")
 
 
 #: Upper bound of integer constants other than shifts, widths and bit counts: keeps every
@@ -381,6 +462,7 @@ def _expected_shape(role: str, layer: dict, model: ModelInfo) -> tuple[int, int]
 def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
             config: AcceleratorConfig) -> LinearImage:
     fields = reader.fields(LINEAR_FIELDS, "linear record")
+    _require_reserved_zero(fields, "linear record")
     shape = (fields["out_features"], fields["in_features"])
     expected = _expected_shape(role, layer, model)
     _require(shape == expected, f"{role} weight is {shape[0]}x{shape[1]}, expected "
@@ -416,6 +498,8 @@ def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
     _require(bool(np.all(np.isfinite(weight_scale)) and np.all(weight_scale > 0)),
              "weight scales must be finite positive numbers")
     pruning = (fields["pruning_block_rows"], fields["pruning_block_cols"])
+    problem = pruning_block_problem(pruning, dense_shape(role, model))
+    _require(problem is None, f"pruning block shape: {problem}")
     return LinearImage(weights=weights, pruning_block_shape=pruning, bias=bias,
                        multiplier=multiplier, shift=shift, weight_scale=weight_scale,
                        input_scale=_positive_scale(fields["input_scale"], "input_scale"),

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 
 from sw.image.format import FORMAT_VERSION, TENSOR_ROLES, SectionKind, WeightImage
+from sw.image.format import dense_shape as unpruned_shape
 from sw.packing import block_sparse_size, pack_array, pack_block_sparse
 
 __all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "manifest",
@@ -19,10 +20,7 @@ __all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "m
 
 def dense_shape(image: WeightImage, role: str) -> tuple[int, int]:
     """``(out, in)`` of a linear in the unpruned model."""
-    model = image.model
-    hidden, attention, ffn = model.hidden_size, model.num_heads * model.head_dim, model.ffn_size
-    return {"q": (attention, hidden), "k": (attention, hidden), "v": (attention, hidden),
-            "o": (hidden, attention), "fc1": (ffn, hidden), "fc2": (hidden, ffn)}[role]
+    return unpruned_shape(role, image.model)
 
 
 def _stats(values: np.ndarray, dense_size: int, packed: bytes) -> dict:
@@ -149,11 +147,12 @@ def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
                      f"{record['density']:>9.3f}{record['min']:>6}{record['max']:>5}"
                      f"{record['section_bytes']:>8}")
     for layer in image.layers:
-        padding = f" (+{layer.ffn_padding} padding)" if layer.ffn_padding else ""
+        # kept_ffn already counts the padding neurons
+        padding = f" ({layer.ffn_padding} of them padding)" if layer.ffn_padding else ""
         lines.append(f"layer {layer.index}: heads kept {list(layer.kept_heads)} of "
-                     f"{model.num_heads}; FFN neurons kept {len(layer.kept_ffn)}{padding} of "
-                     f"{model.ffn_size}; tokens kept {layer.token_keep} of {layer.tokens}; "
-                     f"{len(layer.program)} instructions")
+                     f"{model.num_heads}; FFN neurons kept {len(layer.kept_ffn)} of "
+                     f"{model.ffn_size}{padding}; tokens kept {layer.token_keep} of "
+                     f"{layer.tokens}; {len(layer.program)} instructions")
     totals = image_totals(image)
     lines.append(f"weights: {totals['nonzero_weights']:,} non-zero, "
                  f"{totals['stored_int8_weight_bytes']:,} int8 bytes in stored blocks vs "

@@ -84,12 +84,21 @@ class BlockMask(nn.Module):
         """Weight-shaped mask (0/1, or hard-concrete gates for ``l0``) at the current threshold."""
         function = self.method.mask_function
         threshold = self.context.threshold
+        # nn_pruning binarizes a 1d / 1d_alt score vector expanded over the weight's other
+        # dimension; that only changes the linear_min_parameters count (binarizers.py).
+        rows, cols = weight.shape
+        copies = 1
+        if self.method.submethod in _ONE_D and self.block_shape == (1, cols):
+            copies = cols                     # one score per row (Q/K/V, FC1)
+        elif self.method.submethod in _ONE_D and self.block_shape == (rows, 1):
+            copies = rows                     # one score per column (O, FC2)
         if self.orientation == "block":
             mask = self.scores.mask(function, threshold, weight=weight,
-                                    min_fraction=self.min_fraction, training=self.training)
+                                    min_fraction=self.min_fraction, training=self.training,
+                                    copies=copies)
         else:
             unit = self.scores.unit_mask(function, threshold, min_fraction=self.min_fraction,
-                                         training=self.training)
+                                         training=self.training, copies=copies)
             if self.orientation == "rows":
                 mask = self.scores.fc1_mask(unit, weight.shape[1])
             else:
@@ -208,6 +217,19 @@ def _role_settings(args: PruningArgs, role: str) -> tuple[MethodSpec, tuple[int,
     return args.attention_method, block, "attention"
 
 
+def _check_block_divides(args: PruningArgs, group: str, role: str, name: str, layer: int,
+                         block: tuple[int, int], shape: tuple[int, int]) -> None:
+    """Name the recipe field and the layer when a block shape does not divide a weight."""
+    fields = (("dense_block_rows", "dense_block_cols") if group == "dense"
+              else ("attention_block_rows", "attention_block_cols"))
+    if group == "attention" and role == "o":        # O's block is the transposed head block
+        fields = fields[::-1]
+    for size, length, field, axis in zip(block, shape, fields, ("rows", "columns")):
+        if length % size:
+            raise ValueError(f"pruning.{field} {getattr(args, field)} does not divide the "
+                             f"{length} {axis} of {name} (layer {layer}, {role})")
+
+
 def patch_model(model: nn.Module, args: PruningArgs, *,
                 tie_attention_heads: bool = False) -> PatchedModel:
     """Register mask parametrizations on every prunable linear of ``model``; return the patch.
@@ -259,6 +281,8 @@ def patch_model(model: nn.Module, args: PruningArgs, *,
                 orientation = "block"
                 if method.submethod in _ONE_D:
                     block = (rows, 1) if role in ("o", "fc2") else (1, cols)
+                else:
+                    _check_block_divides(args, group, role, name, index, block, (rows, cols))
                 scores = MaskScores(rows=rows, cols=cols, block_rows=block[0],
                                     block_cols=block[1], **common)
                 (patch.attention_scores if group == "attention"

@@ -10,16 +10,22 @@ the dense variant used for a final fine-tune.
 
 Removal rules (the *why* is in ``docs/pruning-surgery.md``):
 
-* Head ``h`` is removable only when rows ``h*d .. (h+1)*d-1`` of Q, K and V (weights and biases)
-  and the same columns of O are all masked. An empty Q (or K) alone is not enough: the head's
-  scores become a constant row, ``softmax`` of a constant row is uniform (``1/N``), not zero, so
-  the head still adds the mean of its values through O.
+* Head ``h`` is removable (:func:`removable_heads`, the one rule that surgery and the exporter
+  both use) when columns ``h*d .. (h+1)*d-1`` of O are all masked (the head reaches nothing), or
+  when rows ``h*d .. (h+1)*d-1`` of V's *weight* are all masked: every value row is then V's bias
+  ``b_v,h``, attention rows sum to 1, so the head's context is ``b_v,h`` for every query and the
+  head adds the constant ``O_h @ b_v,h``, which :func:`fold_head_constants` moves into O's bias.
+  Q and K do not matter, except in a layer whose token gather ranks tokens by the heads' CLS
+  attention (then the head's attention row must be constant across keys as well). An empty Q (or
+  K) alone is not enough: ``softmax`` of a constant row is uniform (``1/N``), not zero, so the
+  head still adds the mean of its values through O.
 * FFN neuron ``i`` is removable when row ``i`` of FC1's weight is masked (its output is then the
   input-independent constant ``act(b1[i])``, folded into FC2's bias as
   ``b2 += act(b1[i]) * W2[:, i]``), or when column ``i`` of FC2's weight is masked (the neuron
   reaches nothing).
 * At least one head and one neuron stay in every layer, so that no module has a zero-sized
-  dimension; when all are removable the lowest index is kept (it is all zero, so harmless).
+  dimension; when all are removable the lowest index is kept (its output is unchanged: a kept
+  head keeps its V bias, whose constant then still flows through O).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from .structures import ATTENTION_ROLES, ROLES, linear_modules, structure_for, e
 
 __all__ = [
     "removable_heads",
+    "fold_head_constants",
+    "selects_tokens",
     "removable_ffn",
     "prune_heads",
     "prune_ffn",
@@ -59,8 +67,24 @@ def _bias_mask(layer_masks: Mapping[str, Tensor | None], key: str) -> Tensor | N
     return layer_masks[key]
 
 
-def removable_heads(layer_masks: Mapping[str, Tensor | None], *, num_heads: int) -> list[int]:
+def removable_heads(layer_masks: Mapping[str, Tensor | None], *, num_heads: int,
+                    selects_tokens: bool = False) -> list[int]:
     """Heads of one layer whose removal leaves the layer's function unchanged.
+
+    This is the one head rule: :func:`apply_surgery` removes exactly these heads and the
+    exporter (``sw/image/export.py``) refuses to drop any other. A head is removable when
+
+    * its O columns are all masked: it reaches nothing; or
+    * its V weight rows are all masked: each value row is V's bias ``b_v,h``, every attention
+      row sums to 1 (``softmax``, padding masks included), so the head's context is ``b_v,h``
+      for every query and it adds the input-independent ``O_h @ b_v,h``;
+      :func:`fold_head_constants` moves that into O's bias before the head goes.
+
+    With ``selects_tokens`` (a token gather after this layer's attention ranks tokens by the CLS
+    attention averaged over heads) the head's attention row must also be the same for every key,
+    so that dropping it shifts every token's score alike and the same tokens are kept: Q's
+    weight and bias rows all masked (every score is 0), or K's weight rows all masked (scores
+    ``q_i . b_k`` do not depend on the key).
 
     Parameters
     ----------
@@ -69,16 +93,16 @@ def removable_heads(layer_masks: Mapping[str, Tensor | None], *, num_heads: int)
         ``"q"``, ``"k"``, ``"v"`` of shape ``(num_heads * head_dim, hidden)``, ``"o"`` of shape
         ``(hidden, num_heads * head_dim)``, and ``"q_bias"``, ``"k_bias"``, ``"v_bias"`` of shape
         ``(num_heads * head_dim,)`` or ``None`` where the linear has no bias. O's bias does not
-        belong to any head and is not consulted.
+        belong to any head and is not consulted. Tensors or numpy arrays.
     num_heads : int
         Current number of heads of the layer.
+    selects_tokens : bool
+        Whether the layer's attention probabilities choose the tokens a gather keeps.
 
     Returns
     -------
     list of int
-        Increasing head indices whose Q, K, V rows (weights and biases) and O columns are all
-        masked. A head with only Q or only K masked is *not* removable: its attention row is
-        then uniform (``softmax`` of a constant), not zero, and it still contributes.
+        Increasing head indices. May hold every head; callers keep at least one.
 
     Raises
     ------
@@ -91,18 +115,29 @@ def removable_heads(layer_masks: Mapping[str, Tensor | None], *, num_heads: int)
     width = layer_masks["q"].shape[0]
     if num_heads <= 0 or width % num_heads:
         raise ValueError(f"{width} attention rows do not split into {num_heads} heads")
+    biases = {role: _bias_mask(layer_masks, f"{role}_bias") for role in ("q", "k", "v")}
     head_dim = width // num_heads
     removable = []
     for head in range(num_heads):
         rows = slice(head * head_dim, (head + 1) * head_dim)
-        live = bool(layer_masks["o"][:, rows].any())
-        for role in ("q", "k", "v"):
-            live = live or bool(layer_masks[role][rows].any())
-            bias = _bias_mask(layer_masks, f"{role}_bias")
-            live = live or (bias is not None and bool(bias[rows].any()))
-        if not live:
-            removable.append(head)
+        reaches_nothing = not bool(layer_masks["o"][:, rows].any())
+        constant_context = not bool(layer_masks["v"][rows].any())
+        if not (reaches_nothing or constant_context):
+            continue
+        if selects_tokens:
+            zero_scores = not bool(layer_masks["q"][rows].any()) and (
+                biases["q"] is None or not bool(biases["q"][rows].any()))
+            key_independent = not bool(layer_masks["k"][rows].any())
+            if not (zero_scores or key_independent):
+                continue
+        removable.append(head)
     return removable
+
+
+def selects_tokens(layer: nn.Module) -> bool:
+    """Whether an encoder layer carries a token gather (:mod:`sw.pruning.tokens`) that ranks
+    tokens by its attention probabilities."""
+    return isinstance(getattr(layer, "token_gather", None), nn.Module)
 
 
 def removable_ffn(
@@ -177,28 +212,67 @@ def _layer(model: nn.Module, layer_index: int):
     return layers[layer_index], linear_modules(model)[layer_index]
 
 
-def prune_heads(model: nn.Module, layer_index: int, heads: Sequence[int]) -> nn.Module:
-    """Remove attention ``heads`` of one layer, in place, and return the model.
+def fold_head_constants(model: nn.Module, layer_index: int, heads: Sequence[int]) -> list[int]:
+    """Move the constant output of ``heads`` whose V weight rows are all zero into O's bias.
 
-    Mutates the model: Q, K and V lose the heads' output rows, O the matching input columns
-    (new ``nn.Linear`` modules, weights copied), and the attention module's head-count
-    attributes are lowered so the forward pass reshapes into the remaining heads. ``heads``
-    index the layer's *current* heads. Any head may be removed; only heads returned by
-    :func:`removable_heads` leave the function unchanged. ``config.num_attention_heads`` is
-    left alone: after surgery layers differ, and the report holds the kept heads per layer.
+    Mutates the model, in place and keeping shapes: for each such head ``h``, O's bias gains
+    ``O[:, h] @ b_v[h]`` (summed in float64, cast once) and ``b_v[h]`` becomes zero, so the head
+    then contributes exactly nothing and the layer computes what it did (attention rows sum to
+    1, so the head's context was ``b_v[h]`` for every query). Heads with a non-zero V weight, or
+    whose V bias is already zero, are left alone. Used by :func:`prune_heads` before it drops
+    heads and by the exporter, which keeps the unshrunk model. Idempotent.
+
+    Returns
+    -------
+    list of int
+        The heads whose V bias was folded (non-zero before).
 
     Raises
     ------
     ValueError
-        If an index is out of range or all heads would go.
+        If a head index is out of range.
     """
+    structure = structure_for(model)
+    layer, linears = _layer(model, layer_index)
+    attention = layer.get_submodule(structure.attention)
+    num_heads = int(getattr(attention, structure.head_count_attributes[0]))
+    heads = sorted(set(int(head) for head in heads))
+    if heads and (heads[0] < 0 or heads[-1] >= num_heads):
+        raise ValueError(f"head indices must lie in [0, {num_heads}), not {heads}")
+    v_name, v = linears["v"]
+    o_name, o = linears["o"]
+    if v.bias is None:
+        return []
+    head_dim = v.out_features // num_heads
+    folded = []
+    with torch.no_grad():
+        fold = torch.zeros(o.out_features, dtype=torch.float64, device=o.weight.device)
+        for head in heads:
+            rows = slice(head * head_dim, (head + 1) * head_dim)
+            if v.weight[rows].any() or not v.bias[rows].any():
+                continue
+            fold += o.weight[:, rows].double() @ v.bias[rows].double()
+            v.bias[rows] = 0
+            folded.append(head)
+        if folded:
+            if o.bias is None:
+                _set_submodule(model, o_name, _linear(o.weight, fold.to(o.weight.dtype)))
+            else:
+                o.bias.copy_((o.bias.double() + fold).to(o.bias.dtype))
+    return folded
+
+
+def _prune_heads(model: nn.Module, layer_index: int, heads: Sequence[int]) -> list[int]:
+    """Shrink one layer's attention; return the removed heads whose constant was folded."""
     structure = structure_for(model)
     layer, linears = _layer(model, layer_index)
     attention = layer.get_submodule(structure.attention)
     num_heads = int(getattr(attention, structure.head_count_attributes[0]))
     heads = _check_indices(heads, num_heads, "head")
     if not heads:
-        return model
+        return []
+    folded = fold_head_constants(model, layer_index, heads)
+    linears = linear_modules(model)[layer_index]
     head_dim = linears["q"][1].out_features // num_heads
     kept_heads = [head for head in range(num_heads) if head not in heads]
     rows = torch.cat([torch.arange(head * head_dim, (head + 1) * head_dim) for head in kept_heads])
@@ -213,6 +287,27 @@ def prune_heads(model: nn.Module, layer_index: int, heads: Sequence[int]) -> nn.
         setattr(attention, attribute, len(kept_heads))
     for attribute in structure.head_size_attributes:
         setattr(attention, attribute, len(kept_heads) * head_dim)
+    return folded
+
+
+def prune_heads(model: nn.Module, layer_index: int, heads: Sequence[int]) -> nn.Module:
+    """Remove attention ``heads`` of one layer, in place, and return the model.
+
+    Mutates the model: Q, K and V lose the heads' output rows, O the matching input columns
+    (new ``nn.Linear`` modules, weights copied), and the attention module's head-count
+    attributes are lowered so the forward pass reshapes into the remaining heads. A removed head
+    whose V weight rows are all zero first has its constant output folded into O's bias
+    (:func:`fold_head_constants`). ``heads`` index the layer's *current* heads. Any head may be
+    removed; only heads returned by :func:`removable_heads` leave the function unchanged.
+    ``config.num_attention_heads`` is left alone: after surgery layers differ, and the report
+    holds the kept heads per layer.
+
+    Raises
+    ------
+    ValueError
+        If an index is out of range or all heads would go.
+    """
+    _prune_heads(model, layer_index, heads)
     return model
 
 
@@ -291,6 +386,8 @@ class LayerSurgery:
     index : int
     kept_heads, removed_heads : list of int
         Head indices in the numbering of the model given to :func:`apply_surgery`.
+    folded_heads : list of int
+        Removed heads (all-zero V weight) whose constant ``O_h @ b_v,h`` went into O's bias.
     kept_neurons, removed_neurons : list of int
         FFN neuron indices, same numbering.
     folded_neurons : list of int
@@ -303,6 +400,7 @@ class LayerSurgery:
     index: int
     kept_heads: list[int]
     removed_heads: list[int]
+    folded_heads: list[int]
     kept_neurons: list[int]
     removed_neurons: list[int]
     folded_neurons: list[int]
@@ -313,6 +411,7 @@ class LayerSurgery:
             "index": self.index,
             "kept_heads": list(self.kept_heads),
             "removed_heads": list(self.removed_heads),
+            "folded_heads": list(self.folded_heads),
             "kept_neurons": list(self.kept_neurons),
             "removed_neurons": list(self.removed_neurons),
             "folded_neurons": list(self.folded_neurons),
@@ -413,7 +512,8 @@ def apply_surgery(model: nn.Module, masks: Mapping[str, Tensor] | None = None, *
     layer_reports = []
     for index in range(num_layers):
         linears = linear_modules(model)[index]
-        attention = encoder_layers(model)[1][index].get_submodule(structure.attention)
+        layer_module = encoder_layers(model)[1][index]
+        attention = layer_module.get_submodule(structure.attention)
         num_heads = int(getattr(attention, structure.head_count_attributes[0]))
         # Zeroing: masked values become exact zeros in fresh plain linears.
         live: dict[str, Tensor | None] = {}
@@ -433,13 +533,14 @@ def apply_surgery(model: nn.Module, masks: Mapping[str, Tensor] | None = None, *
                     live[f"{role}_bias"] = None
                 _set_submodule(model, name, _linear(weight, bias))
 
-        heads = removable_heads(live, num_heads=num_heads)
+        heads = removable_heads(live, num_heads=num_heads,
+                                selects_tokens=selects_tokens(layer_module))
         if len(heads) == num_heads:
             heads = heads[1:]
         neurons = removable_ffn(live["fc1"], live["fc1_bias"], live["fc2"])
         if len(neurons) == live["fc1"].shape[0]:
             neurons = neurons[1:]
-        prune_heads(model, index, heads)
+        folded_heads = _prune_heads(model, index, heads)
         folded = _prune_ffn(model, index, neurons)
 
         head_dim = live["q"].shape[0] // num_heads
@@ -459,6 +560,9 @@ def apply_surgery(model: nn.Module, masks: Mapping[str, Tensor] | None = None, *
             elif role == "fc2" and kind == "weight":
                 mask = mask[:, columns]
             shrunk[key] = mask.clone()
+        if folded_heads:      # the folded constants must survive O's bias mask
+            o_bias = linear_modules(model)[index]["o"][1].bias.detach() != 0
+            shrunk["o.bias"] = shrunk["o.bias"] | o_bias if "o.bias" in shrunk else o_bias | True
         if "fc2.bias" not in shrunk and folded:
             shrunk["fc2.bias"] = torch.ones(linears["fc2"][1].out_features, dtype=torch.bool)
 
@@ -474,6 +578,7 @@ def apply_surgery(model: nn.Module, masks: Mapping[str, Tensor] | None = None, *
             index=index,
             kept_heads=kept_heads,
             removed_heads=list(heads),
+            folded_heads=folded_heads,
             kept_neurons=kept_neurons,
             removed_neurons=list(neurons),
             folded_neurons=folded,

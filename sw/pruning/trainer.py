@@ -28,6 +28,7 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from sw.data import ImageSplit
+from sw.settings import InvalidSetting, check_bool, check_integer, check_number
 from sw.train_digits import _random_shift, evaluate
 
 from .masked import PatchedModel, patch_model
@@ -67,25 +68,23 @@ class TrainingOptions:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        for name in ("warmup_epochs", "max_shift", "final_finetune_epochs", "seed",
+            check_integer(name, getattr(self, name), minimum=1)
+        for name in ("warmup_epochs", "max_shift", "final_finetune_epochs",
                      "finetune_average_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+            check_integer(name, getattr(self, name), minimum=0)
+        check_integer("seed", self.seed, minimum=0, maximum=2 ** 63 - 1)    # torch's seed range
+        if self.max_train_samples is not None:
+            check_integer("max_train_samples", self.max_train_samples, minimum=1)
         for name in ("lr", "final_finetune_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
-        if not self.mixup_alpha >= 0:
-            raise ValueError(f"mixup_alpha must be non-negative, not {self.mixup_alpha!r}")
+            check_number(name, getattr(self, name), "a finite number > 0", lambda value: value > 0)
+        for name in ("weight_decay", "mixup_alpha"):
+            check_number(name, getattr(self, name), "a finite number >= 0",
+                         lambda value: value >= 0)
+        check_bool("tie_attention_heads", self.tie_attention_heads)
         if self.finetune_average_epochs > self.final_finetune_epochs:
-            raise ValueError(f"finetune_average_epochs ({self.finetune_average_epochs}) exceeds "
-                             f"final_finetune_epochs ({self.final_finetune_epochs})")
-        if self.max_train_samples is not None and self.max_train_samples <= 0:
-            raise ValueError(
-                f"max_train_samples must be a positive integer, not {self.max_train_samples!r}")
+            raise InvalidSetting("finetune_average_epochs", (
+                f"finetune_average_epochs ({self.finetune_average_epochs}) exceeds "
+                f"final_finetune_epochs ({self.final_finetune_epochs})"))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingOptions":
@@ -374,7 +373,9 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
     total_steps = options.epochs * steps_per_epoch
 
     def step_prune(step: int) -> float:
-        point = schedule.at(step)
+        # nn_pruning passes the HF Trainer's global_step, which the Trainer increments only
+        # after the optimizer step: the k-th step (from 1) is scheduled at k - 1.
+        point = schedule.at(step - 1)
         patch.set_threshold(point.threshold)
         if on_step is not None:
             on_step(step, total_steps)

@@ -4,6 +4,12 @@ Weights: int8, symmetric, one scale per output channel (``max |W[n, :]| / 127``)
 output activations: int8, symmetric, one scale per tensor (from calibration). The bias becomes
 int32 in accumulator units (``round(b / (s_in * s_w[n]))``) and each output channel's rescale
 ``s_in * s_w[n] / s_out`` a (multiplier, shift) pair (``sw.numerics.quantize_multiplier``).
+
+An output channel whose weight row is all zero has no scale of its own; it takes
+``s_w[n] = s_out / s_in`` (:func:`weight_scales`), so one accumulator unit is one output unit:
+its bias becomes ``round(b / s_out)`` and its rescale is exactly 1 (multiplier ``2**(w-1)``,
+shift ``w-1``), and its output is ``clip(round(b / s_out))``, the constant rounded once. Such
+rows are the folded units of the surgery (zero FC1 row, non-zero bias) and the padding neurons.
 """
 
 from __future__ import annotations
@@ -49,6 +55,15 @@ class QuantizedLinear:
         return self.input_scale * self.weight_scale
 
 
+def weight_scales(weight, *, input_scale: float, output_scale: float, bits: int = 8
+                  ) -> np.ndarray:
+    """Per-output-channel weight scales: ``max |W[n, :]| / (2**(bits-1) - 1)``, and
+    ``output_scale / input_scale`` for an all-zero row (see the module docstring)."""
+    high = signed_range(bits)[1]
+    peak = np.abs(np.asarray(weight, dtype=np.float64)).max(axis=1, initial=0.0)
+    return np.where(peak > 0, peak / high, output_scale / input_scale)
+
+
 def quantize_linear(weight, bias, *, input_scale: float, output_scale: float, bits: int = 8,
                     acc_width: int = 32, multiplier_width: int = 16) -> QuantizedLinear:
     """Quantize a float ``(out, in)`` weight and its bias.
@@ -62,15 +77,20 @@ def quantize_linear(weight, bias, *, input_scale: float, output_scale: float, bi
         raise ValueError(f"Scales must be positive, found input {input_scale}, "
                          f"output {output_scale}")
     weight = np.asarray(weight, dtype=np.float64)
-    high = signed_range(bits)[1]
-    weight_scale = np.maximum(np.abs(weight).max(axis=1), 1e-12) / high
+    weight_scale = weight_scales(weight, input_scale=input_scale, output_scale=output_scale,
+                                 bits=bits)
     weight_q = quantize_tensor(weight / weight_scale[:, None], 1.0, bits)
     bias = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
-    bias_q = np.round(bias / (input_scale * weight_scale)).astype(np.int64)
+    bias_q = np.round(bias / (input_scale * weight_scale))
     low, high_acc = signed_range(acc_width)
-    if bias_q.min() < low or bias_q.max() > high_acc:
-        raise ValueError(f"A quantized bias exceeds {acc_width}-bit integers; the input scale "
-                         f"{input_scale} is too small for this layer")
+    outside = np.flatnonzero(~((bias_q >= low) & (bias_q <= high_acc)))
+    if outside.size:
+        channel = int(outside[0])
+        raise ValueError(f"output channel {channel}: bias {bias[channel]:.6g} is "
+                         f"{bias_q[channel]:.6g} accumulator units (input scale {input_scale:.6g}"
+                         f" x weight scale {weight_scale[channel]:.6g}), beyond {acc_width}-bit "
+                         f"integers")
+    bias_q = bias_q.astype(np.int64)
     constants = [quantize_multiplier(float(input_scale * s / output_scale),
                                      multiplier_width=multiplier_width) for s in weight_scale]
     return QuantizedLinear(weight=weight_q, weight_scale=weight_scale, bias=bias_q,

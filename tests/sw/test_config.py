@@ -8,6 +8,8 @@ import re
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sw.config
 from sw.config import (
@@ -496,3 +498,214 @@ def test_save_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
         load_config("tiny").save(path)
     assert path.read_text(encoding="utf-8") == "old"
     assert os.listdir(tmp_path) == ["config.json"]
+
+
+# Hostile files: one printable line for anything (issue 14, item 7) ------------------------------
+
+
+def one_printable_line(message: str) -> str:
+    """``message`` if it is one short line of printable characters."""
+    assert message.isprintable(), f"not printable: {message!r}"
+    assert len(message) < 400
+    return message
+
+
+def test_an_integer_beyond_pythons_digit_limit(tmp_path):
+    digits = "7" * 5000
+    path = write_json(tmp_path, json.dumps(tiny_dict()).replace('"layers": 2',
+                                                                f'"layers": {digits}'))
+    with raises(f"{path}: invalid JSON: an integer of more than 4300 digits"):
+        load_config(path)
+
+
+def test_nesting_deeper_than_the_parser_goes(tmp_path):
+    path = write_json(tmp_path, "[" * 100_000 + "]" * 100_000)
+    with raises(f"{path}: invalid JSON: nested too deeply"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key, shown", [
+    ("tokens\nerror: spoofed second line", "tokens\\nerror: spoofed second line"),
+    ("x\x1b[31mred\x1b[0m", "x\\x1b[31mred\\x1b[0m"),
+    ("abc\u202edcba", "abc\\u202edcba"),                    # right-to-left override
+    ("back\\slash", "back\\\\slash"),
+    ("k" * 200, "k" * 60 + "..."),
+])
+def test_keys_from_the_file_are_escaped(tmp_path, key, shown):
+    data = tiny_dict()
+    data["model"][key] = 1
+    path = write_json(tmp_path, data)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: unknown field 'model.{shown}'"
+    one_printable_line(str(error.value))
+
+
+def test_duplicate_keys_and_values_are_escaped(tmp_path):
+    path = write_json(tmp_path, '{"schema_version": 1, "a\\nb": 1, "a\\nb": 2}')
+    with raises(f"{path}: duplicate key 'a\\nb'"):
+        load_config(path)
+    data = tiny_dict()
+    data["name"] = "tiny\nerror: \x1b]0;title\x07" + "n" * 100
+    with pytest.raises(ConfigError) as error:
+        AcceleratorConfig.from_dict(data, source="x.json")
+    assert str(error.value) == ("x.json: Name must be letters, digits, '_', '.' or '-' and not "
+                                "start with '.', not 'tiny\\nerror:...nnnnnnnnnnnnn'")
+    data = tiny_dict()
+    data["model"]["tokens"] = ["\x1b[2J"] * 50
+    with raises("x.json: field 'model.tokens' must be an integer, found list ['\\x1b[2J', "
+                "'\\x1b[2J', '\\x1b[2J', '\\x1b[2J', '\\x1b[2J', '\\x1b[2J', ...]"):
+        AcceleratorConfig.from_dict(data, source="x.json")
+
+
+def test_a_file_too_large_to_be_a_config(tmp_path):
+    with raises("/dev/zero: larger than 1048576 bytes, not an accelerator config"):
+        load_config("/dev/zero")
+    with raises(f"{tmp_path}: cannot read (Is a directory)"):
+        load_config(tmp_path)
+
+
+# Upper bounds (issue 14, item 8) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("section, field, human, maximum", [
+    ("model", "hidden_size", "Hidden size", 65535),
+    ("model", "num_heads", "Number of heads", 65535),
+    ("model", "head_dim", "Head dimension", 65535),
+    ("model", "ffn_size", "FFN size", 65535),
+    ("model", "tokens", "Tokens", 65535),
+    ("model", "layers", "Layers", 65535),
+    ("hardware", "array_rows", "Array rows", 256),
+    ("hardware", "array_cols", "Array columns", 256),
+    ("hardware", "block_rows", "Block rows", 65535),
+    ("hardware", "block_cols", "Block columns", 65535),
+    ("hardware", "act_buffer_depth", "Activation buffer depth", 16777216),
+    ("hardware", "weight_buffer_depth", "Weight buffer depth", 16777216),
+    ("hardware", "out_buffer_depth", "Output buffer depth", 16777216),
+    ("hardware", "softmax_lanes", "Softmax lanes", 256),
+    ("hardware", "gelu_lanes", "GELU lanes", 256),
+    ("hardware", "layernorm_lanes", "LayerNorm lanes", 256),
+])
+def test_every_size_has_an_upper_bound(section, field, human, maximum):
+    with raises(f"{human} must be at most {maximum}, not {maximum + 1}"):
+        build(**{section: {field: maximum + 1}})
+    with raises(f"{human} must be at most {maximum}, not 1000000000000"):
+        build(**{section: {field: 10 ** 12}})
+
+
+def test_the_bounds_are_the_documented_constants():
+    assert (sw.config.MAX_MODEL_SIZE, sw.config.MAX_ARRAY_SIDE, sw.config.MAX_BUFFER_DEPTH) == (
+        65535, 256, 16777216)
+    bounded = {spec.name: spec.metadata["maximum"] for cls in (ModelTopology, HardwareParams)
+               for spec in dataclasses.fields(cls)}
+    assert {name for name, maximum in bounded.items() if maximum is None} == {
+        "data_width", "acc_width", "multiplier_width"}          # bounded in bits instead
+
+
+def test_buffers_at_the_bound_are_accepted():
+    build(hardware={"act_buffer_depth": 1 << 24, "weight_buffer_depth": 1 << 24,
+                    "out_buffer_depth": 1 << 24})
+
+
+@pytest.mark.parametrize("value, shown", [
+    pytest.param(10 ** 5000, "an integer of 16610 bits", id="10**5000"),
+    pytest.param(-(10 ** 5000), "a negative integer of 16610 bits", id="-10**5000"),
+    pytest.param(-(2 ** 64), "a negative integer of 65 bits", id="-2**64"),
+])
+def test_huge_integers_are_shown_by_size(value, shown):
+    """Python refuses to print an integer of more than 4300 digits."""
+    for hardware in ({"act_buffer_depth": value}, {"data_width": value}):
+        with pytest.raises(ConfigError) as error:
+            build(hardware=hardware)
+        assert str(error.value).endswith(f", not {shown}")
+    data = tiny_dict()
+    data["schema_version"] = value
+    with raises(f"x.json: schema_version {shown} is not supported"):
+        AcceleratorConfig.from_dict(data, source="x.json")
+
+
+# The layer engine's limits (issue 14, item 13) -------------------------------------------------
+
+
+def test_the_presets_fit_the_layer_engine():
+    for name in preset_names():
+        load_config(name).check_layer_engine()
+
+
+@pytest.mark.parametrize("hardware, message", [
+    ({"array_cols": 8, "block_rows": 8},
+     "config 'tiny': the layer engine needs array_rows (4) equal to array_cols (8): it "
+     "transposes key tiles in place"),
+    ({"softmax_lanes": 3}, "config 'tiny': the layer engine needs softmax_lanes (3) to divide "
+     "array_cols (4): a unit takes whole scratchpad vectors of array_cols values in beats of "
+     "its lanes"),
+    ({"gelu_lanes": 8}, "config 'tiny': the layer engine needs gelu_lanes (8) to divide "
+     "array_cols (4)"),
+    ({"layernorm_lanes": 3}, "config 'tiny': the layer engine needs layernorm_lanes (3) to "
+     "divide array_cols (4)"),
+])
+def test_layer_engine_limits(hardware, message):
+    config = build(hardware=hardware)            # a valid GEMM or unit configuration
+    with raises(message):
+        config.check_layer_engine()
+
+
+# Property: any text at all gives a config or one ConfigError line ------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+FIELD_PATHS = [("schema_version",), ("name",), ("model",), ("hardware",)] + [
+    (section, key) for section, values in tiny_dict().items() if isinstance(values, dict)
+    for key in values]
+
+
+@st.composite
+def hostile_documents(draw) -> str:
+    """The tiny preset with fields replaced, keys added or the text cut, or any JSON value."""
+    kind = draw(st.sampled_from(["replace", "add", "cut", "value", "digits"]))
+    data = tiny_dict()
+    if kind == "value":
+        return json.dumps(draw(JSON_VALUES))
+    if kind == "replace":
+        for path in draw(st.lists(st.sampled_from(FIELD_PATHS), min_size=1, max_size=3)):
+            target = data
+            for key in path[:-1]:
+                target = target if not isinstance(target.get(key), dict) else target[key]
+            target[path[-1]] = draw(JSON_VALUES | st.integers(-(2 ** 70), 2 ** 70))
+    if kind == "add":
+        section = draw(st.sampled_from([data, data["model"], data["hardware"]]))
+        section[draw(st.text(max_size=30))] = draw(JSON_VALUES)
+    text = json.dumps(data)
+    if kind == "cut":
+        return text[:draw(st.integers(0, len(text)))]
+    if kind == "digits":
+        return text.replace('"tokens": 17', f'"tokens": {"9" * draw(st.integers(1, 6000))}')
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=hostile_documents())
+def test_any_document_gives_a_config_or_one_line(text):
+    try:
+        config = AcceleratorConfig.from_json_text(text, source="x.json")
+    except ConfigError as error:
+        assert one_printable_line(str(error)).startswith("x.json: ")
+    else:
+        assert AcceleratorConfig.from_json_text(config.to_json()) == config
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=200))
+def test_any_bytes_give_a_config_or_one_line(raw):
+    with pytest.raises(ConfigError) as error:
+        AcceleratorConfig.from_json_text(raw, source="x.json")
+    assert one_printable_line(str(error.value)).startswith("x.json: ")
+
+
+def test_printable_doctests():
+    import sw.printable
+    assert doctest.testmod(sw.printable).failed == 0

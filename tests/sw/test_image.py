@@ -276,3 +276,44 @@ def test_a_bad_tokens_entry_is_named(tmp_path):
     with pytest.raises(ExportError, match=r"pruning_report.json: 'tokens' needs keep_rate, "
                                           r"protected, fuse and layers"):
         export(ExportRequest(model_dir=model_dir, config="tiny", calibration_images=4))
+
+
+def test_folded_neuron_with_a_zero_weight_row_exports_exactly(tmp_path):
+    """A neuron the surgery folds (FC1 row zero, FC1 bias not) is kept, and its FC1 output is
+    the bias rounded once: round(b / s_fc1), through a rescale of exactly 1 (the old 1e-12
+    scale floor made its bias overflow 32 bits and the export fail)."""
+    import torch
+
+    from sw.models import load_model
+    from sw.pruning.structures import linear_modules
+    run = save_pruned_deit(tmp_path / "run", removed_heads={}, removed_neurons={0: [20]},
+                           hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1,
+                           image_size=8)
+    model = load_model(run / "pruned")
+    with torch.no_grad():      # FC1 row 20 stays zero; its bias and FC2 column do not
+        linear_modules(model)[0]["fc1"][1].bias[20] = 0.5
+        linear_modules(model)[0]["fc2"][1].weight[:, 20] = torch.linspace(-0.3, 0.3, 32)
+    model.save_pretrained(run / "pruned")
+    state = export(ExportRequest(model_dir=run, config="tiny", calibration_images=8))
+    assert state.notes == ["layer 0: 1 FFN neurons kept although the report removes them: "
+                           "their constant output act(b1) still reaches FC2 in the pruned model"]
+    layer = state.image.layers[0]
+    slot = layer.kept_ffn.index(20)
+    fc1 = layer.linears["fc1"]
+    constant = round(0.5 / layer.scales["fc1"])
+    assert not fc1.weights.to_dense()[slot].any()
+    assert (int(fc1.bias[slot]), int(fc1.multiplier[slot]), int(fc1.shift[slot])) == (
+        constant, 1 << 15, 15)
+    assert verify(state)["differences"] == 0
+    traces = []
+    encode(parse_image(state.data), state.integer_model.embed(state.calibration), traces=traces)
+    assert (traces[0]["fc1"][..., slot] == constant).all()
+
+
+def test_summary_counts_the_padding_inside_the_kept_neurons(exported):
+    """91 kept neurons + 5 padding = 96 stored: "kept 96 of 128 (5 of them padding)", not
+    "96 (+5 padding)", which read as 101."""
+    lines = summary_table(exported.image).splitlines()
+    assert ("layer 0: heads kept [0, 2, 3] of 4; FFN neurons kept 96 of 128 (5 of them "
+            "padding); tokens kept 18 of 18;") in "\n".join(lines)
+    assert "layer 1: heads kept [1, 2] of 4; FFN neurons kept 88 of 128; tokens" in "\n".join(lines)

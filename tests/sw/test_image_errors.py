@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export
-from sw.image.format import (FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC, ImageError,
-                             SectionKind)
+from sw.image.format import (FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC,
+                             SECTION_ENTRY_SIZE, ImageError, SectionKind)
 from sw.image.loader import load_image, parse_image
 from sw.image.writer import seal
 from sw.packing import fields_size, pack_array
@@ -213,6 +213,26 @@ def test_resealed_garbage_loads_or_raises_image_error(data, changes, cut):
         assert "\n" not in str(error) and str(error).startswith("x: ")
 
 
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=10**6), extra=st.integers(0, 3))
+def test_load_image_reports_what_parse_image_reports(data, tmp_path, cut, extra):
+    """load_image checks the size from the header and the table before reading the whole file;
+    its verdict on a cut or extended file is parse_image's on the same bytes."""
+    content = data[:cut % (len(data) + 1)] + bytes(extra)
+    path = tmp_path / "x.bin"
+    path.write_bytes(content)
+    try:
+        expected = str(parse_image(content, source=str(path)).file_size)
+    except ImageError as error:
+        expected = str(error)
+    try:
+        found = str(load_image(path).file_size)
+    except ImageError as error:
+        found = str(error)
+    assert found == expected
+
+
 # --- exporter ----------------------------------------------------------------------------------
 
 def export_error(tmp_path, model_dir, config="tiny", **options) -> str:
@@ -294,3 +314,101 @@ def test_report_removing_a_live_head_is_overruled(tmp_path, small_dir):
     assert state.image.layers[0].kept_heads == (0, 1)
     assert state.notes == ["layer 0: heads [0] kept although the report removes them: their V "
                            "and O weights are not zero"]
+
+
+# --- reserved fields and padding must be zero; pruning block shapes must fit ------------------
+
+def entry_of(data, kind, tensor=None):
+    return next(e for e in sections(data) if e.kind == kind
+                and (tensor is None or e.tensor == tensor))
+
+
+def test_reserved_header_bytes_must_be_zero(data):
+    altered = seal(patched(data, 50, b"\x12"))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == ("x: header bytes 48..63 are reserved and must be zero; byte 50 "
+                               "is 0x12")
+
+
+@pytest.mark.parametrize("field, at, value", [("reserved", 6, "u16"), ("reserved2", 28, "u32")])
+def test_reserved_table_fields_must_be_zero(data, field, at, value):
+    entry_at = HEADER_SIZE + 2 * SECTION_ENTRY_SIZE          # the third entry
+    altered = seal(patched(data, entry_at + at, pack_array([9], value)))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == (f"x: section table entry 2 (offset {entry_at}): field {field} is "
+                               f"reserved and must be zero, found 9")
+
+
+def test_padding_between_sections_must_be_zero(data):
+    entries = sections(data)
+    index = next(i for i in range(1, len(entries))
+                 if entries[i].offset > entries[i - 1].offset + entries[i - 1].length)
+    gap_at = entries[index - 1].offset + entries[index - 1].length
+    altered = seal(patched(data, gap_at, b"\xab"))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == (f"x: padding before section {index} (bytes {gap_at}.."
+                               f"{entries[index].offset - 1}) must be zero; byte {gap_at} is 0xab")
+
+
+@pytest.mark.parametrize("kind, tensor, record", [(SectionKind.MODEL, None, "model"),
+                                                  (SectionKind.LINEAR, 2, "linear")])
+def test_reserved_record_fields_must_be_zero(data, kind, tensor, record):
+    entry = entry_of(data, kind, tensor)
+    index = list(sections(data)).index(entry)
+    altered = seal(patched(data, entry.offset + 28, pack_array([7], "u32")))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == (f"x: section {index} '{entry.name}' (offset {entry.offset}): "
+                               f"{record} record field reserved must be zero, found 7")
+
+
+@pytest.mark.parametrize("rows, cols, shown", [(0xdeadbeef, 8, "3735928559x8"), (0, 8, "0x8"),
+                                               (5, 8, "5x8"), (16, 64, "16x64")])
+def test_pruning_block_shape_must_divide_the_unpruned_weight(data, rows, cols, shown):
+    entry = entry_of(data, SectionKind.LINEAR, 0)             # q: 32x32 unpruned
+    index = list(sections(data)).index(entry)
+    at = entry.offset + fields_size(LINEAR_FIELDS[:4])
+    altered = seal(patched(data, at, pack_array([rows, cols], "u32")))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == (f"x: section {index} 'layer 0 q (LINEAR)' (offset {entry.offset}): "
+                               f"pruning block shape: {shown} must be 0x0 (not pruned) or divide "
+                               f"the unpruned 32x32 weight")
+
+
+def test_pruning_block_shapes_that_fit_load(data):
+    entry = entry_of(data, SectionKind.LINEAR, 0)
+    at = entry.offset + fields_size(LINEAR_FIELDS[:4])
+    for rows, cols in ((0, 0), (1, 32), (32, 1), (16, 16)):
+        image = parse_image(seal(patched(data, at, pack_array([rows, cols], "u32"))))
+        assert image.layers[0].linears["q"].pruning_block_shape == (rows, cols)
+
+
+@pytest.mark.parametrize("shape, problem", [
+    ([0xdeadbeef, 1], "3735928559x1 must be 0x0 (not pruned) or divide the unpruned 32x32 weight"),
+    ([8, "8"], "8x'8' must be 0x0 (not pruned) or divide the unpruned 32x32 weight"),
+    ([8], "[8] is not a [rows, cols] pair"),
+])
+def test_exporter_refuses_a_bad_pruning_block_in_the_report(tmp_path, small_dir, shape, problem):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(small_dir, run)
+    report = json.loads((run / "pruning_report.json").read_text())
+    report["layers"][0]["linears"]["k"]["block_shape"] = shape
+    (run / "pruning_report.json").write_text(json.dumps(report))
+    assert export_error(tmp_path, run) == (
+        f"pruning_report.json: layers[0].linears.k.block_shape {problem}")
+
+
+def test_a_section_count_beyond_the_declared_size_is_refused_from_the_header(data):
+    """The table's end is checked against file_size before any of the table is read, so a
+    forged count cannot make load_image read a large file's bytes as a table."""
+    altered = patched(data, 20, pack_array([1 << 30], "u32"))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == (f"x: section count {1 << 30} (offset 20) needs a table up to byte "
+                               f"{64 + (1 << 35)}, past the image's declared end (file_size "
+                               f"{len(data)})")

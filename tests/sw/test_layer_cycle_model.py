@@ -154,3 +154,45 @@ def test_command_prints_the_breakdown(capsys):
 def test_command_rejects_unknown_preset(capsys):
     assert main(["--config", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown preset 'nope'")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--kept-heads", "0"], "--kept-heads must lie in 1..4 (the config's num_heads), not 0"),
+    (["--kept-heads", "5"], "--kept-heads must lie in 1..4 (the config's num_heads), not 5"),
+    (["--keep-rate", "nan"], "--keep-rate must lie in (0, 1], not nan"),
+    (["--keep-rate", "0"], "--keep-rate must lie in (0, 1], not 0"),
+    (["--density", "nan"], "--density must lie in 0..1, not nan"),
+    (["--kept-ffn", "nan"], "--kept-ffn must be a fraction in (0, 1] or a neuron count in "
+                            "2..128, not nan"),
+    (["--kept-ffn", "-5"], "--kept-ffn must be a fraction in (0, 1] or a neuron count in "
+                           "2..128, not -5"),
+    (["--kept-ffn", "96.5"], "--kept-ffn must be a fraction in (0, 1] or a neuron count in "
+                             "2..128, not 96.5"),
+    (["--kept-ffn", "0.01"], "--kept-ffn 0.01 keeps no whole block of 8 of the 128 FFN "
+                             "neurons"),
+])
+def test_command_rejects_bad_options_in_one_line(capsys, arguments, message):
+    """``--kept-heads 0`` meant all heads, NaN gave tracebacks, ``--kept-ffn -5`` was reported
+    as -640 (issue 14, item 13)."""
+    assert main(["--config", "tiny", *arguments]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"error: {message}\n")
+
+
+def test_command_rejects_a_config_the_layer_engine_cannot_build(tmp_path, capsys):
+    """``layernorm_lanes 3``, which ``hw.generate`` rejects, was accepted: both now ask
+    ``AcceleratorConfig.check_layer_engine``."""
+    path = tmp_path / "three.json"
+    TINY.replace(name="three", hardware={"layernorm_lanes": 3}).save(path)
+    assert main(["--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "error: config 'three': the layer engine needs layernorm_lanes (3) to divide "
+        "array_cols (4): a unit takes whole scratchpad vectors of array_cols values in beats "
+        "of its lanes\n")
+    with pytest.raises(ValueError, match="the layer engine needs layernorm_lanes"):
+        layer_cycles(load_config(path), LayerPruning.dense(TINY))
+
+
+def test_command_takes_a_whole_neuron_count(capsys):
+    assert main(["--config", "tiny", "--kept-ffn", "64"]) == 0
+    assert "64/128 FFN neurons" in capsys.readouterr().out

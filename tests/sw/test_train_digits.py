@@ -8,7 +8,7 @@ from transformers import DeiTForImageClassification
 
 from sw.data.digits import load_digits_split
 from sw.models import build_small_deit, deit_token_count, load_model, small_deit_config
-from sw.train_digits import TrainOptions, evaluate, main, train
+from sw.train_digits import OUTPUT_FILES, TrainOptions, evaluate, main, train
 
 # Short runs on a subset of the digits: enough to exercise every step, not to learn much.
 QUICK = dict(max_train_samples=128, epochs=1, batch_size=32, progress=False)
@@ -52,7 +52,7 @@ def test_train_saves_and_reloads_identically(tmp_path, split):
     out = tmp_path / "models" / "digits_deit"
     result = train(out, split=split, **QUICK)
     assert result.out == out
-    assert sorted(path.name for path in out.iterdir()) == [
+    assert sorted(path.name for path in out.iterdir()) == sorted(OUTPUT_FILES) == [
         "config.json", "model.safetensors", "training.json"]
     assert [path.name for path in out.parent.iterdir()] == ["digits_deit"]
     record = json.loads((out / "training.json").read_text())
@@ -119,3 +119,127 @@ def test_command_line(tmp_path, capsys):
                  "--hidden-size", "32", "--num-heads", "2", "--no-progress"]) == 0
     assert "val accuracy" in capsys.readouterr().out
     assert load_model(out).config.hidden_size == 32
+
+
+# --- bad input: one line, status 2, nothing created or removed ---------------------------------
+
+QUICK_ARGS = ["--epochs", "1", "--max-train-samples", "64", "--hidden-size", "32",
+              "--num-heads", "2", "--no-progress"]
+
+
+def _error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs: epochs must be a positive integer, not 0"),
+    (["--epochs", "-2"], "--epochs: epochs must be a positive integer, not -2"),
+    (["--hidden-size", "63"], "--num-heads: Hidden size 63 is not a multiple of 4 heads"),
+    (["--val-fraction", "1.5"],
+     "--val-fraction: val_fraction must be a number between 0 and 1 (exclusive), not 1.5"),
+    (["--val-fraction", "0"],
+     "--val-fraction: val_fraction must be a number between 0 and 1 (exclusive), not 0.0"),
+    (["--val-fraction", "0.001"], "--val-fraction: val_fraction 0.001: The test_size = 2 should "
+                                  "be greater or equal to the number of classes = 10"),
+    (["--lr", "-1"], "--lr: lr must be a finite number > 0, not -1.0"),
+    (["--lr", "inf"], "--lr: lr must be a finite number > 0, not inf"),
+    (["--weight-decay", "nan"], "--weight-decay: weight_decay must be a finite number >= 0, "
+                                "not nan"),
+    (["--patch-size", "5"], "--patch-size: Image size 32 is not a multiple of patch size 5"),
+    (["--image-size", "0"], "--image-size: image_size must be a positive integer, not 0"),
+    (["--max-train-samples", "0"],
+     "--max-train-samples: max_train_samples must be a positive integer, not 0"),
+    (["--max-shift", "-1"], "--max-shift: max_shift must be a non-negative integer, not -1"),
+    (["--epochs", "x"], "--epochs: invalid int value: 'x' (see --help)"),
+])
+def test_bad_option_is_one_line_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(out), "--no-progress", *argv])
+    assert exit_.value.code == 2
+    assert _error_line(capsys) == f"train_digits.py: error: argument {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_options_type_check_from_code():
+    with pytest.raises(ValueError, match=r"^batch_size must be a positive integer, not True$"):
+        TrainOptions(batch_size=True)
+    with pytest.raises(ValueError, match=r"^lr must be a finite number > 0, not '0.1'$"):
+        TrainOptions(lr="0.1")
+
+
+def _users_directory(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.txt").write_text("years of work")
+    return out
+
+
+@pytest.mark.parametrize("make_out, reason", [
+    (_users_directory, "not empty and not an earlier output of this tool (no training.json)"),
+    (lambda tmp: _users_directory(tmp) / "thesis.txt", "exists and is not a directory"),
+])
+def test_out_holding_the_users_files_is_refused_before_training(tmp_path, capsys, make_out,
+                                                                  reason):
+    out = make_out(tmp_path)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(out), *QUICK_ARGS])
+    assert exit_.value.code == 2
+    assert _error_line(capsys) == (f"train_digits.py: error: argument --out: {out}: {reason}; "
+                                   f"refusing to replace it")
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
+def test_earlier_output_with_a_users_file_added_is_refused(tmp_path, capsys, split):
+    out = tmp_path / "out"
+    train(out, split=split, **QUICK)
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), *QUICK_ARGS])
+    assert _error_line(capsys) == (f"train_digits.py: error: argument --out: {out}: holds files "
+                                   f"this tool did not write (notes.txt); refusing to replace it")
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr("tempfile.mkdtemp", denied)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "out"), *QUICK_ARGS])
+    assert exit_.value.code == 2
+    assert _error_line(capsys) == (f"train_digits.py: error: argument --out: {tmp_path}/out: "
+                                   f"cannot be written: {tmp_path}: Permission denied")
+
+
+def test_failed_write_is_one_line(tmp_path, capsys, monkeypatch):
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(DeiTForImageClassification, "save_pretrained", disk_full)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "out"), *QUICK_ARGS])
+    assert exit_.value.code == 2
+    assert _error_line(capsys) == (f"train_digits.py: error: cannot write {tmp_path}/out: "
+                                   f"No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_is_one_line_status_130_and_keeps_the_previous_output(tmp_path, capsys, split,
+                                                                        monkeypatch):
+    out = tmp_path / "out"
+    train(out, split=split, **QUICK)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(DeiTForImageClassification, "save_pretrained", interrupted)
+    assert main(["--out", str(out), *QUICK_ARGS]) == 130
+    assert _error_line(capsys) == "train_digits.py: interrupted"
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]

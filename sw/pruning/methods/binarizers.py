@@ -2,7 +2,8 @@
 
 Every mask function here shares one signature, so a registry can dispatch on the method name::
 
-    mask_fn(scores, threshold, *, weight=None, min_fraction=0.0, training=False) -> Tensor
+    mask_fn(scores, threshold, *, weight=None, min_fraction=0.0, training=False, copies=1)
+        -> Tensor
 
 ``scores`` is a learned score tensor (any shape; for block pruning one score per block) and the
 returned mask has the same shape and dtype. The learned methods (``topK``, ``threshold``,
@@ -17,6 +18,10 @@ Rounding and tie-breaking (pinned by tests):
   entries keeps 2, not 3). Ties are broken by position (a stable sort: the earlier flat index
   wins), so a constant score tensor keeps its first entries.
 * ``threshold`` and ``sigmoied_threshold`` keep entries strictly above the threshold.
+* ``copies``: for ``1d`` / ``1d_alt`` scores (one per row or column), nn_pruning binarizes the
+  score vector expanded to a matrix, each score repeated ``copies`` times (the other dimension
+  of the weight). Only the ``linear_min_parameters`` floor depends on it
+  (:func:`min_kept_entries`); the other methods ignore it.
 """
 
 from __future__ import annotations
@@ -66,17 +71,24 @@ def _top_entries(values: Tensor, count: int) -> Tensor:
     return keep.view_as(values)
 
 
-def min_kept_entries(numel: int, min_fraction: float) -> int:
+def min_kept_entries(numel: int, min_fraction: float, *, copies: int = 1) -> int:
     """Number of entries a threshold mask must keep at least, as nn_pruning counts it.
 
-    ``int(min_fraction * numel) + 1`` when ``min_fraction`` is non-zero (so a 0.5 % floor on a
-    100-entry tensor keeps at least 1 entry), ``0`` when it is zero, and never more than
-    ``numel``.
+    nn_pruning's ``ThresholdBinarizer`` floors its matrix of ``N = numel * copies`` entries at
+    ``nb_min = int(min_fraction * N) + 1`` (none when ``min_fraction`` is zero): when fewer pass,
+    it keeps the entries strictly above the ``(N - nb_min)``-th smallest. With ``copies = 1``
+    and distinct scores that is ``nb_min`` entries (a 0.5 % floor on a 100-entry tensor keeps
+    1). With ``copies > 1`` (a ``1d`` / ``1d_alt`` score vector, every score repeated along the
+    other dimension) the strict ``>`` drops the partly covered row: ``nb_min // copies`` rows
+    (a 0.005 floor on 3072 rows of 768 columns: ``11797 // 768 = 15`` rows, not 16). Never more
+    than ``numel`` (where nn_pruning, floored at every entry, keeps one fewer).
     """
     _check_fraction("min_fraction", min_fraction)
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"copies must be a positive integer, not {copies!r}")
     if min_fraction == 0:
         return 0
-    return min(int(min_fraction * numel) + 1, numel)
+    return min((int(min_fraction * numel * copies) + 1) // copies, numel)
 
 
 class _TopKBinarizer(torch.autograd.Function):
@@ -106,12 +118,14 @@ class _ThresholdBinarizer(torch.autograd.Function):
 
 def top_k_mask(
     scores: Tensor, threshold: float, *, weight: Tensor | None = None,
-    min_fraction: float = 0.0, training: bool = False,
+    min_fraction: float = 0.0, training: bool = False, copies: int = 1,
 ) -> Tensor:
     """Keep the top ``threshold`` fraction of ``scores`` (``topK``); straight-through gradient.
 
     ``threshold`` is the fraction *kept*: ``1.0`` keeps everything, ``0.25`` keeps
-    ``int(0.25 * numel)`` entries. ``weight``, ``min_fraction`` and ``training`` are unused.
+    ``int(0.25 * numel)`` entries. ``weight``, ``min_fraction``, ``training`` and ``copies``
+    are unused (nn_pruning's ``int(t * numel * copies)`` entries of an expanded ``1d`` matrix
+    cover ``int(t * numel)`` whole rows plus a partial one; the partial row is not kept here).
 
     Raises
     ------
@@ -124,21 +138,22 @@ def top_k_mask(
 
 def threshold_mask(
     scores: Tensor, threshold: float, *, weight: Tensor | None = None,
-    min_fraction: float = 0.0, training: bool = False,
+    min_fraction: float = 0.0, training: bool = False, copies: int = 1,
 ) -> Tensor:
     """Keep ``scores > threshold`` (``threshold``, hard); straight-through gradient.
 
-    If fewer than :func:`min_kept_entries` ``(numel, min_fraction)`` entries pass, the mask keeps
-    that many top-scoring entries instead (nn_pruning applies ``linear_min_parameters`` to both
-    threshold methods). ``weight`` and ``training`` are unused.
+    If fewer than :func:`min_kept_entries` ``(numel, min_fraction, copies=copies)`` entries pass,
+    the mask keeps that many top-scoring entries instead (nn_pruning applies
+    ``linear_min_parameters`` to both threshold methods). ``weight`` and ``training`` are unused.
     """
     return _ThresholdBinarizer.apply(
-        scores, float(threshold), False, min_kept_entries(scores.numel(), min_fraction))
+        scores, float(threshold), False,
+        min_kept_entries(scores.numel(), min_fraction, copies=copies))
 
 
 def sigmoied_threshold_mask(
     scores: Tensor, threshold: float, *, weight: Tensor | None = None,
-    min_fraction: float = 0.0, training: bool = False,
+    min_fraction: float = 0.0, training: bool = False, copies: int = 1,
 ) -> Tensor:
     """Keep ``sigmoid(scores) > threshold`` (``sigmoied_threshold``); straight-through gradient.
 
@@ -152,20 +167,22 @@ def sigmoied_threshold_mask(
     """
     _check_fraction("sigmoied_threshold threshold", threshold)
     return _ThresholdBinarizer.apply(
-        scores, float(threshold), True, min_kept_entries(scores.numel(), min_fraction))
+        scores, float(threshold), True,
+        min_kept_entries(scores.numel(), min_fraction, copies=copies))
 
 
 def l0_mask(
     scores: Tensor, threshold: float = 0.0, *, weight: Tensor | None = None,
-    min_fraction: float = 0.0, training: bool = False,
+    min_fraction: float = 0.0, training: bool = False, copies: int = 1,
 ) -> Tensor:
     """Hard-concrete gates with ``log_alpha = scores`` (``l0``); differentiable, values in [0, 1].
 
     In training a gate is ``clamp(sigmoid((log u - log(1 - u) + log_alpha) / beta) * (r - l) + l,
     0, 1)`` with fresh ``u ~ U(0, 1)`` (drawn from torch's global generator). At eval it is the
     deterministic ``clamp(sigmoid(log_alpha) * (r - l) + l, 0, 1)``, as in nn_pruning. The gates
-    are not binary: a gate strictly between 0 and 1 scales its weight. ``threshold``, ``weight``
-    and ``min_fraction`` are unused (sparsity is driven by the L0 penalty, not a threshold).
+    are not binary: a gate strictly between 0 and 1 scales its weight. ``threshold``, ``weight``,
+    ``min_fraction`` and ``copies`` are unused (sparsity is driven by the L0 penalty, not a
+    threshold).
     """
     if training:
         noise = torch.rand_like(scores).clamp(_NOISE_EPS, 1.0 - _NOISE_EPS)
@@ -189,13 +206,13 @@ def l0_expected_gates(scores: Tensor) -> Tensor:
 
 def magnitude_mask(
     scores: Tensor | None, threshold: float, *, weight: Tensor | None = None,
-    min_fraction: float = 0.0, training: bool = False,
+    min_fraction: float = 0.0, training: bool = False, copies: int = 1,
 ) -> Tensor:
     """Keep the top ``threshold`` fraction of ``|weight|`` (``magnitude``); no gradient.
 
     ``scores`` is ignored (may be ``None``): the criterion is the weight itself, entry by entry,
     so block shapes do not apply (nn_pruning skips block expansion for this method). The mask is
-    detached: magnitude pruning learns nothing.
+    detached: magnitude pruning learns nothing. ``copies`` is unused.
 
     Raises
     ------

@@ -6,13 +6,17 @@ Per module, the term is a mean over that module's score entries:
 * ``l0``: ``mean(P(gate != 0)) = mean(sigmoid(scores - beta * log(-l / r)))``.
 
 Modules are split into attention and dense groups. nn_pruning averages each group over its
-modules, weights it by ``0.5 * attention_lambda`` or ``0.5 * dense_lambda`` and adds the groups::
+modules, weights it by ``attention_lambda / n`` or ``dense_lambda / n``, ``n`` the number of
+groups that hold a module (2 when both are pruned, 1 when one method is ``disabled``: its
+linears are then not patched, nn_pruning's ``n = len(info)`` counts only patched groups), and
+adds the groups::
 
-    loss = 0.5 * attention_lambda * mean_attention + 0.5 * dense_lambda * mean_dense
+    loss = attention_lambda / n * mean_attention + dense_lambda / n * mean_dense
 
 The trainer then adds ``regularization_lambda(step) * loss`` (see ``schedule``) to the task loss.
-Worked example (``l1``, one attention module of scores ``[0, 0]`` and ``attention_lambda=1``, no
-dense module): ``0.5 * 1 * mean(sigmoid([0, 0])) = 0.25``.
+Worked examples (``l1``, ``attention_lambda=1``): one attention module of scores ``[0, 0]`` and
+no dense module gives ``1 / 1 * mean(sigmoid([0, 0])) = 0.5``; with a dense module of scores
+``[0]`` as well (``dense_lambda=1``), ``1 / 2 * 0.5 + 1 / 2 * 0.5 = 0.5``.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ def regularization_loss(
     """Regularization loss over all mask-score tensors, grouped as nn_pruning groups them.
 
     Pass each score tensor once (a score vector shared by FC1 and FC2 is one module). A group
-    with no module contributes nothing. ``mode="disabled"`` returns a zero tensor.
+    with no module contributes nothing and is not counted in ``n`` (see the module docstring).
+    ``mode="disabled"`` returns a zero tensor.
 
     Raises
     ------
@@ -64,10 +69,9 @@ def regularization_loss(
     loss = torch.zeros(())
     if mode == "disabled":
         return loss
-    for group, group_lambda in ((attention_scores, attention_lambda),
-                                (dense_scores, dense_lambda)):
-        if len(group) == 0:
-            continue
+    groups = [(group, group_lambda) for group, group_lambda in (
+        (attention_scores, attention_lambda), (dense_scores, dense_lambda)) if len(group)]
+    for group, group_lambda in groups:
         group_sum = sum(module_regularization(scores, mode) for scores in group)
-        loss = loss + 0.5 * group_lambda * group_sum / len(group)
+        loss = loss + group_lambda / len(groups) * group_sum / len(group)
     return loss

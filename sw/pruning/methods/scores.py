@@ -138,14 +138,15 @@ class MaskScores(nn.Module):
 
     def mask(
         self, method: MaskFunction, threshold: float, *, weight: Tensor | None = None,
-        min_fraction: float = 0.0, training: bool = False,
+        min_fraction: float = 0.0, training: bool = False, copies: int = 1,
     ) -> Tensor:
         """Weight-shaped mask from ``method`` (a registry entry) at ``threshold``.
 
         ``magnitude`` works element by element on ``weight`` and ignores the scores and blocks.
+        ``copies``: see :mod:`~sw.pruning.methods.binarizers` (``1d`` scores).
         """
         block_mask = method(self.mask_scores, threshold, weight=weight,
-                            min_fraction=min_fraction, training=training)
+                            min_fraction=min_fraction, training=training, copies=copies)
         if method is magnitude_mask:
             return block_mask
         return self.expand(block_mask)
@@ -193,9 +194,12 @@ class SharedDimensionScores(nn.Module):
 
     def unit_mask(
         self, method: MaskFunction, threshold: float, *, min_fraction: float = 0.0,
-        training: bool = False,
+        training: bool = False, copies: int = 1,
     ) -> Tensor:
         """Mask over the shared dimension, shape ``(size,)``.
+
+        ``copies``: the other dimension of the weights (see
+        :mod:`~sw.pruning.methods.binarizers`), for nn_pruning's ``linear_min_parameters`` count.
 
         Raises
         ------
@@ -205,7 +209,7 @@ class SharedDimensionScores(nn.Module):
         if method is magnitude_mask:
             raise ValueError("magnitude pruning cannot drive a shared FC1/FC2 score vector")
         vector_mask = method(self.mask_scores, threshold, weight=None,
-                             min_fraction=min_fraction, training=training)
+                             min_fraction=min_fraction, training=training, copies=copies)
         return vector_mask.repeat_interleave(self._block)
 
     def fc1_mask(self, unit_mask: Tensor, fc1_cols: int) -> Tensor:

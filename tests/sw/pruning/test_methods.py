@@ -80,6 +80,12 @@ def test_min_kept_entries_counts_like_nn_pruning():
     assert min_kept_entries(10, 0.25) == 3
     assert min_kept_entries(10, 0.0) == 0
     assert min_kept_entries(4, 1.0) == 4
+    # 1d rows of 768 copies: int(0.005 * 3072 * 768) + 1 = 11797 entries -> 15 whole rows
+    assert min_kept_entries(3072, 0.005, copies=768) == 15
+    assert min_kept_entries(3072, 0.005, copies=768) < min_kept_entries(3072, 0.005)
+    assert min_kept_entries(4, 1.0, copies=3) == 4
+    with pytest.raises(ValueError, match="copies must be a positive integer, not 0"):
+        min_kept_entries(4, 0.5, copies=0)
 
 
 def test_sigmoied_threshold_respects_linear_min_parameters():
@@ -312,10 +318,11 @@ def test_regularization_loss_groups_and_lambdas():
     dense = [torch.full((4,), -math.log(3.0))]                      # mean 0.25
     loss = regularization_loss(attention_scores=attention, dense_scores=dense, mode="l1",
                                attention_lambda=2.0, dense_lambda=4.0)
-    # 0.5 * 2 * (0.5 + 0.75) / 2 + 0.5 * 4 * 0.25 / 1
+    # two groups (n = 2): 2 / 2 * (0.5 + 0.75) / 2 + 4 / 2 * 0.25 / 1
     assert loss.item() == pytest.approx(0.625 + 0.5)
+    # one group (n = 1): 1 / 1 * (0.5 + 0.75) / 2
     assert regularization_loss(attention_scores=attention, dense_scores=[], mode="l1").item() \
-        == pytest.approx(0.3125)
+        == pytest.approx(0.625)
     assert regularization_loss(attention_scores=attention, dense_scores=dense,
                                mode="disabled").item() == 0.0
 
@@ -323,8 +330,8 @@ def test_regularization_loss_groups_and_lambdas():
 def test_regularization_loss_gradient_and_errors():
     scores = torch.zeros(4, requires_grad=True)
     regularization_loss(attention_scores=[], dense_scores=[scores], mode="l1").backward()
-    # d/ds 0.5 * mean(sigmoid(s)) = 0.5 * 0.25 / 4
-    assert scores.grad.tolist() == pytest.approx([0.03125] * 4)
+    # d/ds 1 * mean(sigmoid(s)) = 0.25 / 4 (the dense group alone: lambda / 1)
+    assert scores.grad.tolist() == pytest.approx([0.0625] * 4)
     with pytest.raises(ValueError, match="Unknown regularization 'l2'; known: disabled, l1, l0"):
         regularization_loss(attention_scores=[], dense_scores=[], mode="l2")
 

@@ -145,3 +145,181 @@ def test_setting_the_model_cannot_take_is_one_line(tiny_teacher, tmp_path):
     assert errors == ["prune.py: error: tokens.layers [1] do not exist: the model has 1 layers"]
     assert "Traceback" not in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- bad input: one line, status 2, nothing created or removed ---------------------------------
+
+def _run_main(argv, capsys):
+    """``prune.main`` in this process: (exit status, the stderr lines that are not progress)."""
+    from sw import prune as prune_module
+    try:
+        status = prune_module.main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.strip() and "it/s]" not in line]
+    return status, lines
+
+
+def _tree(path: Path) -> dict:
+    return {str(p.relative_to(path)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(path.rglob("*"))}
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"training": {"lr": "0.001"}}', "training.lr must be a finite number > 0, not '0.001'"),
+    ('{"training": {"max_train_samples": "10"}}',
+     "training.max_train_samples must be a positive integer, not '10'"),
+    ('{"training": {"max_train_samples": 10.5}}',
+     "training.max_train_samples must be a positive integer, not 10.5"),
+    ('{"training": {"weight_decay": "x"}}',
+     "training.weight_decay must be a finite number >= 0, not 'x'"),
+    ('{"training": {"weight_decay": -1}}',
+     "training.weight_decay must be a finite number >= 0, not -1"),
+    ('{"training": {"lr": Infinity}}', "training.lr must be a finite number > 0, not inf"),
+    ('{"training": {"tie_attention_heads": "yes"}}',
+     "training.tie_attention_heads must be true or false, not 'yes'"),
+    ('{"pruning": [1, 2]}', "pruning must be an object of settings, not a list of 2 items"),
+    ("3", "a recipe must be a JSON object with sections pruning, training, tokens, description; "
+          "found 3"),
+    ('{"pruning": {"x\\u001b[31m\\nprune.py: error: forged": 1}}',
+     "pruning: Unknown pruning parameter 'x\\x1b[31m\\nprune.py: error: forged'; known: "
+     "mask_scores_learning_rate, dense_pruning_method"),
+])
+def test_bad_recipe_is_one_line_before_any_work(tiny_teacher, tmp_path, capsys, content,
+                                                message):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(content)
+    before = _tree(tmp_path)
+    status, lines = _run_main(["--recipe", str(recipe), "--teacher", str(tiny_teacher),
+                               "--out", str(tmp_path / "out"), "--no-progress"], capsys)
+    assert status == 2
+    assert len(lines) == 1 and lines[0].startswith(f"prune.py: error: {recipe}: {message}")
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe{}", "not UTF-8 text (byte 0xff at offset 0)"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON: nested too deeply"),
+])
+def test_unreadable_recipe_is_one_line(tiny_teacher, tmp_path, capsys, content, message):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_bytes(content)
+    status, lines = _run_main(["--recipe", str(recipe), "--teacher", str(tiny_teacher),
+                               "--out", str(tmp_path / "out")], capsys)
+    assert (status, lines) == (2, [f"prune.py: error: {recipe}: {message}"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("training.json", "{garbage", "training.json: not valid JSON: Expecting property name "
+                                  "enclosed in double quotes at line 1 column 2"),
+    ("training.json", '{"options": {"val_fraction": "x"}}',
+     "training.json: options.val_fraction must be a number between 0 and 1 (exclusive), "
+     "not 'x'"),
+    ("training.json", '{"data": {"train_samples": 0}}',
+     "training.json: data.train_samples must be a positive integer, not 0"),
+    ("training.json", "[]", "training.json: must be a JSON object, not a list of 0 items"),
+    ("config.json", '{"hidden_size": ', "config.json: not valid JSON: Expecting value at line 1 "
+                                        "column 17"),
+])
+def test_bad_teacher_file_is_reported_against_that_file(tiny_teacher, tmp_path, capsys, file,
+                                                        content, message):
+    (tiny_teacher / file).write_text(content)
+    status, lines = _run_main(_command(tiny_teacher, tmp_path / "out")[1:], capsys)
+    assert (status, lines) == (2, [f"prune.py: error: {tiny_teacher}/{message}"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_teacher_config_of_the_wrong_type_is_one_line(tiny_teacher, tmp_path, capsys):
+    config = json.loads((tiny_teacher / "config.json").read_text())
+    config["hidden_size"] = "16"
+    (tiny_teacher / "config.json").write_text(json.dumps(config))
+    status, lines = _run_main(_command(tiny_teacher, tmp_path / "out")[1:], capsys)
+    assert status == 2
+    assert lines == [f"prune.py: error: {tiny_teacher}: cannot load the teacher model: "
+                     f"Validation error for field 'hidden_size': TypeError: Field 'hidden_size' "
+                     f"expected int, got str (value: '16')"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_block_shape_that_does_not_divide_names_the_field_and_the_layer(tiny_teacher, tmp_path,
+                                                                        capsys):
+    status, lines = _run_main([*_command(tiny_teacher, tmp_path / "out")[1:],
+                               "--attention_block_rows", "5"], capsys)
+    assert (status, lines) == (2, [
+        "prune.py: error: pruning.attention_block_rows 5 does not divide the 16 rows of "
+        "deit.layers.0.attention.q_proj (layer 0, q)"])
+    assert not (tmp_path / "out").exists()
+
+
+def _users_directory(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.txt").write_text("years of work")
+    return out
+
+
+@pytest.mark.parametrize("make_out, reason", [
+    (_users_directory, "not empty and not an earlier output of this tool (no "
+                       "pruning_report.json); refusing to replace it"),
+    (lambda tmp: _users_directory(tmp) / "thesis.txt",
+     "exists and is not a directory; refusing to replace it"),
+])
+def test_out_holding_the_users_files_is_refused_before_training(tiny_teacher, tmp_path, capsys,
+                                                                  make_out, reason):
+    out = make_out(tmp_path)
+    before = _tree(tmp_path)
+    status, lines = _run_main(_command(tiny_teacher, out)[1:], capsys)
+    assert (status, lines) == (2, [f"prune.py: error: argument --out: {out}: {reason}"])
+    assert _tree(tmp_path) == before
+
+
+def test_unwritable_out_is_one_line(tiny_teacher, tmp_path, capsys, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr("tempfile.mkdtemp", denied)
+    status, lines = _run_main(_command(tiny_teacher, tmp_path / "a" / "out")[1:], capsys)
+    assert (status, lines) == (2, [f"prune.py: error: argument --out: {tmp_path}/a/out: cannot "
+                                   f"be written: {tmp_path}: Permission denied"])
+    assert not (tmp_path / "a").exists()
+
+
+def _earlier_output(tmp_path) -> Path:
+    """What an earlier run left (the names it writes, the report as its manifest)."""
+    out = tmp_path / "out"
+    (out / "pruned").mkdir(parents=True)
+    (out / "pruned" / "config.json").write_text("{}")
+    (out / "pruning_report.json").write_text("{}")
+    return out
+
+
+def test_ctrl_c_is_one_line_status_130_and_keeps_the_previous_output(tiny_teacher, tmp_path,
+                                                                        capsys, monkeypatch):
+    from sw import prune as prune_module
+    out = _earlier_output(tmp_path)
+    before = _tree(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(prune_module, "fine_prune", interrupted)
+    status, lines = _run_main(_command(tiny_teacher, out)[1:], capsys)
+    assert (status, lines) == (130, ["prune.py: interrupted"])
+    assert _tree(tmp_path) == before
+
+
+def test_earlier_output_is_accepted_and_a_users_file_in_it_is_not(tmp_path):
+    from sw.atomic import OutputRefused
+    from sw.prune import check_output
+    out = _earlier_output(tmp_path)
+    check_output(out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputRefused, match=r"holds files this tool did not write \(notes.txt\)"):
+        check_output(out)
+
+
+def test_bad_flag_value_is_one_line(tiny_teacher, tmp_path, capsys):
+    status, lines = _run_main([*_command(tiny_teacher, tmp_path / "out")[1:], "--bias_mask", "yes"],
+                              capsys)
+    assert (status, lines) == (2, ["prune.py: error: argument --bias_mask: invalid boolean value: "
+                                   "'yes' (see --help)"])

@@ -9,11 +9,13 @@ from sw.pruning.structures import linear_modules, structure_for
 from sw.pruning.surgery import (
     apply_surgery,
     fill,
+    fold_head_constants,
     prune_ffn,
     prune_heads,
     removable_ffn,
     removable_heads,
 )
+from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
 from tests.sw.pruning.test_structures import (
     ARCHITECTURES,
     HEADS,
@@ -120,21 +122,120 @@ def test_removable_heads_rule():
     layer = {"q": weight.clone(), "k": weight.clone(), "v": weight.clone(), "o": weight.clone(),
              "q_bias": bias.clone(), "k_bias": bias.clone(), "v_bias": bias.clone()}
     head = slice(HEAD_DIM, 2 * HEAD_DIM)
-    for role in ("q", "k", "v"):
+    for role in ("q", "k"):
         layer[role][head] = False
         layer[f"{role}_bias"][head] = False
-    assert removable_heads(layer, num_heads=HEADS) == []  # O columns still live
-    layer["o"][:, head] = False
+    assert removable_heads(layer, num_heads=HEADS) == []  # uniform attention, V and O live
+    layer["v"][head] = False  # V weight zero, V bias live: a constant, folded into O's bias
     assert removable_heads(layer, num_heads=HEADS) == [1]
-    layer["v_bias"][HEAD_DIM] = True  # one live V bias: softmax @ V is a non-zero constant
+    layer["v"][head] = True
+    layer["o"][:, head] = False  # O columns zero: the head reaches nothing
+    assert removable_heads(layer, num_heads=HEADS) == [1]
+    layer["o"][HEAD_DIM - 1, HEAD_DIM] = True  # one live O entry in the head's columns
     assert removable_heads(layer, num_heads=HEADS) == []
-    layer["v_bias"] = None  # no V bias at all
-    assert removable_heads(layer, num_heads=HEADS) == [1]
     del layer["k_bias"]
     with pytest.raises(ValueError, match="Layer masks lack 'k_bias'; pass None"):
         removable_heads(layer, num_heads=HEADS)
     with pytest.raises(ValueError, match="32 attention rows do not split into 5 heads"):
         removable_heads(layer, num_heads=5)
+
+
+def test_removable_heads_rule_in_a_token_selecting_layer():
+    """Where a gather ranks tokens by the heads' CLS attention, a removed head's attention row
+    must not depend on the key: zero Q (weights and bias) or zero K weights."""
+    full = torch.ones(HIDDEN, HIDDEN, dtype=torch.bool)
+    layer = {"q": full.clone(), "k": full.clone(), "v": full.clone(), "o": full.clone(),
+             "q_bias": torch.ones(HIDDEN, dtype=torch.bool), "k_bias": None, "v_bias": None}
+    head = slice(2 * HEAD_DIM, 3 * HEAD_DIM)
+    layer["v"][head] = False
+    assert removable_heads(layer, num_heads=HEADS) == [2]
+    assert removable_heads(layer, num_heads=HEADS, selects_tokens=True) == []
+    layer["q"][head] = False  # Q weight zero, Q bias live: scores b_q . k_j still vary by key
+    assert removable_heads(layer, num_heads=HEADS, selects_tokens=True) == []
+    layer["q_bias"][head] = False  # every score 0
+    assert removable_heads(layer, num_heads=HEADS, selects_tokens=True) == [2]
+    layer["q"][head] = True
+    layer["q_bias"][head] = True
+    layer["k"][head] = False  # scores q_i . b_k: the same for every key
+    assert removable_heads(layer, num_heads=HEADS, selects_tokens=True) == [2]
+
+
+def zero_v_weights(model, masks, layer, head, bias_scale=3.0):
+    """Mask head ``head``'s V weight rows and give its (live) V bias values that matter."""
+    rows = slice(head * HEAD_DIM, (head + 1) * HEAD_DIM)
+    name, module = linear_modules(model)[layer]["v"]
+    masks[f"{name}.weight"][rows] = False
+    with torch.no_grad():
+        module.bias[rows] = bias_scale * torch.linspace(-1, 1, HEAD_DIM)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_head_with_zero_v_weights_or_o_columns_removed_and_constant_folded(architecture):
+    """Regression (issue 14 item 16): a head whose V weights are zero adds the constant
+    ``O_h @ b_v,h`` (attention rows sum to 1); surgery removes it and folds that into O's
+    bias. A head with zero O columns reaches nothing. The float function is unchanged, padding
+    mask included."""
+    model = tiny_model(architecture)
+    inputs = tiny_inputs(architecture)
+    if architecture == "bert":
+        inputs["attention_mask"] = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    masks = full_masks(model)
+    zero_v_weights(model, masks, 0, 1)
+    kill_head(model, masks, 0, 3, roles=("o",))
+    zero_v_weights(model, masks, 1, 2)
+    expected = outputs(masked_copy(model, masks), inputs)
+    unfolded = copy.deepcopy(masks)  # the same heads with V's bias dropped instead of folded
+    for layer, head in ((0, 1), (1, 2)):
+        name, _ = linear_modules(model)[layer]["v"]
+        unfolded[f"{name}.bias"][head * HEAD_DIM:(head + 1) * HEAD_DIM] = False
+    assert not torch.allclose(outputs(masked_copy(model, unfolded), inputs), expected,
+                              atol=1e-3)
+    o_name, _ = linear_modules(model)[0]["o"]
+    masks[f"{o_name}.bias"][:5] = False  # the fold must survive O's own bias mask
+
+    report = apply_surgery(model, masks)
+
+    assert [layer.removed_heads for layer in report.layers] == [[1, 3], [2]]
+    assert [layer.folded_heads for layer in report.layers] == [[1], [2]]
+    assert torch.allclose(outputs(model, inputs), expected, atol=1e-5)
+    assert tuple(linear_modules(model)[0]["v"][1].weight.shape) == (2 * HEAD_DIM, HIDDEN)
+    assert json.loads(json.dumps(report.to_dict()))["layers"][0]["folded_heads"] == [1]
+
+
+def test_fold_head_constants_is_idempotent_and_leaves_live_heads_alone():
+    model = tiny_model("deit")
+    inputs = tiny_inputs("deit")
+    name, v = linear_modules(model)[0]["v"]
+    with torch.no_grad():
+        v.weight[0:HEAD_DIM] = 0
+        v.bias.copy_(torch.linspace(-2, 2, HIDDEN))  # HF initialises biases to 0
+    expected = outputs(model, inputs)
+    assert fold_head_constants(model, 0, [0, 1]) == [0]  # head 1's V weights are live
+    assert not v.bias[0:HEAD_DIM].any() and v.bias[HEAD_DIM:2 * HEAD_DIM].any()
+    assert torch.allclose(outputs(model, inputs), expected, atol=1e-5)
+    assert fold_head_constants(model, 0, [0]) == []
+    with pytest.raises(ValueError, match=r"head indices must lie in \[0, 4\), not \[-1\]"):
+        fold_head_constants(model, 0, [-1])
+
+
+def test_token_selecting_layer_keeps_a_v_only_empty_head():
+    """A V-empty head still helps choose the kept tokens; one whose K is empty as well only
+    shifts every token's score alike, so the same tokens are kept (``fuse=False``: exact)."""
+    model = tiny_model("deit")
+    inputs = tiny_inputs("deit")
+    patch_token_pruning(model, TokenPruningArgs.from_dict(
+        {"keep_rate": 0.5, "layers": [0], "fuse": False}))
+    masks = full_masks(model)
+    zero_v_weights(model, masks, 0, 1)
+    zero_v_weights(model, masks, 0, 2)
+    kill_head(model, masks, 0, 2, roles=("k",))
+    zero_v_weights(model, masks, 1, 3)          # layer 1 selects nothing: removed
+    expected = outputs(masked_copy(model, masks), inputs)
+
+    report = apply_surgery(model, masks)
+
+    assert [layer.removed_heads for layer in report.layers] == [[2], [3]]
+    assert torch.allclose(outputs(model, inputs), expected, atol=1e-5)
 
 
 def test_removable_ffn_rule():
