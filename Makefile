@@ -58,6 +58,9 @@ $(SYNTH_STAMP): requirements-synth.txt $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-synth.txt
 	touch $(SYNTH_STAMP)
 
+# `make bench` measures synthesis too (bench/synth.py), so it needs the same tools.
+bench: $(SYNTH_STAMP)
+
 synth: setup $(SYNTH_STAMP)
 	$(PY) -m hw.synth --config $(call shell_quote,$(value CONFIG)) \
 	  --top $(call shell_quote,$(value TOP)) $(if $(filter 0,$(PLACE)),--no-place)
