@@ -28,6 +28,7 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
 
+from sw.cli import BAD_INPUT, INTERRUPTED  # noqa: E402
 from sw.config import ConfigError  # noqa: E402
 from sw.image.export import (DEFAULT_CALIBRATION_IMAGES, ExportError, ExportRequest,  # noqa: E402
                              export, verify, write)
@@ -37,12 +38,8 @@ from sw.image.summary import summary_table  # noqa: E402
 
 __all__ = ["main"]
 
-#: Exit status for bad input (a usage error, like argparse's).
-BAD_INPUT = 2
 #: Exit status when --verify finds the image's golden model differs from the torch model's.
 VERIFY_FAILED = 1
-#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
-INTERRUPTED = 128 + signal.SIGINT
 #: Exit status when standard output is closed early (128 + SIGPIPE, as for ``cat | head -1``).
 BROKEN_PIPE = 128 + signal.SIGPIPE
 
