@@ -20,15 +20,17 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from sw.cli import BAD_INPUT, INTERRUPTED
+
 #: The line Ctrl-C ends a run with (exit code 130), whenever it comes.
-INTERRUPTED = "error: interrupted; nothing was written"
+INTERRUPTED_LINE = "error: interrupted; nothing was written"
 
 
 def _exit_interrupted(signum=None, frame=None):
     # Components cut off half-built would each warn that they were never used.
     warnings.filterwarnings("ignore", message=".* created but never used")
-    print(INTERRUPTED, file=sys.stderr)
-    raise SystemExit(130)
+    print(INTERRUPTED_LINE, file=sys.stderr)
+    raise SystemExit(INTERRUPTED)
 
 
 if __name__ == "__main__":
@@ -217,17 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         design = generate(config, args.out, top=args.top)
     except (ConfigError, LayerEngineError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except OutputError as error:
         print(f"error: output directory {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except OSError as error:                   # a disk that filled up while writing, ...
         print(f"error: cannot write {error.filename or args.out} ({error.strerror or error})",
               file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except KeyboardInterrupt:                  # in-process callers; a script gets the handler
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        print(INTERRUPTED_LINE, file=sys.stderr)
+        return INTERRUPTED
     lines = design.verilog.read_text().count("\n")
     print(f"{config.name}: wrote {design.verilog} ({lines} lines) and {design.config}")
     return 0
