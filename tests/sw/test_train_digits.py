@@ -171,7 +171,8 @@ def test_options_type_check_from_code():
         TrainOptions(lr="0.1")
 
 
-def _users_directory(tmp_path):
+def users_directory(tmp_path):
+    """An ``out`` folder holding a user's file that no tool wrote."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "thesis.txt").write_text("years of work")
@@ -179,8 +180,8 @@ def _users_directory(tmp_path):
 
 
 @pytest.mark.parametrize("make_out, reason", [
-    (_users_directory, "not empty and not an earlier output of this tool (no training.json)"),
-    (lambda tmp: _users_directory(tmp) / "thesis.txt", "exists and is not a directory"),
+    (users_directory, "not empty and not an earlier output of this tool (no training.json)"),
+    (lambda tmp: users_directory(tmp) / "thesis.txt", "exists and is not a directory"),
 ])
 def test_out_holding_the_users_files_is_refused_before_training(tmp_path, capsys, make_out,
                                                                   reason):

@@ -5,14 +5,13 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2Model
 
-from sw.data import ImageSplit
 from sw.pruning.masked import final_masks, patch_model
 from sw.pruning.methods import PruningArgs
 from sw.pruning.structures import ROLES, linear_modules
 from sw.pruning.surgery import apply_surgery
 from sw.pruning.trainer import TrainingOptions, _mixup, distillation_loss, fine_prune, finetune
 from tests.sw.pruning.test_structures import HEADS, HIDDEN, INTERMEDIATE, LAYERS, tiny_inputs, \
-    tiny_model
+    tiny_model, tiny_split
 
 HEAD_DIM = HIDDEN // HEADS
 
@@ -160,12 +159,7 @@ def test_shrunk_model_matches_masked_model(architecture, tie):
 
 
 def test_training_steps_follow_the_schedule():
-    generator = torch.Generator().manual_seed(0)
-    split = ImageSplit(train_images=torch.randn(32, 3, 8, 8, generator=generator),
-                       train_labels=torch.randint(0, 3, (32,), generator=generator),
-                       val_images=torch.randn(8, 3, 8, 8, generator=generator),
-                       val_labels=torch.randint(0, 3, (8,), generator=generator),
-                       class_names=("a", "b", "c"))
+    split = tiny_split()
     teacher = tiny_model("deit")
     student = tiny_model("deit")
     args = PruningArgs(initial_threshold=1.0, final_threshold=0.5, initial_warmup=1,
@@ -190,20 +184,12 @@ def test_training_steps_follow_the_schedule():
         assert torch.all(result.pruned.get_parameter(name)[~mask] == 0)
 
 
-def _tiny_split(seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return ImageSplit(train_images=torch.randn(32, 3, 8, 8, generator=generator),
-                      train_labels=torch.randint(0, 3, (32,), generator=generator),
-                      val_images=torch.randn(8, 3, 8, 8, generator=generator),
-                      val_labels=torch.randint(0, 3, (8,), generator=generator),
-                      class_names=("a", "b", "c"))
-
 
 def test_finetune_average_ends_on_the_mean_of_the_last_epochs_steps():
     """Two fine-tunes from the same start differ only by ``finetune_average_epochs``: the
     averaging one ends on the mean of the other's weights after every step of its last epoch
     (the averaging reads the trajectory, it never changes it)."""
-    split, args = _tiny_split(), PruningArgs()
+    split, args = tiny_split(), PruningArgs()
     start = tiny_model("deit")
     steps_per_epoch = 2                                # 32 images, batch 16
 

@@ -10,13 +10,12 @@ import numpy
 import pytest
 import torch
 
-from sw.data import ImageSplit
 from sw.pruning.masked import patch_model
 from sw.pruning.methods import PruningArgs, regularization_loss
 from sw.pruning.methods.binarizers import sigmoied_threshold_mask, threshold_mask
 from sw.pruning.structures import linear_modules
 from sw.pruning.trainer import TrainingOptions, fine_prune
-from tests.sw.pruning.test_structures import HIDDEN, INTERMEDIATE, tiny_model
+from tests.sw.pruning.test_structures import HIDDEN, INTERMEDIATE, tiny_model, tiny_split
 
 
 # --- transcriptions ---------------------------------------------------------------------------
@@ -206,12 +205,7 @@ def test_1d_is_read_as_1d_alt_not_as_nn_pruning_outer_product():
 # --- d. the k-th optimizer step is scheduled at global_step = k - 1 ---------------------------
 
 def test_training_step_k_uses_the_threshold_of_global_step_k_minus_1():
-    generator = torch.Generator().manual_seed(0)
-    split = ImageSplit(train_images=torch.randn(32, 3, 8, 8, generator=generator),
-                       train_labels=torch.randint(0, 3, (32,), generator=generator),
-                       val_images=torch.randn(8, 3, 8, 8, generator=generator),
-                       val_labels=torch.randint(0, 3, (8,), generator=generator),
-                       class_names=("a", "b", "c"))
+    split = tiny_split()
     student = tiny_model("deit")
     args = PruningArgs(initial_threshold=1.0, final_threshold=0.5, initial_warmup=1,
                        final_warmup=1, dense_pruning_method="topK",

@@ -11,6 +11,7 @@ from sw.models import build_small_deit, load_model, small_deit_config
 from sw.prune import resolve_recipe
 from sw.pruning.structures import linear_modules
 from sw.train_digits import evaluate
+from tests.sw.test_train_digits import users_directory
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -253,17 +254,10 @@ def test_block_shape_that_does_not_divide_names_the_field_and_the_layer(tiny_tea
     assert not (tmp_path / "out").exists()
 
 
-def _users_directory(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "thesis.txt").write_text("years of work")
-    return out
-
-
 @pytest.mark.parametrize("make_out, reason", [
-    (_users_directory, "not empty and not an earlier output of this tool (no "
-                       "pruning_report.json); refusing to replace it"),
-    (lambda tmp: _users_directory(tmp) / "thesis.txt",
+    (users_directory, "not empty and not an earlier output of this tool (no "
+                      "pruning_report.json); refusing to replace it"),
+    (lambda tmp: users_directory(tmp) / "thesis.txt",
      "exists and is not a directory; refusing to replace it"),
 ])
 def test_out_holding_the_users_files_is_refused_before_training(tiny_teacher, tmp_path, capsys,

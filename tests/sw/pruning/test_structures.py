@@ -14,6 +14,7 @@ from transformers import (
 )
 from transformers.pytorch_utils import Conv1D
 
+from sw.data import ImageSplit
 from sw.pruning.structures import (
     ROLES,
     encoder_layers,
@@ -25,6 +26,16 @@ from sw.pruning.structures import (
 
 ARCHITECTURES = ("deit", "vit", "bert")
 HIDDEN, HEADS, INTERMEDIATE, LAYERS = 32, 4, 64, 2
+
+
+def tiny_split(seed: int = 0) -> ImageSplit:
+    """32 training and 8 validation random 8 x 8 images of 3 classes, for ``tiny_model("deit")``."""
+    generator = torch.Generator().manual_seed(seed)
+    return ImageSplit(train_images=torch.randn(32, 3, 8, 8, generator=generator),
+                      train_labels=torch.randint(0, 3, (32,), generator=generator),
+                      val_images=torch.randn(8, 3, 8, 8, generator=generator),
+                      val_labels=torch.randint(0, 3, (8,), generator=generator),
+                      class_names=("a", "b", "c"))
 
 
 def tiny_model(architecture: str) -> nn.Module:
