@@ -57,7 +57,7 @@ VARIANTS: dict[str, dict] = {
 def run_one(variant: str, seed: int) -> dict:
     """One fine-pruning run of ``variant`` at ``seed`` in this process; returns its entry."""
     from bench.tokens import GOAL, RECIPE
-    from sw.prune import DEFAULT_TEACHER, _split_for, prune, resolve_recipe, resolve_token_recipe
+    from sw.prune import DEFAULT_TEACHER, split_for, prune, resolve_recipe, resolve_token_recipe
     overrides = VARIANTS[variant]
     recipe = json.loads(RECIPE.read_text())
     pruning = dict(overrides.get("pruning", {}))
@@ -69,7 +69,7 @@ def run_one(variant: str, seed: int) -> dict:
     started = time.monotonic()
     result, report = prune(args, options, teacher_dir=DEFAULT_TEACHER, out=None,
                            progress=False, tokens=tokens)
-    images = len(_split_for(DEFAULT_TEACHER, int(result.pruned.config.image_size)).val_labels)
+    images = len(split_for(DEFAULT_TEACHER, int(result.pruned.config.image_size)).val_labels)
     return {"variant": variant, "seed": seed, "overrides": overrides,
             "accuracy": report["accuracy"], "validation_images": images,
             "filled_accuracy": report.get("filled", {}).get("accuracy"),

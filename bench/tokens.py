@@ -40,7 +40,7 @@ from hw.generate import BUILD_ROOT
 from sim.gemm_sweep import write_json
 from sw.golden.deit_int import predict, quantize_model
 from sw.golden.token_select import TokenPruning, keep_count
-from sw.prune import DEFAULT_TEACHER, _split_for, prune, resolve_recipe, resolve_token_recipe
+from sw.prune import DEFAULT_TEACHER, split_for, prune, resolve_recipe, resolve_token_recipe
 from sw.pruning.structures import linear_modules
 
 RECIPE = BUILD_ROOT.parent / "recipes" / "digits_deit_tokens.json"
@@ -116,7 +116,7 @@ def run_one(keep_rate: float, *, block_pruned: bool, fused: bool = True, warmup:
     result, report = prune(args, options, teacher_dir=DEFAULT_TEACHER, out=RUNS_DIR / name,
                            progress=progress, tokens=token_args)
     pairs = [tuple(pair) for pair in report["tokens"]["tokens_per_layer"]]
-    split = _split_for(DEFAULT_TEACHER, int(result.pruned.config.image_size))
+    split = split_for(DEFAULT_TEACHER, int(result.pruned.config.image_size))
     integer_accuracy = _integer_accuracy(result.pruned, split, token_args,
                                          report["tokens"]["protected"], pairs[0][0])
     macs = encoder_macs(result.pruned, pairs)
@@ -146,7 +146,7 @@ def placement(keep_rates=KEEP_RATES, *, output=BUILD_ROOT / "bench" / "tokens_pl
     from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
     from sw.train_digits import evaluate
     teacher = load_model(DEFAULT_TEACHER)
-    split = _split_for(DEFAULT_TEACHER, int(teacher.config.image_size))
+    split = split_for(DEFAULT_TEACHER, int(teacher.config.image_size))
     document = {"dense_accuracy": evaluate(teacher, split.val_images, split.val_labels),
                 "runs": []}
     for layers in ([0], [1], [0, 1]):
@@ -226,7 +226,7 @@ def posthoc(models: dict, keep_rates=KEEP_RATES, *,
     from sw.models import load_model
     from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
     from sw.train_digits import evaluate
-    split = _split_for(DEFAULT_TEACHER, 32)
+    split = split_for(DEFAULT_TEACHER, 32)
     reference = dense_macs()
     document = {"dense_macs": reference, "runs": []}
     for label, directory in models.items():

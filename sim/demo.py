@@ -137,9 +137,9 @@ def _export(model_dir: Path, out: Path, name: str):
 def _integer_accuracy(states: dict, teacher: Path) -> dict:
     """Top-1 of each integer model on the teacher's validation split."""
     from sw.golden.deit_int import predict
-    from sw.prune import _split_for
+    from sw.prune import split_for
     image_size = states["dense"].topology["image_size"]
-    split = _split_for(teacher, image_size)
+    split = split_for(teacher, image_size)
     labels = split.val_labels.numpy()
     result = {"validation_images": int(len(labels))}
     for model, state in states.items():

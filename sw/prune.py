@@ -173,7 +173,7 @@ def _process_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def _split_for(teacher_dir: Path, image_size: int):
+def split_for(teacher_dir: Path, image_size: int):
     """The teacher's own train/validation split (``training.json``), else the default one."""
     options = _teacher_record(teacher_dir).get("options", {})
     return load_digits_split(image_size, options.get("val_fraction", 0.2),
@@ -201,7 +201,7 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
         check_output(out)
     with _process_state().main_process_first():
         teacher = _teacher(teacher_dir, progress)
-    split = _split_for(teacher_dir, int(teacher.config.image_size))
+    split = split_for(teacher_dir, int(teacher.config.image_size))
     dense_accuracy = evaluate(teacher, split.val_images, split.val_labels)
     baseline = dense_baseline(teacher)
     student = load_model(teacher_dir)

@@ -120,7 +120,7 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return correct / len(labels)
 
 
-def _random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Translate each image by up to ``max_shift`` pixels, filling with the background value."""
     if max_shift == 0:
         return images
@@ -218,7 +218,7 @@ def train(out: str | os.PathLike | None = None, *, split: ImageSplit | None = No
                        total=steps_per_epoch, desc=f"epoch {epoch}/{opts.epochs}",
                        disable=not progress, leave=False, dynamic_ncols=True)
             for batch_images, batch_labels in bar:
-                batch_images = _random_shift(batch_images, opts.max_shift, generator)
+                batch_images = random_shift(batch_images, opts.max_shift, generator)
                 logits = model(pixel_values=batch_images).logits
                 loss = F.cross_entropy(logits, batch_labels)
                 optimizer.zero_grad(set_to_none=True)

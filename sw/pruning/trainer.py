@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from sw.data import ImageSplit
 from sw.settings import InvalidSetting, check_bool, check_integer, check_number
-from sw.train_digits import _random_shift, evaluate
+from sw.train_digits import random_shift, evaluate
 
 from .masked import PatchedModel, patch_model
 from .methods import PruningArgs, regularization_loss
@@ -229,7 +229,7 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
         bar = tqdm(loader, total=steps_per_epoch, desc=f"{stage} {epoch}/{epochs}",
                    disable=not show, leave=False, dynamic_ncols=True)
         for batch_images, batch_labels in bar:
-            batch_images = _random_shift(batch_images.cpu(), options.max_shift,
+            batch_images = random_shift(batch_images.cpu(), options.max_shift,
                                          generator).to(device)
             targets = batch_labels
             if options.mixup_alpha > 0:
