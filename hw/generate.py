@@ -41,7 +41,7 @@ from amaranth.back import rtlil, verilog  # noqa: E402
 
 from hw.gemm import BlockSparseGemm  # noqa: E402
 from hw.layer.engine import build_layer_engine  # noqa: E402
-from hw.layer.memory_map import LayerEngineError  # noqa: E402
+from sw.engine_params import LayerEngineError  # noqa: E402
 from hw.tokens import TokenGather  # noqa: E402
 from hw.tokens.token_gather_bench import TokenGatherBench  # noqa: E402
 from hw.units.gelu import Gelu  # noqa: E402

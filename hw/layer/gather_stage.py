@@ -22,7 +22,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layer.memory_map import LANE_WIDTH
+from sw.engine_params import LANE_WIDTH
 from hw.tokens.token_gather import GatherTarget, TokenGather
 
 

@@ -19,16 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.layer.memory_map import LayerMemoryMap
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig
+from sw.engine_params import ENGINE_TENSORS, KEYS, VALUES, EngineParams
 from sw.golden.encoder_layer import IntegerEncoderLayer
+from sw.isa import TENSOR_ROLES
 from sw.packing import pack_resident_weight
-from sw.image.format import TENSOR_ROLES
 
-#: Tensor-table entries in order: the program's GEMM tensor ids, then the attention products.
-TENSORS = (*TENSOR_ROLES, "keys", "values")
-KEYS, VALUES = TENSORS.index("keys"), TENSORS.index("values")
+#: Tensor-table entries in order (``sw.engine_params.ENGINE_TENSORS``).
+TENSORS = ENGINE_TENSORS
+
+__all__ = ["TENSORS", "KEYS", "VALUES", "TensorEntry", "LoadPlan", "gemm_capacity", "load_plan"]
 
 
 @dataclass(frozen=True)
@@ -57,32 +58,15 @@ class LoadPlan:
     linear_words: int = 0        #: weight words of the six linears
 
 
-def _shapes(mm: LayerMemoryMap, config: AcceleratorConfig) -> dict:
-    """Largest (out, in) of each tensor: the dense layer."""
-    attn = mm.heads * mm.head_dim
-    return {"q": (attn, mm.hidden), "k": (attn, mm.hidden), "v": (attn, mm.hidden),
-            "o": (mm.hidden, attn), "fc1": (mm.ffn, mm.hidden), "fc2": (mm.hidden, mm.ffn),
-            "keys": (mm.keys, mm.head_dim), "values": (mm.head_dim, mm.keys)}
-
-
 def gemm_capacity(config: AcceleratorConfig) -> dict:
     """Words each GEMM memory needs for the densest layer of ``config``:
-    ``{"weight", "row_ptr", "col_idx", "quant"}``."""
-    mm = LayerMemoryMap.from_config(config)
-    hw = config.hardware
-    c = hw.array_cols
-    words = {"weight": 0, "row_ptr": 0, "col_idx": 0, "quant": 0}
-    for out_features, in_features in _shapes(mm, config).values():
-        words["weight"] += out_features * in_features // c
-        words["row_ptr"] += out_features // hw.block_rows + 1
-        words["col_idx"] += (out_features // hw.block_rows) * (in_features // hw.block_cols)
-        words["quant"] += out_features // c
-    return words
+    ``{"weight", "row_ptr", "col_idx", "quant"}`` (``EngineParams.gemm_capacity``)."""
+    return EngineParams.from_config(config).gemm_capacity
 
 
-def _check_fits(layer: IntegerEncoderLayer, mm: LayerMemoryMap, config) -> None:
-    hw = config.hardware
-    largest = _shapes(mm, config)
+def _check_fits(layer: IntegerEncoderLayer, params: EngineParams) -> None:
+    config, hw = params.config, params.config.hardware
+    largest = params.role_shapes
     for role in TENSOR_ROLES:
         weight = getattr(layer, role).weight
         out_features, in_features = weight.shape
@@ -92,9 +76,9 @@ def _check_fits(layer: IntegerEncoderLayer, mm: LayerMemoryMap, config) -> None:
         if out_features > largest[role][0] or in_features > largest[role][1]:
             raise ValueError(f"{role} weight {out_features}x{in_features} is larger than config "
                              f"{config.name!r} holds ({largest[role][0]}x{largest[role][1]})")
-    if layer.head_dim != mm.head_dim:
+    if layer.head_dim != params.head_dim:
         raise ValueError(f"head_dim {layer.head_dim} differs from config {config.name!r}'s "
-                         f"{mm.head_dim}")
+                         f"{params.head_dim}")
 
 
 def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan:
@@ -105,11 +89,10 @@ def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan
     ValueError
         If a weight is not a whole number of blocks or the layer is larger than the config.
     """
-    mm = LayerMemoryMap.from_config(config)
+    params = EngineParams.from_config(config)
     hw = config.hardware
     r, c = hw.array_rows, hw.array_cols
-    words_per_block = hw.block_rows * hw.block_cols // c
-    _check_fits(layer, mm, config)
+    _check_fits(layer, params)
     gemm_words = {"weight": [], "row_ptr": [], "col_idx": [], "quant": []}
     tensors = []
     place = {"first_block": 0, "row_ptr_base": 0, "quant_base": 0}
@@ -139,11 +122,11 @@ def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan
         linear = getattr(layer, role)
         add(role, BlockSparseMatrix.from_dense(linear.weight, block), linear.bias,
             linear.multiplier, linear.shift)
-    linear_words = place["first_block"] * words_per_block
+    linear_words = place["first_block"] * params.words_per_block
     # staging regions: dense, contents written per head by the weight stager
-    for name, (out_features, in_features), multiplier, shift in (
-            ("keys", (mm.keys, mm.head_dim), 1, 0),
-            ("values", (mm.head_dim, mm.keys), layer.context_multiplier, layer.context_shift)):
+    for name, multiplier, shift in (("keys", 1, 0),
+                                    ("values", layer.context_multiplier, layer.context_shift)):
+        out_features, in_features = params.role_shapes[name]
         grid = (out_features // block[0], in_features // block[1])
         dense = BlockSparseMatrix.from_dense(np.zeros((out_features, in_features), np.int64),
                                              block, keep=np.ones(grid, bool))

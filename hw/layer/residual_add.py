@@ -14,7 +14,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.gemm.requantizer import Requantizer
-from hw.layer.memory_map import LANE_WIDTH
+from sw.engine_params import LANE_WIDTH
 from sw.cycle_model.layer_engine import RESIDUAL_LATENCY
 from sw.numerics import SHIFT_WIDTH
 

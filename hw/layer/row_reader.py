@@ -13,7 +13,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layer.memory_map import LANE_WIDTH
+from sw.engine_params import LANE_WIDTH
 
 #: Vectors in flight between the memory and the beat cutter.
 QUEUE_DEPTH = 4

@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layer.memory_map import LANE_WIDTH
+from sw.engine_params import LANE_WIDTH
 from hw.layer.row_reader import latched_row_shape
 
 

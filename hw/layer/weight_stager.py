@@ -17,7 +17,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.layer.memory_map import LANE_WIDTH
+from sw.engine_params import LANE_WIDTH
 
 
 class WeightStager(wiring.Component):

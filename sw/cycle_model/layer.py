@@ -41,10 +41,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sw.config import AcceleratorConfig, ConfigError, load_config
-from sw.cycle_model.layer_engine import LayerShapes, padded_keys, program_cycles
+from sw.cycle_model.layer_engine import LayerShapes, program_cycles
+from sw.engine_params import EngineParams
 from sw.image.program import layer_program
+from sw.isa import TENSOR_ROLES
 
-LINEARS = ("q", "k", "v", "o", "fc1", "fc2")
+LINEARS = TENSOR_ROLES
 
 #: Units of the breakdown, in execution order.
 UNITS = ("layernorm_before", "q", "k", "v", "attention_scores", "softmax", "attention_context",
@@ -130,7 +132,8 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
         heads, neurons or tokens than it has, a kept FFN width or head width the block shape
         does not divide, a mask of the wrong shape).
     """
-    config.check_layer_engine()
+    config.check_layer_engine()              # its ConfigError, before the params' own error
+    params = EngineParams.from_config(config)
     m, hw = config.model, config.hardware
     p = pruning
     checks = [("kept_heads", p.kept_heads, 1, m.num_heads), ("kept_ffn", p.kept_ffn, 1, m.ffn_size),
@@ -140,7 +143,7 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
             raise ValueError(f"{name} ({value}) must lie in {low}..{high}")
     if not 0.0 <= p.block_density <= 1.0:
         raise ValueError(f"block_density ({p.block_density}) must lie in 0..1")
-    if p.kept_ffn % hw.block_rows or p.kept_ffn % hw.block_cols:
+    if p.kept_ffn % params.ffn_step:
         raise ValueError(f"kept_ffn ({p.kept_ffn}) must be a multiple of the "
                          f"{hw.block_rows}x{hw.block_cols} block")
     attn = p.kept_heads * m.head_dim
@@ -162,7 +165,7 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
     program = layer_program(range(p.kept_heads), tokens=p.tokens, token_keep=p.kept_tokens,
                             protected=p.protected_tokens, fuse=p.fused_token)
     instructions = program_cycles(config, program, LayerShapes(
-        tokens=p.tokens, ffn=p.kept_ffn, keys=padded_keys(config), masks=masks))
+        tokens=p.tokens, ffn=p.kept_ffn, keys=params.keys, masks=masks))
     units = {name: 0 for name in UNITS}
     for entry in instructions:
         units[UNIT_NAMES.get(entry.unit, entry.unit)] += entry.cycles
@@ -197,7 +200,7 @@ def breakdown_table(config: AcceleratorConfig, pruning: LayerPruning) -> str:
 def _command_line_pruning(config: AcceleratorConfig, args: argparse.Namespace) -> LayerPruning:
     """The :class:`LayerPruning` the options describe; ``ValueError`` naming the option that is
     out of range (a NaN is out of every range)."""
-    m, hw = config.model, config.hardware
+    m = config.model
     kept_heads = m.num_heads if args.kept_heads is None else args.kept_heads
     if not 1 <= kept_heads <= m.num_heads:
         raise ValueError(f"--kept-heads must lie in 1..{m.num_heads} (the config's num_heads), "
@@ -206,7 +209,7 @@ def _command_line_pruning(config: AcceleratorConfig, args: argparse.Namespace) -
     if not 0 < kept_ffn <= m.ffn_size or (kept_ffn > 1 and not kept_ffn.is_integer()):
         raise ValueError(f"--kept-ffn must be a fraction in (0, 1] or a neuron count in "
                          f"2..{m.ffn_size}, not {kept_ffn:g}")
-    block = math.lcm(hw.block_rows, hw.block_cols)
+    block = EngineParams.from_config(config).ffn_step
     if kept_ffn <= 1:
         fraction, kept_ffn = kept_ffn, round(kept_ffn * m.ffn_size / block) * block
         if kept_ffn == 0:

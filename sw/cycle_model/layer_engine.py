@@ -44,10 +44,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw.config import AcceleratorConfig
+from sw.engine_params import EngineParams
 from sw.cycle_model.gemm import gemm_cycles
 from sw.cycle_model.token_gather import EMIT_LATENCY, TokenGatherJob, token_gather_cycles
 from sw.cycle_model.units import gelu_cycles, layernorm_cycles, softmax_cycles, unit_timings
-from sw.image.program import Opcode, gather_fields
+from sw.isa import TENSOR_ROLES, Opcode, gather_fields
 
 #: Fetch and decode of every instruction.
 DISPATCH_CYCLES = 2
@@ -60,15 +61,8 @@ RESIDUAL_LATENCY = 5
 GEMM_HANDSHAKE_CYCLES = 2
 
 __all__ = ["DISPATCH_CYCLES", "FIRST_BEAT_DELAY", "RESIDUAL_LATENCY", "InstructionCycles",
-           "LayerShapes", "padded_keys", "stage_tile_cycles", "program_cycles", "unit_totals",
+           "LayerShapes", "stage_tile_cycles", "program_cycles", "unit_totals",
            "gather_cycles", "UNIT_OF"]
-
-
-def padded_keys(config: AcceleratorConfig) -> int:
-    """Tokens padded to whole blocks and array tiles: the key / value weights' token side."""
-    hw = config.hardware
-    step = math.lcm(hw.block_rows, hw.block_cols, hw.array_cols)
-    return math.ceil(config.model.tokens / step) * step
 
 
 def stage_tile_cycles(lanes: int) -> int:
@@ -82,7 +76,7 @@ class LayerShapes:
 
     ``masks``: the stored-block mask of each linear (``q k v o fc1 fc2``) in the config's
     block shape; ``tokens``: rows entering the layer; ``ffn``: kept FFN width; ``keys``:
-    tokens padded for the key / value weights (``hw.layer.memory_map``).
+    tokens padded for the key / value weights (``EngineParams.keys``).
     """
 
     tokens: int
@@ -119,8 +113,8 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
     ValueError
         If the program holds an instruction the engine does not run.
     """
-    from sw.image.format import TENSOR_ROLES
     m, hw = config.model, config.hardware
+    params = EngineParams.from_config(config)
     rows_, cols_ = hw.array_rows, hw.array_cols
     softmax_t, gelu_t, layernorm_t = unit_timings(config)
     head_dim = m.head_dim
@@ -162,7 +156,7 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
             unit = UNIT_OF[op]
             macs = tokens * tokens * head_dim          # the useful ones, padding excluded
         elif op == Opcode.RESIDUAL:
-            vectors = tokens * m.hidden_size // cols_
+            vectors = tokens * params.hidden_vectors
             cycles, unit = DISPATCH_CYCLES + vectors + RESIDUAL_LATENCY, \
                 f"residual{instruction.arg + 1}"
         elif op == Opcode.TOKEN_GATHER:
@@ -186,7 +180,7 @@ def gather_cycles(config: AcceleratorConfig, instruction, tokens: int) -> tuple[
     dropped = tokens > instruction.arg
     job = TokenGatherJob(tokens=tokens, keep=instruction.arg - protected - int(fuse and dropped),
                          protected=protected, fuse=fuse)
-    vectors = m.hidden_size // hw.array_cols
+    vectors = EngineParams.from_config(config).hidden_vectors
     plain = token_gather_cycles(job, heads=m.num_heads, width=m.hidden_size)
     first = plain.emit_start + EMIT_LATENCY
     ready = [True] * (first + 1) + ([False] * (vectors - 1) + [True]) * job.output_rows

@@ -15,8 +15,7 @@ from sw.golden.gemm import linear_int
 from sw.golden.kernels import gelu_int, layernorm_int, residual_add_int, softmax_int
 from sw.golden.token_select import TokenPruning, gather_by_scores
 from sw.golden.encoder_layer import RESIDUAL_BITS
-from sw.image.format import TENSOR_ROLES
-from sw.image.program import Buffer, Opcode, gather_fields
+from sw.isa import TENSOR_ROLES, Buffer, Opcode, gather_fields
 from sw.numerics import exact_matmul, requantize
 
 __all__ = ["run_layer_program"]

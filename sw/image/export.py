@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -29,6 +28,7 @@ import numpy as np
 from sw.atomic import replace_directory
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig, ConfigError, ModelTopology, load_config, minimum_buffers
+from sw.engine_params import EngineParams
 from sw.image.format import (SCALE_POINTS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
                              ModelInfo, WeightImage, dense_shape, pruning_block_problem)
 from sw.image.loader import parse_image
@@ -444,7 +444,7 @@ def fit_to_hardware(state: ExportState) -> ExportState:
     hw = state.hardware.hardware
     topology = state.topology
     ffn, head_dim, hidden = topology["ffn_size"], topology["head_dim"], topology["hidden_size"]
-    step = math.lcm(hw.block_rows, hw.block_cols)
+    step = EngineParams.from_config(state.hardware).ffn_step
     for index, kept in enumerate(state.kept_ffn):
         need = -len(kept) % step
         padding = []
@@ -547,7 +547,6 @@ def _linear_image(state: ExportState, index: int, role: str, quantized) -> Linea
 
 def assemble(state: ExportState) -> ExportState:
     """Build the image and params.json, encode it, and load the bytes back as a check."""
-    hw = state.hardware.hardware
     topology = state.topology
     layers = []
     tokens = topology["tokens"]
@@ -569,7 +568,7 @@ def assemble(state: ExportState) -> ExportState:
             program=layer_program(integer.kept_heads, tokens=tokens, token_keep=token_keep,
                                   protected=protected, fuse=fuse)))
         tokens = token_keep
-    words_per_block = hw.block_rows * hw.block_cols // hw.array_cols
+    words_per_block = EngineParams.from_config(state.hardware).words_per_block
     most_blocks = max(linear.weights.nnz_blocks for layer in layers
                       for linear in layer.linears.values())
     state.config = _params(state, weight_words=most_blocks * words_per_block)

@@ -14,6 +14,7 @@ import numpy as np
 
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig
+from sw.isa import TENSOR_ROLES  # linears by ``tensor`` id, GEMM's ``arg``
 from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConstants,
                                SoftmaxConstants)
 from sw.quantize.linear import QuantizedLinear
@@ -88,9 +89,6 @@ class SectionKind(enum.IntEnum):
     LINEAR = 18           #: one linear's block-sparse weights and quantization constants
     PROGRAM = 19          #: one layer's program (sw.image.program)
 
-
-#: Linears of a layer, by their ``tensor`` id (the index in this tuple).
-TENSOR_ROLES = ("q", "k", "v", "o", "fc1", "fc2")
 
 #: Model architectures, by their ``architecture`` code.
 ARCHITECTURES = {1: "deit", 2: "vit"}

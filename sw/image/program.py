@@ -3,103 +3,20 @@
 Version 1 is a straight-line list of fixed-size instructions over named on-chip buffers. The
 exporter writes :func:`layer_program`; :func:`sw.golden.layer_program.run_layer_program` defines
 what each instruction computes (with the golden kernels), and ``docs/image-format.md`` lists the
-encoding. One instruction is 8 bytes: ``opcode`` (u8), ``dst``, ``src_a``, ``src_b`` (u8 buffer
-ids, ``0xff`` = unused), ``arg``, ``arg2`` (u16).
+encoding. The instruction set itself (opcodes, buffer ids, the field table this module encodes
+with) is ``sw.isa``; its names are re-exported here for the image package's users.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
+from sw.isa import (FIRST, INSTRUCTION_BYTES, INSTRUCTION_FIELDS, PROGRAM_FIELDS,
+                    PROGRAM_VERSION, SECOND, UNUSED, Buffer, Instruction, Opcode, gather_arg2,
+                    gather_fields)
 from sw.packing import ByteReader, ByteWriter, ImageFormatError
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
            "Buffer", "Instruction", "layer_program", "gather_arg2", "gather_fields",
            "encode_program", "decode_program", "check_program"]
-
-#: Version of the instruction set; a reader accepts only the versions it knows.
-PROGRAM_VERSION = 1
-
-#: Start of a PROGRAM section; ``instruction_count`` instructions follow.
-PROGRAM_FIELDS = (("program_version", "u32"), ("instruction_count", "u32"))
-
-INSTRUCTION_FIELDS = (("opcode", "u8"), ("dst", "u8"), ("src_a", "u8"), ("src_b", "u8"),
-                      ("arg", "u16"), ("arg2", "u16"))
-
-#: Buffer operand an instruction does not use.
-UNUSED = 0xFF
-
-#: ``arg`` of LAYERNORM / RESIDUAL: which of the layer's two constant sets it uses.
-FIRST, SECOND = 0, 1
-
-
-class Opcode(enum.IntEnum):
-    """What one instruction does (semantics: ``sw.golden.layer_program``)."""
-
-    END = 0                 #: end of the layer
-    LAYERNORM = 1           #: dst = LayerNorm(src_a) with constants ln1 (arg 0) / ln2 (arg 1)
-    GEMM = 2                #: dst = linear(src_a) with the weights of tensor ``arg``
-    ATTENTION_SCORES = 3    #: SCORES = Q_h K_h^T (int32) for head slot ``arg`` (original ``arg2``)
-    SOFTMAX = 4             #: PROBS = softmax(SCORES), head slot ``arg``
-    ATTENTION_CONTEXT = 5   #: CONTEXT[:, slot] = requantize(PROBS V_h), head slot ``arg``
-    RESIDUAL = 6            #: dst = src_a + src_b rescaled, constants residual1 (0) / 2 (1)
-    GELU = 7                #: dst = GELU(src_a)
-    TOKEN_GATHER = 8        #: keep ``arg`` rows of dst (== src_a): protected, top-k, fused
-
-
-class Buffer(enum.IntEnum):
-    """On-chip buffers the instructions read and write (rows are tokens)."""
-
-    INPUT = 0        #: layer input, int16 residual stream, tokens x hidden
-    LN1 = 1          #: int8, tokens x hidden
-    Q = 2            #: int8, tokens x (kept heads x head_dim)
-    K = 3
-    V = 4
-    SCORES = 5       #: int32, tokens x tokens, one head
-    PROBS = 6        #: unsigned Q0.8, tokens x tokens, one head
-    CONTEXT = 7      #: int8, tokens x (kept heads x head_dim)
-    ATTN = 8         #: int8, tokens x hidden
-    RESIDUAL1 = 9    #: int16, tokens x hidden
-    LN2 = 10         #: int8
-    FC1 = 11         #: int8, tokens x kept FFN neurons
-    GELU = 12        #: int8, tokens x kept FFN neurons
-    FC2 = 13         #: int8, tokens x hidden
-    OUTPUT = 14      #: int16 residual stream, the layer output
-
-
-@dataclass(frozen=True)
-class Instruction:
-    """One instruction; unused buffer operands are :data:`UNUSED`."""
-
-    opcode: Opcode
-    dst: int = UNUSED
-    src_a: int = UNUSED
-    src_b: int = UNUSED
-    arg: int = 0
-    arg2: int = 0
-
-    def __str__(self) -> str:
-        def name(buffer: int) -> str:
-            return Buffer(buffer).name if buffer in Buffer._value2member_map_ else str(buffer)
-        sources = ", ".join(name(b) for b in (self.src_a, self.src_b) if b != UNUSED)
-        text = self.opcode.name
-        if self.dst != UNUSED:
-            text += f" {name(self.dst)} <- {sources}"
-        return text + f" (arg {self.arg}, arg2 {self.arg2})"
-
-
-def gather_arg2(protected: int, fuse: bool) -> int:
-    """``arg2`` of TOKEN_GATHER: the protected leading tokens (bits 0..7) and the fuse flag
-    (bit 8)."""
-    if not 1 <= protected <= 0xFF:
-        raise ValueError(f"Protected tokens must lie in 1..255, not {protected}")
-    return protected | (int(bool(fuse)) << 8)
-
-
-def gather_fields(arg2: int) -> tuple[int, bool]:
-    """``(protected, fuse)`` of a TOKEN_GATHER ``arg2``."""
-    return arg2 & 0xFF, bool(arg2 >> 8 & 1)
 
 
 def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 1,
@@ -147,15 +64,12 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 
 
 
 def encode_program(program) -> bytes:
-    """The PROGRAM section: version, count, then 8 bytes per instruction."""
+    """The PROGRAM section: version, count, then ``INSTRUCTION_BYTES`` (8) per instruction."""
     writer = ByteWriter()
     writer.fields(PROGRAM_FIELDS, {"program_version": PROGRAM_VERSION,
                                    "instruction_count": len(program)})
     for instruction in program:
-        writer.fields(INSTRUCTION_FIELDS, {
-            "opcode": int(instruction.opcode), "dst": int(instruction.dst),
-            "src_a": int(instruction.src_a), "src_b": int(instruction.src_b),
-            "arg": instruction.arg, "arg2": instruction.arg2})
+        writer.fields(INSTRUCTION_FIELDS, instruction.fields())
     return writer.getvalue()
 
 
@@ -173,7 +87,7 @@ def decode_program(reader: ByteReader) -> tuple[Instruction, ...]:
         raise ImageFormatError(f"program version {head['program_version']} at offset {start} "
                                f"is not supported (this build reads {PROGRAM_VERSION})")
     count = head["instruction_count"]
-    size = count * 8
+    size = count * INSTRUCTION_BYTES
     if size > reader.remaining:
         raise ImageFormatError(f"{count} instructions need {size} bytes at offset "
                                f"{reader.position}, only {reader.remaining} left")
@@ -184,8 +98,7 @@ def decode_program(reader: ByteReader) -> tuple[Instruction, ...]:
         if fields["opcode"] not in Opcode._value2member_map_:
             raise ImageFormatError(f"instruction {index} at offset {offset} has unknown opcode "
                                    f"{fields['opcode']}")
-        program.append(Instruction(Opcode(fields["opcode"]), fields["dst"], fields["src_a"],
-                                   fields["src_b"], fields["arg"], fields["arg2"]))
+        program.append(Instruction(**{**fields, "opcode": Opcode(fields["opcode"])}))
     return tuple(program)
 
 

@@ -1,0 +1,204 @@
+"""Every value the layer engine derives from its config, computed once: :class:`EngineParams`.
+
+The exporter, the golden program, the cycle model, the loading plan, the hardware generator and
+the co-simulation all take their derived numbers (words per block, role shapes, padded keys, the
+FFN rounding step, the scratchpad's memory map, memory capacities, the engine's limits) from
+``EngineParams.from_config(config)``, the way coreblocks' components take theirs from one
+``GenParams``; nobody recomputes them. Pure Python: no Amaranth.
+
+The scratchpad is one memory of *vectors*: ``C = array_cols`` lanes of :data:`LANE_WIDTH`-bit
+signed values (int8 activations, int16 residual values, int32 scores and Q0.8 probabilities all
+sign- or zero-extended). Every buffer of ``sw.isa.Buffer`` is a region of ``tokens`` rows; row
+``r``, vector ``w`` of a buffer is at ``base + r * stride + w``, with ``stride`` the vectors of
+the buffer's widest row. That is the GEMM engine's row-major activation and output layout, so a
+GEMM reads its input from, and writes its output into, the regions directly; a head's columns of
+Q, K, V or CONTEXT start ``head * head_dim / C`` vectors into the row. Scores and probabilities
+are rows over the *keys*, padded to ``keys`` (a multiple of the block shape and the array)
+because the key and value matrices become GEMM weights.
+
+>>> from sw.config import load_config
+>>> params = EngineParams.from_config(load_config("tiny"))
+>>> params.words_per_block, params.keys, params.ffn_step, params.memory_map.depth
+(16, 24, 8, 4284)
+>>> params.role_shapes["fc1"], params.role_shapes["keys"]
+((128, 64), (24, 16))
+>>> EngineParams.from_config(load_config("tiny")) is params       # built once per config
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+from sw.config import AcceleratorConfig, ConfigError
+from sw.image.program import layer_program
+from sw.isa import TENSOR_ROLES, Buffer
+
+__all__ = ["LANE_WIDTH", "ENGINE_TENSORS", "KEYS", "VALUES", "LayerEngineError", "Region",
+           "LayerMemoryMap", "EngineParams"]
+
+#: Bits of one scratchpad lane.
+LANE_WIDTH = 32
+
+#: The engine's tensor table in order: the program's GEMM tensor ids (``sw.isa.TENSOR_ROLES``),
+#: then the two attention products, whose weights the engine stages per head.
+ENGINE_TENSORS = (*TENSOR_ROLES, "keys", "values")
+KEYS, VALUES = ENGINE_TENSORS.index("keys"), ENGINE_TENSORS.index("values")
+
+_HIDDEN = (Buffer.INPUT, Buffer.LN1, Buffer.ATTN, Buffer.RESIDUAL1, Buffer.LN2, Buffer.FC2,
+           Buffer.OUTPUT)
+_ATTENTION = (Buffer.Q, Buffer.K, Buffer.V, Buffer.CONTEXT)
+_KEYS = (Buffer.SCORES, Buffer.PROBS)
+_FFN = (Buffer.FC1, Buffer.GELU)
+
+
+class LayerEngineError(ValueError):
+    """The config cannot be built as a layer engine (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """One buffer: ``rows`` rows of ``stride`` vectors from ``base``."""
+
+    base: int
+    stride: int
+    rows: int
+
+    def address(self, row: int, vector: int = 0) -> int:
+        return self.base + row * self.stride + vector
+
+
+@dataclass(frozen=True)
+class LayerMemoryMap:
+    """Regions of every buffer and the sizes the engine is built for."""
+
+    lanes: int                 #: vector lanes (``array_cols``)
+    tokens: int
+    keys: int                  #: tokens padded for the key / value weights
+    hidden: int
+    head_dim: int
+    heads: int
+    ffn: int
+    regions: dict              #: Buffer -> Region
+
+    @classmethod
+    def from_config(cls, config: AcceleratorConfig) -> "LayerMemoryMap":
+        """``EngineParams.from_config(config).memory_map``.
+
+        Raises
+        ------
+        LayerEngineError
+            If the config's shapes do not fit the engine's layout
+            (``AcceleratorConfig.check_layer_engine``'s message).
+        """
+        return EngineParams.from_config(config).memory_map
+
+    @property
+    def depth(self) -> int:
+        """Vectors of the scratchpad."""
+        return max(r.base + r.stride * r.rows for r in self.regions.values())
+
+    @property
+    def max_stride(self) -> int:
+        """Vectors of the widest buffer row."""
+        return max(r.stride for r in self.regions.values())
+
+    def head_offset(self, slot: int) -> int:
+        """Vectors from a row's start to head slot ``slot``'s columns in Q, K, V, CONTEXT."""
+        return slot * self.head_dim // self.lanes
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """The derived parameters of ``config``'s layer engine (see the module docstring).
+
+    Build it with :meth:`from_config`, which checks the engine's limits and returns the same
+    object for equal configs.
+    """
+
+    config: AcceleratorConfig
+    array_rows: int
+    lanes: int                 #: ``array_cols``: lanes of a scratchpad vector
+    block_rows: int
+    block_cols: int
+    words_per_block: int       #: weight words (of ``lanes`` operands) of one pruning block
+    ffn_step: int              #: kept FFN neurons come in multiples of this (whole blocks)
+    tokens: int
+    keys: int                  #: tokens padded to whole blocks and array tiles
+    hidden: int
+    heads: int
+    head_dim: int
+    ffn: int
+    role_shapes: dict          #: ENGINE_TENSORS name -> largest (out, in): the dense layer
+    memory_map: LayerMemoryMap
+    gemm_capacity: dict        #: words of each GEMM memory: weight, row_ptr, col_idx, quant
+    program_capacity: int      #: instructions of the program memory
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def from_config(config: AcceleratorConfig) -> "EngineParams":
+        """The parameters of ``config``'s layer engine, derived once per config.
+
+        Raises
+        ------
+        LayerEngineError
+            If the config cannot be built as a layer engine
+            (``AcceleratorConfig.check_layer_engine``'s message).
+        """
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
+        try:
+            config.check_layer_engine()
+        except ConfigError as error:
+            raise LayerEngineError(str(error)) from None
+        m, hw = config.model, config.hardware
+        lanes = hw.array_cols
+        step = math.lcm(hw.block_rows, hw.block_cols, lanes)
+        keys = math.ceil(m.tokens / step) * step
+        attention = m.num_heads * m.head_dim
+        role_shapes = {"q": (attention, m.hidden_size), "k": (attention, m.hidden_size),
+                       "v": (attention, m.hidden_size), "o": (m.hidden_size, attention),
+                       "fc1": (m.ffn_size, m.hidden_size), "fc2": (m.hidden_size, m.ffn_size),
+                       "keys": (keys, m.head_dim), "values": (m.head_dim, keys)}
+        capacity = {"weight": 0, "row_ptr": 0, "col_idx": 0, "quant": 0}
+        for out_features, in_features in role_shapes.values():
+            capacity["weight"] += out_features * in_features // lanes
+            capacity["row_ptr"] += out_features // hw.block_rows + 1
+            capacity["col_idx"] += (out_features // hw.block_rows) * (in_features // hw.block_cols)
+            capacity["quant"] += out_features // lanes
+        # the densest program: every head, and a gather
+        program = layer_program(range(m.num_heads), tokens=m.tokens, token_keep=1)
+        return EngineParams(
+            config=config, array_rows=hw.array_rows, lanes=lanes, block_rows=hw.block_rows,
+            block_cols=hw.block_cols, words_per_block=hw.block_rows * hw.block_cols // lanes,
+            ffn_step=math.lcm(hw.block_rows, hw.block_cols), tokens=m.tokens, keys=keys,
+            hidden=m.hidden_size, heads=m.num_heads, head_dim=m.head_dim, ffn=m.ffn_size,
+            role_shapes=role_shapes, memory_map=_memory_map(config, keys),
+            gemm_capacity=capacity, program_capacity=len(program) + 1)
+
+    @property
+    def head_vectors(self) -> int:
+        """Scratchpad vectors of one head's columns (a head slot's offset step)."""
+        return self.head_dim // self.lanes
+
+    @property
+    def hidden_vectors(self) -> int:
+        """Scratchpad vectors of one hidden-width row."""
+        return self.hidden // self.lanes
+
+
+def _memory_map(config: AcceleratorConfig, keys: int) -> LayerMemoryMap:
+    m, lanes = config.model, config.hardware.array_cols
+    widths = {**{b: m.hidden_size for b in _HIDDEN},
+              **{b: m.num_heads * m.head_dim for b in _ATTENTION},
+              **{b: keys for b in _KEYS}, **{b: m.ffn_size for b in _FFN}}
+    regions, base = {}, 0
+    for buffer in Buffer:
+        stride = math.ceil(widths[buffer] / lanes)
+        regions[buffer] = Region(base=base, stride=stride, rows=m.tokens)
+        base += stride * m.tokens
+    return LayerMemoryMap(lanes=lanes, tokens=m.tokens, keys=keys, hidden=m.hidden_size,
+                          head_dim=m.head_dim, heads=m.num_heads, ffn=m.ffn_size,
+                          regions=regions)
