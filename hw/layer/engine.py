@@ -3,11 +3,13 @@
 
 One generated top holds the block-sparse GEMM engine (``hw.gemm.gemm_core``), the softmax,
 GELU and LayerNorm units (``hw.units``), the residual-add unit, the weight stager that turns a
-head's keys and values into GEMM weights, a scratchpad of vectors holding every buffer of the
-program (``hw.layer.memory_map``), and a sequencer that fetches the program's instructions
-(``sw.image.program``) and runs them one after the other. The head-skip control is the
-program itself: the exporter emits attention instructions for the kept heads only, and the
-Q, K, V weights hold the kept heads' rows only, so nothing of a removed head is fetched or
+head's keys and values into GEMM weights, and three parts of its own: the load port and
+instruction store (``hw.layer.loader``), the scratchpad holding every buffer of the program
+with the arbiter that gives its ports to the running unit (``hw.layer.scratchpad``), and the
+sequencer here, which fetches the program's instructions (``sw.isa``) and runs them one after
+the other. Every size comes from ``sw.engine_params.EngineParams``. The head-skip control is
+the program itself: the exporter emits attention instructions for the kept heads only, and
+the Q, K, V weights hold the kept heads' rows only, so nothing of a removed head is fetched or
 computed.
 
 Timing is specified by ``sw.cycle_model.layer_engine`` (its docstring is the timeline); the
@@ -15,61 +17,49 @@ co-simulation checks every instruction's cycles against it. Per instruction the 
 records its cycles in a trace memory, and per opcode it keeps a busy counter.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from dataclasses import replace
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.gemm.gemm_core import GemmCore
 from hw.gemm.geometry import GemmGeometry, LoadTarget as GemmTarget
 from hw.layer.gather_stage import GatherStage
-from hw.layer.loading import KEYS, TENSORS, VALUES, gemm_capacity
-from hw.layer.memory_map import LANE_WIDTH, LayerMemoryMap
+from hw.layer.loader import CONSTANT_CHUNK, EngineLoader, EngineTarget, instruction_layout
 from hw.layer.residual_add import ResidualAdd, residual_constants_layout
 from hw.layer.row_reader import RowReader
 from hw.layer.row_writer import RowWriter
+from hw.layer.scratchpad import Owner, ScratchpadArbiter, vector_layout
 from hw.layer.weight_stager import WeightStager
 from hw.units.gelu import Gelu
 from hw.units.layernorm import LayerNorm
 from hw.units.softmax import Softmax
 from sw.config import AcceleratorConfig
+from sw.engine_params import ENGINE_TENSORS, KEYS, VALUES, EngineParams, LayerMemoryMap
 from sw.golden.encoder_layer import RESIDUAL_BITS
-from sw.image.program import Buffer, Opcode, layer_program
+from sw.isa import GATHER_PROTECTED_BITS, INSTRUCTION_BITS, Buffer, Opcode
+
+__all__ = ["COUNTER_WIDTH", "CONSTANT_CHUNK", "EngineTarget", "program_capacity",
+           "instruction_layout", "engine_gemm_geometry", "build_layer_engine", "LayerEngine"]
 
 #: Width of the cycle counters and trace entries.
 COUNTER_WIDTH = 32
 
-#: Width of one write of the constants register.
-CONSTANT_CHUNK = 32
-
-
-class EngineTarget(enum.Enum, shape=3):
-    """Memory written by a load command of the layer engine."""
-
-    SCRATCH = 0     #: scratchpad vector ``addr``
-    PROGRAM = 1     #: instruction ``addr`` (64 bits, ``sw.image.program`` encoding)
-    GEMM = 2        #: a load command of the GEMM engine, packed in ``data``
-    CONSTANTS = 3   #: bits ``32 * addr ..`` of the constants register
-    AFFINE = 4      #: LayerNorm gamma / beta write ``addr`` (set ``addr // beats``)
+#: The units that run from scratchpad rows to scratchpad rows, by their :class:`Owner`.
+ROW_UNITS = (Owner.LAYERNORM, Owner.SOFTMAX, Owner.GELU)
 
 
 def program_capacity(config: AcceleratorConfig) -> int:
-    """Instructions the program memory holds: the dense layer's program with a gather."""
-    m = config.model
-    return len(layer_program(range(m.num_heads), tokens=m.tokens, token_keep=1)) + 1
-
-
-def instruction_layout() -> data.StructLayout:
-    """An instruction as the 64-bit little-endian word of ``sw.image.program``."""
-    return data.StructLayout({"opcode": unsigned(8), "dst": unsigned(8), "src_a": unsigned(8),
-                              "src_b": unsigned(8), "arg": unsigned(16), "arg2": unsigned(16)})
+    """Instructions the program memory holds (``EngineParams.program_capacity``)."""
+    return EngineParams.from_config(config).program_capacity
 
 
 def engine_gemm_geometry(config: AcceleratorConfig) -> GemmGeometry:
     """The GEMM engine of a layer engine: memories sized for the densest layer's weights."""
-    from dataclasses import replace
-    capacity = gemm_capacity(config)
-    mm = LayerMemoryMap.from_config(config)
+    params = EngineParams.from_config(config)
+    capacity, mm = params.gemm_capacity, params.memory_map
     base = GemmGeometry.from_config(config)
     return replace(base, act_depth=mm.depth, out_depth=mm.depth,
                    weight_depth=capacity["weight"], row_ptr_depth=capacity["row_ptr"],
@@ -80,7 +70,7 @@ def engine_gemm_geometry(config: AcceleratorConfig) -> GemmGeometry:
 def build_layer_engine(config: AcceleratorConfig) -> "LayerEngine":
     """The layer engine of ``config``, after checking that the config can hold one (so a bad
     config raises ``LayerEngineError`` before any component exists)."""
-    LayerMemoryMap.from_config(config)
+    EngineParams.from_config(config)
     return LayerEngine(config)
 
 
@@ -112,15 +102,16 @@ class LayerEngine(wiring.Component):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"Config must be an AcceleratorConfig, not {config!r}")
         self._config = config
-        self._map = mm = LayerMemoryMap.from_config(config)
+        self._params = params = EngineParams.from_config(config)
+        mm = params.memory_map
         self._gemm_geometry = g = engine_gemm_geometry(config)
         self._gemm = GemmCore(g, act_width=config.hardware.data_width + 1)
         self._softmax = Softmax.from_config(config)
         self._gelu = Gelu.from_config(config)
         self._layernorm = LayerNorm.from_config(config)
-        self._program_depth = program_capacity(config)
+        self._program_depth = params.program_capacity
         hw = config.hardware
-        vector = data.ArrayLayout(signed(LANE_WIDTH), mm.lanes)
+        vector = vector_layout(mm.lanes)
         gemm_load = self._gemm.signature.members["load"].signature.members["payload"].shape
         affine = self._layernorm.signature.members["affine"].signature.members["payload"].shape
         self._affine_beats = self._layernorm.timing.max_beats
@@ -138,14 +129,20 @@ class LayerEngine(wiring.Component):
                 "weight_base": range(g.weight_depth),
                 "in_tiles": range(g.max_inner // g.array_rows + 1),
                 "out_block_rows": range(g.max_block_rows + 1),
-            }), len(TENSORS)),
+            }), len(ENGINE_TENSORS)),
         })
-        widths = [vector.size, 64, data.Layout.cast(gemm_load).size, CONSTANT_CHUNK,
-                  data.Layout.cast(affine).size]
+        widths = [vector.size, INSTRUCTION_BITS, data.Layout.cast(gemm_load).size,
+                  CONSTANT_CHUNK, data.Layout.cast(affine).size]
         self._load_layout = data.StructLayout({
             "target": EngineTarget,
             "addr": range(max(mm.depth, 2 * self._affine_beats, self._program_depth, 1 << 8)),
             "data": unsigned(max(widths))})
+        self._loader = EngineLoader(
+            load_layout=self._load_layout, constants_layout=self._constants_layout,
+            program_depth=self._program_depth, affine_shape=affine,
+            affine_depth=2 * self._affine_beats, scratch_depth=mm.depth, lanes=mm.lanes,
+            gemm_command=gemm_load)
+        self._scratchpad = ScratchpadArbiter(depth=mm.depth, lanes=mm.lanes)
         super().__init__({
             "load": In(stream.Signature(self._load_layout)),
             "job": In(stream.Signature(unsigned(1))),
@@ -165,8 +162,13 @@ class LayerEngine(wiring.Component):
         return self._config
 
     @property
+    def params(self) -> EngineParams:
+        """The derived parameters the engine is built from."""
+        return self._params
+
+    @property
     def memory_map(self) -> LayerMemoryMap:
-        return self._map
+        return self._params.memory_map
 
     @property
     def gemm(self) -> GemmCore:
@@ -203,103 +205,121 @@ class LayerEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        mm, cfg = self._map, self._config
+        mm, cfg = self._params.memory_map, self._config
         hw = cfg.hardware
         c = mm.lanes
-        regions = mm.regions
         m.submodules.gemm = gemm = self._gemm
         m.submodules.softmax = softmax = self._softmax
         m.submodules.gelu = gelu = self._gelu
         m.submodules.layernorm = layernorm = self._layernorm
-
-        # ---- memories ----------------------------------------------------------------------
-        vector = data.ArrayLayout(signed(LANE_WIDTH), c)
-        m.submodules.scratch = scratch = Memory(shape=vector, depth=mm.depth, init=[])
-        read_a, read_b = scratch.read_port(), scratch.read_port()
-        write = scratch.write_port()
-        readback = scratch.read_port()
-        m.d.comb += [readback.addr.eq(self.read_addr), self.read_data.eq(readback.data)]
-        m.submodules.program = program = Memory(shape=instruction_layout(),
-                                                depth=self._program_depth, init=[])
-        program_read, program_write = program.read_port(), program.write_port()
+        m.submodules.loader = loader = self._loader
+        m.submodules.scratchpad = scratchpad = self._scratchpad
+        running = Signal()
+        m.d.comb += [loader.running.eq(running),
+                     scratchpad.readback.addr.eq(self.read_addr),
+                     self.read_data.eq(scratchpad.readback.data)]
+        wiring.connect(m, wiring.flipped(self.load), loader.load)
+        wiring.connect(m, loader.scratch, scratchpad.load)
+        constants = loader.constants
         m.submodules.trace = trace = Memory(shape=unsigned(COUNTER_WIDTH),
                                             depth=self._program_depth, init=[])
         trace_read, trace_write = trace.read_port(), trace.write_port()
         m.d.comb += [trace_read.addr.eq(self.trace_addr), self.trace_data.eq(trace_read.data)]
-        affine_shape = layernorm.signature.members["affine"].signature.members["payload"].shape
-        m.submodules.affine = affine_mem = Memory(shape=affine_shape,
-                                                  depth=2 * self._affine_beats, init=[])
-        affine_read, affine_write = affine_mem.read_port(), affine_mem.write_port()
-        constants = Signal(self._constants_layout)
-
-        # ---- load port ---------------------------------------------------------------------
-        running = Signal()
-        command = self.load.payload
-        loading = self.load.valid & self.load.ready
-        m.d.comb += self.load.ready.eq(~running)
-        m.d.comb += [program_write.addr.eq(command.addr), program_write.data.eq(command.data),
-                     program_write.en.eq(loading & (command.target == EngineTarget.PROGRAM)),
-                     affine_write.addr.eq(command.addr), affine_write.data.eq(command.data),
-                     affine_write.en.eq(loading & (command.target == EngineTarget.AFFINE))]
-        raw_constants = constants.as_value()
-        with m.If(loading & (command.target == EngineTarget.CONSTANTS)):
-            with m.Switch(command.addr):
-                for chunk in range(-(-len(raw_constants) // CONSTANT_CHUNK)):
-                    with m.Case(chunk):
-                        part = raw_constants[chunk * CONSTANT_CHUNK:(chunk + 1) * CONSTANT_CHUNK]
-                        m.d.sync += part.eq(command.data)
 
         # ---- units around the scratchpad ---------------------------------------------------
-        def reader(name, unit, max_length):
+        lengths = {Owner.LAYERNORM: mm.hidden, Owner.SOFTMAX: mm.keys, Owner.GELU: mm.ffn}
+        units = {Owner.LAYERNORM: layernorm, Owner.SOFTMAX: softmax, Owner.GELU: gelu}
+        readers, writers = {}, {}
+        for owner in ROW_UNITS:
+            unit, name = units[owner], owner.name.lower()
             shape = unit.signature.members["i"].signature.members["payload"].shape.elem_shape
-            r = RowReader(vector_lanes=c, lanes=unit.lanes, out_shape=shape,
-                          max_rows=mm.tokens, max_length=max_length, depth=mm.depth)
-            m.submodules[f"{name}_reader"] = r
-            m.d.comb += [unit.i.payload.eq(r.o.payload), unit.i.valid.eq(r.o.valid),
-                         r.o.ready.eq(unit.i.ready)]
-            return r
-
-        def writer(name, unit, max_length):
+            readers[owner] = m.submodules[f"{name}_reader"] = reader = RowReader(
+                vector_lanes=c, lanes=unit.lanes, out_shape=shape, max_rows=mm.tokens,
+                max_length=lengths[owner], depth=mm.depth)
             shape = unit.signature.members["o"].signature.members["payload"].shape.elem_shape
-            w = RowWriter(vector_lanes=c, lanes=unit.lanes, in_shape=shape,
-                          max_rows=mm.tokens, max_length=max_length, depth=mm.depth)
-            m.submodules[f"{name}_writer"] = w
-            m.d.comb += [w.i.payload.eq(unit.o.payload), w.i.valid.eq(unit.o.valid),
-                         unit.o.ready.eq(w.i.ready)]
-            return w
-
-        readers = {"layernorm": reader("layernorm", layernorm, mm.hidden),
-                   "softmax": reader("softmax", softmax, mm.keys),
-                   "gelu": reader("gelu", gelu, mm.ffn)}
-        writers = {"layernorm": writer("layernorm", layernorm, mm.hidden),
-                   "softmax": writer("softmax", softmax, mm.keys),
-                   "gelu": writer("gelu", gelu, mm.ffn)}
+            writers[owner] = m.submodules[f"{name}_writer"] = writer = RowWriter(
+                vector_lanes=c, lanes=unit.lanes, in_shape=shape, max_rows=mm.tokens,
+                max_length=lengths[owner], depth=mm.depth)
+            wiring.connect(m, reader.o, unit.i)
+            wiring.connect(m, unit.o, writer.i)
+            port = scratchpad.client(owner)
+            m.d.comb += [port.read_a.addr.eq(reader.mem_addr),
+                         reader.mem_data.eq(port.read_a.data),
+                         port.write.addr.eq(writer.mem_addr), port.write.data.eq(writer.mem_data),
+                         port.write.en.eq(writer.mem_en)]
         m.submodules.residual = residual = ResidualAdd(
             vector_lanes=c, in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS,
             multiplier_width=hw.multiplier_width, max_rows=mm.tokens,
             max_words=mm.regions[Buffer.INPUT].stride, depth=mm.depth)
+        port = scratchpad.client(Owner.RESIDUAL)
+        m.d.comb += [port.read_a.addr.eq(residual.a_addr), port.read_b.addr.eq(residual.b_addr),
+                     residual.a_data.eq(port.read_a.data), residual.b_data.eq(port.read_b.data),
+                     port.write.addr.eq(residual.mem_addr), port.write.data.eq(residual.mem_data),
+                     port.write.en.eq(residual.mem_en)]
         g = self._gemm_geometry
         m.submodules.stager = stager = WeightStager(
             lanes=c, block_rows=hw.block_rows, block_cols=hw.block_cols, keys=mm.keys,
             head_dim=mm.head_dim, data_width=hw.data_width, max_rows=mm.tokens,
             depth=mm.depth, weight_depth=g.weight_depth)
-
-        m.d.comb += [softmax.constants.eq(constants.softmax), gelu.constants.eq(constants.gelu)]
+        m.d.comb += [scratchpad.stager.addr.eq(stager.mem_addr),
+                     stager.mem_data.eq(scratchpad.stager.data)]
         m.submodules.gather_stage = gather_stage = GatherStage(cfg, depth=mm.depth, lanes=c)
+        port = scratchpad.client(Owner.GATHER)
+        m.d.comb += [port.read_a.addr.eq(gather_stage.mem_addr),
+                     gather_stage.mem_data.eq(port.read_a.data),
+                     port.write.addr.eq(gather_stage.write_addr),
+                     port.write.data.eq(gather_stage.write_data),
+                     port.write.en.eq(gather_stage.write_en)]
+        port = scratchpad.client(Owner.GEMM)
+        act_lanes = Signal(gemm.signature.members["act_data"].shape)
+        for lane in range(hw.array_rows):
+            width = act_lanes[lane].shape().width
+            m.d.comb += act_lanes[lane].eq(port.read_a.data[lane][:width])
+        m.d.comb += [gemm.act_data.eq(act_lanes), port.read_a.addr.eq(gemm.act_addr),
+                     port.write.addr.eq(gemm.out_addr), port.write.en.eq(gemm.out_en)]
+        for lane in range(c):
+            m.d.comb += port.write.data[lane].eq(gemm.out_data[lane])
+        m.d.comb += [softmax.constants.eq(constants.softmax), gelu.constants.eq(constants.gelu)]
 
-        # ---- sequencer ---------------------------------------------------------------------
+        # GEMM load port: the loader while idle, the stager while staging
+        staging = Signal()
+        m.d.comb += scratchpad.staging.eq(staging)
+        with m.If(staging):
+            m.d.comb += [gemm.load.payload.target.eq(GemmTarget.WEIGHT),
+                         gemm.load.payload.addr.eq(stager.weight_addr),
+                         gemm.load.payload.data.eq(stager.weight_data),
+                         gemm.load.valid.eq(stager.weight_en)]
+        with m.Else():
+            m.d.comb += [gemm.load.payload.eq(loader.gemm.payload),
+                         gemm.load.valid.eq(loader.gemm.valid)]
+
+        self._sequence(m, running=running, staging=staging, trace_write=trace_write,
+                       readers=readers, writers=writers, residual=residual, stager=stager,
+                       gather_stage=gather_stage)
+        return m
+
+    def _sequence(self, m, *, running, staging, trace_write, readers, writers, residual, stager,
+                  gather_stage):
+        """The sequencer: fetch, decode, start the instruction's unit, wait for its end; and
+        the cycle counters."""
+        params, mm = self._params, self._params.memory_map
+        regions = mm.regions
+        loader, scratchpad, gemm = self._loader, self._scratchpad, self._gemm
+        layernorm, residual_unit = self._layernorm, residual
+        constants = loader.constants
         pc = Signal(range(self._program_depth + 1))
         instruction = Signal(instruction_layout())
         rows = Signal(range(mm.tokens + 1))          # token rows of the current buffers
         instruction_cycles = Signal(COUNTER_WIDTH)
         op_done = Signal()                            # comb: the instruction's last cycle
-        m.d.comb += program_read.addr.eq(pc)
+        owner = Signal(Owner)
+        m.d.comb += [loader.program_addr.eq(pc), scratchpad.owner.eq(owner)]
 
-        bases = data.ArrayLayout(range(mm.depth + 1), len(Buffer))
-        strides = data.ArrayLayout(range(max(r.stride for r in regions.values()) + 1),
-                                   len(Buffer))
-        base_of = Signal(bases, init=[regions[b].base for b in Buffer])
-        stride_of = Signal(strides, init=[regions[b].stride for b in Buffer])
+        buffers = list(regions)
+        bases = data.ArrayLayout(range(mm.depth + 1), len(buffers))
+        strides = data.ArrayLayout(range(mm.max_stride + 1), len(buffers))
+        base_of = Signal(bases, init=[regions[b].base for b in buffers])
+        stride_of = Signal(strides, init=[regions[b].stride for b in buffers])
 
         def base(buffer):
             return base_of[buffer]
@@ -308,14 +328,13 @@ class LayerEngine(wiring.Component):
             return stride_of[buffer]
 
         op = instruction.opcode
-        slot_offset = instruction.arg * (mm.head_dim // c)
         layernorm_set = Signal()
         residual_set = Signal()
-        m.d.comb += [residual.constants.eq(constants.residual[residual_set])]
-        m.d.comb += layernorm.constants.eq(constants.layernorm[layernorm_set])
+        m.d.comb += [residual_unit.constants.eq(constants.residual[residual_set]),
+                     layernorm.constants.eq(constants.layernorm[layernorm_set])]
 
         # GEMM job fields of the current instruction
-        tensor_index = Signal(range(len(TENSORS)))
+        tensor_index = Signal(range(len(ENGINE_TENSORS)))
         tensor = constants.tensors[tensor_index]
         job = gemm.job.payload
         gemm_raw = Signal()
@@ -329,79 +348,25 @@ class LayerEngine(wiring.Component):
                      job.act_base.eq(gemm_act_base), job.act_stride.eq(gemm_act_stride),
                      job.out_base.eq(gemm_out_base), job.out_stride.eq(gemm_out_stride)]
 
-        # scratchpad port sharing: whichever unit runs owns the ports
-        owner = Signal(range(7))       # 0 none, 1 gemm, 2 layernorm, 3 softmax, 4 gelu,
-        #                                5 residual, 6 gather; the stager reads port a too
-        staging = Signal()
-        act_lanes = Signal(gemm.signature.members["act_data"].shape)
-        for lane in range(hw.array_rows):
-            width = act_lanes[lane].shape().width
-            m.d.comb += act_lanes[lane].eq(read_a.data[lane][:width])
-        m.d.comb += gemm.act_data.eq(act_lanes)
-        with m.If(staging):
-            m.d.comb += read_a.addr.eq(stager.mem_addr)
-        with m.Else():
-            with m.Switch(owner):
-                with m.Case(0):        # idle: the load port writes
-                    m.d.comb += [write.addr.eq(command.addr), write.data.eq(command.data),
-                                 write.en.eq(loading & (command.target == EngineTarget.SCRATCH))]
-                with m.Case(1):
-                    m.d.comb += [read_a.addr.eq(gemm.act_addr), write.addr.eq(gemm.out_addr),
-                                 write.en.eq(gemm.out_en)]
-                    for lane in range(c):
-                        m.d.comb += write.data[lane].eq(gemm.out_data[lane])
-                for index, name in ((2, "layernorm"), (3, "softmax"), (4, "gelu")):
-                    with m.Case(index):
-                        m.d.comb += [read_a.addr.eq(readers[name].mem_addr),
-                                     write.addr.eq(writers[name].mem_addr),
-                                     write.data.eq(writers[name].mem_data),
-                                     write.en.eq(writers[name].mem_en)]
-                with m.Case(6):
-                    m.d.comb += [read_a.addr.eq(gather_stage.mem_addr),
-                                 write.addr.eq(gather_stage.write_addr),
-                                 write.data.eq(gather_stage.write_data),
-                                 write.en.eq(gather_stage.write_en)]
-                with m.Case(5):
-                    m.d.comb += [read_a.addr.eq(residual.a_addr),
-                                 read_b.addr.eq(residual.b_addr),
-                                 write.addr.eq(residual.mem_addr),
-                                 write.data.eq(residual.mem_data),
-                                 write.en.eq(residual.mem_en)]
-        for name in readers:
-            m.d.comb += readers[name].mem_data.eq(read_a.data)
-        m.d.comb += [gather_stage.mem_data.eq(read_a.data)]
         # every head's CLS probability row goes into the token scores as it is written
-        softmax_writer = writers["softmax"]
-        m.d.comb += [gather_stage.add.eq((owner == 3) & softmax_writer.mem_en
+        softmax_writer = writers[Owner.SOFTMAX]
+        m.d.comb += [gather_stage.add.eq((owner == Owner.SOFTMAX) & softmax_writer.mem_en
                                          & (softmax_writer.row == 0)),
                      gather_stage.first.eq(instruction.arg == 0),
                      gather_stage.add_word.eq(softmax_writer.word),
                      gather_stage.add_data.eq(softmax_writer.mem_data)]
-        m.d.comb += [stager.mem_data.eq(read_a.data), residual.a_data.eq(read_a.data),
-                     residual.b_data.eq(read_b.data)]
-
-        # GEMM load port: the driver while idle, the stager while staging
-        gemm_command = gemm.load.payload
-        with m.If(staging):
-            m.d.comb += [gemm_command.target.eq(GemmTarget.WEIGHT),
-                         gemm_command.addr.eq(stager.weight_addr),
-                         gemm_command.data.eq(stager.weight_data),
-                         gemm.load.valid.eq(stager.weight_en)]
-        with m.Else():
-            m.d.comb += [gemm_command.eq(command.data),
-                         gemm.load.valid.eq(loading & (command.target == EngineTarget.GEMM))]
 
         # affine set streaming into LayerNorm
         affine_index = Signal(range(self._affine_beats + 1))
         affine_streaming = Signal()
         affine_valid = Signal()
-        m.d.comb += affine_read.addr.eq(layernorm_set * self._affine_beats + affine_index)
+        m.d.comb += loader.affine_addr.eq(layernorm_set * self._affine_beats + affine_index)
         m.d.sync += affine_valid.eq(affine_streaming)
-        m.d.comb += [layernorm.affine.payload.eq(affine_read.data),
+        m.d.comb += [layernorm.affine.payload.eq(loader.affine_data),
                      layernorm.affine.valid.eq(affine_valid)]
 
-        def start_rows(name, src, dst, count, length):
-            r, w = readers[name], writers[name]
+        def start_rows(unit, src, dst, count, length):
+            r, w = readers[unit], writers[unit]
             m.d.comb += [r.start.eq(1), w.start.eq(1),
                          r.base.eq(base(src)), r.stride.eq(stride(src)),
                          w.base.eq(base(dst)), w.stride.eq(stride(dst)),
@@ -420,7 +385,7 @@ class LayerEngine(wiring.Component):
             with m.State("FETCH"):
                 m.next = "DECODE"
             with m.State("DECODE"):
-                word = program_read.data
+                word = loader.instruction
                 m.d.sync += instruction.eq(word)
                 m.d.sync += [layernorm_set.eq(word.arg[0]), residual_set.eq(word.arg[0])]
                 with m.Switch(word.opcode):
@@ -429,7 +394,7 @@ class LayerEngine(wiring.Component):
                         m.next = "IDLE"
                     with m.Case(Opcode.LAYERNORM):
                         m.d.sync += [affine_index.eq(0), affine_streaming.eq(1),
-                                     owner.eq(2)]
+                                     owner.eq(Owner.LAYERNORM)]
                         m.next = "AFFINE"
                     with m.Case(Opcode.GEMM):
                         m.d.sync += [tensor_index.eq(word.arg), gemm_raw.eq(0),
@@ -437,11 +402,11 @@ class LayerEngine(wiring.Component):
                                      gemm_act_stride.eq(stride(word.src_a)),
                                      gemm_out_base.eq(base(word.dst)),
                                      gemm_out_stride.eq(stride(word.dst)),
-                                     gemm_tokens.eq(rows), owner.eq(1)]
+                                     gemm_tokens.eq(rows), owner.eq(Owner.GEMM)]
                         m.next = "GEMM_ISSUE"
                     with m.Case(Opcode.ATTENTION_SCORES, Opcode.ATTENTION_CONTEXT):
                         scores = word.opcode == Opcode.ATTENTION_SCORES
-                        offset = word.arg * (mm.head_dim // c)
+                        offset = word.arg * params.head_vectors
                         m.d.comb += [stager.start.eq(1), stager.transpose.eq(scores),
                                      stager.src_base.eq(base(word.src_b) + offset),
                                      stager.stride.eq(stride(word.src_b)),
@@ -459,24 +424,26 @@ class LayerEngine(wiring.Component):
                                      gemm_tokens.eq(rows)]
                         m.next = "STAGE"
                     with m.Case(Opcode.SOFTMAX):
-                        start_rows("softmax", word.src_a, word.dst, rows, rows)
-                        m.d.sync += owner.eq(3)
+                        start_rows(Owner.SOFTMAX, word.src_a, word.dst, rows, rows)
+                        m.d.sync += owner.eq(Owner.SOFTMAX)
                         m.next = "ROWS"
                     with m.Case(Opcode.GELU):
-                        start_rows("gelu", word.src_a, word.dst, rows, constants.ffn)
-                        m.d.sync += owner.eq(4)
+                        start_rows(Owner.GELU, word.src_a, word.dst, rows, constants.ffn)
+                        m.d.sync += owner.eq(Owner.GELU)
                         m.next = "ROWS"
                     with m.Case(Opcode.RESIDUAL):
-                        m.d.comb += [residual.start.eq(1), residual.a_base.eq(base(word.src_a)),
-                                     residual.b_base.eq(base(word.src_b)),
-                                     residual.out_base.eq(base(word.dst)),
-                                     residual.stride.eq(stride(word.dst)),
-                                     residual.rows.eq(rows),
-                                     residual.words.eq(mm.hidden // c)]
-                        m.d.sync += owner.eq(5)
+                        m.d.comb += [residual_unit.start.eq(1),
+                                     residual_unit.a_base.eq(base(word.src_a)),
+                                     residual_unit.b_base.eq(base(word.src_b)),
+                                     residual_unit.out_base.eq(base(word.dst)),
+                                     residual_unit.stride.eq(stride(word.dst)),
+                                     residual_unit.rows.eq(rows),
+                                     residual_unit.words.eq(params.hidden_vectors)]
+                        m.d.sync += owner.eq(Owner.RESIDUAL)
                         m.next = "ROWS"
                     with m.Case(Opcode.TOKEN_GATHER):
-                        protected, fuse = word.arg2[:8], word.arg2[8]
+                        protected = word.arg2[:GATHER_PROTECTED_BITS]
+                        fuse = word.arg2[GATHER_PROTECTED_BITS]
                         dropped = rows != word.arg
                         m.d.comb += [gather_stage.start.eq(1), gather_stage.tokens.eq(rows),
                                      gather_stage.keep.eq(word.arg - protected
@@ -486,7 +453,7 @@ class LayerEngine(wiring.Component):
                                      gather_stage.src_base.eq(base(word.src_a)),
                                      gather_stage.dst_base.eq(base(word.dst)),
                                      gather_stage.stride.eq(stride(word.dst))]
-                        m.d.sync += owner.eq(6)
+                        m.d.sync += owner.eq(Owner.GATHER)
                         m.next = "GATHER"
                     with m.Default():          # not an instruction this engine runs
                         m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(1)]
@@ -498,23 +465,23 @@ class LayerEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += affine_index.eq(affine_index + 1)
             with m.State("AFFINE_LAST"):
-                start_rows("layernorm", instruction.src_a, instruction.dst, rows, mm.hidden)
+                start_rows(Owner.LAYERNORM, instruction.src_a, instruction.dst, rows, mm.hidden)
                 m.next = "ROWS"
             with m.State("ROWS"):
-                finished = (writers["layernorm"].finished | writers["softmax"].finished
-                            | writers["gelu"].finished | residual.finished)
+                finished = (writers[Owner.LAYERNORM].finished | writers[Owner.SOFTMAX].finished
+                            | writers[Owner.GELU].finished | residual_unit.finished)
                 with m.If(finished):
                     m.d.comb += op_done.eq(1)
-                    m.d.sync += owner.eq(0)
+                    m.d.sync += owner.eq(Owner.LOAD)
                     m.next = "FETCH"
             with m.State("GATHER"):
                 with m.If(gather_stage.finished):
                     m.d.comb += op_done.eq(1)
-                    m.d.sync += [owner.eq(0), rows.eq(instruction.arg)]
+                    m.d.sync += [owner.eq(Owner.LOAD), rows.eq(instruction.arg)]
                     m.next = "FETCH"
             with m.State("STAGE"):
                 with m.If(stager.finished):
-                    m.d.sync += [staging.eq(0), owner.eq(1)]
+                    m.d.sync += [staging.eq(0), owner.eq(Owner.GEMM)]
                     m.next = "GEMM_ISSUE"
             with m.State("GEMM_ISSUE"):
                 m.d.comb += gemm.job.valid.eq(1)
@@ -523,7 +490,7 @@ class LayerEngine(wiring.Component):
             with m.State("GEMM_WAIT"):
                 with m.If(gemm.done):
                     m.d.comb += op_done.eq(1)
-                    m.d.sync += owner.eq(0)
+                    m.d.sync += owner.eq(Owner.LOAD)
                     m.next = "FETCH"
 
         # ---- counters and trace --------------------------------------------------------------
@@ -539,4 +506,3 @@ class LayerEngine(wiring.Component):
                         self.opcode_cycles[code] + instruction_cycles + 1)
         with m.Elif(running):
             m.d.sync += instruction_cycles.eq(instruction_cycles + 1)
-        return m
