@@ -33,6 +33,7 @@ __all__ = [
     "HardwareParams",
     "AcceleratorConfig",
     "minimum_buffers",
+    "block_words",
     "preset_names",
     "load_config",
 ]
@@ -125,8 +126,13 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
-def _block_words(block_rows: int, block_cols: int, array_cols: int) -> int:
-    # One pruning block, stored as words of ``array_cols`` operands.
+def block_words(block_rows: int, block_cols: int, array_cols: int) -> int:
+    """Weight words of one pruning block, stored as words of ``array_cols`` operands (the one
+    definition: ``sw.engine_params``, ``sw.packing`` and ``hw.gemm.geometry`` call it).
+
+    >>> block_words(32, 32, 16)
+    64
+    """
     return _ceil_div(block_rows * block_cols, array_cols)
 
 
@@ -249,7 +255,7 @@ class HardwareParams:
                 f"block_cols ({self.block_cols}) must be a multiple of array_rows "
                 f"({self.array_rows}), so the array tiles the block"
             )
-        needed = _block_words(self.block_rows, self.block_cols, self.array_cols)
+        needed = block_words(self.block_rows, self.block_cols, self.array_cols)
         if self.weight_buffer_depth < needed:
             raise ConfigError(
                 f"weight_buffer_depth ({self.weight_buffer_depth}) is too small: one block_rows "
@@ -304,7 +310,7 @@ def minimum_buffers(
     widest = max(model.hidden_size, model.ffn_size)
     return {
         "act_buffer_depth": _ceil_div(model.tokens * widest, array_rows),
-        "weight_buffer_depth": _block_words(block_rows, block_cols, array_cols),
+        "weight_buffer_depth": block_words(block_rows, block_cols, array_cols),
         "out_buffer_depth": _ceil_div(model.tokens * widest, array_cols),
     }
 

@@ -32,7 +32,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from sw.config import AcceleratorConfig, ConfigError
+from sw.config import AcceleratorConfig, ConfigError, block_words
 from sw.image.program import layer_program
 from sw.isa import TENSOR_ROLES, Buffer
 
@@ -172,7 +172,8 @@ class EngineParams:
         program = layer_program(range(m.num_heads), tokens=m.tokens, token_keep=1)
         return EngineParams(
             config=config, array_rows=hw.array_rows, lanes=lanes, block_rows=hw.block_rows,
-            block_cols=hw.block_cols, words_per_block=hw.block_rows * hw.block_cols // lanes,
+            block_cols=hw.block_cols,
+            words_per_block=block_words(hw.block_rows, hw.block_cols, lanes),
             ffn_step=math.lcm(hw.block_rows, hw.block_cols), tokens=m.tokens, keys=keys,
             hidden=m.hidden_size, heads=m.num_heads, head_dim=m.head_dim, ffn=m.ffn_size,
             role_shapes=role_shapes, memory_map=_memory_map(config, keys),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sw.block_sparse import BlockSparseMatrix
+from sw.config import block_words
 from sw.numerics import SHIFT_WIDTH
 
 
@@ -243,7 +244,7 @@ def pack_resident_weight(matrix: BlockSparseMatrix, bias, multiplier, shift, *, 
         if value < 0:
             raise ValueError(f"{name} must be a non-negative word address, not {value}")
     block_rows, block_cols = matrix.block_shape
-    words_per_block = block_rows * block_cols // array_cols
+    words_per_block = block_words(block_rows, block_cols, array_cols)
     return ResidentWeightImage(
         first_block=first_block, row_ptr_base=row_ptr_base, quant_base=quant_base,
         weight_addr=first_block * words_per_block,

@@ -12,7 +12,7 @@ from functools import cached_property
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from sw.config import AcceleratorConfig
+from sw.config import AcceleratorConfig, block_words
 from sw.numerics import SHIFT_WIDTH
 
 
@@ -93,7 +93,7 @@ class GemmGeometry:
     @property
     def words_per_block(self) -> int:
         """Weight words of one stored block."""
-        return self.block_rows * self.block_cols // self.array_cols
+        return block_words(self.block_rows, self.block_cols, self.array_cols)
 
     @property
     def max_block_rows(self) -> int:

@@ -242,35 +242,22 @@ class LayerEngine(wiring.Component):
                 max_length=lengths[owner], depth=mm.depth)
             wiring.connect(m, reader.o, unit.i)
             wiring.connect(m, unit.o, writer.i)
-            port = scratchpad.client(owner)
-            m.d.comb += [port.read_a.addr.eq(reader.mem_addr),
-                         reader.mem_data.eq(port.read_a.data),
-                         port.write.addr.eq(writer.mem_addr), port.write.data.eq(writer.mem_data),
-                         port.write.en.eq(writer.mem_en)]
+            wiring.connect(m, reader.scratch, scratchpad.client(owner).read_a)
+            wiring.connect(m, writer.scratch, scratchpad.client(owner).write)
         m.submodules.residual = residual = ResidualAdd(
             vector_lanes=c, in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS,
             multiplier_width=hw.multiplier_width, max_rows=mm.tokens,
             max_words=mm.regions[Buffer.INPUT].stride, depth=mm.depth)
-        port = scratchpad.client(Owner.RESIDUAL)
-        m.d.comb += [port.read_a.addr.eq(residual.a_addr), port.read_b.addr.eq(residual.b_addr),
-                     residual.a_data.eq(port.read_a.data), residual.b_data.eq(port.read_b.data),
-                     port.write.addr.eq(residual.mem_addr), port.write.data.eq(residual.mem_data),
-                     port.write.en.eq(residual.mem_en)]
+        wiring.connect(m, residual.scratch, scratchpad.client(Owner.RESIDUAL))
         g = self._gemm_geometry
         m.submodules.stager = stager = WeightStager(
             lanes=c, block_rows=hw.block_rows, block_cols=hw.block_cols, keys=mm.keys,
             head_dim=mm.head_dim, data_width=hw.data_width, max_rows=mm.tokens,
             depth=mm.depth, weight_depth=g.weight_depth)
-        m.d.comb += [scratchpad.stager.addr.eq(stager.mem_addr),
-                     stager.mem_data.eq(scratchpad.stager.data)]
+        wiring.connect(m, stager.scratch, scratchpad.stager)
         m.submodules.gather_stage = gather_stage = GatherStage(cfg, depth=mm.depth, lanes=c)
-        port = scratchpad.client(Owner.GATHER)
-        m.d.comb += [port.read_a.addr.eq(gather_stage.mem_addr),
-                     gather_stage.mem_data.eq(port.read_a.data),
-                     port.write.addr.eq(gather_stage.write_addr),
-                     port.write.data.eq(gather_stage.write_data),
-                     port.write.en.eq(gather_stage.write_en)]
-        port = scratchpad.client(Owner.GEMM)
+        wiring.connect(m, gather_stage.scratch, scratchpad.client(Owner.GATHER))
+        port = scratchpad.client(Owner.GEMM)           # the GEMM's operands are narrower
         act_lanes = Signal(gemm.signature.members["act_data"].shape)
         for lane in range(hw.array_rows):
             width = act_lanes[lane].shape().width
@@ -350,11 +337,11 @@ class LayerEngine(wiring.Component):
 
         # every head's CLS probability row goes into the token scores as it is written
         softmax_writer = writers[Owner.SOFTMAX]
-        m.d.comb += [gather_stage.add.eq((owner == Owner.SOFTMAX) & softmax_writer.mem_en
+        m.d.comb += [gather_stage.add.eq((owner == Owner.SOFTMAX) & softmax_writer.scratch.en
                                          & (softmax_writer.row == 0)),
                      gather_stage.first.eq(instruction.arg == 0),
                      gather_stage.add_word.eq(softmax_writer.word),
-                     gather_stage.add_data.eq(softmax_writer.mem_data)]
+                     gather_stage.add_data.eq(softmax_writer.scratch.data)]
 
         # affine set streaming into LayerNorm
         affine_index = Signal(range(self._affine_beats + 1))

@@ -22,6 +22,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.layer.scratchpad import ScratchClient
 from sw.engine_params import LANE_WIDTH
 from hw.tokens.token_gather import GatherTarget, TokenGather
 
@@ -35,7 +36,8 @@ class GatherStage(wiring.Component):
         Add vector ``add_data`` (``C`` probabilities) into scores ``add_word * C ..``
         (``first``: replace instead of add).
     start, tokens, keep, protected, fuse, src_base, dst_base, stride : In
-    mem_addr / mem_data : scratchpad read port; write_addr, write_data, write_en : write port.
+    scratch : Out(ScratchClient(depth=depth, lanes=lanes))
+        Reads rows through ``read_a`` (``read_b`` unused), writes them through ``write``.
     finished : Out(1)
     """
 
@@ -53,8 +55,7 @@ class GatherStage(wiring.Component):
             "protected": In(range(g.tokens + 1)), "fuse": In(1),
             "src_base": In(range(depth)), "dst_base": In(range(depth)),
             "stride": In(range(depth)),
-            "mem_addr": Out(range(depth)), "mem_data": In(vector),
-            "write_addr": Out(range(depth)), "write_data": Out(vector), "write_en": Out(1),
+            "scratch": Out(ScratchClient(depth=depth, lanes=lanes)),
             "finished": Out(1),
         })
 
@@ -97,7 +98,7 @@ class GatherStage(wiring.Component):
                 element = v * c + lane
                 m.d.comb += assembled[element].eq(Mux(
                     arriving & (arriving_vector == v),
-                    self.mem_data[lane][:g.element_width].as_signed(), row[element]))
+                    self.scratch.read_a.data[lane][:g.element_width].as_signed(), row[element]))
         m.d.sync += row.eq(assembled)
 
         load = gather.load.payload
@@ -113,9 +114,10 @@ class GatherStage(wiring.Component):
         last_vector = splitting & (split_vector == words - 1)
         take = gather.out.valid & gather.out.ready
         m.d.comb += gather.out.ready.eq(~splitting | last_vector)
-        m.d.comb += [self.write_en.eq(splitting), self.write_addr.eq(out_addr + split_vector)]
+        m.d.comb += [self.scratch.write.en.eq(splitting),
+                     self.scratch.write.addr.eq(out_addr + split_vector)]
         for lane in range(c):
-            m.d.comb += self.write_data[lane].eq(
+            m.d.comb += self.scratch.write.data[lane].eq(
                 out_row.as_value().word_select(split_vector * c + lane, g.element_width)
                 .as_signed())
         with m.If(splitting):
@@ -150,7 +152,7 @@ class GatherStage(wiring.Component):
                     m.d.sync += [token.eq(0), vector.eq(0), row_addr.eq(src_base)]
                     m.next = "ROWS"
             with m.State("ROWS"):
-                m.d.comb += self.mem_addr.eq(row_addr + vector)
+                m.d.comb += self.scratch.read_a.addr.eq(row_addr + vector)
                 m.d.sync += [arriving.eq(1), arriving_vector.eq(vector), arriving_row.eq(token)]
                 with m.If(vector == words - 1):
                     m.d.sync += [vector.eq(0), token.eq(token + 1),

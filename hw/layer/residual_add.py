@@ -14,7 +14,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.gemm.requantizer import Requantizer
-from sw.engine_params import LANE_WIDTH
+from hw.layer.scratchpad import ScratchClient
 from sw.cycle_model.layer_engine import RESIDUAL_LATENCY
 from sw.numerics import SHIFT_WIDTH
 
@@ -48,16 +48,13 @@ class ResidualAdd(wiring.Component):
         self._c, self._in_width, self._out_width = vector_lanes, in_width, out_width
         self._multiplier_width = multiplier_width
         self._max_rows, self._max_words, self._depth = max_rows, max_words, depth
-        vector = data.ArrayLayout(signed(LANE_WIDTH), vector_lanes)
         super().__init__({
             "start": In(1),
             "constants": In(residual_constants_layout(multiplier_width)),
             "a_base": In(range(depth)), "b_base": In(range(depth)), "out_base": In(range(depth)),
             "stride": In(range(max_words * 8 + 1)),
             "rows": In(range(max_rows + 1)), "words": In(range(max_words + 1)),
-            "a_addr": Out(range(depth)), "a_data": In(vector),
-            "b_addr": Out(range(depth)), "b_data": In(vector),
-            "mem_addr": Out(range(depth)), "mem_data": Out(vector), "mem_en": Out(1),
+            "scratch": Out(ScratchClient(depth=depth, lanes=vector_lanes)),
             "finished": Out(1),
         })
 
@@ -91,7 +88,8 @@ class ResidualAdd(wiring.Component):
             with m.Else():
                 m.d.sync += word.eq(word + 1)
         position = offset + word
-        m.d.comb += [self.a_addr.eq(a_base + position), self.b_addr.eq(b_base + position)]
+        m.d.comb += [self.scratch.read_a.addr.eq(a_base + position),
+                     self.scratch.read_b.addr.eq(b_base + position)]
 
         # data of the address issued last cycle arrives now; register the scaled sum
         read_valid, read_tag = Signal(), Signal(range(self._depth))
@@ -100,8 +98,8 @@ class ResidualAdd(wiring.Component):
         scaled_valid, scaled_tag = Signal(), Signal(range(self._depth))
         constants = self.constants
         for lane in range(c):
-            a = self.a_data[lane][:self._in_width].as_signed()
-            b = self.b_data[lane][:self._in_width].as_signed()
+            a = self.scratch.read_a.data[lane][:self._in_width].as_signed()
+            b = self.scratch.read_b.data[lane][:self._in_width].as_signed()
             m.d.sync += scaled[lane].eq(a * constants.multiplier_a + b * constants.multiplier_b)
         m.d.sync += [scaled_valid.eq(read_valid), scaled_tag.eq(read_tag)]
         m.d.comb += [requantizer.i.valid.eq(scaled_valid), requantizer.i.payload.acc.eq(scaled),
@@ -109,10 +107,10 @@ class ResidualAdd(wiring.Component):
         for lane in range(c):
             m.d.comb += [requantizer.i.payload.multiplier[lane].eq(1),
                          requantizer.i.payload.shift[lane].eq(constants.shift)]
-        m.d.comb += [self.mem_addr.eq(requantizer.o.payload.tag),
-                     self.mem_en.eq(requantizer.o.valid)]
+        m.d.comb += [self.scratch.write.addr.eq(requantizer.o.payload.tag),
+                     self.scratch.write.en.eq(requantizer.o.valid)]
         for lane in range(c):
-            m.d.comb += self.mem_data[lane].eq(requantizer.o.payload.data[lane])
+            m.d.comb += self.scratch.write.data[lane].eq(requantizer.o.payload.data[lane])
         total = Signal(range(max(self._max_rows * self._max_words, 1) + 1))
         written = Signal.like(total)
         with m.If(self.start):

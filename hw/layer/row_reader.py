@@ -9,10 +9,11 @@ cycle it is ready, from ``FIRST_BEAT_DELAY`` (``sw.cycle_model.layer_engine``) c
 cycle later and enters the FIFO, whose output shows it the cycle after that.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.layer.scratchpad import ScratchRead
 from sw.engine_params import LANE_WIDTH
 
 #: Vectors in flight between the memory and the beat cutter.
@@ -50,7 +51,8 @@ class RowReader(wiring.Component):
     -------
     start : In(1)
         Latches ``base``, ``stride``, ``rows``, ``length`` and begins.
-    mem_addr : Out(range(depth)), mem_data : In(vector)
+    scratch : Out(ScratchRead(depth=depth, lanes=vector_lanes))
+        The scratchpad read port it walks.
         Synchronous read port of the scratchpad.
     o : Out(stream.Signature(ArrayLayout(out_shape, lanes)))
     busy : Out(1)
@@ -70,8 +72,7 @@ class RowReader(wiring.Component):
             "stride": In(range(self._max_words * 8 + 1)),
             "rows": In(range(max_rows + 1)),
             "length": In(range(max_length + 1)),
-            "mem_addr": Out(range(depth)),
-            "mem_data": In(data.ArrayLayout(signed(LANE_WIDTH), vector_lanes)),
+            "scratch": Out(ScratchRead(depth=depth, lanes=vector_lanes)),
             "o": Out(stream.Signature(data.ArrayLayout(out_shape, lanes))),
             "busy": Out(1),
         })
@@ -96,9 +97,9 @@ class RowReader(wiring.Component):
         pending = Signal()
         issue = Signal()
         m.d.comb += [issue.eq(fetching & (queue.level + pending < QUEUE_DEPTH)),
-                     self.mem_addr.eq(addr)]
+                     self.scratch.addr.eq(addr)]
         m.d.sync += pending.eq(issue)
-        m.d.comb += [queue.w_en.eq(pending), queue.w_data.eq(self.mem_data.as_value())]
+        m.d.comb += [queue.w_en.eq(pending), queue.w_data.eq(self.scratch.data.as_value())]
 
         # ---- consumer: cut the head vector into beats --------------------------------------
         emitting = Signal()

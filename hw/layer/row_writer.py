@@ -10,6 +10,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.layer.scratchpad import ScratchWrite
 from sw.engine_params import LANE_WIDTH
 from hw.layer.row_reader import latched_row_shape
 
@@ -23,7 +24,7 @@ class RowWriter(wiring.Component):
         Latches ``base``, ``stride``, ``rows``, ``length``.
     i : In(stream.Signature(ArrayLayout(in_shape, lanes)))
         Always ready.
-    mem_addr, mem_data, mem_en : Out
+    scratch : Out(ScratchWrite(depth=depth, lanes=vector_lanes))
         Write port of the scratchpad.
     row, word : Out
         Row and vector index of the current write (for taps such as the CLS-score sum).
@@ -45,9 +46,7 @@ class RowWriter(wiring.Component):
             "rows": In(range(max_rows + 1)),
             "length": In(range(max_length + 1)),
             "i": In(stream.Signature(data.ArrayLayout(in_shape, lanes))),
-            "mem_addr": Out(range(depth)),
-            "mem_data": Out(data.ArrayLayout(signed(LANE_WIDTH), vector_lanes)),
-            "mem_en": Out(1),
+            "scratch": Out(ScratchWrite(depth=depth, lanes=vector_lanes)),
             "row": Out(range(max_rows + 1)),
             "word": Out(range(self._max_words + 1)),
             "finished": Out(1),
@@ -73,8 +72,9 @@ class RowWriter(wiring.Component):
             beat_lane = self.i.payload[lane % lanes]
             m.d.comb += incoming[lane].eq(Mux(sub == lane // lanes, beat_lane, held[lane]))
         closing = self.i.valid & (sub == word_subs - 1)
-        m.d.comb += [self.mem_addr.eq(row_addr + self.word), self.mem_data.eq(incoming),
-                     self.mem_en.eq(closing)]
+        m.d.comb += [self.scratch.addr.eq(row_addr + self.word),
+                     self.scratch.data.eq(incoming),
+                     self.scratch.en.eq(closing)]
 
         with m.If(self.start):
             m.d.sync += [

@@ -17,7 +17,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.engine_params import LANE_WIDTH
+from hw.layer.scratchpad import ScratchRead
 
 
 class WeightStager(wiring.Component):
@@ -34,7 +34,8 @@ class WeightStager(wiring.Component):
     start : In(1)
         Latches ``transpose`` (keys) or not (values), ``src_base`` (the head's first vector
         of row 0), ``stride``, ``tokens`` and ``dst`` (first weight word).
-    mem_addr / mem_data : scratchpad read port.
+    scratch : Out(ScratchRead(depth=depth, lanes=lanes))
+        The scratchpad read port.
     weight_addr, weight_data, weight_en : Out
         Weight-memory writes (to the GEMM engine's load port).
     finished : Out(1)
@@ -53,8 +54,7 @@ class WeightStager(wiring.Component):
             "start": In(1), "transpose": In(1),
             "src_base": In(range(depth)), "stride": In(range(depth)),
             "tokens": In(range(max_rows + 1)), "dst": In(range(weight_depth)),
-            "mem_addr": Out(range(depth)),
-            "mem_data": In(data.ArrayLayout(signed(LANE_WIDTH), lanes)),
+            "scratch": Out(ScratchRead(depth=depth, lanes=lanes)),
             "weight_addr": Out(range(weight_depth)),
             "weight_data": Out(data.ArrayLayout(signed(data_width), lanes)),
             "weight_en": Out(1),
@@ -97,7 +97,7 @@ class WeightStager(wiring.Component):
             with m.State("READ"):
                 # row key_tile*C + step, vector feat_tile of it
                 m.d.comb += key.eq(key_tile * c + step)
-                m.d.comb += self.mem_addr.eq(src_base + key * stride + feat_tile)
+                m.d.comb += self.scratch.addr.eq(src_base + key * stride + feat_tile)
                 m.d.sync += [reading_valid.eq(1), reading_zero.eq(key >= tokens),
                              reading_index.eq(step)]
                 with m.If(step == c - 1):
@@ -135,5 +135,5 @@ class WeightStager(wiring.Component):
         with m.If(reading_valid):
             for lane in range(c):
                 m.d.sync += tile[reading_index][lane].eq(
-                    Mux(reading_zero, 0, self.mem_data[lane][:self._data_width].as_signed()))
+                    Mux(reading_zero, 0, self.scratch.data[lane][:self._data_width].as_signed()))
         return m

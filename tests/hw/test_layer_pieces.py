@@ -9,12 +9,12 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, signed, unsigned
 from amaranth.lib.memory import Memory
 
-from hw.layer.memory_map import LANE_WIDTH
 from hw.layer.residual_add import ResidualAdd
 from hw.layer.row_reader import RowReader
 from hw.layer.row_writer import RowWriter
 from hw.layer.weight_stager import WeightStager
 from sw.block_sparse import BlockSparseMatrix
+from sw.engine_params import LANE_WIDTH
 from sw.cycle_model.layer_engine import FIRST_BEAT_DELAY, RESIDUAL_LATENCY, stage_tile_cycles
 from sw.golden.kernels import residual_add_int, residual_constants
 from sw.packing import pack_lanes, pack_weights, rows_to_beats, unpack_lanes
@@ -24,9 +24,10 @@ WORD = unsigned(C * LANE_WIDTH)        # a vector's bits (lane 0 lowest), as sw.
 
 
 class _OnMemory(Elaboratable):
-    """``dut`` with its read ports on one memory of vectors and, if it writes, a second one."""
+    """``dut`` with its read ports (``ScratchRead`` interfaces) on one memory of vectors and its
+    write port (a ``ScratchWrite``), if any, on a second one."""
 
-    def __init__(self, dut, init, *, reads=("mem",), write=None, depth=256):
+    def __init__(self, dut, init, *, reads, write=None, depth=256):
         self.dut, self.reads, self.write = dut, reads, write
         self.memory = Memory(shape=WORD, depth=depth, init=init)
         self.output = Memory(shape=WORD, depth=depth, init=[])
@@ -35,16 +36,13 @@ class _OnMemory(Elaboratable):
         m = Module()
         m.submodules.dut, m.submodules.memory = self.dut, self.memory
         m.submodules.output = self.output
-        for name in self.reads:
+        for read in self.reads:
             port = self.memory.read_port()
-            m.d.comb += [port.addr.eq(getattr(self.dut, f"{name}_addr")),
-                         getattr(self.dut, f"{name}_data").eq(port.data)]
-        if self.write:
+            m.d.comb += [port.addr.eq(read.addr), read.data.eq(port.data)]
+        if self.write is not None:
             port = self.output.write_port()
-            addr, data_, en = self.write
-            m.d.comb += [port.addr.eq(getattr(self.dut, addr)),
-                         port.data.eq(getattr(self.dut, data_)),
-                         port.en.eq(getattr(self.dut, en))]
+            m.d.comb += [port.addr.eq(self.write.addr), port.data.eq(self.write.data),
+                         port.en.eq(self.write.en)]
         return m
 
 
@@ -77,7 +75,7 @@ def test_row_reader_beats_and_timing(run_simulation, lanes, length, ready_every)
     init = [0] * base + _vectors(rows, stride)
     reader = RowReader(vector_lanes=C, lanes=lanes, out_shape=signed(16), max_rows=8,
                        max_length=32, depth=256)
-    top = _OnMemory(reader, init)
+    top = _OnMemory(reader, init, reads=[reader.scratch])
     expected = rows_to_beats(rows, lanes).tolist()
     seen = []
 
@@ -112,7 +110,7 @@ def test_row_writer_builds_vectors(run_simulation, lanes, length):
     base = 5
     writer = RowWriter(vector_lanes=C, lanes=lanes, in_shape=unsigned(8), max_rows=8,
                        max_length=32, depth=256)
-    top = _OnMemory(writer, [], reads=(), write=("mem_addr", "mem_data", "mem_en"))
+    top = _OnMemory(writer, [], reads=[], write=writer.scratch)
     beats = rows_to_beats(rows, lanes).tolist()
     finished = []
 
@@ -146,7 +144,8 @@ def test_residual_add_is_the_golden_add(run_simulation):
     init = _vectors(a, stride) + [0] * (b_base - tokens * stride) + _vectors(b, stride)
     unit = ResidualAdd(vector_lanes=C, in_width=16, out_width=16, multiplier_width=16,
                        max_rows=8, max_words=4, depth=256)
-    top = _OnMemory(unit, init, reads=("a", "b"), write=("mem_addr", "mem_data", "mem_en"))
+    top = _OnMemory(unit, init, reads=[unit.scratch.read_a, unit.scratch.read_b],
+                    write=unit.scratch.write)
     cycles = []
 
     async def testbench(ctx):
@@ -180,7 +179,7 @@ def test_weight_stager_writes_dense_key_and_value_tiles(run_simulation, transpos
     stager = WeightStager(lanes=C, block_rows=block[0], block_cols=block[1], keys=keys,
                           head_dim=head_dim, data_width=8, max_rows=8, depth=256,
                           weight_depth=256)
-    top = _OnMemory(stager, _vectors(rows, stride))
+    top = _OnMemory(stager, _vectors(rows, stride), reads=[stager.scratch])
     head = np.zeros((keys, head_dim), np.int64)
     head[:tokens] = rows[:, head_dim:]                             # keys past the tokens: 0
     weight = head if transpose else head.T
