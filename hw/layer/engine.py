@@ -6,8 +6,9 @@ GELU and LayerNorm units (``hw.units``), the residual-add unit, the weight stage
 head's keys and values into GEMM weights, and three parts of its own: the load port and
 instruction store (``hw.layer.loader``), the scratchpad holding every buffer of the program
 with the arbiter that gives its ports to the running unit (``hw.layer.scratchpad``), and the
-sequencer here, which fetches the program's instructions (``sw.isa``) and runs them one after
-the other. Every size comes from ``sw.engine_params.EngineParams``. The head-skip control is
+sequencer (``hw.layer.sequencer``), which fetches the program's instructions (``sw.isa``) and
+runs them one after the other. This module builds and connects them; every size comes from
+``sw.engine_params.EngineParams``. The head-skip control is
 the program itself: the exporter emits attention instructions for the kept heads only, and
 the Q, K, V weights hold the kept heads' rows only, so nothing of a removed head is fetched or
 computed.
@@ -19,7 +20,7 @@ records its cycles in a trace memory, and per opcode it keeps a busy counter.
 
 from dataclasses import replace
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -32,23 +33,18 @@ from hw.layer.residual_add import ResidualAdd, residual_constants_layout
 from hw.layer.row_reader import RowReader
 from hw.layer.row_writer import RowWriter
 from hw.layer.scratchpad import Owner, ScratchpadArbiter, vector_layout
+from hw.layer.sequencer import COUNTER_WIDTH, ROW_UNITS, Sequencer, drive
 from hw.layer.weight_stager import WeightStager
 from hw.units.gelu import Gelu
 from hw.units.layernorm import LayerNorm
 from hw.units.softmax import Softmax
 from sw.config import AcceleratorConfig
-from sw.engine_params import ENGINE_TENSORS, KEYS, VALUES, EngineParams, LayerMemoryMap
+from sw.engine_params import ENGINE_TENSORS, EngineParams, LayerMemoryMap
 from sw.golden.encoder_layer import RESIDUAL_BITS
-from sw.isa import GATHER_PROTECTED_BITS, INSTRUCTION_BITS, Buffer, Opcode
+from sw.isa import INSTRUCTION_BITS, Buffer, Opcode
 
 __all__ = ["COUNTER_WIDTH", "CONSTANT_CHUNK", "EngineTarget", "program_capacity",
            "instruction_layout", "engine_gemm_geometry", "build_layer_engine", "LayerEngine"]
-
-#: Width of the cycle counters and trace entries.
-COUNTER_WIDTH = 32
-
-#: The units that run from scratchpad rows to scratchpad rows, by their :class:`Owner`.
-ROW_UNITS = (Owner.LAYERNORM, Owner.SOFTMAX, Owner.GELU)
 
 
 def program_capacity(config: AcceleratorConfig) -> int:
@@ -214,9 +210,7 @@ class LayerEngine(wiring.Component):
         m.submodules.layernorm = layernorm = self._layernorm
         m.submodules.loader = loader = self._loader
         m.submodules.scratchpad = scratchpad = self._scratchpad
-        running = Signal()
-        m.d.comb += [loader.running.eq(running),
-                     scratchpad.readback.addr.eq(self.read_addr),
+        m.d.comb += [scratchpad.readback.addr.eq(self.read_addr),
                      self.read_data.eq(scratchpad.readback.data)]
         wiring.connect(m, wiring.flipped(self.load), loader.load)
         wiring.connect(m, loader.scratch, scratchpad.load)
@@ -268,10 +262,52 @@ class LayerEngine(wiring.Component):
             m.d.comb += port.write.data[lane].eq(gemm.out_data[lane])
         m.d.comb += [softmax.constants.eq(constants.softmax), gelu.constants.eq(constants.gelu)]
 
+        # ---- sequencer -----------------------------------------------------------------------
+        m.submodules.sequencer = sequencer = Sequencer(
+            params=self._params, program_depth=self._program_depth,
+            affine_beats=self._affine_beats, constants_layout=self._constants_layout,
+            readers=readers, writers=writers, residual=residual, stager=stager,
+            gather=gather_stage, gemm=gemm)
+        wiring.connect(m, wiring.flipped(self.job), sequencer.job)
+        wiring.connect(m, sequencer.gemm_job, gemm.job)
+        for owner in ROW_UNITS:
+            drive(m, readers[owner], getattr(sequencer, f"{owner.name.lower()}_reader"))
+            drive(m, writers[owner], getattr(sequencer, f"{owner.name.lower()}_writer"))
+        drive(m, residual, sequencer.residual)
+        drive(m, stager, sequencer.stager)
+        drive(m, gather_stage, sequencer.gather)
+        m.d.comb += [
+            self.done.eq(sequencer.done), self.error.eq(sequencer.error),
+            self.cycles.eq(sequencer.cycles), self.opcode_cycles.eq(sequencer.opcode_cycles),
+            loader.running.eq(sequencer.running), loader.program_addr.eq(sequencer.pc),
+            sequencer.instruction.eq(loader.instruction), sequencer.constants.eq(constants),
+            scratchpad.owner.eq(sequencer.owner), scratchpad.staging.eq(sequencer.staging),
+            trace_write.addr.eq(sequencer.trace_addr), trace_write.data.eq(sequencer.trace_data),
+            trace_write.en.eq(sequencer.trace_en),
+            sequencer.rows_finished.eq(writers[Owner.LAYERNORM].finished
+                                       | writers[Owner.SOFTMAX].finished
+                                       | writers[Owner.GELU].finished | residual.finished),
+            sequencer.stager_finished.eq(stager.finished),
+            sequencer.gather_finished.eq(gather_stage.finished),
+            sequencer.gemm_done.eq(gemm.done),
+            # the current LAYERNORM / RESIDUAL's constants; gamma / beta streamed from the loader
+            residual.constants.eq(constants.residual[sequencer.residual_set]),
+            layernorm.constants.eq(constants.layernorm[sequencer.layernorm_set]),
+            loader.affine_addr.eq(sequencer.affine_addr),
+            layernorm.affine.payload.eq(loader.affine_data),
+            layernorm.affine.valid.eq(sequencer.affine_valid),
+        ]
+        # every head's CLS probability row goes into the token scores as it is written
+        softmax_writer = writers[Owner.SOFTMAX]
+        m.d.comb += [gather_stage.add.eq((sequencer.owner == Owner.SOFTMAX)
+                                         & softmax_writer.scratch.en
+                                         & (softmax_writer.row == 0)),
+                     gather_stage.first.eq(sequencer.current.arg == 0),
+                     gather_stage.add_word.eq(softmax_writer.word),
+                     gather_stage.add_data.eq(softmax_writer.scratch.data)]
+
         # GEMM load port: the loader while idle, the stager while staging
-        staging = Signal()
-        m.d.comb += scratchpad.staging.eq(staging)
-        with m.If(staging):
+        with m.If(sequencer.staging):
             m.d.comb += [gemm.load.payload.target.eq(GemmTarget.WEIGHT),
                          gemm.load.payload.addr.eq(stager.weight_addr),
                          gemm.load.payload.data.eq(stager.weight_data),
@@ -279,217 +315,4 @@ class LayerEngine(wiring.Component):
         with m.Else():
             m.d.comb += [gemm.load.payload.eq(loader.gemm.payload),
                          gemm.load.valid.eq(loader.gemm.valid)]
-
-        self._sequence(m, running=running, staging=staging, trace_write=trace_write,
-                       readers=readers, writers=writers, residual=residual, stager=stager,
-                       gather_stage=gather_stage)
         return m
-
-    def _sequence(self, m, *, running, staging, trace_write, readers, writers, residual, stager,
-                  gather_stage):
-        """The sequencer: fetch, decode, start the instruction's unit, wait for its end; and
-        the cycle counters."""
-        params, mm = self._params, self._params.memory_map
-        regions = mm.regions
-        loader, scratchpad, gemm = self._loader, self._scratchpad, self._gemm
-        layernorm, residual_unit = self._layernorm, residual
-        constants = loader.constants
-        pc = Signal(range(self._program_depth + 1))
-        instruction = Signal(instruction_layout())
-        rows = Signal(range(mm.tokens + 1))          # token rows of the current buffers
-        instruction_cycles = Signal(COUNTER_WIDTH)
-        op_done = Signal()                            # comb: the instruction's last cycle
-        owner = Signal(Owner)
-        m.d.comb += [loader.program_addr.eq(pc), scratchpad.owner.eq(owner)]
-
-        buffers = list(regions)
-        bases = data.ArrayLayout(range(mm.depth + 1), len(buffers))
-        strides = data.ArrayLayout(range(mm.max_stride + 1), len(buffers))
-        base_of = Signal(bases, init=[regions[b].base for b in buffers])
-        stride_of = Signal(strides, init=[regions[b].stride for b in buffers])
-
-        def base(buffer):
-            return base_of[buffer]
-
-        def stride(buffer):
-            return stride_of[buffer]
-
-        op = instruction.opcode
-        layernorm_set = Signal()
-        residual_set = Signal()
-        m.d.comb += [residual_unit.constants.eq(constants.residual[residual_set]),
-                     layernorm.constants.eq(constants.layernorm[layernorm_set])]
-
-        # GEMM job fields of the current instruction
-        tensor_index = Signal(range(len(ENGINE_TENSORS)))
-        tensor = constants.tensors[tensor_index]
-        job = gemm.job.payload
-        gemm_raw = Signal()
-        gemm_act_base, gemm_act_stride = Signal(range(mm.depth)), Signal.like(stride_of[0])
-        gemm_out_base, gemm_out_stride = Signal(range(mm.depth)), Signal.like(stride_of[0])
-        gemm_tokens = Signal.like(rows)
-        m.d.comb += [job.tokens.eq(gemm_tokens), job.in_tiles.eq(tensor.in_tiles),
-                     job.out_block_rows.eq(tensor.out_block_rows),
-                     job.row_ptr_base.eq(tensor.row_ptr_base),
-                     job.quant_base.eq(tensor.quant_base), job.raw.eq(gemm_raw),
-                     job.act_base.eq(gemm_act_base), job.act_stride.eq(gemm_act_stride),
-                     job.out_base.eq(gemm_out_base), job.out_stride.eq(gemm_out_stride)]
-
-        # every head's CLS probability row goes into the token scores as it is written
-        softmax_writer = writers[Owner.SOFTMAX]
-        m.d.comb += [gather_stage.add.eq((owner == Owner.SOFTMAX) & softmax_writer.scratch.en
-                                         & (softmax_writer.row == 0)),
-                     gather_stage.first.eq(instruction.arg == 0),
-                     gather_stage.add_word.eq(softmax_writer.word),
-                     gather_stage.add_data.eq(softmax_writer.scratch.data)]
-
-        # affine set streaming into LayerNorm
-        affine_index = Signal(range(self._affine_beats + 1))
-        affine_streaming = Signal()
-        affine_valid = Signal()
-        m.d.comb += loader.affine_addr.eq(layernorm_set * self._affine_beats + affine_index)
-        m.d.sync += affine_valid.eq(affine_streaming)
-        m.d.comb += [layernorm.affine.payload.eq(loader.affine_data),
-                     layernorm.affine.valid.eq(affine_valid)]
-
-        def start_rows(unit, src, dst, count, length):
-            r, w = readers[unit], writers[unit]
-            m.d.comb += [r.start.eq(1), w.start.eq(1),
-                         r.base.eq(base(src)), r.stride.eq(stride(src)),
-                         w.base.eq(base(dst)), w.stride.eq(stride(dst)),
-                         r.rows.eq(count), w.rows.eq(count),
-                         r.length.eq(length), w.length.eq(length)]
-
-        with m.FSM(name="sequencer"):
-            with m.State("IDLE"):
-                m.d.comb += self.job.ready.eq(1)
-                with m.If(self.job.valid):
-                    m.d.sync += [running.eq(1), self.done.eq(0), self.error.eq(0), pc.eq(0),
-                                 rows.eq(constants.tokens), self.cycles.eq(0),
-                                 instruction_cycles.eq(0),
-                                 self.opcode_cycles.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.next = "DECODE"
-            with m.State("DECODE"):
-                word = loader.instruction
-                m.d.sync += instruction.eq(word)
-                m.d.sync += [layernorm_set.eq(word.arg[0]), residual_set.eq(word.arg[0])]
-                with m.Switch(word.opcode):
-                    with m.Case(Opcode.END):
-                        m.d.sync += [running.eq(0), self.done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Case(Opcode.LAYERNORM):
-                        m.d.sync += [affine_index.eq(0), affine_streaming.eq(1),
-                                     owner.eq(Owner.LAYERNORM)]
-                        m.next = "AFFINE"
-                    with m.Case(Opcode.GEMM):
-                        m.d.sync += [tensor_index.eq(word.arg), gemm_raw.eq(0),
-                                     gemm_act_base.eq(base(word.src_a)),
-                                     gemm_act_stride.eq(stride(word.src_a)),
-                                     gemm_out_base.eq(base(word.dst)),
-                                     gemm_out_stride.eq(stride(word.dst)),
-                                     gemm_tokens.eq(rows), owner.eq(Owner.GEMM)]
-                        m.next = "GEMM_ISSUE"
-                    with m.Case(Opcode.ATTENTION_SCORES, Opcode.ATTENTION_CONTEXT):
-                        scores = word.opcode == Opcode.ATTENTION_SCORES
-                        offset = word.arg * params.head_vectors
-                        m.d.comb += [stager.start.eq(1), stager.transpose.eq(scores),
-                                     stager.src_base.eq(base(word.src_b) + offset),
-                                     stager.stride.eq(stride(word.src_b)),
-                                     stager.tokens.eq(rows),
-                                     stager.dst.eq(Mux(scores,
-                                                       constants.tensors[KEYS].weight_base,
-                                                       constants.tensors[VALUES].weight_base))]
-                        m.d.sync += [staging.eq(1),
-                                     tensor_index.eq(Mux(scores, KEYS, VALUES)),
-                                     gemm_raw.eq(scores),
-                                     gemm_act_base.eq(base(word.src_a) + Mux(scores, offset, 0)),
-                                     gemm_act_stride.eq(stride(word.src_a)),
-                                     gemm_out_base.eq(base(word.dst) + Mux(scores, 0, offset)),
-                                     gemm_out_stride.eq(stride(word.dst)),
-                                     gemm_tokens.eq(rows)]
-                        m.next = "STAGE"
-                    with m.Case(Opcode.SOFTMAX):
-                        start_rows(Owner.SOFTMAX, word.src_a, word.dst, rows, rows)
-                        m.d.sync += owner.eq(Owner.SOFTMAX)
-                        m.next = "ROWS"
-                    with m.Case(Opcode.GELU):
-                        start_rows(Owner.GELU, word.src_a, word.dst, rows, constants.ffn)
-                        m.d.sync += owner.eq(Owner.GELU)
-                        m.next = "ROWS"
-                    with m.Case(Opcode.RESIDUAL):
-                        m.d.comb += [residual_unit.start.eq(1),
-                                     residual_unit.a_base.eq(base(word.src_a)),
-                                     residual_unit.b_base.eq(base(word.src_b)),
-                                     residual_unit.out_base.eq(base(word.dst)),
-                                     residual_unit.stride.eq(stride(word.dst)),
-                                     residual_unit.rows.eq(rows),
-                                     residual_unit.words.eq(params.hidden_vectors)]
-                        m.d.sync += owner.eq(Owner.RESIDUAL)
-                        m.next = "ROWS"
-                    with m.Case(Opcode.TOKEN_GATHER):
-                        protected = word.arg2[:GATHER_PROTECTED_BITS]
-                        fuse = word.arg2[GATHER_PROTECTED_BITS]
-                        dropped = rows != word.arg
-                        m.d.comb += [gather_stage.start.eq(1), gather_stage.tokens.eq(rows),
-                                     gather_stage.keep.eq(word.arg - protected
-                                                          - (fuse & dropped)),
-                                     gather_stage.protected.eq(protected),
-                                     gather_stage.fuse.eq(fuse),
-                                     gather_stage.src_base.eq(base(word.src_a)),
-                                     gather_stage.dst_base.eq(base(word.dst)),
-                                     gather_stage.stride.eq(stride(word.dst))]
-                        m.d.sync += owner.eq(Owner.GATHER)
-                        m.next = "GATHER"
-                    with m.Default():          # not an instruction this engine runs
-                        m.d.sync += [running.eq(0), self.done.eq(1), self.error.eq(1)]
-                        m.next = "IDLE"
-            with m.State("AFFINE"):
-                with m.If(affine_index == self._affine_beats - 1):
-                    m.d.sync += affine_streaming.eq(0)
-                    m.next = "AFFINE_LAST"
-                with m.Else():
-                    m.d.sync += affine_index.eq(affine_index + 1)
-            with m.State("AFFINE_LAST"):
-                start_rows(Owner.LAYERNORM, instruction.src_a, instruction.dst, rows, mm.hidden)
-                m.next = "ROWS"
-            with m.State("ROWS"):
-                finished = (writers[Owner.LAYERNORM].finished | writers[Owner.SOFTMAX].finished
-                            | writers[Owner.GELU].finished | residual_unit.finished)
-                with m.If(finished):
-                    m.d.comb += op_done.eq(1)
-                    m.d.sync += owner.eq(Owner.LOAD)
-                    m.next = "FETCH"
-            with m.State("GATHER"):
-                with m.If(gather_stage.finished):
-                    m.d.comb += op_done.eq(1)
-                    m.d.sync += [owner.eq(Owner.LOAD), rows.eq(instruction.arg)]
-                    m.next = "FETCH"
-            with m.State("STAGE"):
-                with m.If(stager.finished):
-                    m.d.sync += [staging.eq(0), owner.eq(Owner.GEMM)]
-                    m.next = "GEMM_ISSUE"
-            with m.State("GEMM_ISSUE"):
-                m.d.comb += gemm.job.valid.eq(1)
-                with m.If(gemm.job.ready):
-                    m.next = "GEMM_WAIT"
-            with m.State("GEMM_WAIT"):
-                with m.If(gemm.done):
-                    m.d.comb += op_done.eq(1)
-                    m.d.sync += owner.eq(Owner.LOAD)
-                    m.next = "FETCH"
-
-        # ---- counters and trace --------------------------------------------------------------
-        with m.If(running):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(op_done):
-            m.d.sync += [pc.eq(pc + 1), instruction_cycles.eq(0)]
-            m.d.comb += [trace_write.addr.eq(pc), trace_write.data.eq(instruction_cycles + 1),
-                         trace_write.en.eq(1)]
-            for code in Opcode:
-                with m.If(op == code):
-                    m.d.sync += self.opcode_cycles[code].eq(
-                        self.opcode_cycles[code] + instruction_cycles + 1)
-        with m.Elif(running):
-            m.d.sync += instruction_cycles.eq(instruction_cycles + 1)
