@@ -406,7 +406,7 @@ class AcceleratorConfig:
         layer engine cannot host (the co-simulations use non-square arrays and three-lane units
         on their own); whatever targets the layer engine (the exporter, ``hw.generate``'s
         default top, the layer cycle model) calls this first, so that a configuration fails
-        where it enters, not at ``make verilog``. ``hw.layer.memory_map`` asks it too.
+        where it enters, not at ``make verilog``. ``sw.engine_params`` asks it too.
 
         Raises
         ------

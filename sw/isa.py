@@ -2,14 +2,13 @@
 
 Everything that encodes, decodes or executes an instruction derives from this module: the byte
 encoding of a PROGRAM section (``sw.image.program``: :data:`INSTRUCTION_FIELDS`), the hardware's
-instruction layout (``hw.layer.decode``: an Amaranth ``StructLayout`` built from
-:data:`FIELDS`), the golden semantics (``sw.golden.layer_program``) and the cycle model
+instruction layout (``hw.layer.loader.instruction_layout``: an Amaranth ``StructLayout``
+built from :data:`FIELDS`), the golden semantics (``sw.golden.layer_program``) and the cycle model
 (``sw.cycle_model.layer_engine``). Fields are little-endian and packed in table order, so the
 first field is the lowest byte of the 64-bit instruction word::
 
-    >>> [(field.name, field.offset, field.bits) for field in FIELDS]
-    [('opcode', 0, 8), ('dst', 8, 8), ('src_a', 16, 8), ('src_b', 24, 8), ('arg', 32, 16), \
-('arg2', 48, 16)]
+    >>> [(field.name, field.offset) for field in FIELDS]
+    [('opcode', 0), ('dst', 8), ('src_a', 16), ('src_b', 24), ('arg', 32), ('arg2', 48)]
     >>> INSTRUCTION_BITS, INSTRUCTION_BYTES
     (64, 8)
 """
@@ -21,8 +20,8 @@ from dataclasses import dataclass
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "Field", "FIELDS", "INSTRUCTION_FIELDS",
            "INSTRUCTION_BITS", "INSTRUCTION_BYTES", "UNUSED", "FIRST", "SECOND",
-           "GATHER_PROTECTED_BITS", "TENSOR_ROLES", "Opcode", "Buffer", "Instruction", "gather_arg2",
-           "gather_fields"]
+           "GATHER_PROTECTED_BITS", "TENSOR_ROLES", "Opcode", "Buffer", "Instruction",
+           "gather_arg2", "gather_fields"]
 
 #: Version of the instruction set; a reader accepts only the versions it knows.
 PROGRAM_VERSION = 1

@@ -1,6 +1,6 @@
 """Golden semantics of the layer program: run a layer's instructions with the golden kernels.
 
-What each :class:`~sw.image.program.Opcode` computes is defined here and nowhere else; every
+What each :class:`~sw.isa.Opcode` computes is defined here and nowhere else; every
 arithmetic step is a call of ``sw.golden.gemm``, ``sw.golden.kernels`` or ``sw.numerics``, the
 same calls ``sw.golden.encoder_layer.encoder_layer_int`` makes, so running
 :func:`~sw.image.program.layer_program` gives exactly ``encoder_layer_int``'s output (tested).

@@ -2,10 +2,13 @@
 """``hw.layer.loader``: load commands fill the program, gamma / beta and constants; the
 instruction layout is ``sw.isa``'s field table."""
 
+import doctest
+
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 from hypothesis import given, settings, strategies as st
 
+import hw.layer.loader
 from hw.layer.loader import EngineLoader, EngineTarget, instruction_layout
 from sw.image.program import encode_program
 from sw.isa import FIELDS, Instruction, Opcode
@@ -72,3 +75,8 @@ def test_commands_fill_the_memories_and_pass_on(run_simulation):
         assert ctx.get(loader.constants.wide) == 0xAB_1234_56
 
     run_simulation(loader, testbench)
+
+
+def test_doctests_pass():
+    result = doctest.testmod(hw.layer.loader)
+    assert result.attempted >= 2 and result.failed == 0

@@ -5,8 +5,11 @@ each on their own before ``EngineParams`` (measured at commit a9fb700), so the m
 no value.
 """
 
+import doctest
+
 import pytest
 
+import sw.engine_params
 from sw.config import load_config
 from sw.engine_params import ENGINE_TENSORS, EngineParams, LayerEngineError, LayerMemoryMap
 from sw.isa import Buffer
@@ -60,3 +63,8 @@ def test_a_config_the_engine_cannot_build_is_refused_with_the_configs_message():
         EngineParams.from_config(wide)
     with pytest.raises(TypeError, match=r"^Config must be an AcceleratorConfig, not 'tiny'$"):
         EngineParams.from_config("tiny")
+
+
+def test_doctests_pass():
+    result = doctest.testmod(sw.engine_params)
+    assert result.attempted >= 4 and result.failed == 0

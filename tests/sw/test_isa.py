@@ -1,10 +1,12 @@
 """The instruction set (``sw.isa``): one field table gives the bytes of every instruction."""
 
+import doctest
 import hashlib
 
 import pytest
 from hypothesis import given, strategies as st
 
+import sw.isa
 from sw.image.program import decode_program, encode_program, layer_program
 from sw.isa import (FIELDS, INSTRUCTION_BITS, INSTRUCTION_BYTES, INSTRUCTION_FIELDS, Buffer,
                     Instruction, Opcode, gather_arg2, gather_fields)
@@ -52,3 +54,8 @@ def test_gather_arg2_round_trips_and_names_its_range():
     assert gather_arg2(255, False) == 255
     with pytest.raises(ValueError, match=r"^Protected tokens must lie in 1\.\.255, not 256$"):
         gather_arg2(256, True)
+
+
+def test_doctests_pass():
+    result = doctest.testmod(sw.isa)
+    assert result.attempted >= 2 and result.failed == 0
