@@ -9,7 +9,7 @@ cycle it is ready, from ``FIRST_BEAT_DELAY`` (``sw.cycle_model.layer_engine``) c
 cycle later and enters the FIFO, whose output shows it the cycle after that.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
