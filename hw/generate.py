@@ -1,7 +1,8 @@
 """Generate an accelerator's Verilog from a config: ``python -m hw.generate --config tiny``.
 
 Writes ``build/<name>/<top>.v`` (``layer_engine.v``, the whole accelerator, unless ``--top``
-names another) and ``build/<name>/config.json`` (the exact config it was built from). Same
+names another) and ``build/<name>/config.json`` (the exact config it was built from), and, for
+the layer engine, prints its on-chip memories and their total (``sw.onchip_memory``). Same
 config in, same bytes out, wherever the checkout lives. Bad input ends in one ``error:`` line
 and exit code 2 before any file is written; Ctrl-C ends in one line and exit code 130, with the
 output directory as it was (both files are replaced together or not at all).
@@ -50,6 +51,7 @@ from hw.units.softmax import Softmax  # noqa: E402
 from hw.units.stream_harness import harness_builder  # noqa: E402
 from sw.atomic import write_text  # noqa: E402
 from sw.config import AcceleratorConfig, ConfigError, load_config  # noqa: E402
+from sw.onchip_memory import memory_table, onchip_memories  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build"
@@ -64,6 +66,9 @@ TOPS = {"block_sparse_gemm": BlockSparseGemm, "layer_engine": build_layer_engine
         "gelu_harness": harness_builder(Gelu.from_config),
         "layernorm_harness": harness_builder(LayerNorm.from_config),
         "token_gather_bench": TokenGatherBench}
+
+#: The line above the layer engine's on-chip memory table (``sw.onchip_memory``).
+ONCHIP_HEADING = "on-chip memory (bytes = depth x width / 8; DP16KD: ECP5 18 Kbit blocks):"
 
 #: What ``make verilog`` writes: the layer engine, the whole accelerator.
 DEFAULT_TOP = "layer_engine"
@@ -232,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED
     lines = design.verilog.read_text().count("\n")
     print(f"{config.name}: wrote {design.verilog} ({lines} lines) and {design.config}")
+    if args.top == "layer_engine":
+        print(ONCHIP_HEADING)
+        print(memory_table(onchip_memories(config)))
     return 0
 
 

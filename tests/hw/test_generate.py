@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import hw.generate
-from hw.generate import REPO_ROOT, generate, main, verilog_text
+from hw.generate import ONCHIP_HEADING, REPO_ROOT, generate, main, verilog_text
+from sw.onchip_memory import memory_table, onchip_memories
 from sw.config import load_config
 
 TINY = load_config("tiny")
@@ -85,9 +86,18 @@ def test_main_prints_what_it_wrote(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("hw.generate.verilog_text", lambda config, top: "module m;\nendmodule\n")
     assert main(["--config", "tiny", "--out", str(tmp_path)]) == 0     # the default top
     captured = capsys.readouterr()
+    table = memory_table(onchip_memories(TINY))
     assert captured.out == (f"tiny: wrote {tmp_path / 'layer_engine.v'} (2 lines) and "
-                            f"{tmp_path / 'config.json'}\n")
+                            f"{tmp_path / 'config.json'}\n{ONCHIP_HEADING}\n{table}\n")
+    assert table.splitlines()[-1].split()[:2] == ["total", "111,218.875"]
     assert captured.err == ""
+
+
+def test_main_prints_no_memory_table_for_a_single_unit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("hw.generate.verilog_text", lambda config, top: "module m;\nendmodule\n")
+    assert main(["--config", "tiny", "--out", str(tmp_path), "--top", "gelu"]) == 0
+    assert capsys.readouterr().out == (f"tiny: wrote {tmp_path / 'gelu.v'} (2 lines) and "
+                                       f"{tmp_path / 'config.json'}\n")
 
 
 def test_main_rejects_an_unknown_preset(capsys):
