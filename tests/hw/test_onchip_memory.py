@@ -5,11 +5,14 @@ elaborates into (found through the fragments' public ``origins``), its depth, wo
 read ports, compared with ``==``, memory by memory.
 """
 
+import doctest
+
 import pytest
 from amaranth.hdl import Fragment, Shape
 from amaranth.lib import data, memory
 
 from hw.layer.engine import build_layer_engine
+import sw.onchip_memory
 from sw.config import load_config
 from sw.onchip_memory import (OnChipMemory, memory_table, onchip_memories, total_bytes,
                               total_dp16kd)
@@ -81,3 +84,8 @@ def test_table_ends_with_the_total_in_bytes_and_mib():
     last = memory_table(memories).splitlines()[-1]
     assert last.split()[:2] == ["total", "111,218.875"]
     assert last.endswith(f"{total_dp16kd(memories):7d}  (0.106 MiB)")
+
+
+def test_doctests_pass():
+    result = doctest.testmod(sw.onchip_memory)
+    assert result.attempted > 0 and result.failed == 0
