@@ -14,6 +14,11 @@ per read port (each copy behind the one write port), each copy tiled by the DP16
 memories (FIFOs, short tables) to LUT RAM or flip-flops instead; the figure is what they would
 take as block RAM.
 
+``python -m sw.onchip_memory --config deit_b16 [--regions]`` prints the table that
+``make verilog`` prints, without generating anything; ``--regions`` adds the scratchpad's regions
+(``sw.scratchpad_regions``: bytes today and packed by element width, live ranges in the densest
+program, the pairs that could share memory and the least memory sharing could get by with).
+
 >>> from sw.config import load_config
 >>> memories = onchip_memories(load_config("tiny"))
 >>> scratchpad = memories[0]
@@ -25,18 +30,21 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from dataclasses import dataclass
 
-from sw.config import AcceleratorConfig
+from sw.cli import BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt, one_line
+from sw.config import AcceleratorConfig, ConfigError, load_config
 from sw.cycle_model.units import unit_timings
-from sw.engine_params import LANE_WIDTH, EngineParams
+from sw.engine_params import LANE_WIDTH, EngineParams, LayerEngineError
 from sw.golden.encoder_layer import RESIDUAL_BITS
 from sw.golden.kernels import layernorm_constants
 from sw.isa import INSTRUCTION_BITS
 from sw.numerics import SHIFT_WIDTH
 
 __all__ = ["DP16KD_SHAPES", "TRACE_WIDTH", "FIFO_DEPTH", "BETA_WIDTH", "OnChipMemory",
-           "onchip_memories", "total_bytes", "total_dp16kd", "memory_table"]
+           "onchip_memories", "total_bytes", "total_dp16kd", "memory_table", "region_table",
+           "main"]
 
 #: (depth, width) configurations of one ECP5 DP16KD block RAM (18 Kbit).
 DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
@@ -176,3 +184,53 @@ def memory_table(memories) -> str:
     lines.append(f"{'total':34} {'':9} {'':6} {'':5} {total:14,.3f} "
                  f"{total_dp16kd(memories):7d}  ({total / 2**20:.3f} MiB)")
     return "\n".join(lines)
+
+
+def region_table(config: AcceleratorConfig) -> str:
+    """The scratchpad's regions in ``config``'s densest program (``sw.scratchpad_regions``):
+    element bits, bytes today (32-bit lanes) and packed, live range; then the disjoint pairs
+    and the most bytes live at once, today and packed."""
+    from sw.scratchpad_regions import (disjoint_pairs, element_bits, live_ranges, peak_live,
+                                       program_of, region_bytes)
+    bits, ranges = element_bits(config), live_ranges(program_of(config))
+    today, packed = region_bytes(config), region_bytes(config, packed=True)
+    lines = [f"{'region':10} {'bits':>4} {'bytes today':>14} {'bytes packed':>14} {'live':>9}"]
+    for buffer in today:
+        live = ranges[buffer]
+        lines.append(f"{buffer.name:10} {bits[buffer]:4d} {today[buffer]:14,d} "
+                     f"{packed[buffer]:14,d} {live.first:4d}..{live.last:<3d}")
+    lines.append(f"{'total':10} {'':4} {sum(today.values()):14,d} {sum(packed.values()):14,d}")
+    pairs = disjoint_pairs(ranges)
+    n = len(ranges)
+    lines.append(f"{len(pairs)} of {n * (n - 1) // 2} region pairs have disjoint live ranges")
+    for what, sizes in (("today", today), ("packed", packed)):
+        position, total = peak_live(ranges, sizes)
+        lines.append(f"most bytes live at once ({what}): {total:,d} at instruction {position} "
+                     f"({total / 2**20:.3f} MiB)")
+    return "\n".join(lines)
+
+
+@exit_130_on_interrupt("python -m sw.onchip_memory")
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineArgumentParser(prog="python -m sw.onchip_memory",
+                                   description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True,
+                        help="a preset name (tiny, deit_b16, ...) or the path of a config JSON")
+    parser.add_argument("--regions", action="store_true",
+                        help="also the scratchpad's regions, packed sizes and live ranges")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        memories = onchip_memories(config)
+    except (ConfigError, LayerEngineError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return BAD_INPUT
+    print(f"{config.name}: layer engine on-chip memory (bytes = depth x width / 8)")
+    print(memory_table(memories))
+    if args.regions:
+        print(region_table(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,7 @@ elaborates into (found through the fragments' public ``origins``), its depth, wo
 read ports, compared with ``==``, memory by memory.
 """
 
+import dataclasses
 import doctest
 
 import pytest
@@ -13,7 +14,7 @@ from amaranth.lib import data, memory
 
 from hw.layer.engine import build_layer_engine
 import sw.onchip_memory
-from sw.config import load_config
+from sw.config import load_config, minimum_buffers
 from sw.onchip_memory import (OnChipMemory, memory_table, onchip_memories, total_bytes,
                               total_dp16kd)
 
@@ -41,18 +42,42 @@ def design_memories(top) -> dict:
     return found
 
 
+def digits_shaped():
+    """The digits DeiT's topology on the tiny preset's hardware (66 tokens), as
+    ``sim/test_layer_engine.py`` exports it."""
+    tiny = load_config("tiny")
+    return tiny.replace(name="digits_shaped", model={"tokens": 66}, hardware=minimum_buffers(
+        dataclasses.replace(tiny.model, tokens=66), array_rows=4, array_cols=4, block_rows=8,
+        block_cols=8))
+
+
 @pytest.fixture(scope="module")
 def tiny_design():
     config = load_config("tiny")
     return config, design_memories(build_layer_engine(config))
 
 
-def test_accounting_lists_exactly_the_memories_of_the_design(tiny_design):
-    config, design = tiny_design
+def check_accounting(config, design):
     accounted = onchip_memories(config)
     assert sorted(m.name for m in accounted) == sorted(design)
     for m in accounted:
         assert (m.depth, m.width, m.read_ports, 1) == design[m.name], m.name
+
+
+def test_accounting_lists_exactly_the_memories_of_the_design(tiny_design):
+    check_accounting(*tiny_design)
+
+
+@pytest.mark.parametrize("config", [digits_shaped(), load_config("deit_t16")],
+                         ids=lambda config: config.name)
+def test_accounting_of_other_shapes(config):                 # about 1 s and 5 s
+    check_accounting(config, design_memories(build_layer_engine(config)))
+
+
+@pytest.mark.slow
+def test_accounting_of_deit_b16():                            # about 40 s
+    config = load_config("deit_b16")
+    check_accounting(config, design_memories(build_layer_engine(config)))
 
 
 def test_total_bytes_equal_the_design_bits(tiny_design):
@@ -89,3 +114,26 @@ def test_table_ends_with_the_total_in_bytes_and_mib():
 def test_doctests_pass():
     result = doctest.testmod(sw.onchip_memory)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_command_prints_the_table(capsys):
+    assert sw.onchip_memory.main(["--config", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert out == ("tiny: layer engine on-chip memory (bytes = depth x width / 8)\n"
+                   + memory_table(onchip_memories(load_config("tiny"))) + "\n")
+
+
+def test_command_prints_the_regions(capsys):
+    assert sw.onchip_memory.main(["--config", "tiny", "--regions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3] == "67 of 105 region pairs have disjoint live ranges"
+    assert lines[-4].split() == ["total", "68,544", "21,624"]
+
+
+def test_command_rejects_a_bad_config_in_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text("{")
+    assert sw.onchip_memory.main(["--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"error: {path}: ")
