@@ -120,7 +120,7 @@ def onchip_memories(config: AcceleratorConfig) -> tuple[OnChipMemory, ...]:
     # the GEMM engine's geometry inside the layer engine (hw.layer.engine.engine_gemm_geometry)
     max_inner = max(config.max_gemm_inner, params.keys)
     max_outer = max(config.max_gemm_outer, params.keys)
-    max_blocks = capacity["weight"] // params.words_per_block
+    max_blocks = capacity["col_idx"]             # stored blocks: weight words / words per block
     quant_record = hw.acc_width + hw.multiplier_width + SHIFT_WIDTH
     tile_descriptor = (_bits_for(max_inner // hw.array_rows) + _bits_for(max_outer // lanes)
                        + _bits_for(capacity["weight"]) + 4)
