@@ -14,8 +14,9 @@ model_cycles, utilization, ...}]``), the simulation's log and work files in ``si
 ``--waves`` the trace of every signal, ``waves.vcd``. ``DIR/replay/`` is replaced whole, and
 only if it holds nothing but an earlier replay's files.
 
-Exit status: 0 when every layer is bit-exact and cycle-exact, 1 when one is not (replay.json says
-which), 2 with one ``error:`` line on bad input, 130 after Ctrl-C (``DIR/replay/`` as it was).
+Exit status: 0 when every layer is bit-exact and cycle-exact; 1 when one is not (replay.json says
+which) or when the build or the simulation fails (one ``error:`` line); 2 with one ``error:``
+line on bad input (nothing written); 130 after Ctrl-C (``DIR/replay/`` as it was).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ from sw.config import AcceleratorConfig, ConfigError, load_config  # noqa: E402
 from sw.image.format import ImageError, WeightImage  # noqa: E402
 from sw.image.loader import load_image  # noqa: E402
 
-__all__ = ["REPLAY_DIR", "RESULT_FILE", "WAVES_FILE", "ReplayError", "LayerResult",
+__all__ = ["REPLAY_DIR", "RESULT_FILE", "WAVES_FILE", "ReplayError", "ReplayFailed", "LayerResult",
            "ReplayReport", "parse_layers", "load_replay_image", "encoder_inputs",
-           "nonzero_macs", "replay_image", "main"]
+           "nonzero_macs", "layer_results", "replay_image", "read_report", "main"]
 
 PROG = "sim/replay.py"
 #: The replay's own directory inside the image directory, and what it holds.
@@ -57,12 +58,17 @@ REPLAY_DIR = "replay"
 RESULT_FILE = "replay.json"
 SIM_DIR = "sim"
 WAVES_FILE = "waves.vcd"
-#: The exit status when a layer is not bit-exact or not cycle-exact.
+#: The exit status when a layer is not bit-exact or not cycle-exact, or the build or the
+#: simulation fails.
 MISMATCH = 1
 
 
 class ReplayError(ValueError):
     """The image, the model or a choice cannot be replayed; one line naming the problem."""
+
+
+class ReplayFailed(RuntimeError):
+    """The Verilator build failed, or the simulation ended without results; one line."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,14 +119,10 @@ def load_replay_image(image_dir: Path) -> tuple[WeightImage, AcceleratorConfig]:
         image = load_image(image_dir / "weights.bin")
     except ImageError as error:
         raise ReplayError(str(error)) from None
-    try:
+    try:     # also checks params.json against the image beside it; the message names the file
         config = load_config(image_dir / "params.json")
     except ConfigError as error:
-        raise ReplayError(f"{one_line(image_dir / 'params.json')}: {error}") from None
-    if config != image.config:
-        raise ReplayError(f"{one_line(image_dir / 'params.json')}: not the config of "
-                          f"weights.bin (config '{config.name}' vs the image's "
-                          f"'{image.config.name}'); export the image again")
+        raise ReplayError(str(error)) from None
     return image, config
 
 
@@ -224,6 +226,18 @@ class ReplayReport:
                 "sim_seconds": round(self.sim_seconds, 2),
                 "waves": self.waves.name if self.waves is not None else None}
 
+    @classmethod
+    def from_dict(cls, document: dict, directory: Path | None = None) -> "ReplayReport":
+        """The report of a ``replay.json`` document (``directory``: where it lies)."""
+        waves = document.get("waves")
+        return cls(image=document["image"], config=document["config"],
+                   processing_elements=document["processing_elements"],
+                   inputs=document["inputs"],
+                   layers=tuple(LayerResult(**layer) for layer in document["layers"]),
+                   build_seconds=document["build_seconds"],
+                   sim_seconds=document["sim_seconds"], directory=directory,
+                   waves=None if waves is None or directory is None else directory / waves)
+
     def table(self) -> str:
         """The per-layer table the command prints."""
         lines = [f"{'layer':<7}{'tokens':>10}{'cycles':>12}{'model cycles':>14}"
@@ -242,9 +256,11 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-def _layer_results(image: WeightImage, config: AcceleratorConfig, cases: list,
+def layer_results(image: WeightImage, config: AcceleratorConfig, cases: list,
                    results: list[dict]) -> tuple[LayerResult, ...]:
-    """Per layer, the measurements of every input's run folded together."""
+    """Per layer, the measurements of every input's run folded together (``cases``: the
+    ``(layer index, LayerCase)`` pairs replayed, ``results``: ``sim.layer_replay.replay``'s
+    measurements of each, in the same order)."""
     elements = config.hardware.array_rows * config.hardware.array_cols
     by_layer: dict[int, list] = {}
     for (index, case), result in zip(cases, results):
@@ -283,7 +299,9 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
     Raises
     ------
     ReplayError
-        On bad input (nothing written), or when the simulation ends without results.
+        On bad input (nothing written).
+    ReplayFailed
+        If the build fails or the simulation ends without results (nothing written).
     """
     from sim.harness import TRACE_FILE, TestbenchFailed, build
     from sim.layer_replay import image_cases, replay
@@ -317,7 +335,11 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
     say(f"layer engine of '{config.name}' ({hw.array_rows}x{hw.array_cols} array, "
         f"{hw.block_rows}x{hw.block_cols} blocks{', traced' if waves else ''}): generating and "
         f"building with Verilator (cached after the first time)")
-    design = build(config, "layer_engine", waves=waves)
+    try:
+        design = build(config, "layer_engine", waves=waves)
+    except RuntimeError as error:         # cocotb's runner: "Command failed with return code"
+        raise ReplayFailed(f"the Verilator build of '{config.name}' failed ({error}); see "
+                           f"build.log in build/sim/layer_engine-{config.name}*/") from None
     say(f"replaying layer{'s' * (len(chosen) > 1)} {', '.join(map(str, chosen))} "
         f"x {inputs} input{'s' * (inputs > 1)} on the RTL")
     report = None
@@ -339,7 +361,7 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
         report = ReplayReport(
             image=str(image_dir), config=config.name,
             processing_elements=hw.array_rows * hw.array_cols, inputs=inputs,
-            layers=_layer_results(image, config, cases, results),
+            layers=layer_results(image, config, cases, results),
             build_seconds=design.build_seconds, sim_seconds=time.monotonic() - started,
             directory=out, waves=out / WAVES_FILE if waves else None)
         (staging / RESULT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n",
@@ -347,9 +369,28 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
     try:
         replace_directory(out, fill)
     except TestbenchFailed as failure:
-        raise ReplayError(f"the simulation ended without results: "
+        raise ReplayFailed(f"the simulation ended without results: "
                           f"{str(failure).splitlines()[0]}") from None
     return report
+
+
+def read_report(image_dir) -> ReplayReport:
+    """The report of the last replay of the image in ``image_dir`` (``replay/replay.json``).
+
+    Raises
+    ------
+    ReplayError
+        If there is none, or it cannot be read.
+    """
+    directory = Path(image_dir) / REPLAY_DIR
+    path = directory / RESULT_FILE
+    try:
+        return ReplayReport.from_dict(json.loads(path.read_text(encoding="utf-8")), directory)
+    except FileNotFoundError:
+        raise ReplayError(f"{one_line(path)}: no such file (replay the image first)") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ReplayError(f"{one_line(path)}: not a replay report "
+                          f"({type(error).__name__}: {one_line(error)})") from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -385,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReplayError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return BAD_INPUT
+    except ReplayFailed as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return MISMATCH
     print(report.table())
     print(f"wrote {report.directory / RESULT_FILE}"
           + (f" and {report.waves}" if report.waves is not None else "")
