@@ -57,7 +57,12 @@ def build_model(config=None, **sizes):
         if sizes:
             raise ValueError(f"build_model takes a config or sizes, not both "
                              f"({', '.join(sorted(sizes))})")
+        import copy
+
         from transformers import AutoModelForImageClassification
+        config = copy.deepcopy(config)
+        # transformers 5's from_config iterates config.architectures, None in a fresh config
+        config.architectures = config.architectures or []
         return AutoModelForImageClassification.from_config(config).eval()
     from sw.models import build_small_deit, small_deit_config
     return build_small_deit(small_deit_config(**sizes)).eval()
