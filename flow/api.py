@@ -144,19 +144,19 @@ class ExportedModel:
     directory: Path | None = None     #: where ``weights.bin``, ``params.json`` and the manifest are
     manifest: dict | None = None
     notes: tuple = ()                 #: what the exporter wants the user to know
-    verification: dict | None = None  #: ``export(..., verify=True)``: see ``sw.image.export.verify``
-    _state: object = field(default=None, repr=False)
+    verification: dict | None = None  #: with ``verify=True``: ``sw.image.export.verify``
+    state: object = field(default=None, repr=False)   #: the exporter's ExportState
 
     def predict(self, pixel_values):
         """Class logits ``(N, classes)`` of the integer model (the golden model of the image,
         token pruning included) for normalised images ``(N, channels, size, size)``."""
-        state = self._state
+        state = self.state
         return state.integer_model.logits(pixel_values, token_pruning=state.token_pruning)
 
     @property
     def calibration(self):
         """The images the integer model was calibrated on."""
-        return self._state.calibration
+        return self.state.calibration
 
 
 def export(model: PathLike, config: str | PathLike = "tiny", out: PathLike | None = None, *,
@@ -186,7 +186,7 @@ def export(model: PathLike, config: str | PathLike = "tiny", out: PathLike | Non
     manifest = write(state, Path(out)) if out is not None else None
     return ExportedModel(config=state.config, image=state.image,
                          directory=None if out is None else Path(out), manifest=manifest,
-                         notes=tuple(state.notes), verification=verification, _state=state)
+                         notes=tuple(state.notes), verification=verification, state=state)
 
 
 # ------------------------------------------------------------------------------------------------

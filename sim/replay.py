@@ -318,10 +318,6 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
                                contents={RESULT_FILE, SIM_DIR, WAVES_FILE})
     except OutputRefused as error:
         raise ReplayError(str(error)) from None
-    try:
-        config.check_layer_engine()
-    except ConfigError as error:
-        raise ReplayError(f"{one_line(image_dir / 'params.json')}: {error}") from None
     say(f"golden model inputs from {inputs} calibration image{'s' * (inputs > 1)}")
     x = encoder_inputs(image_dir, image, inputs, model_dir=model_dir)
     cases = []

@@ -53,14 +53,14 @@ def test_export_is_the_exporters_image_and_predicts_with_the_integer_model(prune
     exported = api.export(pruned_model, "tiny", tmp_path / "image", name="api_test",
                           calibration_images=8, verify=True)
     data = (tmp_path / "image" / "weights.bin").read_bytes()
-    assert data == exported._state.data
+    assert data == exported.state.data
     assert load_image(tmp_path / "image" / "weights.bin").config == exported.config
     assert exported.manifest == json.loads((tmp_path / "image" / "manifest.json").read_text())
     assert exported.verification["differences"] == 0
     images = exported.calibration[:3]
     assert exported.calibration.shape[0] == 8
     logits = exported.predict(images)
-    state = exported._state
+    state = exported.state
     assert np.array_equal(logits, state.integer_model.logits(
         images, token_pruning=state.token_pruning))
     assert logits.shape == (3, 10)
