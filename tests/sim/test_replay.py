@@ -261,3 +261,31 @@ def test_waves_need_a_traced_build(tmp_path):
                                          f"waves=True to record waves$"):
         run_testbench(design, "sim.tb_layer_engine", tmp_path / "run", waves=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_build_is_one_line_and_status_1(exported, tmp_path, monkeypatch, capsys):
+    import sim.harness
+
+    def failing_build(*args, **kwargs):
+        raise RuntimeError("Command failed with return code: 2")
+    monkeypatch.setattr(sim.harness, "build", failing_build)
+    image = _copy(exported[0], tmp_path / "image")
+    assert main(["--image", str(image), "--model", str(exported[1])]) == 1
+    assert capsys.readouterr().err == (
+        f"sim/replay.py: error: the Verilator build of '{NAME}' failed (Command failed with "
+        f"return code: 2); see build.log in build/sim/layer_engine-{NAME}*/\n")
+    assert not (image / "replay").exists()
+
+
+def test_a_layer_that_is_not_exact_is_status_1(exported, tmp_path, monkeypatch, capsys):
+    import sim.replay
+    layer = LayerResult(index=1, tokens=15, token_keep=13, inputs=1, bit_exact=False,
+                        cycle_exact=True, cycles=10, model_cycles=10, nonzero_macs=16,
+                        utilization=0.1)
+    report = ReplayReport(image="i", config="c", processing_elements=16, inputs=1,
+                          layers=(layer,), build_seconds=0, sim_seconds=0,
+                          directory=tmp_path / "replay")
+    monkeypatch.setattr(sim.replay, "replay_image", lambda *args, **kwargs: report)
+    assert main(["--image", str(exported[0])]) == 1
+    assert capsys.readouterr().err == (f"sim/replay.py: error: layer 1 not bit-exact or not "
+                                       f"cycle-exact; see {tmp_path / 'replay' / 'sim'}/sim.log\n")
