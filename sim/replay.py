@@ -10,9 +10,10 @@ golden model's input for that layer, computed from the first ``N`` calibration i
 (:func:`encoder_inputs`). The testbench checks every output against the golden model (``==``)
 and every instruction's cycles against the cycle model. A per-layer table goes to standard
 output; ``DIR/replay/`` receives ``replay.json`` (``layers: [{index, bit_exact, cycles,
-model_cycles, utilization, ...}]``), the simulation's log and work files in ``sim/``, and with
-``--waves`` the trace of every signal, ``waves.vcd``. ``DIR/replay/`` is replaced whole, and
-only if it holds nothing but an earlier replay's files.
+model_cycles, utilization, ...}]``) and with ``--waves`` the trace of every signal,
+``waves.vcd``. ``DIR/replay/`` is replaced whole, and only if it holds nothing but an earlier
+replay's files. The simulation works in ``build/replay/<config>-*/``, removed when every layer
+is exact and kept, with its ``sim.log``, when not.
 
 Exit status: 0 when every layer is bit-exact and cycle-exact; 1 when one is not (replay.json says
 which) or when the build or the simulation fails (one ``error:`` line); 2 with one ``error:``
@@ -36,11 +37,13 @@ if __name__ == "__main__":
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from hw.generate import BUILD_ROOT  # noqa: E402
 from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)
@@ -56,7 +59,6 @@ PROG = "sim/replay.py"
 #: The replay's own directory inside the image directory, and what it holds.
 REPLAY_DIR = "replay"
 RESULT_FILE = "replay.json"
-SIM_DIR = "sim"
 WAVES_FILE = "waves.vcd"
 #: The exit status when a layer is not bit-exact or not cycle-exact, or the build or the
 #: simulation fails.
@@ -213,6 +215,7 @@ class ReplayReport:
     sim_seconds: float
     directory: Path | None = None        #: ``DIR/replay`` where it was written
     waves: Path | None = None            #: the trace, with ``--waves``
+    log: Path | None = None              #: the simulation's log, kept when not exact
 
     @property
     def exact(self) -> bool:
@@ -224,7 +227,8 @@ class ReplayReport:
                 "exact": self.exact, "layers": [layer.to_dict() for layer in self.layers],
                 "build_seconds": round(self.build_seconds, 2),
                 "sim_seconds": round(self.sim_seconds, 2),
-                "waves": self.waves.name if self.waves is not None else None}
+                "waves": self.waves.name if self.waves is not None else None,
+                "log": str(self.log) if self.log is not None else None}
 
     @classmethod
     def from_dict(cls, document: dict, directory: Path | None = None) -> "ReplayReport":
@@ -236,7 +240,8 @@ class ReplayReport:
                    layers=tuple(LayerResult(**layer) for layer in document["layers"]),
                    build_seconds=document["build_seconds"],
                    sim_seconds=document["sim_seconds"], directory=directory,
-                   waves=None if waves is None or directory is None else directory / waves)
+                   waves=None if waves is None or directory is None else directory / waves,
+                   log=None if document.get("log") is None else Path(document["log"]))
 
     def table(self) -> str:
         """The per-layer table the command prints."""
@@ -314,8 +319,7 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
         raise ReplayError(f"--inputs must be a positive integer, not {inputs!r}")
     out = image_dir / REPLAY_DIR
     try:
-        check_output_directory(out, manifest=RESULT_FILE,
-                               contents={RESULT_FILE, SIM_DIR, WAVES_FILE})
+        check_output_directory(out, manifest=RESULT_FILE, contents={RESULT_FILE, WAVES_FILE})
     except OutputRefused as error:
         raise ReplayError(str(error)) from None
     say(f"golden model inputs from {inputs} calibration image{'s' * (inputs > 1)}")
@@ -338,35 +342,40 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
                            f"build.log in build/sim/layer_engine-{config.name}*/") from None
     say(f"replaying layer{'s' * (len(chosen) > 1)} {', '.join(map(str, chosen))} "
         f"x {inputs} input{'s' * (inputs > 1)} on the RTL")
+    # The simulation's work files (pickled cases, log) stay out of the image directory: in
+    # build/replay/, deleted when every layer is exact, kept (and named) when not.
+    (BUILD_ROOT / "replay").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=BUILD_ROOT / "replay"))
     report = None
 
     def fill(staging: Path) -> None:
         nonlocal report
         started = time.monotonic()
-        work = staging / SIM_DIR
         try:
             results = replay(design, [case for _, case in cases], work, waves=waves)
         except TestbenchFailed:
             if not (work / "result.json").is_file():
                 raise
             results = json.loads((work / "result.json").read_text())
-        trace = None
         if waves:
-            trace = staging / WAVES_FILE
-            shutil.move(work / TRACE_FILE, trace)
+            shutil.move(work / TRACE_FILE, staging / WAVES_FILE)
         report = ReplayReport(
             image=str(image_dir), config=config.name,
             processing_elements=hw.array_rows * hw.array_cols, inputs=inputs,
             layers=layer_results(image, config, cases, results),
             build_seconds=design.build_seconds, sim_seconds=time.monotonic() - started,
             directory=out, waves=out / WAVES_FILE if waves else None)
+        if not report.exact:
+            report = dataclasses.replace(report, log=work / "sim.log")
         (staging / RESULT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n",
                                            encoding="utf-8")
     try:
         replace_directory(out, fill)
-    except TestbenchFailed as failure:
-        raise ReplayFailed(f"the simulation ended without results: "
-                          f"{str(failure).splitlines()[0]}") from None
+    except TestbenchFailed:
+        raise ReplayFailed(f"the simulation ended without results; see "
+                           f"{work / 'sim.log'}") from None
+    if report.exact:
+        shutil.rmtree(work, ignore_errors=True)
     return report
 
 
@@ -433,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         wrong = [str(layer.index) for layer in report.layers
                  if not (layer.bit_exact and layer.cycle_exact)]
         print(f"{PROG}: error: layer{'s' * (len(wrong) > 1)} {', '.join(wrong)} not bit-exact "
-              f"or not cycle-exact; see {report.directory / SIM_DIR / 'sim.log'}",
+              f"or not cycle-exact; see {report.log}",
               file=sys.stderr)
         return MISMATCH
     return 0

@@ -222,6 +222,8 @@ def test_replay_every_layer_of_a_tiny_image(exported, capsys):
         assert 0 < layer["utilization"] < 1
     assert [(layer["tokens"], layer["token_keep"]) for layer in layers] == [(18, 15), (15, 13)]
     assert document["exact"] and document["inputs"] == 2 and document["waves"] is None
+    assert document["log"] is None                 # exact: the work files were removed
+    assert sorted(path.name for path in (image_dir / "replay").iterdir()) == [RESULT_FILE]
     table = out.splitlines()
     assert table[-5].split() == ["layer", "tokens", "cycles", "model", "cycles", "bit-exact",
                                  "utilization"]
@@ -284,8 +286,9 @@ def test_a_layer_that_is_not_exact_is_status_1(exported, tmp_path, monkeypatch, 
                         utilization=0.1)
     report = ReplayReport(image="i", config="c", processing_elements=16, inputs=1,
                           layers=(layer,), build_seconds=0, sim_seconds=0,
-                          directory=tmp_path / "replay")
+                          directory=tmp_path / "replay", log=tmp_path / "work" / "sim.log")
     monkeypatch.setattr(sim.replay, "replay_image", lambda *args, **kwargs: report)
     assert main(["--image", str(exported[0])]) == 1
     assert capsys.readouterr().err == (f"sim/replay.py: error: layer 1 not bit-exact or not "
-                                       f"cycle-exact; see {tmp_path / 'replay' / 'sim'}/sim.log\n")
+                                       f"cycle-exact; see {tmp_path / 'work' / 'sim.log'}\n")
+    assert ReplayReport.from_dict(report.to_dict(), tmp_path / "replay") == report
