@@ -374,6 +374,9 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
     except TestbenchFailed:
         raise ReplayFailed(f"the simulation ended without results; see "
                            f"{work / 'sim.log'}") from None
+    except BaseException:            # Ctrl-C, a full disk: nothing to look at afterwards
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     if report.exact:
         shutil.rmtree(work, ignore_errors=True)
     return report
