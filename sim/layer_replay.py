@@ -116,8 +116,12 @@ def image_cases(image, x) -> list[LayerCase]:
     return cases
 
 
-def replay(design: BuiltDesign, cases: list[LayerCase], work_dir: Path) -> list[dict]:
+def replay(design: BuiltDesign, cases: list[LayerCase], work_dir: Path, *,
+           waves: bool = False) -> list[dict]:
     """Run ``cases`` in sequence on ``design``; return each case's measurements.
+
+    ``waves``: also trace every signal into ``work_dir / sim.harness.TRACE_FILE`` (``design``
+    built with ``waves=True``).
 
     Raises
     ------
@@ -134,5 +138,5 @@ def replay(design: BuiltDesign, cases: list[LayerCase], work_dir: Path) -> list[
         paths.append(str(path))
     result = work_dir / "result.json"
     run_testbench(design, "sim.tb_layer_engine", work_dir, extra_env={
-        "LAYER_CASE": os.pathsep.join(paths), "LAYER_RESULT": str(result)})
+        "LAYER_CASE": os.pathsep.join(paths), "LAYER_RESULT": str(result)}, waves=waves)
     return json.loads(result.read_text())

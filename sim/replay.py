@@ -1,0 +1,455 @@
+"""Replay the layers of any exported weight image on the layer engine's RTL, from the command line.
+
+    python sim/replay.py --image DIR --model MODEL [--layers 0,1|all] [--inputs N] [--waves]
+    python -m sim.replay ...                                   (the same)
+
+``DIR`` is an ``export_sparse.py`` output (``weights.bin``, ``params.json``, ``manifest.json``).
+The layer engine is generated from ``DIR/params.json`` and built with Verilator (cached under
+``build/sim/``, as ``sim.harness.build`` caches every build); each chosen layer runs on it fed the
+golden model's input for that layer, computed from the first ``N`` calibration images
+(:func:`encoder_inputs`). The testbench checks every output against the golden model (``==``)
+and every instruction's cycles against the cycle model. A per-layer table goes to standard
+output; ``DIR/replay/`` receives ``replay.json`` (``layers: [{index, bit_exact, cycles,
+model_cycles, utilization, ...}]``) and with ``--waves`` the trace of every signal,
+``waves.vcd``. ``DIR/replay/`` is replaced whole, and only if it holds nothing but an earlier
+replay's files. The simulation works in ``build/replay/<config>-*/``, removed when every layer
+is exact and kept, with its ``sim.log``, when not.
+
+Exit status: 0 when every layer is bit-exact and cycle-exact; 1 when one is not (replay.json says
+which) or when the build or the simulation fails (one ``error:`` line); 2 with one ``error:``
+line on bad input (nothing written); 130 after Ctrl-C (``DIR/replay/`` as it was).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script path, the repository root is not on sys.path; make the packages importable.
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+if __name__ == "__main__":
+    from sw.cli import exit_130_on_interrupt_during_imports
+    exit_130_on_interrupt_during_imports("sim/replay.py")
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from hw.generate import BUILD_ROOT  # noqa: E402
+from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
+from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
+                    one_line)
+from sw.config import AcceleratorConfig, ConfigError, load_config  # noqa: E402
+from sw.image.format import ImageError, WeightImage  # noqa: E402
+from sw.image.loader import load_image  # noqa: E402
+
+__all__ = ["REPLAY_DIR", "RESULT_FILE", "WAVES_FILE", "ReplayError", "ReplayFailed", "LayerResult",
+           "ReplayReport", "parse_layers", "load_replay_image", "encoder_inputs",
+           "nonzero_macs", "layer_results", "replay_image", "read_report", "main"]
+
+PROG = "sim/replay.py"
+#: The replay's own directory inside the image directory, and what it holds.
+REPLAY_DIR = "replay"
+RESULT_FILE = "replay.json"
+WAVES_FILE = "waves.vcd"
+#: The exit status when a layer is not bit-exact or not cycle-exact, or the build or the
+#: simulation fails.
+MISMATCH = 1
+
+
+class ReplayError(ValueError):
+    """The image, the model or a choice cannot be replayed; one line naming the problem."""
+
+
+class ReplayFailed(RuntimeError):
+    """The Verilator build failed, or the simulation ended without results; one line."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------------
+
+def parse_layers(text: str, count: int) -> tuple[int, ...]:
+    """The layer indices ``text`` chooses of an image with ``count`` layers: ``"all"`` or
+    comma-separated indices (``"0,1"``), returned sorted and without repeats.
+
+    Raises
+    ------
+    ReplayError
+        If ``text`` is neither, or names a layer the image does not have.
+    """
+    if text.strip() == "all":
+        return tuple(range(count))
+    indices = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdecimal() or not part.isascii():
+            raise ReplayError(f"--layers: {one_line(text)!r} is not 'all' or layer indices "
+                              f"separated by commas (e.g. 0,1)")
+        index = int(part)
+        if index >= count:
+            raise ReplayError(f"--layers: layer {index} is out of range; the image has {count} "
+                              f"layers (0 to {count - 1})")
+        indices.append(index)
+    return tuple(sorted(set(indices)))
+
+
+def load_replay_image(image_dir: Path) -> tuple[WeightImage, AcceleratorConfig]:
+    """The image of ``image_dir`` and its ``params.json``, which must be the image's own config.
+
+    Raises
+    ------
+    ReplayError
+        If the directory, ``weights.bin`` or ``params.json`` is missing or invalid.
+    """
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise ReplayError(f"{one_line(image_dir)}: image directory not found")
+    for name in ("weights.bin", "params.json"):
+        if not (image_dir / name).is_file():
+            raise ReplayError(f"{one_line(image_dir)}: no {name} (not an export_sparse.py "
+                              f"output directory)")
+    try:
+        image = load_image(image_dir / "weights.bin")
+    except ImageError as error:
+        raise ReplayError(str(error)) from None
+    try:     # also checks params.json against the image beside it; the message names the file
+        config = load_config(image_dir / "params.json")
+    except ConfigError as error:
+        raise ReplayError(str(error)) from None
+    return image, config
+
+
+def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
+                   model_dir: Path | None) -> np.ndarray:
+    """The golden model's int16 encoder inputs ``(count, tokens, hidden)`` of the first
+    ``count`` calibration images the image in ``image_dir`` was exported with.
+
+    The image holds the encoder only; its input comes from the model's float patch embedding,
+    quantized with the calibrated scale (``sw.golden.deit_int.IntegerDeiT.embed``). Today an
+    image directory records neither the model nor the calibration data (``manifest.json``
+    holds shapes), so ``model_dir`` (what ``export_sparse.py --model`` was given) is exported
+    again in memory for ``params.json`` with the exporter's default calibration, the result
+    must be the image's exact bytes, and its calibration images are embedded. This is the one
+    function that reads where the inputs come from.
+
+    Raises
+    ------
+    ReplayError
+        If ``model_dir`` is missing, cannot be exported, or does not give this image.
+    """
+    from sw.image.export import DEFAULT_CALIBRATION_IMAGES, ExportError, ExportRequest, export
+    if model_dir is None:
+        raise ReplayError(f"{one_line(image_dir)}: the image records no calibration data; pass "
+                          f"--model with the directory it was exported from")
+    if count > DEFAULT_CALIBRATION_IMAGES:
+        raise ReplayError(f"--inputs {count}: the image was calibrated on "
+                          f"{DEFAULT_CALIBRATION_IMAGES} images; at most that many inputs")
+    try:
+        state = export(ExportRequest(model_dir=Path(model_dir),
+                                     config=str(Path(image_dir) / "params.json"),
+                                     name=image.config.name))
+    except ExportError as error:
+        raise ReplayError(f"--model: {error}") from None
+    if state.data != (Path(image_dir) / "weights.bin").read_bytes():
+        raise ReplayError(f"{one_line(image_dir)}: weights.bin is not the export of --model "
+                          f"{one_line(model_dir)} with the default calibration; pass the model "
+                          f"it was exported from")
+    if len(state.calibration) < count:
+        raise ReplayError(f"--inputs {count}: the calibration data has "
+                          f"{len(state.calibration)} images")
+    return state.integer_model.embed(state.calibration[:count])
+
+
+# ------------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------------
+
+def nonzero_macs(case, instruction: dict) -> int:
+    """Multiply-accumulates of one replayed instruction with a non-zero weight: the token rows
+    it works on times the non-zero weights of a linear, every MAC of an attention product (its
+    "weights" are activations), none for the other units."""
+    if instruction["opcode"] == "GEMM":
+        weight = getattr(case.layer, instruction["unit"]).weight
+        return int(instruction["rows"]) * int(np.count_nonzero(weight))
+    return int(instruction["macs"])
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """One replayed layer, measured over every input."""
+
+    index: int
+    tokens: int                  #: token rows in
+    token_keep: int              #: token rows out (after the layer's gather, if any)
+    inputs: int
+    bit_exact: bool              #: every output value equal to the golden model's, every input
+    cycle_exact: bool            #: every instruction's cycles equal to the cycle model's
+    cycles: int                  #: the engine's cycles for the layer (the largest over inputs)
+    model_cycles: int            #: the cycle model's
+    nonzero_macs: int            #: MACs with a non-zero weight (one input)
+    utilization: float           #: nonzero_macs / (processing elements x cycles)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What a replay measured (``replay.json``); ``exact`` says whether everything matched."""
+
+    image: str
+    config: str
+    processing_elements: int
+    inputs: int
+    layers: tuple[LayerResult, ...]
+    build_seconds: float
+    sim_seconds: float
+    directory: Path | None = None        #: ``DIR/replay`` where it was written
+    waves: Path | None = None            #: the trace, with ``--waves``
+    log: Path | None = None              #: the simulation's log, kept when not exact
+
+    @property
+    def exact(self) -> bool:
+        return all(layer.bit_exact and layer.cycle_exact for layer in self.layers)
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "config": self.config,
+                "processing_elements": self.processing_elements, "inputs": self.inputs,
+                "exact": self.exact, "layers": [layer.to_dict() for layer in self.layers],
+                "build_seconds": round(self.build_seconds, 2),
+                "sim_seconds": round(self.sim_seconds, 2),
+                "waves": self.waves.name if self.waves is not None else None,
+                "log": str(self.log) if self.log is not None else None}
+
+    @classmethod
+    def from_dict(cls, document: dict, directory: Path | None = None) -> "ReplayReport":
+        """The report of a ``replay.json`` document (``directory``: where it lies)."""
+        waves = document.get("waves")
+        return cls(image=document["image"], config=document["config"],
+                   processing_elements=document["processing_elements"],
+                   inputs=document["inputs"],
+                   layers=tuple(LayerResult(**layer) for layer in document["layers"]),
+                   build_seconds=document["build_seconds"],
+                   sim_seconds=document["sim_seconds"], directory=directory,
+                   waves=None if waves is None or directory is None else directory / waves,
+                   log=None if document.get("log") is None else Path(document["log"]))
+
+    def table(self) -> str:
+        """The per-layer table the command prints."""
+        lines = [f"{'layer':<7}{'tokens':>10}{'cycles':>12}{'model cycles':>14}"
+                 f"{'bit-exact':>11}{'utilization':>13}"]
+        for layer in self.layers:
+            tokens = f"{layer.tokens}->{layer.token_keep}"
+            lines.append(f"{layer.index:<7}{tokens:>10}{layer.cycles:>12,}"
+                         f"{layer.model_cycles:>14,}{'yes' if layer.bit_exact else 'NO':>11}"
+                         f"{layer.utilization:>13.3f}")
+        cycles = sum(layer.cycles for layer in self.layers)
+        model = sum(layer.model_cycles for layer in self.layers)
+        macs = sum(layer.nonzero_macs for layer in self.layers)
+        lines.append(f"{'all':<7}{'':>10}{cycles:>12,}{model:>14,}"
+                     f"{'yes' if all(l.bit_exact for l in self.layers) else 'NO':>11}"
+                     f"{macs / (self.processing_elements * cycles):>13.3f}")
+        return "\n".join(lines)
+
+
+def layer_results(image: WeightImage, config: AcceleratorConfig, cases: list,
+                   results: list[dict]) -> tuple[LayerResult, ...]:
+    """Per layer, the measurements of every input's run folded together (``cases``: the
+    ``(layer index, LayerCase)`` pairs replayed, ``results``: ``sim.layer_replay.replay``'s
+    measurements of each, in the same order)."""
+    elements = config.hardware.array_rows * config.hardware.array_cols
+    by_layer: dict[int, list] = {}
+    for (index, case), result in zip(cases, results):
+        by_layer.setdefault(index, []).append((case, result))
+    layers = []
+    for index, runs in by_layer.items():
+        case, first = runs[0]
+        macs = sum(nonzero_macs(case, entry) for entry in first["instructions"])
+        cycles = max(result["cycles"] for _, result in runs)
+        cycle_exact = all(result["cycles"] == result["model_cycles"]
+                          and all(entry["cycles"] == entry["model_cycles"]
+                                  for entry in result["instructions"]) for _, result in runs)
+        layer = image.layers[index]
+        layers.append(LayerResult(
+            index=index, tokens=layer.tokens, token_keep=layer.token_keep, inputs=len(runs),
+            bit_exact=all(result["bit_exact"] for _, result in runs), cycle_exact=cycle_exact,
+            cycles=cycles, model_cycles=first["model_cycles"], nonzero_macs=macs,
+            utilization=macs / (elements * cycles) if cycles else 0.0))
+    return tuple(layers)
+
+
+# ------------------------------------------------------------------------------------------------
+# The replay
+# ------------------------------------------------------------------------------------------------
+
+def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
+                 waves: bool = False, on_step=None) -> ReplayReport:
+    """Replay ``layers`` (``"all"``, ``"0,1"`` or a list of indices) of the image in
+    ``image_dir`` on the layer engine generated from its ``params.json``, each fed the golden
+    model's input from each of the first ``inputs`` calibration images; write
+    ``image_dir/replay/`` and return the report. ``on_step(text)`` hears progress.
+
+    A layer that is not bit-exact or cycle-exact is recorded as such (``report.exact`` is
+    False), not raised.
+
+    Raises
+    ------
+    ReplayError
+        On bad input (nothing written).
+    ReplayFailed
+        If the build fails or the simulation ends without results (nothing written).
+    """
+    from sim.harness import TRACE_FILE, TestbenchFailed, build
+    from sim.layer_replay import image_cases, replay
+    say = on_step or (lambda text: None)
+    image_dir = Path(image_dir)
+    image, config = load_replay_image(image_dir)
+    chosen = (parse_layers(layers, len(image.layers)) if isinstance(layers, str)
+              else parse_layers(",".join(str(int(i)) for i in layers), len(image.layers)))
+    if isinstance(inputs, bool) or not isinstance(inputs, int) or inputs < 1:
+        raise ReplayError(f"--inputs must be a positive integer, not {inputs!r}")
+    out = image_dir / REPLAY_DIR
+    try:
+        check_output_directory(out, manifest=RESULT_FILE, contents={RESULT_FILE, WAVES_FILE})
+    except OutputRefused as error:
+        raise ReplayError(str(error)) from None
+    say(f"golden model inputs from {inputs} calibration image{'s' * (inputs > 1)}")
+    x = encoder_inputs(image_dir, image, inputs, model_dir=model_dir)
+    cases = []
+    for number in range(inputs):
+        for layer, case in zip(image.layers, image_cases(image, x[number])):
+            index = layer.index
+            if index in chosen:
+                cases.append((index, dataclasses.replace(
+                    case, name=f"{case.name}.input{number}")))
+    hw = config.hardware
+    say(f"layer engine of '{config.name}' ({hw.array_rows}x{hw.array_cols} array, "
+        f"{hw.block_rows}x{hw.block_cols} blocks{', traced' if waves else ''}): generating and "
+        f"building with Verilator (cached after the first time)")
+    try:
+        design = build(config, "layer_engine", waves=waves)
+    except RuntimeError as error:         # cocotb's runner: "Command failed with return code"
+        raise ReplayFailed(f"the Verilator build of '{config.name}' failed ({error}); see "
+                           f"build.log in build/sim/layer_engine-{config.name}*/") from None
+    say(f"replaying layer{'s' * (len(chosen) > 1)} {', '.join(map(str, chosen))} "
+        f"x {inputs} input{'s' * (inputs > 1)} on the RTL")
+    # The simulation's work files (pickled cases, log) stay out of the image directory: in
+    # build/replay/, deleted when every layer is exact, kept (and named) when not.
+    (BUILD_ROOT / "replay").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=BUILD_ROOT / "replay"))
+    report = None
+
+    def fill(staging: Path) -> None:
+        nonlocal report
+        started = time.monotonic()
+        try:
+            results = replay(design, [case for _, case in cases], work, waves=waves)
+        except TestbenchFailed:
+            if not (work / "result.json").is_file():
+                raise
+            results = json.loads((work / "result.json").read_text())
+        if waves:
+            shutil.move(work / TRACE_FILE, staging / WAVES_FILE)
+        report = ReplayReport(
+            image=str(image_dir), config=config.name,
+            processing_elements=hw.array_rows * hw.array_cols, inputs=inputs,
+            layers=layer_results(image, config, cases, results),
+            build_seconds=design.build_seconds, sim_seconds=time.monotonic() - started,
+            directory=out, waves=out / WAVES_FILE if waves else None)
+        if not report.exact:
+            report = dataclasses.replace(report, log=work / "sim.log")
+        (staging / RESULT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n",
+                                           encoding="utf-8")
+    try:
+        replace_directory(out, fill)
+    except TestbenchFailed:
+        raise ReplayFailed(f"the simulation ended without results; see "
+                           f"{work / 'sim.log'}") from None
+    except BaseException:            # Ctrl-C, a full disk: nothing to look at afterwards
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if report.exact:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def read_report(image_dir) -> ReplayReport:
+    """The report of the last replay of the image in ``image_dir`` (``replay/replay.json``).
+
+    Raises
+    ------
+    ReplayError
+        If there is none, or it cannot be read.
+    """
+    directory = Path(image_dir) / REPLAY_DIR
+    path = directory / RESULT_FILE
+    try:
+        return ReplayReport.from_dict(json.loads(path.read_text(encoding="utf-8")), directory)
+    except FileNotFoundError:
+        raise ReplayError(f"{one_line(path)}: no such file (replay the image first)") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ReplayError(f"{one_line(path)}: not a replay report "
+                          f"({type(error).__name__}: {one_line(error)})") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+def _parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--image", type=Path, required=True,
+                        help="an export_sparse.py output directory (weights.bin, params.json)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="the --model the image was exported from (its calibration images "
+                             "give the inputs)")
+    parser.add_argument("--layers", default="all",
+                        help="'all' (default) or layer indices separated by commas: 0,1")
+    parser.add_argument("--inputs", type=int, default=1, metavar="N",
+                        help="replay each layer with the inputs of the first N calibration "
+                             "images (default 1)")
+    parser.add_argument("--waves", action="store_true",
+                        help=f"trace every signal into DIR/{REPLAY_DIR}/{WAVES_FILE} (a separate "
+                             f"traced build; open with GTKWave or Surfer)")
+    return parser
+
+
+@exit_130_on_interrupt(PROG)
+def main(argv: list[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        report = replay_image(options.image, model_dir=options.model, layers=options.layers,
+                              inputs=options.inputs, waves=options.waves,
+                              on_step=lambda text: print(f"- {text}", flush=True))
+    except ReplayError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return BAD_INPUT
+    except ReplayFailed as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return MISMATCH
+    print(report.table())
+    print(f"wrote {report.directory / RESULT_FILE}"
+          + (f" and {report.waves}" if report.waves is not None else "")
+          + f" ({time.monotonic() - started:.0f} s)")
+    if not report.exact:
+        wrong = [str(layer.index) for layer in report.layers
+                 if not (layer.bit_exact and layer.cycle_exact)]
+        print(f"{PROG}: error: layer{'s' * (len(wrong) > 1)} {', '.join(wrong)} not bit-exact "
+              f"or not cycle-exact; see {report.log}",
+              file=sys.stderr)
+        return MISMATCH
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
