@@ -193,7 +193,7 @@ class DataSource:
                 raise DataError(str(error)) from None
         from sw.data.image_folder import read_images
         paths, labels, _ = self._listing()
-        train = self._train_indices(labels.numpy())
+        train, _ = self._train_indices(labels.numpy())
         by_class: dict[int, list[int]] = {}
         for index in train:
             by_class.setdefault(int(labels[index]), []).append(int(index))
