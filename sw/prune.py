@@ -403,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     options = vars(parser.parse_args(argv))
     recipe_path = options["recipe"]
+    if options["no_progress"]:      # transformers' own bars too (loading, writing shards)
+        from transformers.utils import logging as transformers_logging
+        transformers_logging.disable_progress_bar()
 
     def fail(message: str):
         parser.exit(BAD_INPUT, f"{PROG}: error: {message}\n")
