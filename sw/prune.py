@@ -166,11 +166,15 @@ def _teacher(directory: Path, progress: bool):
         raise
     except Exception as error:  # noqa: BLE001 - transformers and huggingface_hub report a
         # malformed config.json in many exception types; one line names the folder
-        text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        text = text or type(error).__name__
-        raise ValueError(f"{one_line(directory)}: cannot load the teacher model: "
-                         f"{one_line(text if len(text) <= 200 else text[:197] + '...')}"
-                         ) from None
+        raise _cannot_load(directory, error) from None
+
+
+def _cannot_load(directory: Path, error: Exception) -> ValueError:
+    """One line naming the teacher folder and the library's (often multi-line) complaint."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = text or type(error).__name__
+    return ValueError(f"{one_line(directory)}: cannot load the teacher model: "
+                      f"{one_line(text if len(text) <= 200 else text[:197] + '...')}")
 
 
 def _process_state():
@@ -228,8 +232,7 @@ def check_data(teacher_dir: Path, data: str | os.PathLike | DataSource = DIGITS)
     try:
         config = AutoConfig.from_pretrained(teacher_dir, local_files_only=True)
     except Exception as error:  # noqa: BLE001 - a malformed config.json raises many types
-        raise DataError(f"{config_path}: cannot read the model config ({one_line(error)})"
-                        ) from None
+        raise DataError(str(_cannot_load(Path(teacher_dir), error))) from None
     check_model_data(config, source, model=str(teacher_dir))
     return source
 
