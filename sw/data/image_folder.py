@@ -13,7 +13,8 @@ from sklearn.model_selection import train_test_split
 from sw.data import ImageSplit
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_SUFFIXES", "list_image_folder",
-           "load_image_folder", "load_image_folder_split", "read_images", "split_indices"]
+           "classes_in_turn", "load_image_folder", "load_image_folder_split", "read_images",
+           "split_indices"]
 
 #: Per-channel RGB statistics that ImageNet checkpoints (DeiT, ViT) were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -133,12 +134,26 @@ def split_indices(labels, val_fraction: float, seed: int, *, source: str = "the 
     return np.sort(train_index), np.sort(val_index)
 
 
+def classes_in_turn(indices, labels) -> list[int]:
+    """``indices`` reordered one class at a time in turn: the first of every class (in class
+    order), then the second, ... An image folder lists its files class by class, so this is
+    what makes the first N of its train split (``--max-train-samples``, calibration) hold
+    every class."""
+    by_class: dict[int, list[int]] = {}
+    for index in indices:
+        by_class.setdefault(int(labels[index]), []).append(int(index))
+    columns = [by_class[label] for label in sorted(by_class)]
+    return [column[rank] for rank in range(max(map(len, columns), default=0))
+            for column in columns if rank < len(column)]
+
+
 def load_image_folder_split(root: str | os.PathLike, *, image_size: int = 32,
                             val_fraction: float = 0.2, seed: int = 0,
                             mean: tuple[float, float, float] = IMAGENET_MEAN,
                             std: tuple[float, float, float] = IMAGENET_STD) -> ImageSplit:
     """Load an image folder and split it like the digits: stratified, fixed by ``seed``
-    (:func:`split_indices`).
+    (:func:`split_indices`). The train images come one class at a time in turn
+    (:func:`classes_in_turn`), the validation images in file order.
 
     Raises
     ------
@@ -152,7 +167,7 @@ def load_image_folder_split(root: str | os.PathLike, *, image_size: int = 32,
                                                     std=std)
     train_index, val_index = split_indices(labels.numpy(), float(val_fraction), seed,
                                            source=str(root))
-    train_index = torch.as_tensor(train_index)
+    train_index = torch.as_tensor(classes_in_turn(train_index, labels))
     val_index = torch.as_tensor(val_index)
     return ImageSplit(train_images=images[train_index], train_labels=labels[train_index],
                       val_images=images[val_index], val_labels=labels[val_index],

@@ -173,12 +173,10 @@ class DataSource:
             raise DataError(str(error)) from None
 
     def calibration_images(self, image_size: int, count: int) -> torch.Tensor:
-        """Up to ``count`` train-split images at ``image_size``, never a validation image.
-
-        Digits: the first ``count`` of the train split (as before image folders existed). An
-        image folder lists its files class by class, so its train split is taken one image of
-        each class in turn (the first of every class, then the second, ...), and only those
-        files are read.
+        """The first ``count`` images of :meth:`load_split`'s train split at ``image_size``
+        (all of them if fewer), never a validation image. Of an image folder, only those
+        files are read; its train split comes one class at a time in turn
+        (:func:`sw.data.image_folder.classes_in_turn`), so the first images hold every class.
 
         Raises
         ------
@@ -191,17 +189,12 @@ class DataSource:
                 return load_digits_train_images(count, image_size, self.val_fraction, self.seed)
             except ValueError as error:
                 raise DataError(str(error)) from None
-        from sw.data.image_folder import read_images
+        from sw.data.image_folder import classes_in_turn, read_images
         paths, labels, _ = self._listing()
         train, _ = self._train_indices(labels.numpy())
-        by_class: dict[int, list[int]] = {}
-        for index in train:
-            by_class.setdefault(int(labels[index]), []).append(int(index))
-        interleaved = [column[rank] for rank in range(max(map(len, by_class.values())))
-                       for column in by_class.values() if rank < len(column)]
+        chosen = classes_in_turn(train, labels)[:count]
         try:
-            return read_images([paths[index] for index in interleaved[:count]],
-                               image_size=image_size)
+            return read_images([paths[index] for index in chosen], image_size=image_size)
         except ValueError as error:
             raise DataError(str(error)) from None
 

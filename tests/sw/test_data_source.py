@@ -92,6 +92,8 @@ def test_folder_calibration_takes_train_images_class_by_class(folder):
     by_class = [[index for index in train if labels[index] == label] for label in range(3)]
     expected = [by_class[0][0], by_class[1][0], by_class[2][0], by_class[0][1], by_class[1][1]]
     assert torch.equal(images, read_images([paths[index] for index in expected], image_size=8))
+    assert torch.equal(images, split.train_images[:5])      # the train split's first five
+    assert split.train_labels.tolist() == [0, 1, 2] * 3
     everything = source.calibration_images(8, 100)
     assert len(everything) == 9       # every train image, never a validation one
     assert not any(torch.equal(image, held_out) for image in everything
