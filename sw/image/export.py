@@ -4,8 +4,8 @@ The export is an ordered list of named steps (:data:`STEPS`), each ``step(state)
 read the hardware config, find and load the model and its pruning report, decide the kept heads
 and FFN neurons, check that every matrix fits the hardware's block shape, quantize with the
 integer model's calibration (on ``calibration``: an image folder or the digits, by default the
-data recorded with the model, :func:`choose_calibration_data`), assemble the image and the accelerator parameters sized from the
-pruned model, and check the bytes by loading them back. :func:`verify` then runs the golden
+data recorded with the model, :func:`choose_calibration_data`), assemble the image and the
+accelerator parameters sized from the pruned model, and check the bytes by loading them back. :func:`verify` then runs the golden
 model from the image's bytes and from the torch model and counts differences; :func:`write`
 puts the outputs in place atomically. Every problem with the input raises
 :class:`ExportError` with one line naming it.
@@ -745,9 +745,10 @@ def write(state: ExportState, out: Path) -> dict:
     """Write ``weights.bin``, ``params.json`` and ``manifest.json`` into ``out`` atomically.
 
     The directory is built under a temporary name and renamed into place, so a failure leaves
-    the previous ``out`` (or none) untouched. Returns the manifest. Its ``"calibration"`` entry records the calibration data (its
-    :meth:`~sw.data.source.DataSource.to_dict`), the image count and size and the model
-    directory: :func:`sw.data.calibration.load_recorded_calibration` reads it back.
+    the previous ``out`` (or none) untouched. Returns the manifest. Its ``"calibration"``
+    entry records the calibration data (its :meth:`~sw.data.source.DataSource.to_dict`), the
+    image count and size and the model directory:
+    :func:`sw.data.calibration.load_recorded_calibration` reads it back.
 
     Raises
     ------
