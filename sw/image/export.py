@@ -5,9 +5,9 @@ read the hardware config, find and load the model and its pruning report, decide
 and FFN neurons, check that every matrix fits the hardware's block shape, quantize with the
 integer model's calibration (on ``calibration``: an image folder or the digits, by default the
 data recorded with the model, :func:`choose_calibration_data`), assemble the image and the
-accelerator parameters sized from the pruned model, and check the bytes by loading them back. :func:`verify` then runs the golden
-model from the image's bytes and from the torch model and counts differences; :func:`write`
-puts the outputs in place atomically. Every problem with the input raises
+accelerator parameters sized from the pruned model, and check the bytes by loading them back.
+:func:`verify` then runs the golden model from the image's bytes and from the torch model and
+counts differences; :func:`write` puts the outputs in place atomically. Every problem with the input raises
 :class:`ExportError` with one line naming it.
 """
 
