@@ -7,8 +7,8 @@ integer model's calibration (on ``calibration``: an image folder or the digits, 
 data recorded with the model, :func:`choose_calibration_data`), assemble the image and the
 accelerator parameters sized from the pruned model, and check the bytes by loading them back.
 :func:`verify` then runs the golden model from the image's bytes and from the torch model and
-counts differences; :func:`write` puts the outputs in place atomically. Every problem with the input raises
-:class:`ExportError` with one line naming it.
+counts differences; :func:`write` puts the outputs in place atomically. Every problem with the
+input raises :class:`ExportError` with one line naming it.
 """
 
 from __future__ import annotations
