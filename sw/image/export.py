@@ -63,8 +63,10 @@ class ExportError(ValueError):
 class ExportRequest:
     """What to export, for which hardware, where (``out=None``: only in memory).
 
-    ``calibration`` is ``"digits"``, an image folder's path, or None: the data recorded with the
-    model (:func:`choose_calibration_data`); ``calibration_images`` of its train split are used.
+    ``calibration`` is ``"digits"``, an image folder's path, a
+    :class:`~sw.data.source.DataSource`, or None: the data recorded with the model
+    (:func:`choose_calibration_data`); the first ``calibration_images`` of its train split
+    are used.
     """
 
     model_dir: Path
@@ -526,7 +528,7 @@ def _recorded_data(state: ExportState):
                 return DataSource.from_dict(state.report["data"],
                                             where="pruning_report.json: data")
             except DataError as error:
-                raise ExportError(str(error)) from None
+                raise ExportError(f"{error}; pass --calibration DIR|digits") from None
         # A report without "data" comes from a prune.py that could only use the digits.
         state.notes.append("pruning_report.json records no data (it predates prune.py --data, "
                            "which pruned on the digits): calibrating on the digits")
@@ -556,7 +558,9 @@ def choose_calibration_data(state: ExportState) -> ExportState:
     the model's image size are checked (:func:`sw.data.source.check_model_data`)."""
     from sw.data.source import DataError, DataSource, check_model_data
     try:
-        if state.request.calibration is not None:
+        if isinstance(state.request.calibration, DataSource):
+            source = state.request.calibration
+        elif state.request.calibration is not None:
             try:
                 source = DataSource.parse(state.request.calibration)
             except DataError as error:
