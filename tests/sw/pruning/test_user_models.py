@@ -64,6 +64,7 @@ def test_a_users_model_and_folder_through_prune_and_export(architecture, photos,
     pruned = run_tool("prune.py", "--teacher", model, "--data", photos, "--out", run,
                       "--keep-rate", "0.5", *PRUNE_FLAGS)
     assert pruned.returncode == 0, pruned.stderr
+    assert "it/s" not in pruned.stderr       # --no-progress: transformers' bars too
     report = json.loads((run / "pruning_report.json").read_text())
     assert report["data"] == {"source": "image_folder", "path": str(photos), "val_fraction": 0.2,
                               "seed": 0, "image_size": 16,
@@ -123,6 +124,7 @@ def test_data_that_is_not_the_model_s_is_one_line_before_any_work(tmp_path, caps
     three = write_image_folder(tmp_path / "three", classes=3, per_class=4)
     model = save_user_model(tmp_path / "model", "vit")
     out = tmp_path / "out"
+    capsys.readouterr()                                        # save_pretrained's bars
     with pytest.raises(SystemExit) as caught:
         prune_main(["--teacher", str(model), "--data", str(three), "--out", str(out)])
     assert caught.value.code == 2 and not out.exists()
@@ -162,11 +164,29 @@ def test_calibration_that_is_not_the_model_s_is_one_line(tmp_path, capsys):
          f"{plain}: no data is recorded with this model (no pruning_report.json data, no "
          f"training.json of sw/train_digits.py); pass --calibration DIR|digits"),
     ]
+    moved = save_pruned_deit(tmp_path / "moved", removed_heads={}, removed_neurons={},
+                             hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1,
+                             image_size=8)
+    report = json.loads((moved / "pruning_report.json").read_text())
+    report["data"] = {"source": "image_folder", "path": str(tmp_path / "gone")}
+    (moved / "pruning_report.json").write_text(json.dumps(report))
+    cases.append((["--model", moved],
+                  f"pruning_report.json: data.path: the image folder {tmp_path / 'gone'} recorded "
+                  f"with the model no longer exists; pass --calibration DIR|digits"))
+    capsys.readouterr()                                        # save_pretrained's bars
     for arguments, message in cases:
         out = tmp_path / "image"
-        status = export_main([*map(str, arguments), "--config", "tiny", "--out", str(out)])
+        status = export_main([*map(str, arguments), "--config", "tiny", "--out", str(out),
+                              "--no-progress"])
         assert (status, capsys.readouterr().err) == (2, f"error: {message}\n")
         assert not out.exists()
+    # a report from before prune.py --data meant the digits: used, and said so
+    del report["data"]
+    (moved / "pruning_report.json").write_text(json.dumps(report))
+    state = export(ExportRequest(model_dir=moved, config="tiny", calibration_images=2))
+    assert state.calibration_data == DataSource.parse("digits")
+    assert state.notes == ["pruning_report.json records no data (it predates prune.py --data, "
+                           "which pruned on the digits): calibrating on the digits"]
     # the plain model calibrates on the digits when asked to
     assert export_main(["--model", str(plain), "--config", "tiny", "--out", str(tmp_path / "ok"),
                         "--calibration", "digits", "--calibration-images", "4"]) == 0
