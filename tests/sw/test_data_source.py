@@ -157,3 +157,19 @@ def test_load_recorded_calibration(folder, tmp_path):
                                  f"again)")
     with pytest.raises(DataError, match=r": not found \(an export directory of "):
         load_recorded_calibration(tmp_path / "elsewhere")
+
+
+def test_an_unreadable_image_or_a_folder_too_small_to_split_is_one_line(folder, tmp_path):
+    broken = folder / "class_1" / "99.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(DataError) as caught:
+        DataSource.parse(folder).load_split(8)
+    assert str(caught.value).startswith(f"{broken}: cannot read it as an image (")
+    assert "\n" not in str(caught.value)
+    small = write_image_folder(tmp_path / "small", classes=5, per_class=4)
+    with pytest.raises(DataError) as caught:
+        DataSource.parse(small).load_split(8)
+    assert str(caught.value) == (
+        f"{small}: cannot split 20 images of 5 classes (fewest in one class: 4) into train and "
+        f"validation sets with val_fraction 0.2: The test_size = 4 should be greater or equal to "
+        f"the number of classes = 5")
