@@ -94,6 +94,7 @@ class ExportState:
     ffn_padding: list = field(default_factory=list)
     pruning_blocks: list = field(default_factory=list)
     token_pruning: list = field(default_factory=list)  #: per layer: TokenPruning or None
+    token_entry: dict | None = None               #: the report's "tokens" (or config's)
     notes: list = field(default_factory=list)     #: things the user should know, one line each
     calibration_data: object = None               #: sw.data.source.DataSource
     calibration: object = None                    #: calibration images (torch tensor)
@@ -403,14 +404,40 @@ def choose_kept_units(state: ExportState) -> ExportState:
     return state
 
 
+def _recorded_token_pruning(state: ExportState) -> dict | None:
+    """The gathers a plain directory's ``config.json`` records (``token_pruning``, written by
+    ``sw.pruning.tokens.patch_token_pruning``: ``--model run/pruned``), as a report entry."""
+    from sw.pruning.tokens import CONFIG_FIELD, PROTECTED_TOKENS, TokenPruningArgs
+    recorded = getattr(state.model.config, CONFIG_FIELD, None)
+    if recorded is None:
+        return None
+    where = f"{state.model_source / 'config.json'}: {CONFIG_FIELD}"
+    if not isinstance(recorded, dict) or set(recorded) != {"keep_rate", "layers", "fuse"}:
+        raise ExportError(f"{where}: expected an object with keep_rate, layers, fuse, found "
+                          f"{str(recorded)[:60]}")
+    try:
+        args = TokenPruningArgs(**recorded, warmup=False)
+    except ValueError as error:
+        raise ExportError(f"{where}: {error}") from None
+    if args.layers[-1] >= state.topology["layers"]:
+        raise ExportError(f"{where}: layers {list(args.layers)} reach beyond the model's "
+                          f"{state.topology['layers']} layers")
+    return {**args.to_dict(), "protected": PROTECTED_TOKENS[state.architecture]}
+
+
 def choose_token_pruning(state: ExportState) -> ExportState:
     """Each layer's token gather, from the pruning report's ``"tokens"`` entry (written by
-    ``sw/prune.py`` when the recipe prunes tokens): the same keep counts the model was
-    fine-tuned with (``sw.golden.token_select.keep_count``), so the image's programs gather
-    exactly where and as much as training did."""
+    ``sw/prune.py`` when the recipe prunes tokens), or for a plain directory from its
+    ``config.json``'s ``token_pruning``: the same keep counts the model was fine-tuned with
+    (``sw.golden.token_select.keep_count``), so the image's programs gather exactly where and
+    as much as training did."""
     from sw.golden.token_select import TokenPruning, keep_count
     layers = state.topology["layers"]
-    entry = state.report.get("tokens") if isinstance(state.report, dict) else None
+    if isinstance(state.report, dict):
+        entry = state.report.get("tokens")
+    else:
+        entry = _recorded_token_pruning(state)
+    state.token_entry = entry
     if entry is None:
         state.token_pruning = [None] * layers
         return state
@@ -732,7 +759,7 @@ def verify(state: ExportState, images=None) -> dict:
         import copy
 
         from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
-        entry = state.report["tokens"]
+        entry = state.token_entry
         model = copy.deepcopy(state.model)
         patch_token_pruning(model, TokenPruningArgs.from_dict({
             key: entry[key] for key in ("keep_rate", "layers", "fuse")}))

@@ -118,6 +118,12 @@ def test_every_output_folder_reloads_to_the_function_its_report_measured(photos,
         assert evaluate(reloaded, split.val_images, split.val_labels) == accuracy, folder
     assert json.loads((out / "pruned" / "config.json").read_text())["token_pruning"] == {
         "keep_rate": 0.5, "layers": [0, 1], "fuse": True}
+    # The exporter programs the same gathers from pruned/'s config as from the run's report.
+    from_run = export(ExportRequest(model_dir=out, config="tiny", calibration_images=2))
+    from_folder = export(ExportRequest(model_dir=out / "pruned", config="tiny",
+                                       calibration=photos, calibration_images=2))
+    assert from_folder.token_pruning == from_run.token_pruning
+    assert all(gather is not None for gather in from_run.token_pruning)
 
 
 def test_data_that_is_not_the_model_s_is_one_line_before_any_work(tmp_path, capsys):
@@ -173,6 +179,15 @@ def test_calibration_that_is_not_the_model_s_is_one_line(tmp_path, capsys):
     cases.append((["--model", moved],
                   f"pruning_report.json: data.path: the image folder {tmp_path / 'gone'} recorded "
                   f"with the model no longer exists; pass --calibration DIR|digits"))
+    gathers = save_pruned_deit(tmp_path / "gathers", removed_heads={}, removed_neurons={},
+                               hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1,
+                               image_size=8, report=False)
+    config = json.loads((gathers / "config.json").read_text())
+    config["token_pruning"] = {"keep_rate": 0.5, "layers": [1], "fuse": True}
+    (gathers / "config.json").write_text(json.dumps(config))
+    cases.append((["--model", gathers, "--calibration", "digits"],
+                  f"{gathers / 'config.json'}: token_pruning: layers [1] reach beyond the "
+                  f"model's 1 layers"))
     capsys.readouterr()                                        # save_pretrained's bars
     for arguments, message in cases:
         out = tmp_path / "image"
