@@ -1,12 +1,17 @@
 """Export a pruned DeiT / ViT for the accelerator, or inspect an exported weight image.
 
     python sw/export_sparse.py --model DIR --config PRESET|JSON --out DIR [--verify]
+                               [--calibration DIR|digits] [--calibration-images N]
     python sw/export_sparse.py --inspect DIR/weights.bin
 
 ``--model`` is a ``sw/prune.py`` output directory (``pruned/`` + ``pruning_report.json``) or a
 plain ``save_pretrained`` directory (every head and neuron kept). ``--out`` receives
 ``weights.bin`` (docs/image-format.md), ``params.json`` (the accelerator config sized from the
-pruned model: ``make verilog CONFIG=DIR/params.json``) and ``manifest.json``. ``--inspect`` takes
+pruned model: ``make verilog CONFIG=DIR/params.json``) and ``manifest.json`` (which records the
+calibration data). The integer model is calibrated on ``--calibration``: an image folder (one
+sub-folder per class) or ``digits``, preprocessed at the model's image size; by default the
+data recorded with the model (``prune.py --data``; a ``train_digits.py`` teacher's digits), and
+a model with none recorded needs the flag. ``--inspect`` takes
 the image file or a directory holding ``weights.bin``. Bad input ends with one ``error:`` line
 and exit status 2; ``--verify`` differences with status 1; Ctrl-C with one line and status 130
 (the previous ``--out`` left as it was); a closed standard output (``| head -1``) silently with
@@ -52,9 +57,13 @@ def _parser() -> argparse.ArgumentParser:
                                          "config JSON path")
     parser.add_argument("--out", type=Path, help="output directory (replaced whole)")
     parser.add_argument("--name", help="name of the generated config (default: --out's name)")
+    parser.add_argument("--calibration", metavar="DIR|digits",
+                        help="calibration data: an image folder (one sub-folder per class) or "
+                             "'digits' (default: the data recorded with the model)")
     parser.add_argument("--calibration-images", type=int, default=None,
                         dest="calibration_images",
-                        help="calibrate on the first N digits training images (default 64)")
+                        help=f"calibrate on N training images of that data (default "
+                             f"{DEFAULT_CALIBRATION_IMAGES})")
     parser.add_argument("--verify", action="store_true",
                         help="compare the golden model from the image with the one from torch")
     parser.add_argument("--inspect", type=Path, metavar="FILE",
@@ -80,7 +89,7 @@ def _export(options) -> int:
         model_dir=options.model, config=options.config, out=options.out, name=options.name,
         calibration_images=(options.calibration_images if options.calibration_images is not None
                             else DEFAULT_CALIBRATION_IMAGES),
-        progress=not options.no_progress)
+        progress=not options.no_progress, calibration=options.calibration)
     state = export(request, on_step=lambda name: print(f"- {name}", flush=True))
     for note in state.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -110,7 +119,8 @@ def _export(options) -> int:
 def _run(parser: argparse.ArgumentParser, options) -> int:
     try:
         if options.inspect is not None:
-            if options.model or options.config or options.out or options.verify:
+            if (options.model or options.config or options.out or options.verify
+                    or options.calibration):
                 parser.error("--inspect takes only the image file")
             return _inspect(options.inspect)
         missing = [flag for flag, value in (("--model", options.model),

@@ -51,16 +51,23 @@ def build_small_deit(config: DeiTConfig | None = None) -> DeiTForImageClassifica
     return DeiTForImageClassification(config if config is not None else small_deit_config())
 
 
-def load_model(directory: str | os.PathLike) -> PreTrainedModel:
+def load_model(directory: str | os.PathLike, *, token_pruning: bool = True) -> PreTrainedModel:
     """Load an image classifier saved with ``save_pretrained`` from a local directory, in eval mode.
 
-    Only local directories are accepted: nothing is downloaded. A shrunk model (a directory with
-    ``surgery.json``, see :mod:`sw.pruning.artifacts`) is rebuilt with its per-layer widths.
+    Only local directories are accepted: nothing is downloaded. This restores every output
+    folder of ``sw/prune.py`` (``pruned/``, ``shrunk/``, ``filled/``) to the function its
+    pruning report measured: a shrunk model (a directory with ``surgery.json``, see
+    :mod:`sw.pruning.artifacts`) is rebuilt with its per-layer widths, and the token gathers
+    recorded in ``config.json`` (``token_pruning``) are installed again
+    (:func:`sw.pruning.tokens.restore_token_pruning`); ``token_pruning=False`` leaves them out
+    (every token runs, as for the teacher).
 
     Raises
     ------
     FileNotFoundError
         If ``directory`` does not exist or holds no ``config.json``.
+    ValueError
+        If ``config.json``'s ``token_pruning`` entry is malformed.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -68,7 +75,11 @@ def load_model(directory: str | os.PathLike) -> PreTrainedModel:
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory}: no config.json (not a save_pretrained directory)")
     from sw.pruning.artifacts import is_shrunk, load_shrunk
+    from sw.pruning.tokens import restore_token_pruning
     if is_shrunk(directory):
-        return load_shrunk(directory)
-    model = AutoModelForImageClassification.from_pretrained(directory, local_files_only=True)
+        model = load_shrunk(directory)
+    else:
+        model = AutoModelForImageClassification.from_pretrained(directory, local_files_only=True)
+    if token_pruning:
+        restore_token_pruning(model)
     return model.eval()

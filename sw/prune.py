@@ -1,6 +1,9 @@
-"""Fine-prune the digits DeiT with distillation from its dense teacher and write a pruning report.
+"""Fine-prune a DeiT / ViT with distillation from its dense teacher and write a pruning report.
 
-Run ``python sw/prune.py --recipe recipes/digits_deit.json`` (see docs/pruning.md). Every
+Run ``python sw/prune.py --recipe recipes/digits_deit.json`` (see docs/pruning.md): the digits
+DeiT on the digits. ``--teacher DIR --data DIR`` prunes the user's own ``save_pretrained``
+image classifier on an image folder (one sub-folder per class), preprocessed at the model's
+image size; its classes and image size are checked against the model first. Every
 ``PruningArgs`` field is also a flag under nn_pruning's name (``--final_threshold 0.1``); the
 same command runs under ``torchrun --nproc_per_node N`` or ``accelerate launch`` (see
 :mod:`sw.pruning.trainer`). A recipe's optional ``"tokens"`` section adds EViT-style token
@@ -24,6 +27,7 @@ if __name__ == "__main__":     # Ctrl-C while torch loads: one line, not a trace
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -31,6 +35,7 @@ from sw.atomic import OutputRefused, check_output_directory, replace_directory  
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)
 from sw.data.digits import load_digits_split  # noqa: E402
+from sw.data.source import DIGITS, DataError, DataSource, check_model_data  # noqa: E402
 from sw.models import load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
 from sw.pruning.artifacts import save_shrunk  # noqa: E402
@@ -44,8 +49,9 @@ from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning  # noqa: E40
 from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
 from sw.train_digits import evaluate  # noqa: E402
 
-__all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "OUTPUT_FILES", "check_output",
-           "check_teacher", "main", "prune", "resolve_recipe", "resolve_token_recipe"]
+__all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "OUTPUT_FILES", "check_data",
+           "check_output", "check_teacher", "data_source", "main", "prune", "resolve_recipe",
+           "resolve_token_recipe", "split_for"]
 
 DEFAULT_RECIPE = _REPO_ROOT / "recipes" / "digits_deit.json"
 DEFAULT_TEACHER = _REPO_ROOT / "build" / "models" / "digits_deit"
@@ -160,11 +166,15 @@ def _teacher(directory: Path, progress: bool):
         raise
     except Exception as error:  # noqa: BLE001 - transformers and huggingface_hub report a
         # malformed config.json in many exception types; one line names the folder
-        text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        text = text or type(error).__name__
-        raise ValueError(f"{one_line(directory)}: cannot load the teacher model: "
-                         f"{one_line(text if len(text) <= 200 else text[:197] + '...')}"
-                         ) from None
+        raise _cannot_load(directory, error) from None
+
+
+def _cannot_load(directory: Path, error: Exception) -> ValueError:
+    """One line naming the teacher folder and the library's (often multi-line) complaint."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = text or type(error).__name__
+    return ValueError(f"{one_line(directory)}: cannot load the teacher model: "
+                      f"{one_line(text if len(text) <= 200 else text[:197] + '...')}")
 
 
 def _process_state():
@@ -180,10 +190,65 @@ def split_for(teacher_dir: Path, image_size: int):
                              options.get("split_seed", 0))
 
 
+def data_source(teacher_dir: Path, data: str | os.PathLike | DataSource = DIGITS) -> DataSource:
+    """``data`` (``"digits"``, an image folder's path, or a :class:`DataSource`) as a source;
+    the digits are split as the teacher's ``training.json`` records (:func:`split_for`).
+
+    Raises
+    ------
+    DataError
+        If the image folder does not exist.
+    """
+    if isinstance(data, DataSource):
+        return data
+    source = DataSource.parse(data)
+    if source.is_digits:
+        options = _teacher_record(Path(teacher_dir)).get("options", {})
+        source = DataSource(None, float(options.get("val_fraction", 0.2)),
+                            options.get("split_seed", 0))
+    return source
+
+
+def check_data(teacher_dir: Path, data: str | os.PathLike | DataSource = DIGITS) -> DataSource:
+    """Check before any work that ``data`` can train the teacher's model: the same number of
+    classes, and an image size the model takes (:func:`sw.data.source.check_model_data`). A
+    missing teacher is trained on the digits by :mod:`sw.train_digits`, so other data needs an
+    existing one. Returns the source.
+
+    Raises
+    ------
+    DataError
+        One line naming the data, the teacher and both values.
+    """
+    source = data_source(teacher_dir, data)
+    config_path = Path(teacher_dir) / "config.json"
+    if not config_path.exists():
+        if not source.is_digits:
+            raise DataError(f"{teacher_dir}: no teacher model there (sw/train_digits.py only "
+                            f"makes the digits teacher); --data {source.describe()} needs a "
+                            f"save_pretrained image classifier as --teacher")
+        return source
+    from transformers import AutoConfig
+    try:
+        config = AutoConfig.from_pretrained(teacher_dir, local_files_only=True)
+    except Exception as error:  # noqa: BLE001 - a malformed config.json raises many types
+        raise DataError(str(_cannot_load(Path(teacher_dir), error))) from None
+    check_model_data(config, source, model=str(teacher_dir))
+    return source
+
+
 def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DEFAULT_TEACHER,
           out: Path | None = DEFAULT_OUT, progress: bool = True,
-          tokens: TokenPruningArgs | None = None) -> tuple[PruneResult, dict]:
+          tokens: TokenPruningArgs | None = None,
+          data: str | os.PathLike | DataSource = DIGITS) -> tuple[PruneResult, dict]:
     """Fine-prune a copy of the teacher with distillation; write ``out``; return result, report.
+
+    ``data`` is ``"digits"`` (split as the teacher's ``training.json`` says), an image folder's
+    path or a :class:`~sw.data.source.DataSource`; its images are preprocessed at the
+    teacher's image size, and its classes must be the teacher's (:func:`check_data`). The
+    report records it (``"data"``): ``sw/export_sparse.py`` calibrates on it by default, and
+    ``DataSource.from_dict(report["data"], ...).load_split(image_size)`` gives the validation
+    images the report's accuracies were measured on.
 
     With ``tokens``, the student also prunes tokens (the teacher sees every token); the keep
     rate warms up along the pruning schedule and the report gains a ``"tokens"`` entry.
@@ -193,15 +258,23 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     sparsity kept as zeros: what the accelerator runs), ``filled/`` (with ``final_finetune``:
     shrunk and fine-tuned without masks), ``pruning_report.json``, ``recipe.json``,
     ``density_per_layer.png`` and ``accuracy.png``. ``shrunk/`` and ``filled/`` reload with
-    :func:`sw.models.load_model` (see :mod:`sw.pruning.artifacts`). The directory appears only
-    once complete.
+    :func:`sw.models.load_model` (see :mod:`sw.pruning.artifacts`), token gathers included: each
+    folder computes what the report measured (``accuracy``, ``shrunk.accuracy``,
+    ``filled.accuracy``). The directory appears only once complete.
+
+    Raises
+    ------
+    ValueError
+        On bad settings or data (:class:`~sw.data.source.DataError`), before any training.
     """
     teacher_dir = Path(teacher_dir)
     if out is not None:
         check_output(out)
+    source = check_data(teacher_dir, data)
     with _process_state().main_process_first():
         teacher = _teacher(teacher_dir, progress)
-    split = split_for(teacher_dir, int(teacher.config.image_size))
+    check_model_data(teacher.config, source, model=str(teacher_dir))
+    split = source.load_split(int(teacher.config.image_size))
     dense_accuracy = evaluate(teacher, split.val_images, split.val_labels)
     baseline = dense_baseline(teacher)
     student = load_model(teacher_dir)
@@ -222,10 +295,17 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
         pruned=result.pruned, masks=result.masks, block_shapes=block_shapes, baseline=baseline,
         dense_accuracy=dense_accuracy, accuracy=result.accuracy, surgery=result.surgery,
         filled=result.filled, filled_accuracy=result.filled_accuracy, history=result.history)
+    device = next(result.shrunk.parameters()).device
+    report["shrunk"] = {"accuracy": evaluate(result.shrunk, split.val_images.to(device),
+                                             split.val_labels.to(device))}
+    report["data"] = {**source.to_dict(), "image_size": split.image_size,
+                      "classes": list(split.class_names),
+                      "train_samples": len(split.train_labels),
+                      "val_samples": len(split.val_labels)}
     report["seconds"] = round(result.seconds, 2)
     report["processes"] = result.processes
     recipe = {"pruning": args.to_dict(), "training": dataclasses.asdict(options),
-              "teacher": str(teacher_dir)}
+              "teacher": str(teacher_dir), "data": source.describe()}
     if token_patch is not None:
         recipe["tokens"] = tokens.to_dict()
         config = teacher.config
@@ -252,10 +332,15 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
 
 
 def check_schedule(args: PruningArgs, options: TrainingOptions, *,
-                   teacher_dir: Path = DEFAULT_TEACHER) -> None:
+                   teacher_dir: Path = DEFAULT_TEACHER,
+                   data: str | os.PathLike | DataSource = DIGITS) -> None:
     """Raise ``ValueError`` now, before any training, if the threshold schedule does not fit
     the run's steps (``initial_warmup + final_warmup`` longer than the run, say)."""
-    samples = _teacher_record(Path(teacher_dir)).get("data", {}).get("train_samples")
+    source = data_source(teacher_dir, data)
+    if source.is_digits:
+        samples = _teacher_record(Path(teacher_dir)).get("data", {}).get("train_samples")
+    else:
+        samples = source.train_samples()
     if samples is None:
         return  # the split is unknown until the teacher exists; fine_prune checks again
     if options.max_train_samples is not None:
@@ -291,6 +376,10 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"recipe JSON (default: {DEFAULT_RECIPE.relative_to(_REPO_ROOT)})")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER,
                         help="dense teacher directory; trained first if missing")
+    parser.add_argument("--data", default=DIGITS, metavar="DIR|digits",
+                        help="training data: an image folder (one sub-folder per class) or "
+                             "'digits' (default); checked against the teacher's classes and "
+                             "image size")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="output directory: absent, empty, or an earlier output of this tool "
                              "(then replaced)")
@@ -317,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     options = vars(parser.parse_args(argv))
     recipe_path = options["recipe"]
+    if options["no_progress"]:      # transformers' own bars too (loading, writing shards)
+        from transformers.utils import logging as transformers_logging
+        transformers_logging.disable_progress_bar()
 
     def fail(message: str):
         parser.exit(BAD_INPUT, f"{PROG}: error: {message}\n")
@@ -348,7 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         fail(str(error))
     try:
-        check_schedule(args, training, teacher_dir=options["teacher"])
+        data = check_data(options["teacher"], options["data"])
+    except DataError as error:
+        fail(one_line(error))
+    try:
+        check_schedule(args, training, teacher_dir=options["teacher"], data=data)
     except SettingsFileError as error:
         fail(str(error))
     except ValueError as error:
@@ -356,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result, report = prune(args, training, teacher_dir=options["teacher"],
                                out=options["out"], progress=not options["no_progress"],
-                               tokens=tokens)
+                               tokens=tokens, data=data)
     except OutputRefused as error:      # files appeared in --out (or the teacher's) meanwhile
         fail(str(error))
     except (ValueError, FileNotFoundError) as error:

@@ -3,11 +3,12 @@
 The export is an ordered list of named steps (:data:`STEPS`), each ``step(state) -> state``:
 read the hardware config, find and load the model and its pruning report, decide the kept heads
 and FFN neurons, check that every matrix fits the hardware's block shape, quantize with the
-integer model's calibration, assemble the image and the accelerator parameters sized from the
-pruned model, and check the bytes by loading them back. :func:`verify` then runs the golden
-model from the image's bytes and from the torch model and counts differences; :func:`write`
-puts the outputs in place atomically. Every problem with the input raises
-:class:`ExportError` with one line naming it.
+integer model's calibration (on ``calibration``: an image folder or the digits, by default the
+data recorded with the model, :func:`choose_calibration_data`), assemble the image and the
+accelerator parameters sized from the pruned model, and check the bytes by loading them back.
+:func:`verify` then runs the golden model from the image's bytes and from the torch model and
+counts differences; :func:`write` puts the outputs in place atomically. Every problem with the
+input raises :class:`ExportError` with one line naming it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from sw.numerics import signed_range
 
 __all__ = ["SUPPORTED_ARCHITECTURES", "OUTPUT_FILES", "DEFAULT_CALIBRATION_IMAGES",
            "ExportError", "ExportRequest", "ExportState", "STEPS", "export", "verify", "write",
-           "calibration_images", "check_output_directory"]
+           "calibration_images", "check_output_directory", "choose_calibration_data"]
 
 SUPPORTED_ARCHITECTURES = ("deit", "vit")
 OUTPUT_FILES = ("weights.bin", "params.json", "manifest.json")
@@ -60,7 +61,13 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """What to export, for which hardware, where (``out=None``: only in memory)."""
+    """What to export, for which hardware, where (``out=None``: only in memory).
+
+    ``calibration`` is ``"digits"``, an image folder's path, a
+    :class:`~sw.data.source.DataSource`, or None: the data recorded with the model
+    (:func:`choose_calibration_data`); the first ``calibration_images`` of its train split
+    are used.
+    """
 
     model_dir: Path
     config: str
@@ -68,6 +75,7 @@ class ExportRequest:
     name: str | None = None
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES
     progress: bool = False
+    calibration: str | os.PathLike | None = None
 
 
 @dataclass
@@ -86,7 +94,9 @@ class ExportState:
     ffn_padding: list = field(default_factory=list)
     pruning_blocks: list = field(default_factory=list)
     token_pruning: list = field(default_factory=list)  #: per layer: TokenPruning or None
+    token_entry: dict | None = None               #: the report's "tokens" (or config's)
     notes: list = field(default_factory=list)     #: things the user should know, one line each
+    calibration_data: object = None               #: sw.data.source.DataSource
     calibration: object = None                    #: calibration images (torch tensor)
     integer_model: object = None                  #: sw.golden.deit_int.IntegerDeiT
     config: AcceleratorConfig | None = None       #: params.json
@@ -183,7 +193,7 @@ def load_torch_model(state: ExportState) -> ExportState:
     transformers_logging.add_handler(report)
     transformers_logging.set_verbosity_warning()
     try:
-        model = load_model(state.model_source)
+        model = load_model(state.model_source, token_pruning=False)   # calibration sees every token
     except Exception as error:     # noqa: BLE001 (whatever the user's files make the library raise)
         if "ignore_mismatched_sizes" in str(error):
             raise ExportError(_size_mismatch(state.model_source)) from None
@@ -211,7 +221,7 @@ def load_torch_model(state: ExportState) -> ExportState:
                           f"embeddings)")
     if getattr(config, "num_channels", 3) != 3:
         raise ExportError(f"{state.model_source}: the model takes {config.num_channels} image "
-                          f"channels; calibration feeds the 3-channel digits images")
+                          f"channels; calibration feeds 3-channel (RGB) images")
     with torch.no_grad():
         size = int(config.image_size)
         tokens = backbone.embeddings(torch.zeros(1, 3, size, size)).shape[1]
@@ -394,14 +404,40 @@ def choose_kept_units(state: ExportState) -> ExportState:
     return state
 
 
+def _recorded_token_pruning(state: ExportState) -> dict | None:
+    """The gathers a plain directory's ``config.json`` records (``token_pruning``, written by
+    ``sw.pruning.tokens.patch_token_pruning``: ``--model run/pruned``), as a report entry."""
+    from sw.pruning.tokens import CONFIG_FIELD, PROTECTED_TOKENS, TokenPruningArgs
+    recorded = getattr(state.model.config, CONFIG_FIELD, None)
+    if recorded is None:
+        return None
+    where = f"{state.model_source / 'config.json'}: {CONFIG_FIELD}"
+    if not isinstance(recorded, dict) or set(recorded) != {"keep_rate", "layers", "fuse"}:
+        raise ExportError(f"{where}: expected an object with keep_rate, layers, fuse, found "
+                          f"{str(recorded)[:60]}")
+    try:
+        args = TokenPruningArgs(**recorded, warmup=False)
+    except ValueError as error:
+        raise ExportError(f"{where}: {error}") from None
+    if args.layers[-1] >= state.topology["layers"]:
+        raise ExportError(f"{where}: layers {list(args.layers)} reach beyond the model's "
+                          f"{state.topology['layers']} layers")
+    return {**args.to_dict(), "protected": PROTECTED_TOKENS[state.architecture]}
+
+
 def choose_token_pruning(state: ExportState) -> ExportState:
     """Each layer's token gather, from the pruning report's ``"tokens"`` entry (written by
-    ``sw/prune.py`` when the recipe prunes tokens): the same keep counts the model was
-    fine-tuned with (``sw.golden.token_select.keep_count``), so the image's programs gather
-    exactly where and as much as training did."""
+    ``sw/prune.py`` when the recipe prunes tokens), or for a plain directory from its
+    ``config.json``'s ``token_pruning``: the same keep counts the model was fine-tuned with
+    (``sw.golden.token_select.keep_count``), so the image's programs gather exactly where and
+    as much as training did."""
     from sw.golden.token_select import TokenPruning, keep_count
     layers = state.topology["layers"]
-    entry = state.report.get("tokens") if isinstance(state.report, dict) else None
+    if isinstance(state.report, dict):
+        entry = state.report.get("tokens")
+    else:
+        entry = _recorded_token_pruning(state)
+    state.token_entry = entry
     if entry is None:
         state.token_pruning = [None] * layers
         return state
@@ -509,14 +545,80 @@ def calibration_images(image_size: int, count: int):
     return load_digits_train_images(count, image_size, **CALIBRATION_SPLIT)
 
 
+def _recorded_data(state: ExportState):
+    """The data recorded with the model: ``pruning_report.json``'s ``"data"``, or a
+    ``training.json`` written by ``sw/train_digits.py`` (digits); None when there is none."""
+    from sw.data.source import DIGITS, DataError, DataSource
+    if isinstance(state.report, dict):
+        if "data" in state.report:
+            try:
+                return DataSource.from_dict(state.report["data"],
+                                            where="pruning_report.json: data")
+            except DataError as error:
+                raise ExportError(f"{error}; pass --calibration DIR|digits") from None
+        # A report without "data" comes from a prune.py that could only use the digits.
+        state.notes.append("pruning_report.json records no data (it predates prune.py --data, "
+                           "which pruned on the digits): calibrating on the digits")
+        return DataSource.parse(DIGITS)
+    record_path = state.model_source / "training.json"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("data"), dict) \
+            or "digits_normalisation" not in record["data"]:
+        return None
+    options = record.get("options") if isinstance(record.get("options"), dict) else {}
+    try:
+        return DataSource.from_dict({"source": DIGITS,
+                                     "val_fraction": options.get("val_fraction", 0.2),
+                                     "seed": options.get("split_seed", 0)},
+                                    where=f"{record_path}: options")
+    except DataError as error:
+        raise ExportError(str(error)) from None
+
+
+def choose_calibration_data(state: ExportState) -> ExportState:
+    """The calibration data: the request's ``calibration`` (``"digits"`` or an image folder),
+    else the data recorded with the model (the pruning report's ``"data"``; a digits teacher's
+    ``training.json``), else an error: never the digits behind the user's back. Its classes and
+    the model's image size are checked (:func:`sw.data.source.check_model_data`)."""
+    from sw.data.source import DataError, DataSource, check_model_data
+    try:
+        if isinstance(state.request.calibration, DataSource):
+            source = state.request.calibration
+        elif state.request.calibration is not None:
+            try:
+                source = DataSource.parse(state.request.calibration)
+            except DataError as error:
+                raise ExportError(f"--calibration: {error}") from None
+        else:
+            source = _recorded_data(state)
+            if source is None:
+                raise ExportError(f"{state.request.model_dir}: no data is recorded with this "
+                                  f"model (no pruning_report.json data, no training.json of "
+                                  f"sw/train_digits.py); pass --calibration DIR|digits")
+        check_model_data(state.model.config, source, model=str(state.model_source))
+    except DataError as error:
+        raise ExportError(str(error)) from None
+    state.calibration_data = source
+    return state
+
+
 def quantize(state: ExportState) -> ExportState:
-    """Calibrate on the digits images and quantize the kept heads and neurons."""
+    """Calibrate on the chosen data and quantize the kept heads and neurons."""
+    from sw.data.source import DataError
     from sw.golden.deit_int import quantize_model
     requested = state.request.calibration_images
-    state.calibration = calibration_images(state.topology["image_size"], requested)
+    source = state.calibration_data
+    try:
+        state.calibration = source.calibration_images(state.topology["image_size"], requested)
+    except DataError as error:
+        raise ExportError(f"calibration data: {error}") from None
     if len(state.calibration) < requested:
-        state.notes.append(f"--calibration-images {requested}: the digits train split has "
-                           f"{len(state.calibration)} images; calibrated on all of them")
+        state.notes.append(f"--calibration-images {requested}: the train split of "
+                           f"{source.describe()} has {len(state.calibration)} images; "
+                           f"calibrated on all of them")
     try:
         state.integer_model = quantize_model(state.model, state.calibration,
                                              kept_heads=state.kept_heads,
@@ -597,6 +699,7 @@ STEPS = (
     ("choose kept heads and FFN neurons", choose_kept_units),
     ("choose token gathers", choose_token_pruning),
     ("fit to the hardware", fit_to_hardware),
+    ("choose calibration data", choose_calibration_data),
     ("quantize", quantize),
     ("assemble image", assemble),
 )
@@ -655,7 +758,7 @@ def verify(state: ExportState, images=None) -> dict:
         import copy
 
         from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning
-        entry = state.report["tokens"]
+        entry = state.token_entry
         model = copy.deepcopy(state.model)
         patch_token_pruning(model, TokenPruningArgs.from_dict({
             key: entry[key] for key in ("keep_rate", "layers", "fuse")}))
@@ -672,7 +775,10 @@ def write(state: ExportState, out: Path) -> dict:
     """Write ``weights.bin``, ``params.json`` and ``manifest.json`` into ``out`` atomically.
 
     The directory is built under a temporary name and renamed into place, so a failure leaves
-    the previous ``out`` (or none) untouched. Returns the manifest.
+    the previous ``out`` (or none) untouched. Returns the manifest. Its ``"calibration"``
+    entry records the calibration data (its :meth:`~sw.data.source.DataSource.to_dict`), the
+    image count and size and the model directory:
+    :func:`sw.data.calibration.load_recorded_calibration` reads it back.
 
     Raises
     ------
@@ -682,6 +788,10 @@ def write(state: ExportState, out: Path) -> dict:
     out = Path(out)
     check_output_directory(out)
     document = manifest(state.image, image_crc32=zlib.crc32(state.data))
+    document["calibration"] = {**state.calibration_data.to_dict(),
+                               "images": int(len(state.calibration)),
+                               "image_size": int(state.topology["image_size"]),
+                               "model": str(Path(state.model_source).absolute())}
 
     def fill(staging: Path) -> None:
         (staging / "weights.bin").write_bytes(state.data)

@@ -12,6 +12,10 @@ During fine-tuning the keep rate can warm up: it follows the same cubic schedule
 pruning threshold (nn_pruning's, with the recipe's ``initial_warmup`` / ``final_warmup``), from
 1.0 to the target rate, advanced by :meth:`TokenPruningPatch.on_step`. Evaluation (``eval()``)
 always uses the target rate, as the weight masks use the final threshold.
+
+:func:`patch_token_pruning` records the gathers in the model's config (``token_pruning``:
+keep rate, layers, fuse), so ``save_pretrained`` keeps them and :func:`restore_token_pruning`
+(called by :func:`sw.models.load_model`) installs them again on reload.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ from sw.golden.token_select import keep_count
 from .methods.schedule import ThresholdSchedule
 from .structures import encoder_layers, structure_for
 
-__all__ = ["PROTECTED_TOKENS", "TokenGather", "TokenPruningArgs", "TokenPruningPatch",
-           "WARMUP_STAGES", "patch_token_pruning"]
+__all__ = ["CONFIG_FIELD", "PROTECTED_TOKENS", "TokenGather", "TokenPruningArgs",
+           "TokenPruningPatch", "WARMUP_STAGES", "patch_token_pruning", "restore_token_pruning"]
+
+#: The attribute of a model's config (a key of its ``config.json``) recording its gathers.
+CONFIG_FIELD = "token_pruning"
+#: The fields of :class:`TokenPruningArgs` that fix an evaluated model's function.
+_RECORDED = ("keep_rate", "layers", "fuse")
 
 #: Leading tokens that are never pruned, per architecture: ViT's CLS; DeiT's CLS and
 #: distillation token (``DeiTForImageClassificationWithTeacher`` reads the latter, and EViT
@@ -231,7 +240,8 @@ def patch_token_pruning(model: nn.Module, args: TokenPruningArgs, *,
                         finetune_epochs: int = 1) -> TokenPruningPatch:
     """Install token gathers in ``args.layers`` of an HF DeiT / ViT model (mutates it).
 
-    Switches the model to eager attention (the gather needs the attention probabilities).
+    Switches the model to eager attention (the gather needs the attention probabilities) and
+    records the gathers in ``model.config.token_pruning`` (see :func:`restore_token_pruning`).
     The warm-up arguments are the pruning recipe's (``initial_warmup``, ``final_warmup``) and
     training section's (``warmup_epochs``, ``epochs``, ``final_finetune_epochs`` as
     ``finetune_epochs``): the keep rate ramps like the threshold.
@@ -251,6 +261,8 @@ def patch_token_pruning(model: nn.Module, args: TokenPruningArgs, *,
         raise ValueError(f"tokens.layers {missing} do not exist: the model has {len(layers)} "
                          f"layers")
     model.set_attn_implementation("eager")
+    setattr(model.config, CONFIG_FIELD, {key: value for key, value in args.to_dict().items()
+                                         if key in _RECORDED})
     protected = PROTECTED_TOKENS[structure.model_type]
     gathers = {}
     for index in args.layers:
@@ -262,3 +274,23 @@ def patch_token_pruning(model: nn.Module, args: TokenPruningArgs, *,
                              initial_warmup=initial_warmup, final_warmup=final_warmup,
                              warmup_epochs=warmup_epochs, epochs=epochs,
                              finetune_epochs=finetune_epochs)
+
+
+def restore_token_pruning(model: nn.Module) -> TokenPruningPatch | None:
+    """Install the gathers recorded in ``model.config.token_pruning`` (by
+    :func:`patch_token_pruning`, before ``save_pretrained``) at their target keep rate, so a
+    reloaded model computes what was evaluated; None when the config records none. Mutates
+    ``model``.
+
+    Raises
+    ------
+    ValueError
+        If the recorded entry is malformed (one line naming the field).
+    """
+    recorded = getattr(model.config, CONFIG_FIELD, None)
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict) or set(recorded) != set(_RECORDED):
+        raise ValueError(f"config.json {CONFIG_FIELD}: expected an object with "
+                         f"{', '.join(_RECORDED)}, found {recorded!r}")
+    return patch_token_pruning(model, TokenPruningArgs(**recorded, warmup=False))

@@ -2,7 +2,7 @@
 
 ``save_pruned_deit`` writes what ``sw/prune.py`` writes for the exporter: ``pruned/`` (dense
 shapes, pruned weights exactly zero) and ``pruning_report.json`` with the surgery's kept heads
-and neurons and each linear's pruning block shape.
+and neurons, each linear's pruning block shape and the data (the digits).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def save_pruned_deit(directory: Path, *, removed_heads: dict, removed_neurons: d
                 role: {"block_shape": list(block)} for role in ("q", "k", "v", "o", "fc1",
                                                                  "fc2")}}
                 for index in range(num_layers)],
+            # what sw/prune.py records: the exporter calibrates on it by default
+            "data": {"source": "digits", "val_fraction": 0.2, "seed": 0},
             **({"tokens": tokens} if tokens is not None else {})}, indent=2))
     else:
         model.save_pretrained(directory)

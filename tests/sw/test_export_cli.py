@@ -267,7 +267,7 @@ def test_out_that_cannot_be_written_is_refused_before_the_export(model_dir, tmp_
 def test_calibration_images_beyond_the_data_are_noted(model_dir):
     state = export(ExportRequest(model_dir=model_dir, config="tiny", calibration_images=5000))
     assert len(state.calibration) == 1437                   # 1,797 digits less the 20 % split
-    assert state.notes[-1] == ("--calibration-images 5000: the digits train split has 1437 "
+    assert state.notes[-1] == ("--calibration-images 5000: the train split of digits has 1437 "
                                "images; calibrated on all of them")
 
 

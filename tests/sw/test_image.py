@@ -245,7 +245,8 @@ def test_plain_vit_directory_keeps_everything(tmp_path):
     ViTForImageClassification(ViTConfig(
         image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=64, num_labels=10)).save_pretrained(tmp_path / "vit")
-    state = export(ExportRequest(model_dir=tmp_path / "vit", config="tiny", calibration_images=4))
+    state = export(ExportRequest(model_dir=tmp_path / "vit", config="tiny", calibration_images=4,
+                                 calibration="digits"))
     image = parse_image(state.data)
     assert image.model.architecture == "vit"
     assert image.model.tokens == 5                          # 4 patches + CLS, no distillation
