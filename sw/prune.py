@@ -28,6 +28,7 @@ import json  # noqa: E402
 import torch  # noqa: E402
 
 from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
+from sw.build_files import BUILD_ROOT, DIGITS_TEACHER  # noqa: E402
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)
 from sw.data.digits import load_digits_split  # noqa: E402
@@ -48,8 +49,8 @@ __all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "OUTPUT_FILES", "
            "check_teacher", "main", "prune", "resolve_recipe", "resolve_token_recipe"]
 
 DEFAULT_RECIPE = _REPO_ROOT / "recipes" / "digits_deit.json"
-DEFAULT_TEACHER = _REPO_ROOT / "build" / "models" / "digits_deit"
-DEFAULT_OUT = _REPO_ROOT / "build" / "pruning" / "digits_deit"
+DEFAULT_TEACHER = DIGITS_TEACHER
+DEFAULT_OUT = BUILD_ROOT / "pruning" / "digits_deit"
 REPORT = "pruning_report.json"
 #: Everything a run writes into ``out``; the report is the manifest a later run recognises.
 OUTPUT_FILES = ("pruned", "shrunk", "filled", REPORT, "recipe.json", "density_per_layer.png",

@@ -4,7 +4,7 @@ and the same-engine check of the dense and pruned configs."""
 import numpy as np
 import pytest
 
-from sim.demo import DemoFailed, _check_same_engine, nonzero_macs
+from flow.demo import DemoFailed, check_same_engine, nonzero_macs
 from sim.layer_replay import synthetic_case
 from sw.config import load_config
 
@@ -28,8 +28,8 @@ def test_nonzero_macs_count_nonzero_weights_of_linears_and_every_attention_mac()
 def test_dense_and_pruned_configs_must_share_the_engine():
     dense = load_config("tiny")
     pruned = dense.replace(name="pruned", hardware={"weight_buffer_depth": 512})
-    _check_same_engine(dense, pruned)                 # buffer depths may differ
+    check_same_engine(dense, pruned)                 # buffer depths may differ
     other = dense.replace(name="other", hardware={"array_cols": 8})
     with pytest.raises(DemoFailed, match="config 'other' has array_cols 8, the dense model's "
                                          "'tiny' 4: not the same engine"):
-        _check_same_engine(dense, other)
+        check_same_engine(dense, other)

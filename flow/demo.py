@@ -15,7 +15,7 @@
    top ``layer_engine``, into ``build/<config name>/``) and build it with Verilator.
 6. Replay every layer of both images through the layer engine: bit-exact to the golden model,
    every instruction's cycles equal to the cycle model (``sim.layer_replay``).
-7. Write ``build/demo/report.json``, ``report.md`` and plots (``sim.demo_report``).
+7. Write ``build/demo/report.json``, ``report.md`` and plots (``flow.demo_report``).
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.generate import BUILD_ROOT, generate
-from sim.demo_report import build_report, write_report
+from flow.demo_report import build_report, write_report
+from hw.generate import generate
 from sim.harness import TestbenchFailed, build
 from sim.layer_replay import image_cases, replay
+from sw.build_files import BENCH_ROOT, BUILD_ROOT, REPO_ROOT
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export, verify, write
 from sw.image.loader import load_image
@@ -44,12 +45,12 @@ IMAGE_DIR = BUILD_ROOT / "images" / IMAGE_NAME
 DENSE_DIR = BUILD_ROOT / "images" / DENSE_NAME
 PRUNING_DIR = BUILD_ROOT / "pruning" / IMAGE_NAME
 REPORT_DIR = BUILD_ROOT / "demo"
-BENCH_PRUNING = BUILD_ROOT / "bench" / "pruning.json"
+BENCH_PRUNING = BENCH_ROOT / "pruning.json"
 HARDWARE = "tiny"
 STEPS = 7
 
 #: The recipe of the brief prune: block pruning plus token pruning in both layers.
-DEMO_RECIPE = BUILD_ROOT.parent / "recipes" / "digits_deit_tokens.json"
+DEMO_RECIPE = REPO_ROOT / "recipes" / "digits_deit_tokens.json"
 
 #: A brief run of recipes/digits_deit_tokens.json: its topK blocks (16x16 head blocks, whole FFN
 #: neurons) and distillation, pruned straight to the final threshold in 3 epochs on 768 images,
@@ -150,7 +151,7 @@ def _integer_accuracy(states: dict, teacher: Path) -> dict:
     return result
 
 
-def _check_same_engine(dense, pruned) -> None:
+def check_same_engine(dense, pruned) -> None:
     for knob in SHARED_KNOBS:
         found, expected = getattr(pruned.hardware, knob), getattr(dense.hardware, knob)
         if found != expected:
@@ -193,7 +194,7 @@ def _replay(designs: dict, images: dict, states: dict) -> dict:
 
 
 def _relative(path: Path) -> str:
-    return str(path.relative_to(BUILD_ROOT.parent))
+    return str(path.relative_to(REPO_ROOT))
 
 
 def _bench_pruning():
@@ -229,7 +230,7 @@ def run() -> dict:
         integer = _integer_accuracy(states, teacher)
     configs = {"dense": load_config(DENSE_DIR / "params.json"),
                "pruned": load_config(IMAGE_DIR / "params.json")}
-    _check_same_engine(configs["dense"], configs["pruned"])
+    check_same_engine(configs["dense"], configs["pruned"])
     hw = configs["pruned"].hardware
     designs = {}
     with steps.step(f"generating the layer engine ({hw.array_rows}x{hw.array_cols} array, "

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sim.demo_report import PLOTS, build_report, markdown, write_report
+from flow.demo_report import PLOTS, build_report, markdown, write_report
 
 
 def _instruction(index, opcode, unit, cycles, nonzero_macs=0, model_cycles=None):
