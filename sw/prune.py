@@ -42,6 +42,7 @@ from sw.pruning.report import (  # noqa: E402
 from sw.settings import (SettingsFileError, check_integer, check_number, found,  # noqa: E402
                          read_json)
 from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning  # noqa: E402
+from sw.progress import limit_library_bars  # noqa: E402
 from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
 from sw.train_digits import evaluate  # noqa: E402
 
@@ -198,6 +199,7 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     once complete.
     """
     teacher_dir = Path(teacher_dir)
+    limit_library_bars(progress)
     if out is not None:
         check_output(out)
     with _process_state().main_process_first():
