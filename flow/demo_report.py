@@ -1,9 +1,11 @@
-"""The demo's report: measured dense vs pruned layer-engine cycles as JSON, Markdown and plots.
+"""The demo's report: accuracy and measured layer-engine cycles, dense vs pruned, as JSON,
+Markdown, a console summary and plots; each leads with the answer.
 
 :func:`build_report` turns what ``make demo`` measured (``facts``: accuracies, the pruning
 summary, the layer engine replays of the dense and the pruned model, step times, optionally the
-``make bench`` pruning runs) into the report document; :func:`write_report` writes
-``report.json``, ``report.md`` and three PNG plots into a directory, each atomically.
+``make bench`` runs) into the report document; :func:`write_report` writes ``report.json``,
+``report.md`` and three PNG plots into a directory, each atomically; :func:`console_summary` is
+what ``make demo`` prints last.
 
 ``facts`` holds:
 
@@ -23,27 +25,32 @@ summary, the layer engine replays of the dense and the pruned model, step times,
                     result per layer, each instruction with ``nonzero_macs`` added (tokens times
                     the non-zero weights of a linear; every MAC of an attention product)
 ``steps``           ``[{"step", "seconds"}]`` wall times
-``bench``           ``build/bench/pruning.json``'s document or None; ``bench_source`` its path
+``bench``           ``make bench``'s runs as points or None: ``[{"label", "kind", "accuracy",
+                    "linear_density", "cycles", "source"}]`` (``cycles``: the cycle model's
+                    per image on the same engine, all encoder layers; None when not known)
 
 Utilization is non-zero MACs over ``array_rows x array_cols`` times cycles; speed-up and MAC
-reduction are dense over pruned.
+reduction are dense over pruned; cycles are per image (one forward pass through every encoder
+layer; the patch embedding and the classifier do not run on the engine).
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 from sw.atomic import write_text
 
-__all__ = ["REPORT_VERSION", "PLOTS", "build_report", "markdown", "write_report"]
+__all__ = ["REPORT_VERSION", "PLOTS", "build_report", "console_summary", "headline",
+           "markdown", "write_report"]
 
-#: Version of the report's JSON layout.
-REPORT_VERSION = 1
+#: Version of the report's JSON layout (2: accuracy points carry cycles, ``bench`` is points).
+REPORT_VERSION = 2
 
 #: File names of the plots, by what they show.
-PLOTS = {"units": "cycles_per_unit.png", "layers": "layers.png",
-         "accuracy": "accuracy_vs_density.png"}
+PLOTS = {"accuracy": "accuracy_vs_cycles.png", "layers": "speedup_vs_mac_reduction.png",
+         "units": "cycles_per_unit.png"}
 
 _MODELS = ("dense", "pruned")
 
@@ -72,7 +79,7 @@ def _replay_summary(result: dict, processing_elements: int) -> dict:
             "sim_seconds": result["sim_seconds"], "units": units}
 
 
-def _accuracy_points(facts: dict) -> list[dict]:
+def _accuracy_points(facts: dict, cycles: dict) -> list[dict]:
     accuracy, pruning = facts["accuracy"], facts["pruning"]
     points = []
     densities = {"dense": 1.0, "pruned": pruning["linear_density"]}
@@ -80,18 +87,11 @@ def _accuracy_points(facts: dict) -> list[dict]:
     for kind in ("float", "integer"):
         for model in _MODELS:
             if accuracy[model].get(kind) is not None:
-                points.append({"label": f"{labels[model]} ({kind})",
-                               "linear_density": densities[model],
+                points.append({"label": f"{labels[model]} ({kind})", "model": model,
+                               "linear_density": densities[model], "cycles": cycles[model],
                                "accuracy": accuracy[model][kind], "kind": kind,
                                "source": accuracy["sources"][model][kind]})
-    bench = facts.get("bench")
-    if bench:
-        for run in bench.get("runs", []):
-            kind = "bench filled" if run.get("filled") else "bench pruned"
-            points.append({"label": f"{kind} (target {run['target_linear_density']:g})",
-                           "linear_density": run["linear_density"],
-                           "accuracy": run["accuracy"], "kind": kind,
-                           "source": facts.get("bench_source", "build/bench/pruning.json")})
+    points += [dict(point) for point in facts.get("bench") or []]
     return points
 
 
@@ -151,7 +151,8 @@ def build_report(facts: dict) -> dict:
         "cycle_exact": {model: all(layer["cycle_exact"] for layer in replays[model])
                         for model in _MODELS},
         "total": total, "layers": layers, "units": units,
-        "accuracy_points": _accuracy_points(facts), "steps": steps,
+        "accuracy_points": _accuracy_points(
+            facts, {model: total[f"{model}_cycles"] for model in _MODELS}), "steps": steps,
         "total_seconds": sum(step["seconds"] for step in steps),
         "plots": dict(PLOTS)}
 
@@ -180,52 +181,115 @@ def _buffer_lines(hardware: dict) -> list[str]:
     return [f"Buffer depths ({names}): {depths}.", ""]
 
 
+def _yes(flag) -> str:
+    return "yes" if flag else "NO"
+
+
+def _points(value) -> str:
+    return "-" if value is None else f"{100 * value:+.1f} points"
+
+
+def headline(report: dict) -> str:
+    """The answer in one paragraph: accuracy dense vs pruned, speed-up beside MAC reduction,
+    utilization, exactness."""
+    accuracy, total, pruning = report["accuracy"], report["total"], report["pruning"]
+    exact = all(report["bit_exact"].values()) and all(report["cycle_exact"].values())
+    tokens = ""
+    if pruning.get("token_rows"):
+        rows = [pruning["token_rows"][0][0]] + [ffn for _, ffn in pruning["token_rows"]]
+        tokens = f", token rows {' -> '.join(str(row) for row in rows)}"
+    return (f"Pruned to {_number(pruning['linear_density'])} of its linear weights "
+            f"({pruning['heads_removed']} of {pruning['heads_total']} heads removed{tokens}), "
+            f"the {report['model']['name']} reaches top-1 {_number(accuracy['pruned']['float'])} "
+            f"(dense {_number(accuracy['dense']['float'])}; integer model "
+            f"{_number(accuracy['pruned']['integer'])} vs {_number(accuracy['dense']['integer'])})"
+            f" and runs {_number(total['speedup'], 2)}x faster on the layer engine RTL "
+            f"({_number(total['dense_cycles'])} -> {_number(total['pruned_cycles'])} cycles per "
+            f"image) for {_number(total['mac_reduction'], 2)}x fewer MACs; utilization "
+            f"{_number(total['dense_utilization'])} dense, {_number(total['pruned_utilization'])}"
+            f" pruned. " + ("Every layer of both models ran bit-exact to the golden model and "
+                            "cycle-exact to the cycle model." if exact else
+                            "NOT every layer was bit-exact and cycle-exact: see the tables."))
+
+
+def answer_rows(report: dict) -> list[list[str]]:
+    """``[quantity, dense, pruned, pruned vs dense]`` rows of the answer table."""
+    accuracy, total = report["accuracy"], report["total"]
+    rows = []
+    for kind, what in (("float", "top-1 accuracy, float (torch)"),
+                       ("integer", "top-1 accuracy, integer (golden model = RTL)")):
+        dense, pruned = accuracy["dense"][kind], accuracy["pruned"][kind]
+        change = None if dense is None or pruned is None else pruned - dense
+        rows.append([what, _number(dense), _number(pruned), _points(change)])
+    rows += [
+        ["cycles per image (measured)", _number(total["dense_cycles"]),
+         _number(total["pruned_cycles"]), f"{_number(total['speedup'], 2)}x speed-up"],
+        ["non-zero MACs per image", _number(total["dense_nonzero_macs"]),
+         _number(total["pruned_nonzero_macs"]), f"{_number(total['mac_reduction'], 2)}x fewer"],
+        ["utilization (non-zero MACs / PE cycles)", _number(total["dense_utilization"]),
+         _number(total["pruned_utilization"]), ""],
+        ["bit-exact (RTL == golden model)", _yes(report["bit_exact"]["dense"]),
+         _yes(report["bit_exact"]["pruned"]), ""],
+        ["cycle-exact (RTL == cycle model)", _yes(report["cycle_exact"]["dense"]),
+         _yes(report["cycle_exact"]["pruned"]), ""],
+    ]
+    return rows
+
+
+def console_summary(report: dict) -> str:
+    """What ``make demo`` prints last: the answer, then cycles per layer."""
+    rows = [["", "dense", "pruned", "pruned vs dense"], *answer_rows(report)]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    lines = [textwrap.fill(headline(report), width=96), ""]
+    for row in rows:
+        lines.append(f"  {row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}"
+                     f"  {row[3]}".rstrip())
+    lines += ["", f"  {'layer':<6}{'dense cycles':>14}{'pruned cycles':>15}{'speed-up':>10}"
+              f"{'MAC reduction':>15}{'util. dense':>13}{'util. pruned':>14}"]
+    for layer in report["layers"]:
+        dense, pruned = layer["dense"], layer["pruned"]
+        lines.append(f"  {layer['index']:<6}{_number(dense['cycles']):>14}"
+                     f"{_number(pruned['cycles']):>15}{_number(layer['speedup'], 2):>9}x"
+                     f"{_number(layer['mac_reduction'], 2):>14}x"
+                     f"{_number(dense['utilization']):>13}{_number(pruned['utilization']):>14}")
+    return "\n".join(lines)
+
+
 def markdown(report: dict) -> str:
-    """The report as Markdown: summary, per layer, per unit, accuracy points, step times."""
-    model, hardware, total = report["model"], report["hardware"], report["total"]
+    """The report as Markdown: the answer first, then pruning, per layer, per unit, accuracy
+    points, step times."""
+    model, hardware = report["model"], report["hardware"]
     accuracy, pruning = report["accuracy"], report["pruning"]
     lines = [f"# Demo report: {model['name']} on the layer engine", "",
-             f"{model['layers']} encoder layers, {model['tokens']} tokens, hidden "
-             f"{model['hidden_size']}, {model['num_heads']} heads of {model['head_dim']}, FFN "
-             f"{model['ffn_size']}. Layer engine with a {hardware['array_rows']}x"
-             f"{hardware['array_cols']} array ({hardware['processing_elements']} PEs), "
-             f"{hardware['block_rows']}x{hardware['block_cols']} weight blocks; the pruned "
-             f"image ran on config `{hardware['pruned_config']}`, the dense model on "
-             f"`{hardware['dense_config']}` (same array, blocks and lanes; buffers sized for "
-             f"each model).", "",
-             *_buffer_lines(hardware),
-             "Every layer of both models was replayed through the layer engine's RTL "
-             "(Verilator): outputs compared with the golden model (`==`), every instruction's "
-             "cycles with the cycle model (`sw/cycle_model/layer_engine.py`).", "",
-             "## Summary", ""]
+             headline(report), ""]
+    lines += _table(["", "dense", "pruned", "pruned vs dense"], answer_rows(report),
+                    text_columns=(0, 3))
+    lines += ["", f"Accuracies: top-1 on {accuracy.get('validation_images', '?')} validation "
+              f"images (sources: the accuracy table below); the integer model is the golden "
+              f"model the RTL matches bit for bit. Cycles: every encoder layer of one image, "
+              f"replayed through the layer engine's RTL (Verilator); utilization counts all of "
+              f"a layer's cycles (LayerNorm, softmax, GELU, residuals too).", "",
+              "## What was pruned, on which engine", ""]
     summary = [
-        ("float accuracy (dense / pruned)",
-         f"{_number(accuracy['dense']['float'])} / {_number(accuracy['pruned']['float'])}"),
-        ("integer accuracy (dense / pruned)",
-         f"{_number(accuracy['dense']['integer'])} / {_number(accuracy['pruned']['integer'])}"),
-        ("linear density", _number(pruning["linear_density"])),
+        ("linear density (kept / dense weights)", _number(pruning["linear_density"])),
         ("heads removed", f"{pruning['heads_removed']} of {pruning['heads_total']}"),
         ("FFN neurons kept", _number(pruning["ffn_density"])),
         *([("token rows per layer (attention -> FFN)",
             ", ".join(f"{a} -> {b}" for a, b in pruning["token_rows"]))]
           if pruning.get("token_rows") else []),
-        ("cycles (dense / pruned)",
-         f"{_number(total['dense_cycles'])} / {_number(total['pruned_cycles'])}"),
-        ("speed-up (dense / pruned cycles)", f"{_number(total['speedup'], 2)}x"),
-        ("non-zero MACs (dense / pruned)",
-         f"{_number(total['dense_nonzero_macs'])} / {_number(total['pruned_nonzero_macs'])}"),
-        ("MAC reduction (dense / pruned)", f"{_number(total['mac_reduction'], 2)}x"),
-        ("utilization (dense / pruned)",
-         f"{_number(total['dense_utilization'])} / {_number(total['pruned_utilization'])}"),
-        ("bit-exact (dense / pruned)",
-         f"{report['bit_exact']['dense']} / {report['bit_exact']['pruned']}"),
-        ("cycle-exact (dense / pruned)",
-         f"{report['cycle_exact']['dense']} / {report['cycle_exact']['pruned']}"),
     ]
     lines += _table(["quantity", "value"], summary)
-    lines += ["", f"Accuracies: top-1 on {accuracy.get('validation_images', '?')} validation "
-              f"images (sources: the accuracy table below). Utilization: non-zero MACs / (PEs x cycles), "
-              f"all of a layer's cycles counted (LayerNorm, softmax, GELU, residuals too).", "",
+    lines += ["", f"{model['layers']} encoder layers, {model['tokens']} tokens, hidden "
+              f"{model['hidden_size']}, {model['num_heads']} heads of {model['head_dim']}, FFN "
+              f"{model['ffn_size']}. Layer engine with a {hardware['array_rows']}x"
+              f"{hardware['array_cols']} array ({hardware['processing_elements']} PEs), "
+              f"{hardware['block_rows']}x{hardware['block_cols']} weight blocks; the pruned "
+              f"image ran on config `{hardware['pruned_config']}`, the dense model on "
+              f"`{hardware['dense_config']}` (same array, blocks and lanes; buffers sized for "
+              f"each model).", "", *_buffer_lines(hardware),
+              "Every layer of both models was replayed through the layer engine's RTL "
+              "(Verilator): outputs compared with the golden model (`==`), every instruction's "
+              "cycles with the cycle model (`sw/cycle_model/layer_engine.py`).", "",
               "## Per layer (measured cycles)", ""]
     rows = []
     for layer in report["layers"]:
@@ -250,13 +314,17 @@ def markdown(report: dict) -> str:
                      "pruned util.", "= model"], rows)
     lines += ["", "q k v o fc1 fc2: the block-sparse GEMMs; attention_scores / "
               "attention_context: QK^T and P.V of every kept head; control: the END "
-              "instruction.", "", "## Accuracy vs linear density", ""]
-    lines += _table(["point", "linear density", "accuracy", "source"],
-                    [[p["label"], _number(p["linear_density"]), _number(p["accuracy"]),
-                      p["source"]] for p in report["accuracy_points"]], text_columns=(0, 3))
+              "instruction.", "", "## Accuracy against cycles", ""]
+    lines += _table(["point", "linear density", "cycles per image", "accuracy", "source"],
+                    [[p["label"], _number(p["linear_density"]), _number(p.get("cycles")),
+                      _number(p["accuracy"]), p["source"]]
+                     for p in report["accuracy_points"]], text_columns=(0, 4))
+    lines += ["", "Demo points: cycles measured on the RTL. `make bench` points: cycles of the "
+              "cycle model (equal to the RTL's wherever the demo and the tests replay), for "
+              "the same engine."]
     if not any(p["kind"].startswith("bench") for p in report["accuracy_points"]):
-        lines += ["", "(`make bench` writes build/bench/pruning.json; its pruned and filled "
-                  "runs join this table and the plot when it exists.)"]
+        lines += ["", "(`make bench` writes build/bench/pruning.json and tokens.json; their "
+                  "pruned runs join this table and the plot when they exist.)"]
     lines += ["", "## Wall time per step", ""]
     lines += _table(["step", "seconds"],
                     [[s["step"], f"{s['seconds']:.1f}"] for s in report["steps"]]
@@ -283,10 +351,10 @@ def _save(figure, path: Path) -> None:
 
 
 def plot_units(report: dict, path: Path) -> None:
-    """Grouped bars: measured cycles per unit, dense vs pruned (all layers)."""
+    """Grouped bars: measured cycles per unit, dense vs pruned (all layers of one image)."""
     plt = _figure()
     units = report["units"]
-    figure, axes = plt.subplots(figsize=(10, 4.5))
+    figure, axes = plt.subplots(figsize=(10, 4.8))
     positions = range(len(units))
     width = 0.4
     axes.bar([p - width / 2 for p in positions], [u["dense_cycles"] for u in units], width,
@@ -294,61 +362,101 @@ def plot_units(report: dict, path: Path) -> None:
     axes.bar([p + width / 2 for p in positions], [u["pruned_cycles"] for u in units], width,
              label="pruned", color="#1f77b4")
     axes.set_xticks(list(positions), [u["unit"] for u in units], rotation=45, ha="right")
-    axes.set_ylabel("cycles (measured, all layers)")
-    axes.set_title(f"{report['model']['name']}: layer engine cycles per unit")
+    axes.set_ylabel("cycles per image (measured, all layers)")
+    axes.yaxis.set_major_formatter(_thousands())
+    axes.set_title(f"{report['model']['name']}: where the layer engine's cycles go, per unit")
+    axes.grid(axis="y", alpha=0.3)
     axes.legend()
     figure.tight_layout()
     _save(figure, path)
     plt.close(figure)
 
 
+def _thousands():
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda value, _: f"{value:,.0f}")
+
+
 def plot_layers(report: dict, path: Path) -> None:
-    """Per layer: utilization dense vs pruned, and the speed-up."""
+    """Per layer and for the whole model: measured speed-up beside MAC reduction (left), and
+    utilization dense vs pruned (right)."""
     plt = _figure()
     layers = report["layers"]
-    indices = [layer["index"] for layer in layers]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    width = 0.4
-    left.bar([i - width / 2 for i in indices], [layer["dense"]["utilization"] or 0
-                                                for layer in layers],
-             width, label="dense", color="#888888")
-    left.bar([i + width / 2 for i in indices], [layer["pruned"]["utilization"] or 0
-                                                for layer in layers],
-             width, label="pruned", color="#1f77b4")
-    left.set_xticks(indices, [f"layer {i}" for i in indices])
-    left.set_ylabel("non-zero MACs / (PEs x cycles)")
-    left.set_title("utilization")
-    left.legend(loc="lower right")
-    right.bar(indices, [layer["speedup"] or 0 for layer in layers], 0.5, color="#2ca02c")
-    right.axhline(1.0, color="black", linewidth=0.8)
-    right.set_xticks(indices, [f"layer {i}" for i in indices])
-    right.set_ylabel("dense cycles / pruned cycles")
-    right.set_title("speed-up")
+    total = report["total"]
+    names = [f"layer {layer['index']}" for layer in layers] + ["all layers"]
+    speedups = [layer["speedup"] or 0 for layer in layers] + [total["speedup"] or 0]
+    reductions = [layer["mac_reduction"] or 0 for layer in layers] + [total["mac_reduction"] or 0]
+    positions = list(range(len(names)))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5),
+                                         gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.38
+    bars = left.bar([p - width / 2 for p in positions], reductions, width,
+                    label="MAC reduction (dense / pruned non-zero MACs)", color="#ff7f0e")
+    left.bar_label(bars, [f"{value:.2f}x" for value in reductions], fontsize=8)
+    bars = left.bar([p + width / 2 for p in positions], speedups, width,
+                    label="measured speed-up (dense / pruned cycles)", color="#2ca02c")
+    left.bar_label(bars, [f"{value:.2f}x" for value in speedups], fontsize=8)
+    left.axhline(1.0, color="black", linewidth=0.8)
+    left.set_xticks(positions, names)
+    left.set_ylabel("dense / pruned")
+    left.set_ylim(0, max(reductions + speedups + [1.0]) * 1.25)
+    left.set_title("speed-up beside MAC reduction")
+    left.legend(loc="upper left", fontsize=8)
+    dense_utilization = ([layer["dense"]["utilization"] or 0 for layer in layers]
+                         + [total["dense_utilization"] or 0])
+    pruned_utilization = ([layer["pruned"]["utilization"] or 0 for layer in layers]
+                          + [total["pruned_utilization"] or 0])
+    right.bar([p - width / 2 for p in positions], dense_utilization, width, label="dense",
+              color="#888888")
+    right.bar([p + width / 2 for p in positions], pruned_utilization, width, label="pruned",
+              color="#1f77b4")
+    right.set_xticks(positions, names)
+    right.set_ylim(0, 1.1)
+    right.set_ylabel("non-zero MACs / (PEs x cycles)")
+    right.set_title("utilization of the PE array")
+    right.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     _save(figure, path)
     plt.close(figure)
 
 
 def plot_accuracy(report: dict, path: Path) -> None:
-    """Accuracy vs linear density: dense teacher, the demo's pruned model, bench runs."""
+    """Accuracy against cycles per image: dense teacher and demo pruned (measured on the RTL),
+    ``make bench``'s runs (cycle model) when present."""
     plt = _figure()
-    styles = {"float": ("o", "#1f77b4"), "integer": ("s", "#ff7f0e"),
-              "bench pruned": ("^", "#2ca02c"), "bench filled": ("v", "#d62728")}
-    labels = {"float": "dense teacher / demo pruned, float", "integer":
-              "dense teacher / demo pruned, integer (golden model)",
-              "bench pruned": "make bench, pruned", "bench filled": "make bench, filled"}
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for kind, (marker, color) in styles.items():
-        points = [p for p in report["accuracy_points"] if p["kind"] == kind]
-        if points:
-            axes.scatter([p["linear_density"] for p in points], [p["accuracy"] for p in points],
-                         marker=marker, color=color, label=labels[kind], s=50)
-    axes.set_xlabel("linear density (kept weights / dense weights)")
-    axes.set_ylabel("top-1 accuracy (validation)")
-    axes.set_xlim(0, 1.05)
-    axes.set_title("accuracy vs density")
+    styles = {"float": ("o", "#1f77b4", "demo: dense / pruned, float (torch)"),
+              "integer": ("s", "#ff7f0e", "demo: dense / pruned, integer (golden model = RTL)"),
+              "bench pruned": ("^", "#2ca02c", "make bench: block pruning runs"),
+              "bench tokens": ("v", "#9467bd", "make bench: token pruning runs")}
+    points = [p for p in report["accuracy_points"] if p.get("cycles") is not None]
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for kind, (marker, color, label) in styles.items():
+        chosen = [p for p in points if p["kind"] == kind]
+        if chosen:
+            axes.scatter([p["cycles"] for p in chosen], [p["accuracy"] for p in chosen],
+                         marker=marker, color=color, label=label, s=60, zorder=3)
+    accuracy, total = report["accuracy"], report["total"]
+    notes = {"dense": "dense", "pruned": f"pruned: {_number(total['speedup'], 2)}x fewer cycles"}
+    for model in _MODELS:
+        if total[f"{model}_cycles"]:
+            values = ", ".join(f"{_number(accuracy[model][kind])} {kind}"
+                               for kind in ("float", "integer")
+                               if accuracy[model][kind] is not None)
+            axes.annotate(f"{notes[model]}\n({values})",
+                          (total[f"{model}_cycles"], max(
+                              (accuracy[model][kind] for kind in ("float", "integer")
+                               if accuracy[model][kind] is not None), default=0)),
+                          textcoords="offset points", xytext=(0, -42), ha="center",
+                          fontsize=9)
+    axes.set_xlim(0, max([p["cycles"] for p in points] + [1]) * 1.12)
+    axes.set_ylim(0, 1.02)
+    axes.xaxis.set_major_formatter(_thousands())
+    axes.set_xlabel("layer-engine cycles per image (all encoder layers)")
+    axes.set_ylabel("top-1 accuracy (validation split)")
+    axes.set_title(f"{report['model']['name']}: accuracy against cycles "
+                   f"(up and to the left is better)")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     _save(figure, path)
     plt.close(figure)
