@@ -448,7 +448,7 @@ def plot_accuracy(report: dict, path: Path) -> None:
                                if accuracy[model][kind] is not None), default=0)),
                           textcoords="offset points", xytext=(0, -42), ha="center",
                           fontsize=9)
-    axes.set_xlim(0, max([p["cycles"] for p in points] + [1]) * 1.12)
+    axes.set_xlim(0, max([p["cycles"] for p in points] + [1]) * 1.2)
     axes.set_ylim(0, 1.02)
     axes.xaxis.set_major_formatter(_thousands())
     axes.set_xlabel("layer-engine cycles per image (all encoder layers)")
