@@ -33,7 +33,10 @@ class _Terminal(io.StringIO):
 
 @pytest.fixture
 def library_bars():
-    """Restore the libraries' bars after a test turns them off (process-wide state)."""
+    """The libraries' bars on before the test and after it (process-wide state that an
+    in-process export of another test may have turned off)."""
+    transformers.utils.logging.enable_progress_bar()
+    huggingface_hub.utils.enable_progress_bars()
     yield
     transformers.utils.logging.enable_progress_bar()
     huggingface_hub.utils.enable_progress_bars()
