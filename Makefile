@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m sim.demo
+	$(PY) -m flow.demo
 
 test: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw.generate import BUILD_ROOT
-from sim.gemm_sweep import write_json
+from sw.build_files import BENCH_ROOT, DIGITS_TEACHER, write_json
 from sw.data.digits import load_digits_split
 from sw.golden.deit_int import predict, quantize_model
 from sw.golden.encoder_layer import RESIDUAL_BITS, encoder_layer_int, quantize_encoder_layer
 from sw.models import load_model
 from sw.quantize.calibration import calibrate, encoder_layers
 
-OUTPUT = BUILD_ROOT / "bench" / "fidelity.json"
-MODEL_DIR = BUILD_ROOT / "models" / "digits_deit"
+OUTPUT = BENCH_ROOT / "fidelity.json"
+MODEL_DIR = DIGITS_TEACHER
 CALIBRATION_IMAGES = 256
 
 

@@ -21,20 +21,18 @@ while that engine has not been placed and routed.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from hw.generate import BUILD_ROOT
 from hw.layer.loading import load_plan
 from hw.synth import report_path
 from hw.synth.throughput import at_fmax, measured_fmax
 from sim.harness import build
 from sim.layer_replay import BENCH_PRUNING, bench_cases, replay
-from sw.atomic import write_text
+from sw.build_files import BENCH_ROOT, write_json
 from sw.config import load_config
 
-OUTPUT = BUILD_ROOT / "bench" / "layer.json"
+OUTPUT = BENCH_ROOT / "layer.json"
 
 
 def _units(result: dict) -> dict:
@@ -60,7 +58,7 @@ def run(output: Path = OUTPUT) -> dict:
     build_seconds = time.monotonic() - started
     dense_case, pruned_case = bench_cases(config)
     dense, pruned = replay(design, [dense_case, pruned_case],
-                           BUILD_ROOT / "bench" / "layer")
+                           BENCH_ROOT / "layer")
     for result in (dense, pruned):
         if not result["bit_exact"] or result["cycles"] != result["model_cycles"]:
             raise AssertionError(f"{result['name']}: not bit-exact or not cycle-exact")
@@ -95,7 +93,7 @@ def run(output: Path = OUTPUT) -> dict:
         document["at_fmax"] = {
             "layer": at_fmax(pruned["cycles"], fmax, dense_macs=dense_macs, dsp=dsp),
             "dense_layer": at_fmax(dense["cycles"], fmax, dense_macs=dense_macs, dsp=dsp)}
-    write_text(output, json.dumps(document, indent=2) + "\n")
+    write_json(document, output)
     print(f"layer: {document['cycles']:,} cycles (model {document['model_cycles']:,}), dense "
           f"{document['dense_cycles']:,}; speed-up {document['speedup']:.2f} vs MAC reduction "
           f"{document['mac_reduction']:.2f}; utilization {document['utilization']:.3f}; "

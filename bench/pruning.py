@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 
-from hw.generate import BUILD_ROOT
-from sim.gemm_sweep import write_json
+from sw.build_files import BENCH_ROOT, write_json
 from sw.prune import DEFAULT_RECIPE, DEFAULT_TEACHER, prune, resolve_recipe
 
-OUTPUT = BUILD_ROOT / "bench" / "pruning.json"
-RUNS_DIR = BUILD_ROOT / "bench" / "pruning"
+OUTPUT = BENCH_ROOT / "pruning.json"
+RUNS_DIR = BENCH_ROOT / "pruning"
 TARGET_DENSITIES = (0.5, 0.25, 0.1)
 
 

@@ -29,10 +29,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from hw.generate import BUILD_ROOT
-from sim.gemm_sweep import write_json
+from sw.build_files import BENCH_ROOT, BUILD_ROOT, write_json
 
-OUTPUT = BUILD_ROOT / "bench" / "recipe_sweep.json"
+OUTPUT = BENCH_ROOT / "recipe_sweep.json"
 SEEDS = (0, 1, 2, 3, 4)
 #: Variant name -> recipe overrides ``{"pruning": {...}, "training": {...}}``.
 VARIANTS: dict[str, dict] = {

@@ -15,17 +15,15 @@ minutes, each deit_b16 unit minutes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from hw.generate import BUILD_ROOT
 from hw.synth import synthesise
 from hw.synth.devices import LFE5U_85F
 from hw.synth.flow import stderr_log
-from sw.atomic import write_text
+from sw.build_files import BENCH_ROOT, write_json
 from sw.config import load_config
 
-OUTPUT = BUILD_ROOT / "bench" / "synth.json"
+OUTPUT = BENCH_ROOT / "synth.json"
 
 UNITS = ("gelu", "softmax", "layernorm", "token_gather", "block_sparse_gemm")
 GEMM = "block_sparse_gemm"
@@ -61,7 +59,7 @@ def run(output: Path = OUTPUT, designs=DESIGNS) -> dict:
     deit = {entry["top"]: entry["lut"] for entry in entries if entry["config"] == "deit_b16"}
     document = {"device": LFE5U_85F.label, "designs": entries, "deit_b16_units": deit,
                 "nongemm_lut_share": nongemm_lut_share(deit)}
-    write_text(output, json.dumps(document, indent=2) + "\n")
+    write_json(document, output)
     return document
 
 

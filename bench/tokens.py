@@ -36,16 +36,15 @@ import time
 
 import torch
 
-from hw.generate import BUILD_ROOT
-from sim.gemm_sweep import write_json
+from sw.build_files import BENCH_ROOT, BUILD_ROOT, write_json
 from sw.golden.deit_int import predict, quantize_model
 from sw.golden.token_select import TokenPruning, keep_count
 from sw.prune import DEFAULT_TEACHER, split_for, prune, resolve_recipe, resolve_token_recipe
 from sw.pruning.structures import linear_modules
 
 RECIPE = BUILD_ROOT.parent / "recipes" / "digits_deit_tokens.json"
-OUTPUT = BUILD_ROOT / "bench" / "tokens.json"
-RUNS_DIR = BUILD_ROOT / "bench" / "tokens"
+OUTPUT = BENCH_ROOT / "tokens.json"
+RUNS_DIR = BENCH_ROOT / "tokens"
 KEEP_RATES = (0.9, 0.7, 0.5)
 #: The setting of the accuracy goal (docs/token-pruning.md): keep 0.7 with block pruning. Single
 #: runs differ by about 2 points, so it also runs at :data:`EXTRA_SEEDS` and is judged on the
@@ -138,7 +137,7 @@ def dense_macs() -> int:
     return encoder_macs(teacher, [(tokens, tokens)] * teacher.config.num_hidden_layers)
 
 
-def placement(keep_rates=KEEP_RATES, *, output=BUILD_ROOT / "bench" / "tokens_placement.json"
+def placement(keep_rates=KEEP_RATES, *, output=BENCH_ROOT / "tokens_placement.json"
               ) -> dict:
     """Accuracy of the dense teacher with token pruning at layer 0, 1 or both, fused or
     dropped, without any fine-tuning; write ``output`` and return it."""
@@ -219,7 +218,7 @@ def run(keep_rates=KEEP_RATES, *, variants=None, output=OUTPUT, progress: bool =
 
 
 def posthoc(models: dict, keep_rates=KEEP_RATES, *,
-            output=BUILD_ROOT / "bench" / "tokens_posthoc.json") -> dict:
+            output=BENCH_ROOT / "tokens_posthoc.json") -> dict:
     """Token pruning (layers 0 and 1, fused) applied to already trained models without any
     token-aware fine-tuning: ``models`` maps a label to a ``save_pretrained`` directory. Float
     and golden integer accuracy and MACs per keep rate; write ``output`` and return it."""

@@ -50,11 +50,9 @@ from hw.units.layernorm import LayerNorm  # noqa: E402
 from hw.units.softmax import Softmax  # noqa: E402
 from hw.units.stream_harness import harness_builder  # noqa: E402
 from sw.atomic import write_text  # noqa: E402
+from sw.build_files import BUILD_ROOT, REPO_ROOT  # noqa: E402
 from sw.config import AcceleratorConfig, ConfigError, load_config  # noqa: E402
 from sw.onchip_memory import memory_table, onchip_memories  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILD_ROOT = REPO_ROOT / "build"
 
 #: Top-level modules this generator writes, by file stem.
 TOPS = {"block_sparse_gemm": BlockSparseGemm, "layer_engine": build_layer_engine,

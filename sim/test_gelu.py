@@ -37,11 +37,11 @@ def test_every_int8_input_under_every_traffic_shape(design, tmp_path):
 def test_deit_b16_benchmark_job(built_designs_by_top, tmp_path):
     """The benchmark's gelu job on the deit_b16 unit: exact, and at least 0.95 elements per
     cycle per lane. Minutes: the build dominates."""
-    from bench.units import bench_jobs
+    from sim.unit_cases import benchmark_jobs
     from sw.config import load_config
 
     config = load_config("deit_b16")
-    job = next(job for job in bench_jobs(config) if job.unit == "gelu")
+    job = next(job for job in benchmark_jobs(config) if job.unit == "gelu")
     result, = run_unit_jobs(built_designs_by_top(config, "gelu_harness"), "gelu", [job],
                             tmp_path)
     assert result["bit_exact"] and result["cycles"] == result["model_cycles"]

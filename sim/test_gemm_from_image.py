@@ -9,7 +9,7 @@ from sim.image_gemm import image_gemm_jobs, run_image_gemms
 from sw.image.export import ExportRequest, export, write
 from sw.image.format import TENSOR_ROLES
 from sw.image.loader import load_image
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 pytestmark = pytest.mark.sim
 

@@ -7,9 +7,9 @@ from sim.harness import build
 from sim.layer_replay import bench_cases, image_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
-from tests.sw.image_models import save_pruned_deit
 from sw.config import load_config
 from sw.golden.token_select import TokenPruning
+from sw.synthetic_deit import save_pruned_deit
 
 pytestmark = pytest.mark.sim
 

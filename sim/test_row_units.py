@@ -56,10 +56,10 @@ def test_idle_input_and_back_pressure(unit, tmp_path):
 def test_deit_b16_benchmark_job(built_designs_by_top, tmp_path, name):
     """The benchmark's job of the unit on deit_b16: exact, and at least 0.95 elements per
     cycle per lane. Minutes: the build dominates."""
-    from bench.units import bench_jobs
+    from sim.unit_cases import benchmark_jobs
 
     config = load_config("deit_b16")
-    job = next(job for job in bench_jobs(config) if job.unit == name)
+    job = next(job for job in benchmark_jobs(config) if job.unit == name)
     result, = run_unit_jobs(built_designs_by_top(config, f"{name}_harness"), name, [job],
                             tmp_path)
     assert result["bit_exact"] and result["cycles"] == result["model_cycles"]

@@ -150,6 +150,28 @@ def layernorm_jobs(max_len: int, *, elements: int, seed: int = 0) -> list[UnitJo
     return jobs
 
 
+#: Tokens of the benchmark's GELU slice: 64 x 3072 values fill most of the harness memory.
+GELU_TOKENS = 64
+
+
+def benchmark_jobs(config) -> list[UnitJob]:
+    """One job per unit at the config's model sizes, drawn like real activations (fixed seed):
+    what ``make bench`` (``bench/units.py``) co-simulates on the deit_b16 units."""
+    m = config.model
+    g = np.random.default_rng(2026)
+    scale = 0.02
+    scores = np.round(g.normal(0, 3, (m.tokens, m.tokens)) / scale).astype(np.int64)
+    residual = np.round(g.normal(0, 4000, (m.tokens, m.hidden_size))
+                        + g.normal(0, 2000, (m.tokens, 1))).clip(-32768, 32767).astype(np.int64)
+    fc1 = g.integers(-128, 128, (GELU_TOKENS, m.ffn_size))
+    return [
+        UnitJob("softmax", scores, {"input_scale": scale}, name="softmax"),
+        UnitJob("gelu", fc1, {"input_scale": 0.03, "out_scale": 0.02}, name="gelu"),
+        UnitJob("layernorm", residual, {"out_scale": 0.05}, gamma=g.normal(1, 0.2, m.hidden_size),
+                beta=g.normal(0, 0.3, m.hidden_size), name="layernorm"),
+    ]
+
+
 def three_lane_config(config):
     """``config`` with 3 lanes in every unit: rows of the tiny preset (17 tokens, hidden 64)
     and the 256 GELU inputs then end in partial beats."""

@@ -32,6 +32,7 @@ import os  # noqa: E402
 import torch  # noqa: E402
 
 from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
+from sw.build_files import BUILD_ROOT, DIGITS_TEACHER  # noqa: E402
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)
 from sw.data.digits import load_digits_split  # noqa: E402
@@ -46,6 +47,7 @@ from sw.pruning.report import (  # noqa: E402
 from sw.settings import (SettingsFileError, check_integer, check_number, found,  # noqa: E402
                          read_json)
 from sw.pruning.tokens import TokenPruningArgs, patch_token_pruning  # noqa: E402
+from sw.progress import limit_library_bars  # noqa: E402
 from sw.pruning.trainer import PruneResult, TrainingOptions, fine_prune  # noqa: E402
 from sw.train_digits import evaluate  # noqa: E402
 
@@ -54,8 +56,8 @@ __all__ = ["DEFAULT_OUT", "DEFAULT_RECIPE", "DEFAULT_TEACHER", "OUTPUT_FILES", "
            "resolve_token_recipe", "split_for"]
 
 DEFAULT_RECIPE = _REPO_ROOT / "recipes" / "digits_deit.json"
-DEFAULT_TEACHER = _REPO_ROOT / "build" / "models" / "digits_deit"
-DEFAULT_OUT = _REPO_ROOT / "build" / "pruning" / "digits_deit"
+DEFAULT_TEACHER = DIGITS_TEACHER
+DEFAULT_OUT = BUILD_ROOT / "pruning" / "digits_deit"
 REPORT = "pruning_report.json"
 #: Everything a run writes into ``out``; the report is the manifest a later run recognises.
 OUTPUT_FILES = ("pruned", "shrunk", "filled", REPORT, "recipe.json", "density_per_layer.png",
@@ -268,6 +270,7 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
         On bad settings or data (:class:`~sw.data.source.DataError`), before any training.
     """
     teacher_dir = Path(teacher_dir)
+    limit_library_bars(progress)
     if out is not None:
         check_output(out)
     source = check_data(teacher_dir, data)

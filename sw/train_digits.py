@@ -35,6 +35,7 @@ from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # 
 from sw.data import ImageSplit, iterate_batches  # noqa: E402
 from sw.data.digits import DIGITS_MEAN, DIGITS_STD, load_digits_split  # noqa: E402
 from sw.models import build_small_deit, small_deit_config  # noqa: E402
+from sw.progress import progress_bar  # noqa: E402
 from sw.settings import InvalidSetting, check_integer, check_number  # noqa: E402
 
 __all__ = ["InvalidOption", "OUTPUT_FILES", "TRAINING_RECORD", "TrainOptions", "TrainResult",
@@ -213,10 +214,10 @@ def train(out: str | os.PathLike | None = None, *, split: ImageSplit | None = No
         for epoch in range(1, opts.epochs + 1):
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
-            bar = tqdm(iterate_batches(train_images, train_labels, opts.batch_size,
-                                       generator=generator),
-                       total=steps_per_epoch, desc=f"epoch {epoch}/{opts.epochs}",
-                       disable=not progress, leave=False, dynamic_ncols=True)
+            bar = progress_bar(iterate_batches(train_images, train_labels, opts.batch_size,
+                                               generator=generator), enabled=progress,
+                               total=steps_per_epoch, desc=f"epoch {epoch}/{opts.epochs}",
+                               leave=False, dynamic_ncols=True)
             for batch_images, batch_labels in bar:
                 batch_images = random_shift(batch_images, opts.max_shift, generator)
                 logits = model(pixel_values=batch_images).logits

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sw.golden.encoder_layer import (RESIDUAL_BITS, encoder_layer_int,
                                      quantize_encoder_layer)
 from sw.golden.kernels import LayerNormConstants, layernorm_constants, layernorm_int
+from sw.progress import progress_bar
 from sw.quantize.calibration import calibrate, encoder_layers
 from sw.quantize.linear import quantize_tensor
 
@@ -104,5 +104,5 @@ def predict(integer_model: IntegerDeiT, images, *, batch_size: int = 64,
     batches = range(0, len(images), batch_size)
     return np.concatenate([integer_model.logits(images[start:start + batch_size],
                                                 token_pruning=token_pruning)
-                           for start in tqdm(batches, desc="integer model", unit="batch",
-                                             disable=not progress)])
+                           for start in progress_bar(batches, enabled=progress,
+                                                     desc="integer model", unit="batch")])

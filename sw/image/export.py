@@ -183,9 +183,9 @@ def load_torch_model(state: ExportState) -> ExportState:
     from sw.models import load_model
     from sw.pruning.structures import structure_for
     from sw.quantize.calibration import encoder_layers
+    from sw.progress import limit_library_bars
     from transformers.utils import logging as transformers_logging
-    if not state.request.progress:
-        transformers_logging.disable_progress_bar()
+    limit_library_bars(state.request.progress)
     _check_safetensors(state.model_source)
     # transformers' multi-line load report is kept, not printed: its rows become one line
     report, verbosity = _LoadReport(), transformers_logging.get_verbosity()

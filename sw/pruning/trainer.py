@@ -28,6 +28,7 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from sw.data import ImageSplit
+from sw.progress import progress_bar
 from sw.settings import InvalidSetting, check_bool, check_integer, check_number
 from sw.train_digits import random_shift, evaluate
 
@@ -226,8 +227,8 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
     for epoch in range(1, epochs + 1):
         wrapped.train()
         loss_sum, seen = 0.0, 0
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"{stage} {epoch}/{epochs}",
-                   disable=not show, leave=False, dynamic_ncols=True)
+        bar = progress_bar(loader, enabled=show, total=steps_per_epoch,
+                           desc=f"{stage} {epoch}/{epochs}", leave=False, dynamic_ncols=True)
         for batch_images, batch_labels in bar:
             batch_images = random_shift(batch_images.cpu(), options.max_shift,
                                          generator).to(device)

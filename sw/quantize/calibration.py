@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
+
+from sw.progress import progress_bar
 
 #: Tensors of one encoder layer whose range sets an int8 scale, in dataflow order.
 ACTIVATION_POINTS = (
@@ -107,7 +108,7 @@ def calibrate(model, images: torch.Tensor, *, batch_size: int = 64,
         handles += _hook_points(layer, record)
     try:
         batches = range(0, len(images), batch_size)
-        for start in tqdm(batches, desc="calibrating", unit="batch", disable=not progress):
+        for start in progress_bar(batches, enabled=progress, desc="calibrating", unit="batch"):
             model(pixel_values=images[start:start + batch_size])
     finally:
         for handle in handles:

@@ -10,7 +10,7 @@ import pytest
 from sw.export_sparse import main
 from sw.image.format import ImageError
 from sw.image.export import ExportRequest, export
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "sw" / "export_sparse.py"

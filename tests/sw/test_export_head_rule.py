@@ -9,7 +9,7 @@ from sw.image.export import ExportRequest, export
 from sw.models import load_model
 from sw.pruning.structures import linear_modules
 from sw.pruning.surgery import apply_surgery
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 SMALL = dict(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2, image_size=8)
 HEAD_DIM = 16

@@ -21,7 +21,7 @@ from sw.golden.token_select import TokenPruning
 from sw.image.program import Buffer, Opcode, gather_fields, layer_program
 from sw.image.summary import summary_table
 from sw.packing import fields_size
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 REMOVED_HEADS = {0: [1], 1: [0, 3]}
 REMOVED_NEURONS = {0: list(range(37)), 1: list(range(0, 80, 2))}

@@ -14,7 +14,7 @@ from sw.image.format import (FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC,
 from sw.image.loader import load_image, parse_image
 from sw.image.writer import seal
 from sw.packing import fields_size, pack_array
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 SMALL = dict(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1, image_size=8)
 

@@ -12,7 +12,7 @@ from sw.image.export import ExportRequest, export, write
 from sw.image.format import ImageError, SectionKind
 from sw.image.loader import load_image, parse_image
 from sw.image.writer import seal
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 SMALL = dict(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1, image_size=8)
 

@@ -1,4 +1,5 @@
-"""Tiny pruned DeiTs built in code for the weight-image tests and co-simulation (no training).
+"""Tiny pruned DeiTs built in code (random weights, no training) for the weight-image tests and
+the co-simulation.
 
 ``save_pruned_deit`` writes what ``sw/prune.py`` writes for the exporter: ``pruned/`` (dense
 shapes, pruned weights exactly zero) and ``pruning_report.json`` with the surgery's kept heads

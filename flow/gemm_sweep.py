@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from sim.gemm_cases import GemmCase, make_operands, save_operands
 from sim.harness import build, run_testbench
-from sw.atomic import write_text
 from sw.config import AcceleratorConfig
 
 DENSITIES = (1.0, 0.5, 0.25, 0.1)
@@ -90,7 +89,3 @@ def format_table(document: dict) -> str:
     lines.append("       stored block, period padding); fixed: start-up and drain of the job")
     return "\n".join(lines)
 
-
-def write_json(document: dict, path: Path) -> None:
-    """Write ``document`` atomically (temporary file, then rename)."""
-    write_text(path, json.dumps(document, indent=2) + "\n")

@@ -1,10 +1,12 @@
-"""``make demo``: the flow end to end, from a trained digits DeiT to whole layers on the RTL.
+"""``make demo``: the flow end to end, from a trained digits DeiT to whole layers on the RTL,
+answering: how accurate is the pruned model, and how much faster does it run?
 
 1. The dense digits DeiT teacher (``build/models/digits_deit``; trained first if missing, about
    a minute).
-2. A brief fine-pruning run of it (:data:`DEMO_PRUNING`, well under a minute): block movement
-   pruning with distillation; heads and FFN neurons go, and both layers prune tokens (keep
-   rate 0.7, fused) as ``recipes/digits_deit_tokens.json`` says.
+2. Fine-pruning of it with the full recipe ``recipes/digits_deit_tokens.json`` (about a minute
+   and a half on an idle 2-core machine): block movement pruning to 25 % of the linear weights
+   with distillation, heads and FFN neurons removed, both layers pruning tokens (keep rate 0.7,
+   fused), then the recipe's fine-tunes.
 3. Export with ``sw.image.export`` for the ``tiny`` hardware: the pruned model into
    ``build/images/digits_deit_demo/`` and, with the same exporter and hardware, the unpruned
    teacher into ``build/images/digits_deit_dense/`` (``weights.bin``, ``params.json``,
@@ -15,11 +17,16 @@
    top ``layer_engine``, into ``build/<config name>/``) and build it with Verilator.
 6. Replay every layer of both images through the layer engine: bit-exact to the golden model,
    every instruction's cycles equal to the cycle model (``sim.layer_replay``).
-7. Write ``build/demo/report.json``, ``report.md`` and plots (``sim.demo_report``).
+7. Write ``build/demo/report.json``, ``report.md`` and plots (``flow.demo_report``), with
+   ``make bench``'s pruning runs (``build/bench/pruning.json``, ``tokens.json``) on the
+   accuracy-against-cycles plot when they exist (their cycles from the cycle model).
+
+``--no-progress`` hides every progress bar; bars are drawn only on a terminal anyway.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -28,14 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.generate import BUILD_ROOT, generate
-from sim.demo_report import build_report, write_report
+from flow.demo_report import build_report, console_summary, write_report
+from hw.generate import generate
 from sim.harness import TestbenchFailed, build
-from sim.layer_replay import image_cases, replay
+from sim.layer_replay import image_cases, model_cycles, replay
+from sw.build_files import BENCH_ROOT, BUILD_ROOT, REPO_ROOT
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export, verify, write
 from sw.image.loader import load_image
 from sw.image.summary import summary_table
+from sw.progress import limit_library_bars, progress_bar
 
 #: The demo's image directory names (also their accelerator config names).
 IMAGE_NAME = "digits_deit_demo"
@@ -44,19 +53,15 @@ IMAGE_DIR = BUILD_ROOT / "images" / IMAGE_NAME
 DENSE_DIR = BUILD_ROOT / "images" / DENSE_NAME
 PRUNING_DIR = BUILD_ROOT / "pruning" / IMAGE_NAME
 REPORT_DIR = BUILD_ROOT / "demo"
-BENCH_PRUNING = BUILD_ROOT / "bench" / "pruning.json"
+#: ``make bench``'s documents whose pruned runs join the accuracy-against-cycles plot: each
+#: file, the directory of its runs, and how a run's directory is named.
+BENCH_RUNS = ((BENCH_ROOT / "pruning.json", BENCH_ROOT / "pruning", "bench pruned"),
+              (BENCH_ROOT / "tokens.json", BENCH_ROOT / "tokens", "bench tokens"))
 HARDWARE = "tiny"
 STEPS = 7
 
-#: The recipe of the brief prune: block pruning plus token pruning in both layers.
-DEMO_RECIPE = BUILD_ROOT.parent / "recipes" / "digits_deit_tokens.json"
-
-#: A brief run of recipes/digits_deit_tokens.json: its topK blocks (16x16 head blocks, whole FFN
-#: neurons) and distillation, pruned straight to the final threshold in 3 epochs on 768 images,
-#: without the final fine-tune (the filled model is not what the accelerator runs).
-DEMO_PRUNING = {"final_threshold": 0.3, "initial_warmup": 0, "final_warmup": 1,
-                "final_finetune": False}
-DEMO_TRAINING = {"epochs": 3, "max_train_samples": 768}
+#: The recipe the demo prunes with, unchanged: block pruning plus token pruning in both layers.
+DEMO_RECIPE = REPO_ROOT / "recipes" / "digits_deit_tokens.json"
 
 #: Hardware knobs the dense and the pruned engine must share (only buffer depths may differ:
 #: each export sizes them for its model).
@@ -89,22 +94,22 @@ class _Steps:
         print(f"      ({seconds:.1f} s)", flush=True)
 
 
-def _teacher() -> Path:
+def _teacher(progress: bool) -> Path:
     from sw.prune import DEFAULT_TEACHER
     if (DEFAULT_TEACHER / "config.json").exists():
         print(f"      found {DEFAULT_TEACHER}")
     else:
         from sw.train_digits import train
         print(f"      training the dense digits teacher into {DEFAULT_TEACHER}...", flush=True)
-        train(DEFAULT_TEACHER, progress=True)
+        train(DEFAULT_TEACHER, progress=progress)
     return DEFAULT_TEACHER
 
 
-def _prune(teacher: Path) -> dict:
+def _prune(teacher: Path, progress: bool) -> dict:
     from sw.prune import prune, resolve_recipe, resolve_token_recipe
     recipe = json.loads(DEMO_RECIPE.read_text())
-    args, options = resolve_recipe(recipe, DEMO_PRUNING, DEMO_TRAINING)
-    _, report = prune(args, options, teacher_dir=teacher, out=PRUNING_DIR, progress=True,
+    args, options = resolve_recipe(recipe)
+    _, report = prune(args, options, teacher_dir=teacher, out=PRUNING_DIR, progress=progress,
                       tokens=resolve_token_recipe(recipe))
     print(f"      dense accuracy {report['dense_accuracy']:.3f}, pruned {report['accuracy']:.3f}"
           f"; linear density {report['linear_density']:.3f}; heads removed "
@@ -150,7 +155,7 @@ def _integer_accuracy(states: dict, teacher: Path) -> dict:
     return result
 
 
-def _check_same_engine(dense, pruned) -> None:
+def check_same_engine(dense, pruned) -> None:
     for knob in SHARED_KNOBS:
         found, expected = getattr(pruned.hardware, knob), getattr(dense.hardware, knob)
         if found != expected:
@@ -169,9 +174,9 @@ def nonzero_macs(case, instruction: dict) -> int:
 
 
 def _replay(designs: dict, images: dict, states: dict) -> dict:
-    from tqdm import tqdm
     replays = {}
-    for model in tqdm(("dense", "pruned"), desc="replay", unit="model"):
+    for model in ("dense", "pruned"):
+        print(f"      {model}: {len(images[model].layers)} layers...", flush=True)
         state = states[model]
         x = state.integer_model.embed(state.calibration[:1])[0]
         cases = image_cases(images[model], x)
@@ -182,40 +187,90 @@ def _replay(designs: dict, images: dict, states: dict) -> dict:
         for case, result in zip(cases, results):
             for instruction in result["instructions"]:
                 instruction["nonzero_macs"] = nonzero_macs(case, instruction)
+            print(f"      {result['name']:<26} {result['cycles']:>9,} cycles (model "
+                  f"{result['model_cycles']:,}), bit-exact {result['bit_exact']}, "
+                  f"{len(result['instructions'])} instructions, "
+                  f"{result['sim_seconds']:.1f} s simulated", flush=True)
         replays[model] = results
-    for model in ("dense", "pruned"):
-        for result in replays[model]:
-            tqdm.write(f"      {result['name']:<26} {result['cycles']:>9,} cycles (model "
-                       f"{result['model_cycles']:,}), bit-exact {result['bit_exact']}, "
-                       f"{len(result['instructions'])} instructions, "
-                       f"{result['sim_seconds']:.1f} s simulated")
     return replays
 
 
 def _relative(path: Path) -> str:
-    return str(path.relative_to(BUILD_ROOT.parent))
+    """``path`` relative to the repository when it lies inside it (shorter lines)."""
+    path = Path(path)
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def _bench_pruning():
-    if not BENCH_PRUNING.exists():
-        return None
-    try:
-        return json.loads(BENCH_PRUNING.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        print(f"      note: ignoring {BENCH_PRUNING} ({error})")
-        return None
+def bench_runs(sources=BENCH_RUNS) -> list[dict]:
+    """``make bench``'s pruned runs, from the documents in ``sources`` that exist:
+    ``[{"label", "kind", "accuracy", "linear_density", "directory", "source"}]`` (filled runs
+    are left out: the accelerator runs the pruned model). An unreadable document is noted and
+    skipped."""
+    runs = []
+    for document_path, runs_dir, kind in sources:
+        if not document_path.is_file():
+            continue
+        try:
+            document = json.loads(document_path.read_text(encoding="utf-8"))
+            entries = [run for run in document["runs"] if not run.get("filled")]
+            for run in entries:
+                if kind == "bench pruned":
+                    target = run["target_linear_density"]
+                    name, label = f"density_{target}", f"block pruning to {target:g}"
+                else:
+                    name = run["name"]
+                    label = (f"keep {run['keep_rate']:g}, "
+                             + ("block pruned" if run["block_pruned"] else "weights dense")
+                             + (f", seed {run['seed']}" if run.get("seed") else ""))
+                runs.append({"label": f"bench: {label}", "kind": kind,
+                             "accuracy": float(run["accuracy"]),
+                             "linear_density": float(run["linear_density"]),
+                             "directory": runs_dir / name,
+                             "source": f"{_relative(document_path)}, make bench"})
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"      note: ignoring {document_path} ({type(error).__name__}: {error})")
+    return runs
 
 
-def run() -> dict:
-    """The whole demo; returns the report. Raises :class:`DemoFailed`."""
+def cycle_model_cycles(state) -> int:
+    """Cycles per image of an exported model (``sw.image.export``'s state) on its engine, by
+    the cycle model: every encoder layer's program, END included."""
+    x = state.integer_model.embed(state.calibration[:1])[0]
+    return sum(entry.cycles for case in image_cases(state.image, x)
+               for entry in model_cycles(state.config, case))
+
+
+def _bench_points() -> list[dict]:
+    """:func:`bench_runs` with each run's cycles on the demo's engine (cycle model; None where
+    the run's directory is gone or does not export)."""
+    points = []
+    for run in bench_runs():
+        directory = run.pop("directory")
+        run["cycles"] = None
+        try:
+            state = export(ExportRequest(model_dir=directory, config=HARDWARE,
+                                         calibration_images=8))
+            run["cycles"] = cycle_model_cycles(state)
+        except ExportError as error:
+            print(f"      note: {run['label']}: no cycles ({error})")
+        points.append(run)
+    if points:
+        print(f"      {len(points)} make bench runs on the plot (cycles by the cycle model)")
+    return points
+
+
+def run(progress: bool = True) -> dict:
+    """The whole demo; returns the report. ``progress``: bars (on a terminal only) and
+    per-epoch lines. Raises :class:`DemoFailed`."""
+    limit_library_bars(progress)
     steps = _Steps()
     with steps.step("dense digits DeiT teacher (build/models/digits_deit; trained now if "
                     "missing)", "teacher"):
-        teacher = _teacher()
-    with steps.step(f"brief fine-pruning ({DEMO_TRAINING['epochs']} epochs on "
-                    f"{DEMO_TRAINING['max_train_samples']} images, threshold "
-                    f"{DEMO_PRUNING['final_threshold']}) -> {PRUNING_DIR}", "prune"):
-        pruning = _prune(teacher)
+        teacher = _teacher(progress)
+    with steps.step(f"fine-pruning with {_relative(DEMO_RECIPE)} (block pruning to 25 %, "
+                    f"tokens kept 0.7, then its fine-tunes) -> {_relative(PRUNING_DIR)}",
+                    "prune"):
+        pruning = _prune(teacher, progress)
     with steps.step(f"exporting the pruned model and the dense teacher for the '{HARDWARE}' "
                     f"hardware", "export"):
         pruned_state, pruned_image = _export(PRUNING_DIR, IMAGE_DIR, IMAGE_NAME)
@@ -229,7 +284,7 @@ def run() -> dict:
         integer = _integer_accuracy(states, teacher)
     configs = {"dense": load_config(DENSE_DIR / "params.json"),
                "pruned": load_config(IMAGE_DIR / "params.json")}
-    _check_same_engine(configs["dense"], configs["pruned"])
+    check_same_engine(configs["dense"], configs["pruned"])
     hw = configs["pruned"].hardware
     designs = {}
     with steps.step(f"generating the layer engine ({hw.array_rows}x{hw.array_cols} array, "
@@ -272,8 +327,7 @@ def run() -> dict:
                                        for layer in images["pruned"].layers]},
             "replays": replays,
             "steps": list(steps.times),       # the report's own step is not in it
-            "bench": _bench_pruning(),
-            "bench_source": f"{_relative(BENCH_PRUNING)}, make bench",
+            "bench": _bench_points(),
         }
         report = build_report(facts)
         paths = write_report(report, REPORT_DIR)
@@ -282,34 +336,28 @@ def run() -> dict:
     return report
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flow.demo", description="make demo: prune the digits DeiT, export it "
+        "and its dense teacher, replay every layer of both on the layer engine's RTL, and "
+        f"report accuracy and cycles into {_relative(REPORT_DIR)}/.")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars and no per-epoch lines (bars are drawn only on "
+                             "a terminal anyway)")
+    args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        report = run()
+        report = run(progress=not args.no_progress)
     except DemoFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    total = report["total"]
     print()
-    print(f"{'layer':<8}{'dense':>10}{'pruned':>10}{'speed-up':>10}{'util dense':>12}"
-          f"{'util pruned':>13}{'exact':>7}")
-    for layer in report["layers"]:
-        dense, pruned = layer["dense"], layer["pruned"]
-        exact = all((dense["bit_exact"], pruned["bit_exact"], dense["cycle_exact"],
-                     pruned["cycle_exact"]))
-        print(f"{layer['index']:<8}{dense['cycles']:>10,}{pruned['cycles']:>10,}"
-              f"{layer['speedup']:>10.2f}{dense['utilization']:>12.3f}"
-              f"{pruned['utilization']:>13.3f}{'yes' if exact else 'NO':>7}")
-    print(f"{'all':<8}{total['dense_cycles']:>10,}{total['pruned_cycles']:>10,}"
-          f"{total['speedup']:>10.2f}{total['dense_utilization']:>12.3f}"
-          f"{total['pruned_utilization']:>13.3f}")
+    print(console_summary(report))
     print()
-    print("Every layer of both models ran on the layer engine's RTL bit-exact to the golden model")
-    print("(sw/golden/), every instruction's cycles equal to the cycle model")
-    print(f"(sw/cycle_model/layer_engine.py). MACs with a non-zero weight: "
-          f"{total['mac_reduction']:.2f}x fewer pruned.")
-    print(f"inspect the image: python sw/export_sparse.py --inspect {IMAGE_DIR / 'weights.bin'}")
-    print(f"report: {REPORT_DIR / 'report.md'}  ({time.monotonic() - started:.0f} s)")
+    print(f"inspect the image: python sw/export_sparse.py --inspect "
+          f"{_relative(IMAGE_DIR / 'weights.bin')}")
+    print(f"report: {_relative(REPORT_DIR / 'report.md')}  (whole demo "
+          f"{time.monotonic() - started:.0f} s)")
     return 0
 
 

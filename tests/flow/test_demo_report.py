@@ -1,10 +1,11 @@
-"""The demo's report from a small fabricated measurement: JSON fields, Markdown, plots."""
+"""The demo's report from a small fabricated measurement: the answer first (Markdown and
+console), JSON fields, accuracy points with cycles, plots."""
 
 import json
 
 import pytest
 
-from sim.demo_report import PLOTS, build_report, markdown, write_report
+from flow.demo_report import PLOTS, build_report, console_summary, headline, markdown, write_report
 
 
 def _instruction(index, opcode, unit, cycles, nonzero_macs=0, model_cycles=None):
@@ -47,7 +48,7 @@ def _facts(*, bench=None, pruned_exact=True):
                     "pruned": [_layer("p0", 148, 400, 1),
                                _layer("p1", 200, 600, 2, bit_exact=pruned_exact)]},
         "steps": [{"step": "prune", "seconds": 1.5}, {"step": "replay", "seconds": 2.25}],
-        "bench": bench, "bench_source": "build/bench/pruning.json, make bench"}
+        "bench": bench}
 
 
 def test_report_numbers():
@@ -87,21 +88,58 @@ def test_exactness_flags_follow_the_replays():
     assert "| 1 | 602 | 402 | 1.50 |" in markdown(report)
 
 
-def test_accuracy_points_and_their_sources():
-    bench = {"dense_accuracy": 0.9, "runs": [
-        {"linear_density": 0.5, "accuracy": 0.85, "target_linear_density": 0.5,
-         "filled": False},
-        {"linear_density": 0.7, "accuracy": 0.88, "target_linear_density": 0.5,
-         "filled": True}]}
+BENCH_POINTS = [
+    {"label": "bench: block pruning to 0.5", "kind": "bench pruned", "accuracy": 0.85,
+     "linear_density": 0.5, "cycles": 800, "source": "build/bench/pruning.json, make bench"},
+    {"label": "bench: keep 0.7, block pruned", "kind": "bench tokens", "accuracy": 0.83,
+     "linear_density": 0.25, "cycles": None, "source": "build/bench/tokens.json, make bench"}]
+
+
+def test_accuracy_points_carry_measured_cycles_and_their_sources():
     without = build_report(_facts())["accuracy_points"]
-    assert [(p["label"], p["linear_density"], p["accuracy"], p["source"]) for p in without] == [
-        ("dense teacher (float)", 1.0, 0.9, "report.json"),
-        ("demo pruned (float)", 0.25, 0.8, "report.json"),
-        ("dense teacher (integer)", 1.0, 0.875, "golden dense")]
-    with_bench = build_report(_facts(bench=bench))["accuracy_points"][3:]
-    assert [(p["kind"], p["linear_density"], p["source"]) for p in with_bench] == [
-        ("bench pruned", 0.5, "build/bench/pruning.json, make bench"),
-        ("bench filled", 0.7, "build/bench/pruning.json, make bench")]
+    assert [(p["label"], p["linear_density"], p["cycles"], p["accuracy"], p["source"])
+            for p in without] == [
+        ("dense teacher (float)", 1.0, 1204, 0.9, "report.json"),
+        ("demo pruned (float)", 0.25, 702, 0.8, "report.json"),
+        ("dense teacher (integer)", 1.0, 1204, 0.875, "golden dense")]
+    with_bench = build_report(_facts(bench=BENCH_POINTS))["accuracy_points"][3:]
+    assert with_bench == BENCH_POINTS
+
+
+def test_the_answer_leads_the_markdown_and_the_console():
+    report = build_report(_facts())
+    answer = headline(report)
+    assert answer == (
+        "Pruned to 0.250 of its linear weights (1 of 4 heads removed), the toy reaches top-1 "
+        "0.800 (dense 0.900; integer model - vs 0.875) and runs 1.72x faster on the layer "
+        "engine RTL (1,204 -> 702 cycles per image) for 2.18x fewer MACs; utilization 0.997 "
+        "dense, 0.783 pruned. Every layer of both models ran bit-exact to the golden model and "
+        "cycle-exact to the cycle model.")
+    text = markdown(report).splitlines()
+    assert text[:3] == ["# Demo report: toy on the layer engine", "", answer]
+    assert text[4:6] == ["|  | dense | pruned | pruned vs dense |", "|---|---:|---:|---|"]
+    assert text[6:13] == [
+        "| top-1 accuracy, float (torch) | 0.900 | 0.800 | -10.0 points |",
+        "| top-1 accuracy, integer (golden model = RTL) | 0.875 | - | - |",
+        "| cycles per image (measured) | 1,204 | 702 | 1.72x speed-up |",
+        "| non-zero MACs per image | 4,800 | 2,200 | 2.18x fewer |",
+        "| utilization (non-zero MACs / PE cycles) | 0.997 | 0.783 |  |",
+        "| bit-exact (RTL == golden model) | yes | yes |  |",
+        "| cycle-exact (RTL == cycle model) | yes | yes |  |"]
+    console = console_summary(report).splitlines()
+    assert " ".join(" ".join(console[:4]).split()) == answer
+    assert console[6].split() == ["top-1", "accuracy,", "float", "(torch)", "0.900", "0.800",
+                                  "-10.0", "points"]
+    assert console[8].split() == ["cycles", "per", "image", "(measured)", "1,204", "702",
+                                  "1.72x", "speed-up"]
+    assert console[-2].split() == ["0", "602", "300", "2.01x", "3.00x", "0.997", "0.667"]
+
+
+def test_a_failed_check_is_the_answer_too():
+    report = build_report(_facts(pruned_exact=False))
+    assert headline(report).endswith("NOT every layer was bit-exact and cycle-exact: see the "
+                                     "tables.")
+    assert "| bit-exact (RTL == golden model) | yes | NO |  |" in markdown(report)
 
 
 def test_layer_counts_must_match():
@@ -112,9 +150,7 @@ def test_layer_counts_must_match():
 
 
 def test_written_files(tmp_path):
-    report = build_report(_facts(bench={"runs": [
-        {"linear_density": 0.5, "accuracy": 0.85, "target_linear_density": 0.5,
-         "filled": False}]}))
+    report = build_report(_facts(bench=BENCH_POINTS))
     paths = write_report(report, tmp_path / "demo")
     assert sorted(path.name for path in paths.values()) == sorted(
         ["report.json", "report.md", *PLOTS.values()])
@@ -122,10 +158,11 @@ def test_written_files(tmp_path):
     for what in PLOTS:
         assert paths[what].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = paths["markdown"].read_text()
-    assert "| speed-up (dense / pruned cycles) | 1.72x |" in text
     assert "| 0 | 602 | 300 | 2.01 | 2,400 | 800 | 3.00 | 0.997 | 0.667 | yes | yes |" in text
     assert "| q | 800 | 348 | 2.30 | 1.000 | 0.718 | yes |" in text
-    assert "bench pruned (target 0.5)" in text
+    assert ("| bench: block pruning to 0.5 | 0.500 | 800 | 0.850 | build/bench/pruning.json, "
+            "make bench |" in text)
+    assert "| bench: keep 0.7, block pruned | 0.250 | - | 0.830 |" in text
     assert ("Buffer depths (act_buffer_depth / weight_buffer_depth): dense 64 / 2,048; "
             "pruned 64 / 512." in text)
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
