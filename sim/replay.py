@@ -43,7 +43,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from hw.generate import BUILD_ROOT  # noqa: E402
+from sw.build_files import BUILD_ROOT  # noqa: E402
 from sw.atomic import OutputRefused, check_output_directory, replace_directory  # noqa: E402
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)

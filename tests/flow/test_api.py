@@ -13,7 +13,7 @@ from sw.config import load_config
 from sw.image.export import ExportError
 from sw.image.loader import load_image
 from sw.models import small_deit_config
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from sim.replay import (RESULT_FILE, WAVES_FILE, LayerResult, ReplayError, Repla
                         layer_results, main, parse_layers)
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 
 REPO = Path(__file__).resolve().parents[2]
 #: A fixed config name: the engine's build is cached across sessions by its Verilog.

@@ -21,7 +21,7 @@ from sw.models import load_model
 from sw.prune import DEFAULT_RECIPE, main as prune_main, prune, resolve_recipe
 from sw.pruning.tokens import TokenPruningArgs
 from sw.train_digits import evaluate
-from tests.sw.image_models import save_pruned_deit
+from sw.synthetic_deit import save_pruned_deit
 from tests.sw.test_data_source import write_image_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
