@@ -1,2 +1,3 @@
-"""Orchestration above the simulator: ``make demo`` (:mod:`flow.demo`), its report
-(:mod:`flow.demo_report`) and the GEMM density sweep ``make bench`` runs (:mod:`flow.gemm_sweep`)."""
+"""Orchestration above the simulator: the Python API (:mod:`flow.api`), ``make demo``
+(:mod:`flow.demo`), its report (:mod:`flow.demo_report`) and the GEMM density sweep ``make bench``
+runs (:mod:`flow.gemm_sweep`)."""

@@ -39,6 +39,7 @@ from flow.demo_report import build_report, console_summary, write_report
 from hw.generate import generate
 from sim.harness import TestbenchFailed, build
 from sim.layer_replay import image_cases, model_cycles, replay
+from sim.replay import nonzero_macs
 from sw.build_files import BENCH_ROOT, BUILD_ROOT, REPO_ROOT
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export, verify, write
@@ -161,16 +162,6 @@ def check_same_engine(dense, pruned) -> None:
         if found != expected:
             raise DemoFailed(f"config '{pruned.name}' has {knob} {found}, the dense model's "
                              f"'{dense.name}' {expected}: not the same engine")
-
-
-def nonzero_macs(case, instruction: dict) -> int:
-    """Multiply-accumulates of one replayed instruction with a non-zero weight: the token rows
-    it works on times the non-zero weights of a linear, every MAC of an attention product (its "weights" are
-    activations), none for the other units."""
-    if instruction["opcode"] == "GEMM":
-        weight = getattr(case.layer, instruction["unit"]).weight
-        return int(instruction["rows"]) * int(np.count_nonzero(weight))
-    return int(instruction["macs"])
 
 
 def _replay(designs: dict, images: dict, states: dict) -> dict:
