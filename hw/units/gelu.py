@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.checks import check_fields, check_positive
-from hw.units.fixed_point import rounding_shift, saturate
+from hw.units.fixed_point import round_shift_saturate
 from sw.config import AcceleratorConfig
 from sw.cycle_model.units import GELU_LATENCY, GeluTiming
 from sw.golden.kernels import GeluConstants, gelu_constants
@@ -155,7 +155,7 @@ class Gelu(wiring.Component):
                     m.d.sync += q[0].eq(x)
                 m.d.sync += [
                     product.eq(q[0] * k.erf_multiplier), q[1].eq(q[0]),
-                    t.eq(saturate(rounding_shift(product, k.erf_shift), -t_limit, t_limit - 1)),
+                    t.eq(round_shift_saturate(product, k.erf_shift, -t_limit, t_limit - 1)),
                     q[2].eq(q[1]),
                     square.eq(distance * distance), q[3].eq(q[2]),
                     sign.eq((t > 0) - (t < 0)),
@@ -163,7 +163,7 @@ class Gelu(wiring.Component):
                     gated.eq(q[4] * one_plus_erf),
                     scaled.eq(gated * k.multiplier),
                     self.o.payload[lane].eq(
-                        saturate(rounding_shift(scaled, k.shift), out_low, out_high)),
+                        round_shift_saturate(scaled, k.shift, out_low, out_high)),
                 ]
         return m
 

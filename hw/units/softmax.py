@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.checks import check_fields, check_positive
 from hw.units.exp import IntegerExp
-from hw.units.fixed_point import rounding_shift
+from hw.units.fixed_point import round_shift_saturate
 from hw.units.reciprocal import PowerOfTwoReciprocal
 from hw.units.row_walker import add_counter, add_row_walker, lane_mask, row_shape
 from sw.config import AcceleratorConfig
@@ -258,9 +258,8 @@ class Softmax(wiring.Component):
                          unit.multiplier.eq(k.multiplier), unit.shift.eq(k.shift),
                          unit.poly_b.eq(k.poly_b), unit.poly_c.eq(k.poly_c)]
             product = Signal(2 * f + 3 + SOFTMAX_RECIPROCAL_BITS, name=f"emit_product_{lane}")
-            rounded = rounding_shift(product, out_shift)
             with m.If(out_advance):
                 m.d.sync += product.eq(unit.exp * recip[e_slot[depth - 2]])
                 m.d.sync += self.o.payload[lane].eq(
-                    Mux(~e_mask[-1][lane], 0, Mux(rounded > top, top, rounded)))
+                    Mux(~e_mask[-1][lane], 0, round_shift_saturate(product, out_shift, 0, top)))
         return m
