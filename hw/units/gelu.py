@@ -29,13 +29,14 @@ def gelu_constants_layout(*, in_width: int, frac_bits: int,
 class Gelu(wiring.Component):
     """``y = gelu_int(x)`` (``sw.golden.kernels``) on ``lanes`` values per transfer.
 
-    Fully pipelined: one transfer per cycle in steady state, ``latency`` (8) register stages,
-    the whole pipeline stalls while the output is not ready. The lanes are independent; a
-    partial last beat needs no care (its unused lanes produce values nobody reads).
+    Fully pipelined: one transfer per cycle in steady state, ``latency`` (``GELU_LATENCY``,
+    9) register stages, the whole pipeline stalls while the output is not ready. The lanes are
+    independent; a partial last beat needs no care (its unused lanes produce values nobody
+    reads).
 
     Steps, one per stage: ``q = saturate(x, clip_width)``; ``q * erf_multiplier``;
     ``t = requantize(.., erf_shift)`` saturated to ``F + 3`` bits;
-    ``s = (min(|t|, erf_b) - erf_b)**2``; ``h = erf_c + sign(t) (erf_c - s)``; ``q * h``;
+    ``d = min(|t|, erf_b) - erf_b``; ``s = d**2``; ``h = erf_c + sign(t) (erf_c - s)``; ``q * h``;
     ``* multiplier``; round, shift, saturate to ``out_width``.
 
     Parameters
@@ -133,19 +134,18 @@ class Gelu(wiring.Component):
         for lane in range(lanes):
             def reg(shape, name):
                 return Signal(shape, name=f"{name}_{lane}")
-            q = [reg(signed(self._in_width), f"q{stage}") for stage in range(5)]
+            q = [reg(signed(self._in_width), f"q{stage}") for stage in range(6)]
             product = reg(signed(self._in_width + mw + 1), "erf_product")
             t = reg(signed(f + 3), "t")
             square = reg(unsigned(2 * f + 2), "square")
-            sign = reg(signed(2), "sign")
+            sign = [reg(signed(2), f"sign{stage}") for stage in range(2)]
             one_plus_erf = reg(unsigned(2 * f + 3), "one_plus_erf")
             gated = reg(signed(self._in_width + 2 * f + 4), "gated")
             scaled = reg(signed(self._in_width + 2 * f + 4 + mw + 1), "scaled")
             x = self.i.payload[lane]
             magnitude = reg(unsigned(f + 3), "magnitude")
             distance = reg(signed(f + 4), "distance")       # min(|t|, erf_b) - erf_b <= 0
-            m.d.comb += [magnitude.eq(abs(t)),
-                         distance.eq(Mux(magnitude < k.erf_b, magnitude, k.erf_b) - k.erf_b)]
+            m.d.comb += magnitude.eq(abs(t))
             with m.If(advance):
                 with m.If(x >= half_range):
                     m.d.sync += q[0].eq(half_range - 1)
@@ -157,10 +157,11 @@ class Gelu(wiring.Component):
                     product.eq(q[0] * k.erf_multiplier), q[1].eq(q[0]),
                     t.eq(round_shift_saturate(product, k.erf_shift, -t_limit, t_limit - 1)),
                     q[2].eq(q[1]),
-                    square.eq(distance * distance), q[3].eq(q[2]),
-                    sign.eq((t > 0) - (t < 0)),
-                    one_plus_erf.eq(k.erf_c + sign * (k.erf_c - square)), q[4].eq(q[3]),
-                    gated.eq(q[4] * one_plus_erf),
+                    distance.eq(Mux(magnitude < k.erf_b, magnitude, k.erf_b) - k.erf_b),
+                    sign[0].eq((t > 0) - (t < 0)), q[3].eq(q[2]),
+                    square.eq(distance * distance), sign[1].eq(sign[0]), q[4].eq(q[3]),
+                    one_plus_erf.eq(k.erf_c + sign[1] * (k.erf_c - square)), q[5].eq(q[4]),
+                    gated.eq(q[5] * one_plus_erf),
                     scaled.eq(gated * k.multiplier),
                     self.o.payload[lane].eq(
                         round_shift_saturate(scaled, k.shift, out_low, out_high)),

@@ -60,8 +60,9 @@ MEMORY_READ_LATENCY = 1
 IEXP_LATENCY = 4
 
 #: Register stages of the GELU pipeline: clip; ``q * erf_multiplier``; round/shift/saturate to
-#: ``t``; square; ``h``; ``q * h``; ``* multiplier``; round/shift/saturate.
-GELU_LATENCY = 8
+#: ``t``; ``min(|t|, erf_b) - erf_b``; square; ``h``; ``q * h``; ``* multiplier``;
+#: round/shift/saturate.
+GELU_LATENCY = 9
 
 #: Numerator bit positions of the softmax reciprocal ``2**K // sum`` (``K`` is at most 62); the
 #: pipelined divider has one stage per position.
