@@ -13,8 +13,8 @@ from hw.units.isqrt import IntegerSqrt
 from hw.units.reciprocal import PowerOfTwoReciprocal
 from hw.units.row_walker import add_counter, add_row_walker, lane_mask, row_shape
 from sw.config import AcceleratorConfig
-from sw.cycle_model.units import (LAYERNORM_EMIT_LATENCY, LayerNormTiming, layernorm_cycles,
-                                  unit_timings)
+from sw.cycle_model.units import (LAYERNORM_EMIT_LATENCY, LAYERNORM_VARIANCE_LATENCY,
+                                  LayerNormTiming, layernorm_cycles, unit_timings)
 from sw.golden.kernels import LayerNormConstants, layernorm_constants
 from sw.numerics import SHIFT_WIDTH
 
@@ -211,22 +211,28 @@ class LayerNorm(wiring.Component):
             m.d.sync += [running_sum.eq(total_sum), running_squares.eq(total_squares)]
 
         # ---- row statistics: variance, square root, reciprocal --------------------------------
+        # Stages: the row's sums; ``d * sum(x**2)`` and ``sum(x)**2``; their difference.
         slot_bits = max(1, (slots - 1).bit_length())
-        v_valid, v_slot = [Signal(name=f"var_valid_{n}") for n in range(2)], \
-            [Signal(slot_bits, name=f"var_slot_{n}") for n in range(2)]
-        v_sum = [Signal(signed(sum_width), name=f"var_sum_{n}") for n in range(2)]
+        stages = LAYERNORM_VARIANCE_LATENCY
+        v_valid = [Signal(name=f"var_valid_{n}") for n in range(stages)]
+        v_slot = [Signal(slot_bits, name=f"var_slot_{n}") for n in range(stages)]
+        v_sum = [Signal(signed(sum_width), name=f"var_sum_{n}") for n in range(stages)]
+        row_squares = Signal(square_width)
         scaled_squares = Signal(square_width + length_bits)
         squared_sum = Signal(2 * sum_width)
         variance = Signal(var_width)
         m.d.sync += [v_valid[0].eq(fill.finishing), v_slot[0].eq(fill.slot),
-                     v_sum[0].eq(total_sum), scaled_squares.eq(k.length * total_squares),
-                     squared_sum.eq(total_sum * total_sum),
-                     v_valid[1].eq(v_valid[0]), v_slot[1].eq(v_slot[0]), v_sum[1].eq(v_sum[0]),
+                     v_sum[0].eq(total_sum), row_squares.eq(total_squares),
+                     scaled_squares.eq(k.length * row_squares),
+                     squared_sum.eq(v_sum[0] * v_sum[0]),
                      variance.eq(scaled_squares - squared_sum)]
+        for n in range(1, stages):
+            m.d.sync += [v_valid[n].eq(v_valid[n - 1]), v_slot[n].eq(v_slot[n - 1]),
+                         v_sum[n].eq(v_sum[n - 1])]
         m.submodules.isqrt = isqrt = IntegerSqrt(width=var_width,
                                                  tag_width=slot_bits + sum_width)
-        m.d.comb += [isqrt.valid.eq(v_valid[1]), isqrt.operand.eq(variance),
-                     isqrt.tag.eq(v_slot[1] | (v_sum[1].as_unsigned() << slot_bits))]
+        m.d.comb += [isqrt.valid.eq(v_valid[-1]), isqrt.operand.eq(variance),
+                     isqrt.tag.eq(v_slot[-1] | (v_sum[-1].as_unsigned() << slot_bits))]
         std = Signal(std_width)
         m.d.comb += std.eq(Mux(isqrt.root == 0, 1, isqrt.root))
         m.submodules.reciprocal = divider = PowerOfTwoReciprocal(

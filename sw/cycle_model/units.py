@@ -71,9 +71,9 @@ SOFTMAX_RECIPROCAL_BITS = 63
 #: Register stages of the softmax emit path after the read: i-exp, ``e * recip``, round/shift.
 SOFTMAX_EMIT_LATENCY = MEMORY_READ_LATENCY + IEXP_LATENCY + 2
 
-#: Register stages of the LayerNorm statistics before the square root: ``d * sum(x**2)`` and
-#: ``sum(x)**2``; their difference (the variance).
-LAYERNORM_VARIANCE_LATENCY = 2
+#: Register stages of the LayerNorm statistics before the square root: the row's ``sum(x)`` and
+#: ``sum(x**2)``; ``d * sum(x**2)`` and ``sum(x)**2``; their difference (the variance).
+LAYERNORM_VARIANCE_LATENCY = 3
 
 #: Register stages of the LayerNorm emit path after the read: centre; times the reciprocal;
 #: remainder; correction; ``* gamma + beta``; ``* multiplier``; round/shift/saturate.
