@@ -250,6 +250,11 @@ class Softmax(wiring.Component):
         out_shift = Signal(SHIFT_WIDTH)
         m.d.comb += out_shift.eq(k.recip_bits - self._out_bits)
         top = (1 << self._out_bits) - 1
+        # The row's reciprocal, selected one stage before the product (the slot's reciprocal
+        # is stored before its row's emit starts and stays until the slot is freed).
+        emit_recip = Signal(SOFTMAX_RECIPROCAL_BITS)
+        with m.If(out_advance):
+            m.d.sync += emit_recip.eq(recip[e_slot[depth - 3]])
         for lane in range(lanes):
             unit = IntegerExp(**exp_args)
             m.submodules[f"emit_exp_{lane}"] = unit
@@ -259,7 +264,7 @@ class Softmax(wiring.Component):
                          unit.poly_b.eq(k.poly_b), unit.poly_c.eq(k.poly_c)]
             product = Signal(2 * f + 3 + SOFTMAX_RECIPROCAL_BITS, name=f"emit_product_{lane}")
             with m.If(out_advance):
-                m.d.sync += product.eq(unit.exp * recip[e_slot[depth - 2]])
+                m.d.sync += product.eq(unit.exp * emit_recip)
                 m.d.sync += self.o.payload[lane].eq(
                     Mux(~e_mask[-1][lane], 0, round_shift_saturate(product, out_shift, 0, top)))
         return m
