@@ -272,6 +272,15 @@ class LayerNorm(wiring.Component):
                 m.d.sync += [e_valid[n].eq(e_valid[n - 1]), e_last[n].eq(e_last[n - 1]),
                              e_slot[n].eq(e_slot[n - 1]), e_mask[n].eq(e_mask[n - 1])]
             m.d.sync += [self.o.valid.eq(e_valid[-1]), out_last.eq(e_last[-1])]
+        # The row's statistics, each selected by slot one stage before the stage that uses it
+        # (a row's statistics are stored before its emit starts and stay until its slot is
+        # freed), so no slot multiplexer sits in front of an arithmetic stage.
+        row_sum_sel = Signal(signed(sum_width))
+        row_recip_sel = Signal(shift_k + 1)
+        row_std_sel = [Signal(std_width, name=f"row_std_sel_{n}") for n in range(2)]
+        with m.If(out_advance):
+            m.d.sync += [row_sum_sel.eq(row_sum[emit.slot]), row_recip_sel.eq(row_recip[e_slot[0]]),
+                         row_std_sel[0].eq(row_std[e_slot[1]]), row_std_sel[1].eq(row_std_sel[0])]
         centred_width = width + length_bits + 2
         shifted_width = centred_width + p
         out_low, out_high = -(1 << (self._out_width - 1)), (1 << (self._out_width - 1)) - 1
@@ -291,15 +300,15 @@ class LayerNorm(wiring.Component):
                                 + 1), "scaled")
             estimate_now = reg(signed(shifted_width), "estimate_now")
             m.d.comb += estimate_now.eq(product >> shift_k)
-            std_now = row_std[e_slot[2]]
+            std_now = row_std_sel[0]
             with m.If(out_advance):
                 m.d.sync += [
                     # stage 1: centre (data of the read issued last cycle)
-                    centred.eq(k.length * emit_port.data[lane] - row_sum[e_slot[0]]),
+                    centred.eq(k.length * emit_port.data[lane] - row_sum_sel),
                     g[0].eq(affine_read.data.gamma[lane]), b[0].eq(affine_read.data.beta[lane]),
                     # stage 2: times the reciprocal
                     shifted.eq(centred << p),
-                    product.eq((centred << p) * row_recip[e_slot[1]]),
+                    product.eq((centred << p) * row_recip_sel),
                     g[1].eq(g[0]), b[1].eq(b[0]),
                     # stage 3: estimate and remainder
                     estimate.eq(estimate_now),
@@ -307,7 +316,7 @@ class LayerNorm(wiring.Component):
                     g[2].eq(g[1]), b[2].eq(b[1]),
                     # stage 4: one correction step
                     normalised.eq(estimate - (remainder < 0)
-                                  + (remainder >= row_std[e_slot[3]])),
+                                  + (remainder >= row_std_sel[1])),
                     g[3].eq(g[2]), b[3].eq(b[2]),
                     # stage 5: affine; stage 6: multiplier; stage 7: round, shift, saturate
                     affine.eq(normalised * g[3] + b[3]),
