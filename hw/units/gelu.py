@@ -126,6 +126,10 @@ class Gelu(wiring.Component):
             m.d.sync += [valid[0].eq(self.i.valid)]
             m.d.sync += [valid[n].eq(valid[n - 1]) for n in range(1, GELU_LATENCY)]
 
+        # erf_b - 1, registered: the constants are stable while values are in flight, and the
+        # first value needs it in its fourth stage.
+        erf_b_less_one = Signal(signed(f + 2))
+        m.d.sync += erf_b_less_one.eq(k.erf_b - 1)
         half_range = Signal(self._in_width + 1)           # 2**(clip_width - 1)
         m.d.comb += half_range.eq((Const(1, self._in_width + 1) << k.clip_width) >> 1)
         t_limit = 1 << (f + 2)
@@ -143,9 +147,12 @@ class Gelu(wiring.Component):
             gated = reg(signed(self._in_width + 2 * f + 4), "gated")
             scaled = reg(signed(self._in_width + 2 * f + 4 + mw + 1), "scaled")
             x = self.i.payload[lane]
-            magnitude = reg(unsigned(f + 3), "magnitude")
-            distance = reg(signed(f + 4), "distance")       # min(|t|, erf_b) - erf_b <= 0
-            m.d.comb += magnitude.eq(abs(t))
+            # min(|t|, erf_b) - erf_b <= 0 is |t| - erf_b where that is negative, else 0; both
+            # signs of |t| - erf_b are formed from t at once (t - erf_b, ~t - (erf_b - 1)), so
+            # one carry chain precedes the register.
+            over = reg(signed(f + 5), "over")               # |t| - erf_b
+            distance = reg(signed(f + 4), "distance")
+            m.d.comb += over.eq(Mux(t[-1], ~t - erf_b_less_one, t - k.erf_b))
             with m.If(advance):
                 with m.If(x >= half_range):
                     m.d.sync += q[0].eq(half_range - 1)
@@ -157,7 +164,7 @@ class Gelu(wiring.Component):
                     product.eq(q[0] * k.erf_multiplier), q[1].eq(q[0]),
                     t.eq(round_shift_saturate(product, k.erf_shift, -t_limit, t_limit - 1)),
                     q[2].eq(q[1]),
-                    distance.eq(Mux(magnitude < k.erf_b, magnitude, k.erf_b) - k.erf_b),
+                    distance.eq(Mux(over[-1], over, 0)),
                     sign[0].eq((t > 0) - (t < 0)), q[3].eq(q[2]),
                     square.eq(distance * distance), sign[1].eq(sign[0]), q[4].eq(q[3]),
                     one_plus_erf.eq(k.erf_c + sign[1] * (k.erf_c - square)), q[5].eq(q[4]),
