@@ -127,9 +127,10 @@ class Gelu(wiring.Component):
             m.d.sync += [valid[n].eq(valid[n - 1]) for n in range(1, GELU_LATENCY)]
 
         # erf_b - 1, registered: the constants are stable while values are in flight, and the
-        # first value needs it in its fourth stage.
+        # first value needs it in its fifth stage.
         erf_b_less_one = Signal(signed(f + 2))
-        m.d.sync += erf_b_less_one.eq(k.erf_b - 1)
+        twice_erf_c = Signal(2 * f + 3)                   # likewise 2 erf_c, by its sixth
+        m.d.sync += [erf_b_less_one.eq(k.erf_b - 1), twice_erf_c.eq(k.erf_c << 1)]
         half_range = Signal(self._in_width + 1)           # 2**(clip_width - 1)
         m.d.comb += half_range.eq((Const(1, self._in_width + 1) << k.clip_width) >> 1)
         t_limit = 1 << (f + 2)
@@ -167,7 +168,9 @@ class Gelu(wiring.Component):
                     distance.eq(Mux(over[-1], over, 0)),
                     sign[0].eq((t > 0) - (t < 0)), q[3].eq(q[2]),
                     square.eq(distance * distance), sign[1].eq(sign[0]), q[4].eq(q[3]),
-                    one_plus_erf.eq(k.erf_c + sign[1] * (k.erf_c - square)), q[5].eq(q[4]),
+                    # erf_c + sign (erf_c - s): 2 erf_c - s, s or erf_c by the sign
+                    one_plus_erf.eq(Mux(sign[1] > 0, twice_erf_c - square,
+                                        Mux(sign[1] < 0, square, k.erf_c))), q[5].eq(q[4]),
                     gated.eq(q[5] * one_plus_erf),
                     scaled.eq(gated * k.multiplier),
                     self.o.payload[lane].eq(
