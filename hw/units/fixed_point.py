@@ -1,10 +1,11 @@
 """Fixed-point helpers shared by the units: rounding shift and saturation, exactly as
 ``sw.numerics.requantize`` rounds (half up, then a flooring shift) and saturates.
 
-:func:`round_shift_saturate` is the one the datapaths use: the same result as
+:func:`round_shift_saturate` gives the same result as
 ``saturate(rounding_shift(value, shift), low, high)`` with no wide carry chain after the runtime
-shift (see its docstring). :func:`rounding_shift` and :func:`saturate` are the reference forms
-the tests compare it with."""
+shift (see its docstring); the requantizer, GELU, i-exp and softmax use it. :func:`rounding_shift`
+and :func:`saturate` are the reference forms the tests compare it with (the LayerNorm's output
+stage keeps them: there the table form cost LUTs, docs/architecture.md)."""
 
 from amaranth.hdl import Array, Cat, Const, Mux, Shape, Value, signed
 
