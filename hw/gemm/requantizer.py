@@ -1,10 +1,11 @@
 """Pipelined requantizer: int accumulators to saturated narrow integers, several lanes at once."""
 
-from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.checks import check_positive
+from hw.units.fixed_point import round_shift_saturate
 from sw.numerics import SHIFT_WIDTH
 
 
@@ -69,17 +70,7 @@ class Requantizer(wiring.Component):
         for lane in range(self._lanes):
             # signed x unsigned: Amaranth zero-extends the multiplier, the product is signed.
             m.d.sync += products[lane].eq(staged[0].acc[lane] * staged[0].multiplier[lane])
-            shift = staged[1].shift[lane]
-            rounding = (Const(1, 1) << shift) >> 1           # 2**(shift-1), or 0 for shift 0
-            rounded = Signal(signed(max(product_width, 1 << SHIFT_WIDTH) + 1),
-                             name=f"rounded_{lane}")
-            m.d.comb += rounded.eq(products[lane] + rounding)
-            shifted = rounded >> shift
-            with m.If(shifted > high):
-                m.d.sync += self.o.payload.data[lane].eq(high)
-            with m.Elif(shifted < low):
-                m.d.sync += self.o.payload.data[lane].eq(low)
-            with m.Else():
-                m.d.sync += self.o.payload.data[lane].eq(shifted)
+            m.d.sync += self.o.payload.data[lane].eq(
+                round_shift_saturate(products[lane], staged[1].shift[lane], low, high))
         m.d.sync += [self.o.payload.tag.eq(staged[1].tag), self.o.valid.eq(valid[1])]
         return m

@@ -10,8 +10,9 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.units.fixed_point import round_shift_saturate
 from sw.config import AcceleratorConfig
-from sw.cycle_model.token_gather import DIVIDE_CYCLES, score_width
+from sw.cycle_model.token_gather import DIVIDE_CYCLES, MULTIPLY_LATENCY, score_width
 from sw.golden.encoder_layer import RESIDUAL_BITS
 from sw.golden.token_select import FUSION_RECIP_BITS
 
@@ -146,7 +147,10 @@ class TokenGather(wiring.Component):
         remainder = Signal(g.sum_width + 1)
         quotient = Signal(g.recip_width)
         divide_step = Signal(range(DIVIDE_CYCLES))
-        lane = Signal(range(g.width))
+        lane = Signal(range(g.width + MULTIPLY_LATENCY - 1))
+        fused_sum = Signal(signed(g.acc_width))
+        fused_product = Signal(signed(g.acc_width + g.recip_width + 1))
+        recip_shift_bits = FUSION_RECIP_BITS.bit_length()
         fused_row = Signal(g.row_layout)
         total = Signal(COUNTER_WIDTH)
         stall = Signal(COUNTER_WIDTH)
@@ -246,15 +250,22 @@ class TokenGather(wiring.Component):
                     m.next = "MULTIPLY"
 
             with m.State("MULTIPLY"):
-                # one multiplier, one lane per cycle: sum * reciprocal, rounded, saturated
+                # One multiplier, one lane per cycle, MULTIPLY_LATENCY stages: the lane's sum
+                # (the sums shift down one element a cycle, so it is element 0); times the
+                # reciprocal; rounded, saturated and shifted into the top of the fused row
+                # (after ``width`` shifts element 0 holds lane 0).
                 m.d.comb += busy.eq(1)
                 low, high = -(1 << (g.element_width - 1)), (1 << (g.element_width - 1)) - 1
-                product = sums[lane] * quotient + (1 << (FUSION_RECIP_BITS - 1))
-                scaled = product >> FUSION_RECIP_BITS
-                m.d.sync += [fused_row[lane].eq(
-                    Mux(scaled > high, high, Mux(scaled < low, low, scaled))),
-                    lane.eq(lane + 1)]
-                with m.If(lane == g.width - 1):
+                m.d.sync += [fused_sum.eq(sums[0]),
+                             sums.eq(sums.as_value() >> g.acc_width),
+                             fused_product.eq(fused_sum * quotient),
+                             lane.eq(lane + 1)]
+                fused_value = round_shift_saturate(
+                    fused_product, Const(FUSION_RECIP_BITS, recip_shift_bits), low, high)
+                with m.If(lane >= MULTIPLY_LATENCY - 1):
+                    m.d.sync += fused_row.eq(Cat(fused_row.as_value()[g.element_width:],
+                                                 fused_value))
+                with m.If(lane == g.width + MULTIPLY_LATENCY - 2):
                     m.next = "EMIT"
 
             with m.State("EMIT"):

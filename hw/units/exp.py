@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.checks import check_positive
-from hw.units.fixed_point import rounding_shift
+from hw.units.fixed_point import round_shift_saturate
 from sw.cycle_model.units import IEXP_LATENCY
 from sw.numerics import SHIFT_WIDTH
 
@@ -67,16 +67,11 @@ class IntegerExp(wiring.Component):
         square = Signal(2 * f + 2)
         whole = Signal(6)
         top = (1 << (f + 6)) - 1
-        rounded = Signal(self._distance_width + self._multiplier_width + 2)
-        m.d.comb += rounded.eq(rounding_shift(product, self.shift))
         difference = Signal(signed(f + 3))
         m.d.comb += difference.eq(self.poly_b - exponent[:f])
         with m.If(self.en):
             m.d.sync += product.eq(self.distance * self.multiplier)
-            with m.If(rounded > top):
-                m.d.sync += exponent.eq(top)
-            with m.Else():
-                m.d.sync += exponent.eq(rounded)
+            m.d.sync += exponent.eq(round_shift_saturate(product, self.shift, 0, top))
             m.d.sync += [square.eq(difference * difference), whole.eq(exponent[f:])]
             m.d.sync += self.exp.eq((square + self.poly_c) >> whole)
         return m

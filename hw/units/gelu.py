@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.checks import check_fields, check_positive
-from hw.units.fixed_point import rounding_shift, saturate
+from hw.units.fixed_point import round_shift_saturate
 from sw.config import AcceleratorConfig
 from sw.cycle_model.units import GELU_LATENCY, GeluTiming
 from sw.golden.kernels import GeluConstants, gelu_constants
@@ -29,13 +29,14 @@ def gelu_constants_layout(*, in_width: int, frac_bits: int,
 class Gelu(wiring.Component):
     """``y = gelu_int(x)`` (``sw.golden.kernels``) on ``lanes`` values per transfer.
 
-    Fully pipelined: one transfer per cycle in steady state, ``latency`` (8) register stages,
-    the whole pipeline stalls while the output is not ready. The lanes are independent; a
-    partial last beat needs no care (its unused lanes produce values nobody reads).
+    Fully pipelined: one transfer per cycle in steady state, ``latency`` (``GELU_LATENCY``,
+    9) register stages, the whole pipeline stalls while the output is not ready. The lanes are
+    independent; a partial last beat needs no care (its unused lanes produce values nobody
+    reads).
 
     Steps, one per stage: ``q = saturate(x, clip_width)``; ``q * erf_multiplier``;
     ``t = requantize(.., erf_shift)`` saturated to ``F + 3`` bits;
-    ``s = (min(|t|, erf_b) - erf_b)**2``; ``h = erf_c + sign(t) (erf_c - s)``; ``q * h``;
+    ``d = min(|t|, erf_b) - erf_b``; ``s = d**2``; ``h = erf_c + sign(t) (erf_c - s)``; ``q * h``;
     ``* multiplier``; round, shift, saturate to ``out_width``.
 
     Parameters
@@ -125,6 +126,11 @@ class Gelu(wiring.Component):
             m.d.sync += [valid[0].eq(self.i.valid)]
             m.d.sync += [valid[n].eq(valid[n - 1]) for n in range(1, GELU_LATENCY)]
 
+        # erf_b - 1, registered: the constants are stable while values are in flight, and the
+        # first value needs it in its fifth stage.
+        erf_b_less_one = Signal(signed(f + 2))
+        twice_erf_c = Signal(2 * f + 3)                   # likewise 2 erf_c, by its sixth
+        m.d.sync += [erf_b_less_one.eq(k.erf_b - 1), twice_erf_c.eq(k.erf_c << 1)]
         half_range = Signal(self._in_width + 1)           # 2**(clip_width - 1)
         m.d.comb += half_range.eq((Const(1, self._in_width + 1) << k.clip_width) >> 1)
         t_limit = 1 << (f + 2)
@@ -133,19 +139,21 @@ class Gelu(wiring.Component):
         for lane in range(lanes):
             def reg(shape, name):
                 return Signal(shape, name=f"{name}_{lane}")
-            q = [reg(signed(self._in_width), f"q{stage}") for stage in range(5)]
+            q = [reg(signed(self._in_width), f"q{stage}") for stage in range(6)]
             product = reg(signed(self._in_width + mw + 1), "erf_product")
             t = reg(signed(f + 3), "t")
             square = reg(unsigned(2 * f + 2), "square")
-            sign = reg(signed(2), "sign")
+            sign = [reg(signed(2), f"sign{stage}") for stage in range(2)]
             one_plus_erf = reg(unsigned(2 * f + 3), "one_plus_erf")
             gated = reg(signed(self._in_width + 2 * f + 4), "gated")
             scaled = reg(signed(self._in_width + 2 * f + 4 + mw + 1), "scaled")
             x = self.i.payload[lane]
-            magnitude = reg(unsigned(f + 3), "magnitude")
-            distance = reg(signed(f + 4), "distance")       # min(|t|, erf_b) - erf_b <= 0
-            m.d.comb += [magnitude.eq(abs(t)),
-                         distance.eq(Mux(magnitude < k.erf_b, magnitude, k.erf_b) - k.erf_b)]
+            # min(|t|, erf_b) - erf_b <= 0 is |t| - erf_b where that is negative, else 0; both
+            # signs of |t| - erf_b are formed from t at once (t - erf_b, ~t - (erf_b - 1)), so
+            # one carry chain precedes the register.
+            over = reg(signed(f + 5), "over")               # |t| - erf_b
+            distance = reg(signed(f + 4), "distance")
+            m.d.comb += over.eq(Mux(t[-1], ~t - erf_b_less_one, t - k.erf_b))
             with m.If(advance):
                 with m.If(x >= half_range):
                     m.d.sync += q[0].eq(half_range - 1)
@@ -155,15 +163,18 @@ class Gelu(wiring.Component):
                     m.d.sync += q[0].eq(x)
                 m.d.sync += [
                     product.eq(q[0] * k.erf_multiplier), q[1].eq(q[0]),
-                    t.eq(saturate(rounding_shift(product, k.erf_shift), -t_limit, t_limit - 1)),
+                    t.eq(round_shift_saturate(product, k.erf_shift, -t_limit, t_limit - 1)),
                     q[2].eq(q[1]),
-                    square.eq(distance * distance), q[3].eq(q[2]),
-                    sign.eq((t > 0) - (t < 0)),
-                    one_plus_erf.eq(k.erf_c + sign * (k.erf_c - square)), q[4].eq(q[3]),
-                    gated.eq(q[4] * one_plus_erf),
+                    distance.eq(Mux(over[-1], over, 0)),
+                    sign[0].eq((t > 0) - (t < 0)), q[3].eq(q[2]),
+                    square.eq(distance * distance), sign[1].eq(sign[0]), q[4].eq(q[3]),
+                    # erf_c + sign (erf_c - s): 2 erf_c - s, s or erf_c by the sign
+                    one_plus_erf.eq(Mux(sign[1] > 0, twice_erf_c - square,
+                                        Mux(sign[1] < 0, square, k.erf_c))), q[5].eq(q[4]),
+                    gated.eq(q[5] * one_plus_erf),
                     scaled.eq(gated * k.multiplier),
                     self.o.payload[lane].eq(
-                        saturate(rounding_shift(scaled, k.shift), out_low, out_high)),
+                        round_shift_saturate(scaled, k.shift, out_low, out_high)),
                 ]
         return m
 

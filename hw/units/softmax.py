@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.checks import check_fields, check_positive
 from hw.units.exp import IntegerExp
-from hw.units.fixed_point import rounding_shift
+from hw.units.fixed_point import round_shift_saturate
 from hw.units.reciprocal import PowerOfTwoReciprocal
 from hw.units.row_walker import add_counter, add_row_walker, lane_mask, row_shape
 from sw.config import AcceleratorConfig
@@ -193,8 +193,11 @@ class Softmax(wiring.Component):
         tag_last = [Signal(name=f"sum_last_{n}") for n in range(depth)]
         tag_slot = [Signal(range(slots), name=f"sum_slot_{n}") for n in range(depth)]
         tag_mask = [Signal(lanes, name=f"sum_mask_{n}") for n in range(depth)]
+        # the row's maximum, selected by slot in the read stage (stored before the row's walk)
+        sum_max = Signal(signed(width))
         m.d.sync += [tag_valid[0].eq(summing.fire), tag_last[0].eq(summing.last),
-                     tag_slot[0].eq(summing.slot), tag_mask[0].eq(sum_mask)]
+                     tag_slot[0].eq(summing.slot), tag_mask[0].eq(sum_mask),
+                     sum_max.eq(row_max[summing.slot])]
         for n in range(1, depth):
             m.d.sync += [tag_valid[n].eq(tag_valid[n - 1]), tag_last[n].eq(tag_last[n - 1]),
                          tag_slot[n].eq(tag_slot[n - 1]), tag_mask[n].eq(tag_mask[n - 1])]
@@ -203,7 +206,7 @@ class Softmax(wiring.Component):
             unit = IntegerExp(**exp_args)
             m.submodules[f"sum_exp_{lane}"] = unit
             m.d.comb += [unit.en.eq(1),
-                         unit.distance.eq(row_max[tag_slot[0]] - sum_port.data[lane]),
+                         unit.distance.eq(sum_max - sum_port.data[lane]),
                          unit.multiplier.eq(k.multiplier), unit.shift.eq(k.shift),
                          unit.poly_b.eq(k.poly_b), unit.poly_c.eq(k.poly_c)]
             exps.append(Mux(tag_mask[-1][lane], unit.exp, 0))
@@ -238,11 +241,13 @@ class Softmax(wiring.Component):
         e_slot = [Signal(range(slots), name=f"emit_slot_{n}") for n in range(depth)]
         e_mask = [Signal(lanes, name=f"emit_mask_{n}") for n in range(depth)]
         out_last = Signal()
+        emit_max = Signal(signed(width))        # the row's maximum, selected in the read stage
         m.d.comb += [out_advance.eq(~self.o.valid | self.o.ready),
                      freed.eq(self.o.valid & self.o.ready & out_last)]
         with m.If(out_advance):
             m.d.sync += [e_valid[0].eq(emit.fire), e_last[0].eq(emit.last),
-                         e_slot[0].eq(emit.slot), e_mask[0].eq(emit_mask)]
+                         e_slot[0].eq(emit.slot), e_mask[0].eq(emit_mask),
+                         emit_max.eq(row_max[emit.slot])]
             for n in range(1, depth):
                 m.d.sync += [e_valid[n].eq(e_valid[n - 1]), e_last[n].eq(e_last[n - 1]),
                              e_slot[n].eq(e_slot[n - 1]), e_mask[n].eq(e_mask[n - 1])]
@@ -250,17 +255,21 @@ class Softmax(wiring.Component):
         out_shift = Signal(SHIFT_WIDTH)
         m.d.comb += out_shift.eq(k.recip_bits - self._out_bits)
         top = (1 << self._out_bits) - 1
+        # The row's reciprocal, selected one stage before the product (the slot's reciprocal
+        # is stored before its row's emit starts and stays until the slot is freed).
+        emit_recip = Signal(SOFTMAX_RECIPROCAL_BITS)
+        with m.If(out_advance):
+            m.d.sync += emit_recip.eq(recip[e_slot[depth - 3]])
         for lane in range(lanes):
             unit = IntegerExp(**exp_args)
             m.submodules[f"emit_exp_{lane}"] = unit
             m.d.comb += [unit.en.eq(out_advance),
-                         unit.distance.eq(row_max[e_slot[0]] - emit_port.data[lane]),
+                         unit.distance.eq(emit_max - emit_port.data[lane]),
                          unit.multiplier.eq(k.multiplier), unit.shift.eq(k.shift),
                          unit.poly_b.eq(k.poly_b), unit.poly_c.eq(k.poly_c)]
             product = Signal(2 * f + 3 + SOFTMAX_RECIPROCAL_BITS, name=f"emit_product_{lane}")
-            rounded = rounding_shift(product, out_shift)
             with m.If(out_advance):
-                m.d.sync += product.eq(unit.exp * recip[e_slot[depth - 2]])
+                m.d.sync += product.eq(unit.exp * emit_recip)
                 m.d.sync += self.o.payload[lane].eq(
-                    Mux(~e_mask[-1][lane], 0, Mux(rounded > top, top, rounded)))
+                    Mux(~e_mask[-1][lane], 0, round_shift_saturate(product, out_shift, 0, top)))
         return m

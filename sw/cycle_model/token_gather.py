@@ -21,9 +21,10 @@ scan           ``tokens + 1``                one token per cycle in index order:
                                              lands one cycle later)
 divide         ``FUSION_RECIP_BITS + 1``     restoring division ``2**K // sum(w)``, one quotient
                                              bit per cycle (only when a fused token is made)
-multiply       ``width``                     the fused row, one lane per cycle on one
-                                             multiplier: the lane's sum times the reciprocal,
-                                             rounded, saturated (idem)
+multiply       ``width + MULTIPLY_LATENCY    the fused row, one lane per cycle on one
+               - 1``                         multiplier, ``MULTIPLY_LATENCY`` stages: the
+                                             lane's sum; times the reciprocal; rounded,
+                                             saturated (idem)
 emit           ``rows + 2`` + stalls         the index-driven gather: kept-index memory, then
                                              token-row memory (one read cycle each), one row per
                                              cycle on the output stream
@@ -51,6 +52,9 @@ from sw.image.program import gather_arg2
 PROBABILITY_MAX = 255
 #: Cycles of the reciprocal division (one quotient bit per cycle, ``K + 1`` bits).
 DIVIDE_CYCLES = FUSION_RECIP_BITS + 1
+#: Register stages of the fused-row multiply: the lane's sum; the product with the reciprocal;
+#: rounded and saturated into the fused row.
+MULTIPLY_LATENCY = 3
 #: Read latency of the kept-index and token-row memories in the emit pipeline.
 EMIT_LATENCY = 2
 
@@ -141,7 +145,7 @@ def token_gather_cycles(job: TokenGatherJob, *, heads: int, width: int,
         phases["scan"] = job.tokens + 1
         if job.fused:
             phases["divide"] = DIVIDE_CYCLES
-            phases["multiply"] = width
+            phases["multiply"] = width + MULTIPLY_LATENCY - 1
     start = sum(phases.values())
     phases["emit"] = job.kept_rows + EMIT_LATENCY
     if job.fused:

@@ -60,8 +60,9 @@ MEMORY_READ_LATENCY = 1
 IEXP_LATENCY = 4
 
 #: Register stages of the GELU pipeline: clip; ``q * erf_multiplier``; round/shift/saturate to
-#: ``t``; square; ``h``; ``q * h``; ``* multiplier``; round/shift/saturate.
-GELU_LATENCY = 8
+#: ``t``; ``min(|t|, erf_b) - erf_b``; square; ``h``; ``q * h``; ``* multiplier``;
+#: round/shift/saturate.
+GELU_LATENCY = 9
 
 #: Numerator bit positions of the softmax reciprocal ``2**K // sum`` (``K`` is at most 62); the
 #: pipelined divider has one stage per position.
@@ -70,9 +71,9 @@ SOFTMAX_RECIPROCAL_BITS = 63
 #: Register stages of the softmax emit path after the read: i-exp, ``e * recip``, round/shift.
 SOFTMAX_EMIT_LATENCY = MEMORY_READ_LATENCY + IEXP_LATENCY + 2
 
-#: Register stages of the LayerNorm statistics before the square root: ``d * sum(x**2)`` and
-#: ``sum(x)**2``; their difference (the variance).
-LAYERNORM_VARIANCE_LATENCY = 2
+#: Register stages of the LayerNorm statistics before the square root: the row's ``sum(x)`` and
+#: ``sum(x**2)``; ``d * sum(x**2)`` and ``sum(x)**2``; their difference (the variance).
+LAYERNORM_VARIANCE_LATENCY = 3
 
 #: Register stages of the LayerNorm emit path after the read: centre; times the reciprocal;
 #: remainder; correction; ``* gamma + beta``; ``* multiplier``; round/shift/saturate.
