@@ -49,6 +49,7 @@ from sw.atomic import OutputRefused, check_output_directory, replace_directory  
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)
 from sw.config import AcceleratorConfig, ConfigError, load_config  # noqa: E402
+from sw.image.export import REPLAY_DIR, REPLAY_RECORD, REPLAY_WAVES  # noqa: E402
 from sw.image.format import ImageError, WeightImage  # noqa: E402
 from sw.image.loader import load_image  # noqa: E402
 
@@ -57,10 +58,10 @@ __all__ = ["REPLAY_DIR", "RESULT_FILE", "WAVES_FILE", "ReplayError", "ReplayFail
            "nonzero_macs", "layer_results", "replay_image", "read_report", "main"]
 
 PROG = "sim/replay.py"
-#: The replay's own directory inside the image directory, and what it holds.
-REPLAY_DIR = "replay"
-RESULT_FILE = "replay.json"
-WAVES_FILE = "waves.vcd"
+#: The replay's own directory inside the image directory, and what it holds (named by the
+#: exporter, which removes it when it replaces the image).
+RESULT_FILE = REPLAY_RECORD
+WAVES_FILE = REPLAY_WAVES
 #: The exit status when a layer is not bit-exact or not cycle-exact, or the build or the
 #: simulation fails.
 MISMATCH = 1
