@@ -185,7 +185,8 @@ def export(model: PathLike, config: str | PathLike = "tiny", out: PathLike | Non
     request = ExportRequest(
         model_dir=Path(model), config=os.fspath(config),
         out=None if out is None else Path(out), name=name, progress=progress,
-        calibration=calibration, calibration_images=(DEFAULT_CALIBRATION_IMAGES if calibration_images is None
+        calibration=calibration,
+        calibration_images=(DEFAULT_CALIBRATION_IMAGES if calibration_images is None
                             else calibration_images))
     state = run(request)
     verification = check(state) if verify else None
