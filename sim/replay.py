@@ -167,6 +167,8 @@ def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
     directory = Path(model_dir) if model_dir is not None else recorded.model_dir
     if (directory / "pruned" / "config.json").is_file():      # a pruning output, as exported
         directory = directory / "pruned"
+    from transformers.utils import logging as transformers_logging
+    transformers_logging.disable_progress_bar()     # "Loading weights" bars are no progress here
     try:
         model = load_model(directory, token_pruning=False)
     except Exception as error:     # noqa: BLE001 (whatever the user's files make the library raise)

@@ -102,6 +102,7 @@ def _replay_every_layer(image: Path) -> None:
     replayed = run_tool("replay.py", "--image", image, "--layers", "all", "--inputs", "2",
                         folder="sim")
     assert replayed.returncode == 0, replayed.stderr
+    assert "Loading weights" not in replayed.stderr      # no transformers bar
     document = json.loads((image / "replay" / "replay.json").read_text())
     assert document["exact"] and document["inputs"] == 2
     assert [layer["index"] for layer in document["layers"]] == [0, 1]
