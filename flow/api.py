@@ -103,15 +103,17 @@ class PruningRun:
 
 def prune(teacher: PathLike, out: PathLike | None = None, *,
           recipe: PathLike | dict = DEFAULT_RECIPE, pruning: dict | None = None,
-          training: dict | None = None, tokens: dict | None = None,
+          training: dict | None = None, tokens: dict | None = None, data="digits",
           progress: bool = False) -> PruningRun:
     """Fine-prune the model in ``teacher`` with distillation from it (``python sw/prune.py``)
     and write ``out`` (``pruned/``, ``shrunk/``, ``filled/``, ``pruning_report.json``, ...).
 
     ``recipe``: a recipe file or its document (``recipes/*.json``: ``pruning``, ``training``
     and optional ``tokens`` sections); ``pruning`` / ``training`` / ``tokens`` override its
-    keys, as the command line's flags do. Today the data is the digits set (the teacher's
-    split); a missing ``teacher`` is trained first.
+    keys, as the command line's flags do. ``data``: ``"digits"`` (the default: the teacher's
+    split; a missing ``teacher`` is trained first) or an image folder's path (one sub-folder per
+    class, ``--data DIR``), preprocessed at the teacher's image size; its classes must be the
+    teacher's labels. The report records it, and :func:`export` calibrates on it by default.
     """
     from sw.prune import prune as run
     from sw.pruning.recipe import read_recipe, resolve_recipe
@@ -120,7 +122,7 @@ def prune(teacher: PathLike, out: PathLike | None = None, *,
                               training_overrides=training, token_overrides=tokens)
     result, report = run(settings.pruning, settings.training, teacher_dir=Path(teacher),
                          out=None if out is None else Path(out), progress=progress,
-                         tokens=settings.tokens)
+                         tokens=settings.tokens, data=data)
     return PruningRun(report=report, model=result.pruned, shrunk=result.shrunk,
                       directory=None if out is None else Path(out))
 
@@ -160,14 +162,18 @@ class ExportedModel:
 
 
 def export(model: PathLike, config: str | PathLike = "tiny", out: PathLike | None = None, *,
-           name: str | None = None, calibration_images: int | None = None,
+           name: str | None = None, calibration=None, calibration_images: int | None = None,
            verify: bool = False, progress: bool = False) -> ExportedModel:
     """Quantize and pack a pruned model for the accelerator ``config`` (a preset name, e.g.
     ``"tiny"``, or a config JSON), as ``python sw/export_sparse.py`` does, and write ``out``
     (``weights.bin``, ``params.json``, ``manifest.json``) if given.
 
-    ``model``: a :func:`prune` output or a ``save_pretrained`` directory. ``verify``: also
-    compare the golden model from the image's bytes with the one quantized from torch.
+    ``model``: a :func:`prune` output or a ``save_pretrained`` directory. ``calibration``:
+    ``"digits"`` or an image folder's path (``--calibration DIR|digits``), preprocessed at the
+    model's image size; by default the data recorded with the model (the pruning report's, or
+    ``sw/train_digits.py``'s), never the digits behind the user's back. ``out``'s
+    ``manifest.json`` records it, so :func:`replay` needs no model. ``verify``: also compare
+    the golden model from the image's bytes with the one quantized from torch.
 
     Raises
     ------
@@ -179,6 +185,7 @@ def export(model: PathLike, config: str | PathLike = "tiny", out: PathLike | Non
     request = ExportRequest(
         model_dir=Path(model), config=os.fspath(config),
         out=None if out is None else Path(out), name=name, progress=progress,
+        calibration=calibration,
         calibration_images=(DEFAULT_CALIBRATION_IMAGES if calibration_images is None
                             else calibration_images))
     state = run(request)
@@ -228,13 +235,14 @@ def generate(source, out_dir: PathLike | None = None, *,
     return write_verilog(config, None if out_dir is None else Path(out_dir), top=top)
 
 
-def replay(image, *, model: PathLike | None = None, layers="all", inputs: int = 1,
-           waves: bool = False, progress: bool = False) -> ReplayReport:
+def replay(image, *, layers="all", inputs: int = 1, waves: bool = False,
+           model: PathLike | None = None, progress: bool = False) -> ReplayReport:
     """Replay ``layers`` (``"all"``, ``"0,1"`` or a list) of an exported image on the layer
     engine's RTL, generated from its ``params.json`` and built with Verilator (cached), as
     ``python sim/replay.py`` does: each layer fed the golden model's input from each of the
-    first ``inputs`` calibration images of ``model`` (the directory the image was exported
-    from), checked bit-exact and cycle-exact. Writes ``<image>/replay/replay.json`` (and
+    first ``inputs`` calibration images recorded in the image's ``manifest.json``, embedded by
+    the model recorded there (``model``: where that model is now, if it moved), checked
+    bit-exact and cycle-exact. Writes ``<image>/replay/replay.json`` (and
     ``waves.vcd`` with ``waves``) and returns the report (``.layers``, ``.exact``,
     ``.table()``).
 

@@ -1,13 +1,14 @@
 """Replay the layers of any exported weight image on the layer engine's RTL, from the command line.
 
-    python sim/replay.py --image DIR --model MODEL [--layers 0,1|all] [--inputs N] [--waves]
+    python sim/replay.py --image DIR [--layers 0,1|all] [--inputs N] [--waves] [--model MODEL]
     python -m sim.replay ...                                   (the same)
 
 ``DIR`` is an ``export_sparse.py`` output (``weights.bin``, ``params.json``, ``manifest.json``).
 The layer engine is generated from ``DIR/params.json`` and built with Verilator (cached under
 ``build/sim/``, as ``sim.harness.build`` caches every build); each chosen layer runs on it fed the
-golden model's input for that layer, computed from the first ``N`` calibration images
-(:func:`encoder_inputs`). The testbench checks every output against the golden model (``==``)
+golden model's input for that layer, computed from the first ``N`` of the calibration images
+recorded with the image in ``manifest.json`` (:func:`encoder_inputs`; ``--model`` overrides the
+recorded model directory). The testbench checks every output against the golden model (``==``)
 and every instruction's cycles against the cycle model. A per-layer table goes to standard
 output; ``DIR/replay/`` receives ``replay.json`` (``layers: [{index, bit_exact, cycles,
 model_cycles, utilization, ...}]``) and with ``--waves`` the trace of every signal,
@@ -48,6 +49,7 @@ from sw.atomic import OutputRefused, check_output_directory, replace_directory  
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)
 from sw.config import AcceleratorConfig, ConfigError, load_config  # noqa: E402
+from sw.image.export import REPLAY_DIR, REPLAY_RECORD, REPLAY_WAVES  # noqa: E402
 from sw.image.format import ImageError, WeightImage  # noqa: E402
 from sw.image.loader import load_image  # noqa: E402
 
@@ -56,10 +58,10 @@ __all__ = ["REPLAY_DIR", "RESULT_FILE", "WAVES_FILE", "ReplayError", "ReplayFail
            "nonzero_macs", "layer_results", "replay_image", "read_report", "main"]
 
 PROG = "sim/replay.py"
-#: The replay's own directory inside the image directory, and what it holds.
-REPLAY_DIR = "replay"
-RESULT_FILE = "replay.json"
-WAVES_FILE = "waves.vcd"
+#: The replay's own directory inside the image directory, and what it holds (named by the
+#: exporter, which removes it when it replaces the image).
+RESULT_FILE = REPLAY_RECORD
+WAVES_FILE = REPLAY_WAVES
 #: The exit status when a layer is not bit-exact or not cycle-exact, or the build or the
 #: simulation fails.
 MISMATCH = 1
@@ -129,44 +131,65 @@ def load_replay_image(image_dir: Path) -> tuple[WeightImage, AcceleratorConfig]:
 
 
 def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
-                   model_dir: Path | None) -> np.ndarray:
+                   model_dir: Path | None = None) -> np.ndarray:
     """The golden model's int16 encoder inputs ``(count, tokens, hidden)`` of the first
     ``count`` calibration images the image in ``image_dir`` was exported with.
 
-    The image holds the encoder only; its input comes from the model's float patch embedding,
-    quantized with the calibrated scale (``sw.golden.deit_int.IntegerDeiT.embed``). Today an
-    image directory records neither the model nor the calibration data (``manifest.json``
-    holds shapes), so ``model_dir`` (what ``export_sparse.py --model`` was given) is exported
-    again in memory for ``params.json`` with the exporter's default calibration, the result
-    must be the image's exact bytes, and its calibration images are embedded. This is the one
-    function that reads where the inputs come from.
+    The image holds the encoder only; its input is the model's float patch embedding of the
+    calibration images, quantized with the image's calibrated input scale
+    (``sw.golden.deit_int.IntegerDeiT.embed``). ``manifest.json`` records the calibration data
+    and the model directory (:func:`sw.data.calibration.load_recorded_calibration`); the images
+    are read back exactly as the exporter calibrated on them. ``model_dir`` overrides the
+    recorded model directory (a model moved since the export; a pruning output or a
+    ``save_pretrained`` directory); it is not re-exported to prove it is the same model, as
+    only its patch embedding is used, and the shape of the inputs is checked against the
+    image. This is the one function that reads where the inputs come from.
 
     Raises
     ------
     ReplayError
-        If ``model_dir`` is missing, cannot be exported, or does not give this image.
+        If the image has no calibration record (exported before it was recorded), the data
+        changed, there are fewer than ``count`` calibration images, or the model is missing or
+        does not fit the image.
     """
-    from sw.image.export import DEFAULT_CALIBRATION_IMAGES, ExportError, ExportRequest, export
-    if model_dir is None:
-        raise ReplayError(f"{one_line(image_dir)}: the image records no calibration data; pass "
-                          f"--model with the directory it was exported from")
-    if count > DEFAULT_CALIBRATION_IMAGES:
-        raise ReplayError(f"--inputs {count}: the image was calibrated on "
-                          f"{DEFAULT_CALIBRATION_IMAGES} images; at most that many inputs")
+    from sw.data.calibration import load_recorded_calibration
+    from sw.data.source import DataError
+    from sw.golden.deit_int import IntegerDeiT
+    from sw.models import load_model
     try:
-        state = export(ExportRequest(model_dir=Path(model_dir),
-                                     config=str(Path(image_dir) / "params.json"),
-                                     name=image.config.name))
-    except ExportError as error:
-        raise ReplayError(f"--model: {error}") from None
-    if state.data != (Path(image_dir) / "weights.bin").read_bytes():
-        raise ReplayError(f"{one_line(image_dir)}: weights.bin is not the export of --model "
-                          f"{one_line(model_dir)} with the default calibration; pass the model "
-                          f"it was exported from")
-    if len(state.calibration) < count:
-        raise ReplayError(f"--inputs {count}: the calibration data has "
-                          f"{len(state.calibration)} images")
-    return state.integer_model.embed(state.calibration[:count])
+        recorded = load_recorded_calibration(image_dir, count=count)
+    except DataError as error:
+        raise ReplayError(str(error)) from None
+    if len(recorded.images) < count:
+        raise ReplayError(f"--inputs {count}: the image was calibrated on "
+                          f"{len(recorded.images)} images; at most that many inputs")
+    where = "--model" if model_dir is not None else "the model recorded in manifest.json"
+    directory = Path(model_dir) if model_dir is not None else recorded.model_dir
+    if (directory / "pruned" / "config.json").is_file():      # a pruning output, as exported
+        directory = directory / "pruned"
+    from transformers.utils import logging as transformers_logging
+    transformers_logging.disable_progress_bar()     # "Loading weights" bars are no progress here
+    try:
+        model = load_model(directory, token_pruning=False)
+    except Exception as error:     # noqa: BLE001 (whatever the user's files make the library raise)
+        hint = "" if model_dir is not None else "; pass --model with where it is now"
+        raise ReplayError(f"{where}: {one_line(error)}{hint}") from None
+    golden = IntegerDeiT(model=model, layers=[], input_scale=image.model.input_scale,
+                         final_layernorm=image.final_layernorm,
+                         final_scale=image.model.final_scale)
+    try:
+        import torch
+        with torch.no_grad():
+            x = golden.embed(recorded.images)
+    except Exception as error:     # noqa: BLE001 (a model of another image size or shape)
+        raise ReplayError(f"{where}: {one_line(directory)}: cannot embed the calibration "
+                          f"images ({type(error).__name__}: {one_line(error)})") from None
+    expected = (image.model.tokens, image.model.hidden_size)
+    if x.shape[1:] != expected:
+        raise ReplayError(f"{where}: {one_line(directory)} embeds an image into "
+                          f"{x.shape[1]} tokens x {x.shape[2]}, the image's layer 0 takes "
+                          f"{expected[0]} x {expected[1]}: not the model it was exported from")
+    return x
 
 
 # ------------------------------------------------------------------------------------------------
@@ -295,8 +318,10 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
                  waves: bool = False, on_step=None) -> ReplayReport:
     """Replay ``layers`` (``"all"``, ``"0,1"`` or a list of indices) of the image in
     ``image_dir`` on the layer engine generated from its ``params.json``, each fed the golden
-    model's input from each of the first ``inputs`` calibration images; write
-    ``image_dir/replay/`` and return the report. ``on_step(text)`` hears progress.
+    model's input from each of the first ``inputs`` calibration images recorded with the image
+    (``model_dir``: where the exported model is now, default the recorded directory:
+    :func:`encoder_inputs`); write ``image_dir/replay/`` and return the report.
+    ``on_step(text)`` hears progress.
 
     A layer that is not bit-exact or cycle-exact is recorded as such (``report.exact`` is
     False), not raised.
@@ -410,8 +435,9 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--image", type=Path, required=True,
                         help="an export_sparse.py output directory (weights.bin, params.json)")
     parser.add_argument("--model", type=Path, default=None,
-                        help="the --model the image was exported from (its calibration images "
-                             "give the inputs)")
+                        help="where the model the image was exported from is now (default: the "
+                             "directory recorded in DIR/manifest.json; its patch embedding "
+                             "turns the recorded calibration images into the inputs)")
     parser.add_argument("--layers", default="all",
                         help="'all' (default) or layer indices separated by commas: 0,1")
     parser.add_argument("--inputs", type=int, default=1, metavar="N",

@@ -26,7 +26,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from sw.atomic import replace_directory
+from sw.atomic import OutputRefused, replace_directory
+from sw.atomic import check_output_directory as check_replay_directory
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig, ConfigError, ModelTopology, load_config, minimum_buffers
 from sw.engine_params import EngineParams
@@ -38,12 +39,19 @@ from sw.image.summary import manifest
 from sw.image.writer import encode_image
 from sw.numerics import signed_range
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "OUTPUT_FILES", "DEFAULT_CALIBRATION_IMAGES",
+__all__ = ["SUPPORTED_ARCHITECTURES", "OUTPUT_FILES", "REPLAY_DIR", "REPLAY_RECORD",
+           "REPLAY_WAVES", "DEFAULT_CALIBRATION_IMAGES",
            "ExportError", "ExportRequest", "ExportState", "STEPS", "export", "verify", "write",
            "calibration_images", "check_output_directory", "choose_calibration_data"]
 
 SUPPORTED_ARCHITECTURES = ("deit", "vit")
 OUTPUT_FILES = ("weights.bin", "params.json", "manifest.json")
+#: What ``sim/replay.py`` writes into an export directory: ``replay/`` holding ``replay.json``
+#: and optionally ``waves.vcd``. It is derived from the image, so an export that replaces the
+#: image removes it (it would be stale); one holding anything else is refused.
+REPLAY_DIR = "replay"
+REPLAY_RECORD = "replay.json"
+REPLAY_WAVES = "waves.vcd"
 DEFAULT_CALIBRATION_IMAGES = 64
 
 #: The digits split the calibration images come from: the trainer's defaults.
@@ -775,7 +783,8 @@ def write(state: ExportState, out: Path) -> dict:
     """Write ``weights.bin``, ``params.json`` and ``manifest.json`` into ``out`` atomically.
 
     The directory is built under a temporary name and renamed into place, so a failure leaves
-    the previous ``out`` (or none) untouched. Returns the manifest. Its ``"calibration"``
+    the previous ``out`` (or none) untouched; an earlier replay's ``replay/`` in it is removed
+    (stale: it measured the image replaced). Returns the manifest. Its ``"calibration"``
     entry records the calibration data (its :meth:`~sw.data.source.DataSource.to_dict`), the
     image count and size and the model directory:
     :func:`sw.data.calibration.load_recorded_calibration` reads it back.
@@ -805,10 +814,25 @@ def write(state: ExportState, out: Path) -> dict:
     return document
 
 
+def _earlier_replay(directory: Path) -> bool:
+    """Whether ``directory`` is a real directory holding nothing but an earlier replay's files
+    (``replay.json``, and ``waves.vcd`` if traced)."""
+    if directory.is_symlink():
+        return False
+    try:
+        check_replay_directory(directory, manifest=REPLAY_RECORD,
+                               contents=(REPLAY_RECORD, REPLAY_WAVES))
+    except OutputRefused:
+        return False
+    return True
+
+
 def check_output_directory(out: Path) -> None:
     """Refuse an ``out`` that :func:`write` could not fill: one holding files other than the
-    export's, a file, a path under a file, or one whose (nearest existing) parent directory
-    cannot be written (tried by creating and removing a directory there).
+    export's and an earlier replay's ``replay/`` (:data:`REPLAY_DIR`, which the new export
+    removes; one holding other files is refused), a file, a path under a file, or one whose
+    (nearest existing) parent directory cannot be written (tried by creating and removing a
+    directory there).
 
     Raises
     ------
@@ -819,7 +843,8 @@ def check_output_directory(out: Path) -> None:
     if out.exists():
         if not out.is_dir():
             raise ExportError(f"{out}: exists and is not a directory")
-        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES)
+        others = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES
+                        and not (entry.name == REPLAY_DIR and _earlier_replay(entry)))
         if others:
             raise ExportError(f"{out}: refusing to replace a directory that holds other files "
                               f"({', '.join(others[:5])})")

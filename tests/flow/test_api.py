@@ -13,7 +13,10 @@ from sw.config import load_config
 from sw.image.export import ExportError
 from sw.image.loader import load_image
 from sw.models import small_deit_config
+from sw.data.calibration import load_recorded_calibration
+from sw.data.source import DataSource
 from sw.synthetic_deit import save_pruned_deit
+from tests.sw.test_data_source import write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,41 @@ def test_export_is_the_exporters_image_and_predicts_with_the_integer_model(prune
     assert logits.shape == (3, 10)
 
 
+def test_export_calibrates_on_the_data_it_is_given(pruned_model, tmp_path):
+    """``calibration=`` reaches the exporter (``--calibration DIR``): the image folder's images
+    at the model's size, recorded in the manifest for the replay; left out, the digits the run
+    recorded."""
+    photos = write_image_folder(tmp_path / "photos", classes=10, per_class=5)
+    exported = api.export(pruned_model, "tiny", tmp_path / "image", calibration=photos,
+                          calibration_images=8)
+    assert exported.state.calibration_data == DataSource.parse(photos)
+    assert exported.calibration.shape == (8, 3, 16, 16)
+    recorded = load_recorded_calibration(tmp_path / "image")
+    assert torch.equal(recorded.images, exported.calibration)
+    assert recorded.model_dir == pruned_model / "pruned"
+    default = api.export(pruned_model, "tiny", calibration_images=4)
+    assert default.state.calibration_data == DataSource.parse("digits")
+    with pytest.raises(ExportError, match=f"^--calibration: {tmp_path / 'gone'}: image folder "
+                                          f"not found"):
+        api.export(pruned_model, "tiny", calibration=tmp_path / "gone")
+
+
+def test_prune_passes_its_data_to_the_pruner(monkeypatch, tmp_path):
+    """``api.prune(..., data=...)`` is ``prune.py --data``: the value reaches ``sw.prune.prune``
+    (which the command-line tests run), the digits by default."""
+    import sw.prune
+    seen = []
+
+    def pruner(pruning, training, **keywords):
+        seen.append(keywords["data"])
+        return type("Result", (), {"pruned": "p", "shrunk": "s"})(), {"accuracy": 0.5}
+    monkeypatch.setattr(sw.prune, "prune", pruner)
+    run = api.prune(tmp_path / "teacher", data=tmp_path / "photos")
+    assert (run.model, run.shrunk, run.accuracy) == ("p", "s", 0.5)
+    api.prune(tmp_path / "teacher")
+    assert seen == [tmp_path / "photos", "digits"]
+
+
 def test_export_refuses_bad_input_with_one_line(tmp_path):
     with pytest.raises(ExportError, match=f"^{tmp_path / 'absent'}: model directory not found$"):
         api.export(tmp_path / "absent", "tiny")
@@ -76,7 +114,7 @@ def test_an_export_kept_in_memory_cannot_be_replayed(pruned_model):
     assert exported.directory is None and exported.manifest is None
     with pytest.raises(ValueError, match=r"^replay needs an image written to a directory: "
                                          r"export\(\.\.\., out=DIR\)$"):
-        api.replay(exported, model=pruned_model)
+        api.replay(exported)
 
 
 def test_generate_takes_an_export_a_directory_or_a_config(pruned_model, tmp_path):

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sim.layer_replay import image_cases, model_cycles
 from sim.replay import (RESULT_FILE, WAVES_FILE, LayerResult, ReplayError, ReplayReport,
-                        layer_results, main, parse_layers)
+                        encoder_inputs, layer_results, main, parse_layers)
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
 from sw.synthetic_deit import save_pruned_deit
@@ -73,7 +74,7 @@ def test_directory_without_an_image(tmp_path, capsys):
 def test_corrupt_image(exported, tmp_path, capsys):
     image = _copy(exported[0], tmp_path / "image")
     (image / "weights.bin").write_bytes(b"not an image")
-    assert main(["--image", str(image), "--model", str(exported[1])]) == 2
+    assert main(["--image", str(image)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"sim/replay.py: error: {image / 'weights.bin'}: ")
     assert err.count("\n") == 1
@@ -85,7 +86,7 @@ def test_params_json_of_another_config(exported, tmp_path, capsys):
     params = json.loads((image / "params.json").read_text())
     params["name"] = "other"
     (image / "params.json").write_text(json.dumps(params))
-    _refused(capsys, ["--image", image, "--model", exported[1]],
+    _refused(capsys, ["--image", image],
              f"{image / 'params.json'}: field 'name' disagrees with the image beside it "
              f"({image / 'weights.bin'}): expected '{NAME}', found 'other'; re-export instead "
              f"of editing params.json")
@@ -98,8 +99,8 @@ def test_params_json_of_another_config(exported, tmp_path, capsys):
     ("0,2", "--layers: layer 2 is out of range; the image has 2 layers (0 to 1)"),
 ])
 def test_bad_layer_lists(exported, capsys, layers, message):
-    image, model = exported
-    _refused(capsys, ["--image", image, "--model", model, f"--layers={layers}"], message)
+    image, _ = exported
+    _refused(capsys, ["--image", image, f"--layers={layers}"], message)
     assert not (image / "replay").exists()
 
 
@@ -111,22 +112,39 @@ def test_layer_lists():
 
 
 def test_inputs_must_be_positive(exported, capsys):
-    image, model = exported
-    _refused(capsys, ["--image", image, "--model", model, "--inputs", "0"],
+    image, _ = exported
+    _refused(capsys, ["--image", image, "--inputs", "0"],
              "--inputs must be a positive integer, not 0")
 
 
 def test_more_inputs_than_calibration_images(exported, capsys):
-    image, model = exported
-    _refused(capsys, ["--image", image, "--model", model, "--inputs", "65"],
+    image, _ = exported
+    _refused(capsys, ["--image", image, "--inputs", "65"],
              "--inputs 65: the image was calibrated on 64 images; at most that many inputs")
 
 
-def test_the_model_is_needed_for_the_inputs(exported, capsys):
-    image, _ = exported
+def test_an_image_without_a_calibration_record(exported, tmp_path, capsys):
+    image = _copy(exported[0], tmp_path / "image")
+    manifest = json.loads((image / "manifest.json").read_text())
+    del manifest["calibration"]
+    (image / "manifest.json").write_text(json.dumps(manifest))
     _refused(capsys, ["--image", image],
-             f"{image}: the image records no calibration data; pass --model with the "
-             f"directory it was exported from")
+             f"{image / 'manifest.json'}: calibration: missing (exported before the manifest "
+             f"recorded its calibration data; export it again)")
+    assert not (image / "replay").exists()
+
+
+def test_the_inputs_are_the_exporters_embedding_of_the_recorded_calibration(exported):
+    """Without --model, and with it (the run directory or its pruned/), the inputs are what the
+    exporter's integer model computed from the images it calibrated on, bit for bit."""
+    image_dir, model = exported
+    image = load_image(image_dir / "weights.bin")
+    state = export(ExportRequest(model_dir=model, config="tiny", name=NAME))
+    expected = state.integer_model.embed(state.calibration[:3])
+    assert expected.shape == (3, 18, 64) and expected.any()
+    for override in (None, model, model / "pruned"):
+        x = encoder_inputs(image_dir, image, 3, model_dir=override)
+        assert x.dtype == expected.dtype and np.array_equal(x, expected), override
 
 
 def test_missing_model_directory(exported, tmp_path, capsys):
@@ -134,12 +152,26 @@ def test_missing_model_directory(exported, tmp_path, capsys):
              f"--model: {tmp_path / 'absent'}: model directory not found")
 
 
-def test_a_model_that_did_not_give_the_image(exported, tmp_path, capsys):
+def test_a_recorded_model_that_moved(exported, tmp_path, capsys):
+    image = _copy(exported[0], tmp_path / "image")
+    manifest = json.loads((image / "manifest.json").read_text())
+    manifest["calibration"]["model"] = str(tmp_path / "moved")
+    (image / "manifest.json").write_text(json.dumps(manifest))
+    _refused(capsys, ["--image", image],
+             f"the model recorded in manifest.json: {tmp_path / 'moved'}: model directory not "
+             f"found; pass --model with where it is now")
+    assert not (image / "replay").exists()
+
+
+def test_a_model_of_another_shape(exported, tmp_path, capsys):
+    """--model is not re-exported (only its patch embedding is used), but one whose embedding
+    does not fit the image is refused."""
     image, _ = exported
-    other = _pruned_model(tmp_path / "other", seed=1)
+    other = save_pruned_deit(tmp_path / "other", removed_heads={}, removed_neurons={},
+                             image_size=16, hidden_size=32, num_heads=2, intermediate_size=64)
     _refused(capsys, ["--image", image, "--model", other],
-             f"{image}: weights.bin is not the export of --model {other} with the default "
-             f"calibration; pass the model it was exported from")
+             f"--model: {other / 'pruned'} embeds an image into 18 tokens x 32, the image's "
+             f"layer 0 takes 18 x 64: not the model it was exported from")
     assert not (image / "replay").exists()
 
 
@@ -147,7 +179,7 @@ def test_a_replay_directory_with_the_users_files_is_not_replaced(exported, tmp_p
     image = _copy(exported[0], tmp_path / "image")
     (image / "replay").mkdir()
     (image / "replay" / "notes.txt").write_text("mine")
-    _refused(capsys, ["--image", image, "--model", exported[1]],
+    _refused(capsys, ["--image", image],
              f"{image / 'replay'}: not empty and not an earlier output of this tool (no "
              f"{RESULT_FILE}); refusing to replace it")
     assert (image / "replay" / "notes.txt").read_text() == "mine"
@@ -204,8 +236,8 @@ def _report_of(layer: LayerResult) -> ReplayReport:
 
 @pytest.mark.sim
 def test_replay_every_layer_of_a_tiny_image(exported, capsys):
-    image_dir, model = exported
-    assert main(["--image", str(image_dir), "--model", str(model), "--layers", "all",
+    image_dir, _ = exported
+    assert main(["--image", str(image_dir), "--layers", "all",
                  "--inputs", "2"]) == 0
     out = capsys.readouterr().out
     document = json.loads((image_dir / "replay" / RESULT_FILE).read_text())
@@ -231,7 +263,7 @@ def test_replay_every_layer_of_a_tiny_image(exported, capsys):
                                      f"{layers[0]['cycles']:,}", "yes"]
     assert table[-1].startswith(f"wrote {image_dir / 'replay' / RESULT_FILE} (")
     # a second replay replaces the first (its own output), here with one layer
-    assert main(["--image", str(image_dir), "--model", str(model), "--layers", "1"]) == 0
+    assert main(["--image", str(image_dir), "--layers", "1"]) == 0
     again = json.loads((image_dir / "replay" / RESULT_FILE).read_text())
     assert [layer["index"] for layer in again["layers"]] == [1]
     assert again["layers"][0]["cycles"] == layers[1]["cycles"]
@@ -242,7 +274,7 @@ def test_replay_every_layer_of_a_tiny_image(exported, capsys):
 def test_waves(exported, tmp_path, capsys):
     """``--waves``: a traced build (minutes) writes a VCD of the run beside replay.json."""
     image = _copy(exported[0], tmp_path / "image")
-    assert main(["--image", str(image), "--model", str(exported[1]), "--layers", "1",
+    assert main(["--image", str(image), "--layers", "1",
                  "--waves"]) == 0
     trace = image / "replay" / WAVES_FILE
     assert capsys.readouterr().out.splitlines()[-1].startswith(
@@ -272,7 +304,7 @@ def test_a_failed_build_is_one_line_and_status_1(exported, tmp_path, monkeypatch
         raise RuntimeError("Command failed with return code: 2")
     monkeypatch.setattr(sim.harness, "build", failing_build)
     image = _copy(exported[0], tmp_path / "image")
-    assert main(["--image", str(image), "--model", str(exported[1])]) == 1
+    assert main(["--image", str(image)]) == 1
     assert capsys.readouterr().err == (
         f"sim/replay.py: error: the Verilator build of '{NAME}' failed (Command failed with "
         f"return code: 2); see build.log in build/sim/layer_engine-{NAME}*/\n")

@@ -226,6 +226,34 @@ def test_write_is_atomic_and_refuses_foreign_directories(exported, tmp_path):
         write(exported, tmp_path / "mine")
 
 
+def test_a_new_export_removes_an_earlier_replay_and_keeps_a_users_files(exported, tmp_path):
+    """``replay/`` (sim/replay.py's replay.json, waves.vcd) is derived from the image: a new
+    export into the directory removes it, as stale. A replay/ holding anything else, or not a
+    directory, is the user's: refused, and kept."""
+    out = tmp_path / "image"
+    write(exported, out)
+    (out / "replay").mkdir()
+    (out / "replay" / "replay.json").write_text("{}")
+    (out / "replay" / "waves.vcd").write_text("$version")
+    write(exported, out)
+    assert sorted(path.name for path in out.iterdir()) == ["manifest.json", "params.json",
+                                                           "weights.bin"]
+    (out / "replay").mkdir()
+    (out / "replay" / "replay.json").write_text("{}")
+    (out / "replay" / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match=r"image: refusing to replace a directory that holds "
+                                          r"other files \(replay\)$"):
+        write(exported, out)
+    assert (out / "replay" / "notes.txt").read_text() == "keep me"
+    (out / "replay" / "notes.txt").unlink()
+    (out / "replay" / "replay.json").unlink()
+    (out / "replay").rmdir()
+    (out / "replay").write_text("a file of the user's")
+    with pytest.raises(ExportError, match=r"other files \(replay\)$"):
+        write(exported, out)
+    assert (out / "replay").read_text() == "a file of the user's"
+
+
 def test_sections_in_canonical_order(exported):
     image = parse_image(exported.data)
     kinds = [(entry.kind, entry.layer, entry.tensor) for entry in image.sections]

@@ -1,7 +1,9 @@
 """A user's own model and data through the flow with no code of theirs: a config-only DeiT and a
 ViT (random weights, ``save_pretrained``) and an image folder of as many classes, through
-``prune.py --data`` and ``export_sparse.py --calibration``; the round trip of every output folder
-through :func:`sw.models.load_model`; one-line errors when the data is not the model's."""
+``prune.py --data`` and ``export_sparse.py --calibration`` (and for the DeiT ``sim/replay.py
+--layers all`` on the RTL: every layer bit-exact and cycle-exact); the round trip of every
+output folder through :func:`sw.models.load_model`; one-line errors when the data is not the
+model's."""
 
 import json
 import subprocess
@@ -52,12 +54,13 @@ def photos(tmp_path):
     return write_image_folder(tmp_path / "photos", classes=CLASSES, per_class=6)
 
 
-def run_tool(script: str, *arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "sw" / script), *map(str, arguments)],
-                          capture_output=True, text=True, timeout=900)
+def run_tool(script: str, *arguments, folder: str = "sw") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / folder / script),
+                           *map(str, arguments)], capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.parametrize("architecture", sorted(MODELS))
+#: The DeiT also replays on the RTL (a Verilator build of its engine: minutes the first time).
+@pytest.mark.parametrize("architecture", [pytest.param("deit", marks=pytest.mark.sim), "vit"])
 def test_a_users_model_and_folder_through_prune_and_export(architecture, photos, tmp_path):
     model = save_user_model(tmp_path / "model", architecture)
     run, image = tmp_path / "run", tmp_path / "image"
@@ -88,6 +91,30 @@ def test_a_users_model_and_folder_through_prune_and_export(architecture, photos,
     assert state.calibration_data == DataSource.parse(photos)
     assert torch.equal(state.calibration, recorded.images)
     assert recorded.model_dir == run / "pruned" and recorded.images.shape == (24, 3, 16, 16)
+    if architecture == "deit":
+        _replay_every_layer(image)
+
+
+def _replay_every_layer(image: Path) -> None:
+    """``sim/replay.py --layers all`` with nothing but the image: the inputs come from the
+    calibration recorded in its manifest; every layer bit-exact and cycle-exact. Exporting
+    again into the directory then removes the stale replay/."""
+    replayed = run_tool("replay.py", "--image", image, "--layers", "all", "--inputs", "2",
+                        folder="sim")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "Loading weights" not in replayed.stderr      # no transformers bar
+    document = json.loads((image / "replay" / "replay.json").read_text())
+    assert document["exact"] and document["inputs"] == 2
+    assert [layer["index"] for layer in document["layers"]] == [0, 1]
+    for layer in document["layers"]:
+        assert layer["bit_exact"] and layer["cycle_exact"], layer
+        assert layer["cycles"] == layer["model_cycles"] > 0
+    assert f"wrote {image / 'replay' / 'replay.json'}" in replayed.stdout
+    again = run_tool("export_sparse.py", "--model", image.parent / "run", "--config", "tiny",
+                     "--out", image, "--calibration-images", "4", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert sorted(path.name for path in image.iterdir()) == ["manifest.json", "params.json",
+                                                             "weights.bin"]
 
 
 def test_every_output_folder_reloads_to_the_function_its_report_measured(photos, tmp_path):
