@@ -117,11 +117,12 @@ def image_cases(image, x) -> list[LayerCase]:
 
 
 def replay(design: BuiltDesign, cases: list[LayerCase], work_dir: Path, *,
-           waves: bool = False) -> list[dict]:
+           waves: bool = False, pause_seed: int | None = None) -> list[dict]:
     """Run ``cases`` in sequence on ``design``; return each case's measurements.
 
     ``waves``: also trace every signal into ``work_dir / sim.harness.TRACE_FILE`` (``design``
-    built with ``waves=True``).
+    built with ``waves=True``). ``pause_seed``: the external memory pauses at random (see
+    ``sim.tb_layer_engine``), and the cycles are checked against a bound instead.
 
     Raises
     ------
@@ -137,6 +138,8 @@ def replay(design: BuiltDesign, cases: list[LayerCase], work_dir: Path, *,
             pickle.dump(case, handle)
         paths.append(str(path))
     result = work_dir / "result.json"
-    run_testbench(design, "sim.tb_layer_engine", work_dir, extra_env={
-        "LAYER_CASE": os.pathsep.join(paths), "LAYER_RESULT": str(result)}, waves=waves)
+    env = {"LAYER_CASE": os.pathsep.join(paths), "LAYER_RESULT": str(result)}
+    if pause_seed is not None:
+        env["AXI_PAUSE_SEED"] = str(pause_seed)
+    run_testbench(design, "sim.tb_layer_engine", work_dir, extra_env=env, waves=waves)
     return json.loads(result.read_text())

@@ -1,6 +1,7 @@
 """Whole encoder layers through the layer engine's RTL: bit-exact to the golden layer, every
 instruction's cycles equal to the cycle model (cocotb + Verilator, ``tiny`` preset)."""
 
+import numpy as np
 import pytest
 
 from sim.harness import build
@@ -8,6 +9,7 @@ from sim.layer_replay import bench_cases, image_cases, model_cycles, replay, syn
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
 from sw.config import load_config
+from sw.cycle_model.gemm import gemm_cycles
 from sw.golden.token_select import TokenPruning
 from sw.synthetic_deit import save_pruned_deit
 
@@ -87,3 +89,39 @@ def test_deit_b16_pruned_layer(tmp_path):
     utilization = macs / 256 / result["cycles"]
     assert utilization >= 0.80
     assert dense_cycles / result["cycles"] >= 0.8 * dense_macs / macs
+
+
+def _starved_config():
+    """``tiny`` with 6 tokens (a 6-cycle tile period), bursts of 4 words, one in flight and a
+    stream buffer of one tile and one burst: the array waits for the memory all the time."""
+    import dataclasses
+    config = load_config("tiny")
+    hw = dataclasses.replace(config.hardware, axi_burst_beats=4, axi_max_outstanding=1,
+                             weight_stream_bytes=(4 + 4) * 4)
+    model = dataclasses.replace(config.model, tokens=6)
+    return dataclasses.replace(config, name="tiny_starved", model=model, hardware=hw)
+
+
+def test_a_starved_weight_stream_is_cycle_exact_and_bounded_with_pauses(tmp_path):
+    """The fetcher's credits and the tile boundaries' waits against the model, exactly; then the
+    same layers with the AXI RAM pausing AR and R at random: still bit-exact, cycles between the
+    model's and the model's plus the pauses."""
+    config = _starved_config()
+    cases = [synthetic_case(config, kept_heads=range(4), kept_ffn=128, density=1.0, seed=5),
+             synthetic_case(config, kept_heads=[1, 2], kept_ffn=64, density=0.5, seed=6)]
+    design = build(config, "layer_engine")
+    exact = replay(design, cases, tmp_path / "exact")
+    for result in exact:
+        assert result["bit_exact"] and result["cycles"] == result["model_cycles"]
+    # the case does starve: the dense q waits for the memory in most tile periods
+    hw = config.hardware
+    resident = gemm_cycles(array_rows=4, array_cols=4, block_rows=hw.block_rows,
+                           block_cols=hw.block_cols, tokens=6,
+                           block_mask=np.ones((64 // 8, 64 // 8), bool))
+    q = next(e for e in exact[0]["instructions"] if e["unit"] == "q")
+    assert q["cycles"] - 4 > resident.total + resident.tiles // 2
+    paused = replay(design, cases, tmp_path / "paused", pause_seed=7)
+    for before, after in zip(exact, paused):
+        assert after["bit_exact"]
+        assert after["pause_cycles"] > 0
+        assert before["cycles"] < after["cycles"] <= before["cycles"] + after["pause_cycles"]

@@ -212,6 +212,15 @@ class HardwareParams:
         Output buffer depth in words of ``array_cols`` operands.
     softmax_lanes, gelu_lanes, layernorm_lanes : int, default 1
         Parallel lanes of each special-function unit.
+    axi_burst_beats : int, default 16
+        Beats of one AXI4 read burst of the layer engine's weight fetcher (a power of two; a
+        burst is at most 4096 bytes). The AXI data width is one weight word,
+        ``array_cols * data_width`` bits.
+    axi_max_outstanding : int, default 2
+        AXI4 read bursts the weight fetcher keeps in flight, 1..16.
+    weight_stream_bytes : int, default 4096
+        Bytes of the layer engine's on-chip weight stream buffer (the FIFO between the AXI
+        read master and the array), a whole number of weight words.
 
     Raises
     ------
@@ -234,6 +243,10 @@ class HardwareParams:
     softmax_lanes: int = _int_field("Softmax lanes", 1, maximum=MAX_ARRAY_SIDE)
     gelu_lanes: int = _int_field("GELU lanes", 1, maximum=MAX_ARRAY_SIDE)
     layernorm_lanes: int = _int_field("LayerNorm lanes", 1, maximum=MAX_ARRAY_SIDE)
+    axi_burst_beats: int = _int_field("AXI burst beats", 16, maximum=256)
+    axi_max_outstanding: int = _int_field("AXI outstanding reads", 2, maximum=16)
+    weight_stream_bytes: int = _int_field("Weight stream bytes", 4096,
+                                          maximum=MAX_BUFFER_DEPTH)
 
     def __post_init__(self) -> None:
         _check_positive_fields(self)
@@ -429,6 +442,32 @@ class AcceleratorConfig:
                     f"divide array_cols ({hw.array_cols}): a unit takes whole scratchpad "
                     f"vectors of array_cols values in beats of its lanes"
                 )
+        self._check_weight_stream()
+
+    def _check_weight_stream(self) -> None:
+        # the AXI data bus is one weight word: a power of two of whole bytes
+        hw = self.hardware
+        bits = hw.array_cols * hw.data_width
+        word = bits // 8
+        if bits % 8 or word & (word - 1):
+            raise ConfigError(
+                f"config '{self.name}': the layer engine's AXI data bus is one weight word, "
+                f"array_cols x data_width = {bits} bits, which must be a power of two of whole "
+                f"bytes")
+        beats = hw.axi_burst_beats
+        if beats & (beats - 1) or beats * word > 4096:
+            raise ConfigError(
+                f"config '{self.name}': axi_burst_beats ({beats}) must be a power of two whose "
+                f"burst ({beats} x {word} bytes) is at most 4096 bytes (an AXI burst does not "
+                f"cross a 4 KiB boundary)")
+        words, left = divmod(hw.weight_stream_bytes, word)
+        needed = hw.array_rows + beats
+        if left or words < needed:
+            raise ConfigError(
+                f"config '{self.name}': weight_stream_bytes ({hw.weight_stream_bytes}) must be "
+                f"a whole number of {word}-byte weight words and hold at least one tile and "
+                f"one burst: array_rows + axi_burst_beats = {needed} words "
+                f"({needed * word} bytes)")
 
     @property
     def schema_version(self) -> int:

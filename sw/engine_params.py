@@ -135,6 +135,11 @@ class EngineParams:
     memory_map: LayerMemoryMap
     gemm_capacity: dict        #: words of each GEMM memory: weight, row_ptr, col_idx, quant
     program_capacity: int      #: instructions of the program memory
+    staged_words: int          #: on-chip weight words: the staged keys and values
+    word_bytes: int            #: bytes of one weight word: the AXI data bus
+    burst_beats: int           #: beats (weight words) of one AXI read burst
+    max_outstanding: int       #: AXI read bursts in flight
+    stream_words: int          #: weight words of the on-chip weight stream buffer
 
     @staticmethod
     @functools.lru_cache(maxsize=None)
@@ -177,7 +182,17 @@ class EngineParams:
             ffn_step=math.lcm(hw.block_rows, hw.block_cols), tokens=m.tokens, keys=keys,
             hidden=m.hidden_size, heads=m.num_heads, head_dim=m.head_dim, ffn=m.ffn_size,
             role_shapes=role_shapes, memory_map=_memory_map(config, keys),
-            gemm_capacity=capacity, program_capacity=len(program) + 1)
+            gemm_capacity=capacity, program_capacity=len(program) + 1,
+            staged_words=sum(out * inner // lanes for out, inner in
+                             (role_shapes["keys"], role_shapes["values"])),
+            word_bytes=lanes * hw.data_width // 8, burst_beats=hw.axi_burst_beats,
+            max_outstanding=hw.axi_max_outstanding,
+            stream_words=hw.weight_stream_bytes // (lanes * hw.data_width // 8))
+
+    @property
+    def burst_bytes(self) -> int:
+        """Bytes of one full AXI read burst: streamed weights start on a multiple of it."""
+        return self.burst_beats * self.word_bytes
 
     @property
     def head_vectors(self) -> int:

@@ -129,8 +129,10 @@ def onchip_memories(config: AcceleratorConfig) -> tuple[OnChipMemory, ...]:
     return (
         memory("scratchpad.memory", mm.depth, lanes * LANE_WIDTH, 3,
                "every buffer of the program, C x 32-bit lanes per vector"),
-        memory("gemm.weight_mem", capacity["weight"], lanes * hw.data_width, 1,
-               "block-compressed weights of every tensor"),
+        memory("gemm.weight_mem", params.staged_words, lanes * hw.data_width, 1,
+               "staged keys and values of one head (the linears stream)"),
+        memory("fetcher.buffer.storage", params.stream_words - 1,
+               lanes * hw.data_width, 1, "weight stream buffer (AXI read data)"),
         memory("gemm.row_ptr_mem", capacity["row_ptr"], _bits_for(max_blocks + 1), 1,
                "BCSR row pointers"),
         memory("gemm.col_idx_mem", max_blocks, _bits_for(max_inner // hw.block_cols), 1,

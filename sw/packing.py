@@ -130,6 +130,39 @@ def pack_weights(matrix: BlockSparseMatrix, array_rows: int, array_cols: int,
     return pack_lanes(tiles.reshape(-1, array_cols), data_width)
 
 
+def stream_tiles(matrix: BlockSparseMatrix, array_rows: int, array_cols: int) -> np.ndarray:
+    """The tiles of :func:`weight_tiles` in the order the GEMM computes them: ``(tiles, R, C)``.
+
+    The block sequencer (``hw.gemm.block_sequencer``) walks block row ``i``, output tile ``s``
+    of the row, stored block ``j`` of the row, input tile ``kk`` of the block; a weight streamed
+    from external memory is stored in that order, so that the engine reads it front to back.
+    """
+    tiles = weight_tiles(matrix, array_rows, array_cols)
+    out_tiles = matrix.block_shape[0] // array_cols
+    in_tiles = matrix.block_shape[1] // array_rows
+    order = []
+    for row in range(len(matrix.row_ptr) - 1):
+        blocks = range(int(matrix.row_ptr[row]), int(matrix.row_ptr[row + 1]))
+        for s in range(out_tiles):
+            for j in blocks:
+                first = (j * out_tiles + s) * in_tiles
+                order.extend(range(first, first + in_tiles))
+    return tiles[np.asarray(order, dtype=np.int64)] if order else tiles[:0]
+
+
+def pack_stream_weights(matrix: BlockSparseMatrix, array_rows: int, array_cols: int,
+                        data_width: int) -> bytes:
+    """A weight as external memory holds it: the words of :func:`stream_tiles`, ``R`` per tile,
+    each ``C`` lanes of ``data_width`` bits little-endian (``C * data_width / 8`` bytes, the AXI
+    data bus of the layer engine)."""
+    tiles = stream_tiles(matrix, array_rows, array_cols)
+    if data_width == 8:
+        return np.ascontiguousarray(tiles, dtype="<i1").tobytes()
+    word_bytes = array_cols * data_width // 8
+    words = pack_lanes(tiles.reshape(-1, array_cols), data_width)
+    return b"".join(int(w).to_bytes(word_bytes, "little") for w in words)
+
+
 def pack_quant(bias, multiplier, shift, array_cols: int, acc_width: int,
                multiplier_width: int) -> list[int]:
     """Quantization words: one per ``C`` outputs, each lane a (bias, multiplier, shift) record.

@@ -80,6 +80,14 @@ class GemmCore(wiring.Component):
         Output word: the requantized ``data_width``-bit values sign-extended, or the sums.
     out_en : Out(1)
         Write ``out_data`` at ``out_addr`` this cycle.
+    weight_stream : In(stream.Signature(weight word))
+        The weight words of a ``streamed`` job (``hw.memory.weight_fetcher``), ``array_rows``
+        per non-zero tile, in tile order; taken one per cycle while the tile loads.
+    stream_tile_ready : In(1)
+        A whole tile of unclaimed words has arrived on ``weight_stream``.
+    stream_claim : Out(1)
+        Claims a tile's words: a tile is scheduled only once its words have arrived, and the
+        streamer waits at the tile boundary until they have (``sw.cycle_model.weight_stream``).
     total_cycles, busy_cycles, stall_cycles : Out(COUNTER_WIDTH)
         Performance counters of the last job (see ``sw.cycle_model.gemm``).
     """
@@ -102,6 +110,9 @@ class GemmCore(wiring.Component):
             "out_addr": Out(range(g.out_depth)),
             "out_data": Out(data.ArrayLayout(signed(g.acc_width), g.array_cols)),
             "out_en": Out(1),
+            "weight_stream": In(stream.Signature(g.word_shapes[LoadTarget.WEIGHT])),
+            "stream_tile_ready": In(1),
+            "stream_claim": Out(1),
             "total_cycles": Out(COUNTER_WIDTH),
             "busy_cycles": Out(COUNTER_WIDTH),
             "stall_cycles": Out(COUNTER_WIDTH),
@@ -205,11 +216,16 @@ class GemmCore(wiring.Component):
         weight_bank = Signal()
         m.d.sync += [weight_we.eq(load_start | load_active), weight_row_index.eq(issuing_row),
                      weight_bank.eq(Mux(load_start, load_start_bank, load_bank))]
+        # a streamed job's tile rows are taken from the stream instead, one per cycle
+        job = Signal(g.core_job_layout)                # the job's fields, latched at acceptance
+        stream_word = Signal.like(self.weight_stream.payload)
+        m.d.comb += self.weight_stream.ready.eq((load_start | load_active) & job.streamed)
+        m.d.sync += stream_word.eq(self.weight_stream.payload)
         m.d.comb += [array.weight_we.eq(weight_we), array.weight_row_index.eq(weight_row_index),
-                     array.weight_bank.eq(weight_bank), array.weight_row.eq(weight_read.data)]
+                     array.weight_bank.eq(weight_bank),
+                     array.weight_row.eq(Mux(job.streamed, stream_word, weight_read.data))]
 
         # ---- streamer --------------------------------------------------------------------------
-        job = Signal(g.core_job_layout)                # the job's fields, latched at acceptance
         tokens = job.tokens
         period = Signal(range(max(g.max_tokens, timing.min_tile_period) + 1))
         current = Signal(g.tile_layout)
@@ -226,6 +242,13 @@ class GemmCore(wiring.Component):
 
         issue = Signal()                               # comb: an activation row is issued
         in_window = Signal()                           # comb: inside the issue window
+
+        def waits_for_stream(tile):
+            """The tile's weights come from the stream and have not all arrived."""
+            return job.streamed & ~tile.zero & ~tile.end & ~self.stream_tile_ready
+
+        def claims(tile):
+            return job.streamed & ~tile.zero & ~tile.end
 
         with m.FSM(name="streamer"):
             with m.State("IDLE"):
@@ -244,8 +267,8 @@ class GemmCore(wiring.Component):
                 # prologue == cycle - 1; the first descriptor is popped at startup_cycles - 2
                 # and its weights start loading the next cycle, one row ahead of the first row.
                 with m.If(prologue == STARTUP_CYCLES - 3):
-                    with m.If(tile_queue.r_rdy):
-                        m.d.comb += tile_queue.r_en.eq(1)
+                    with m.If(tile_queue.r_rdy & ~waits_for_stream(queued)):
+                        m.d.comb += [tile_queue.r_en.eq(1), self.stream_claim.eq(claims(queued))]
                         m.d.sync += [current.eq(queued), prologue.eq(prologue + 1),
                                      act_addr.eq(job.act_base + queued.act_tile),
                                      out_addr.eq(job.out_base + queued.out_tile),
@@ -262,10 +285,12 @@ class GemmCore(wiring.Component):
                 m.d.comb += in_window.eq(1)
                 # A period starts by popping the next descriptor; if the sequencer has not
                 # produced it yet, everything waits (the cycle model assumes it never does).
-                frozen = (offset == 0) & ~tile_queue.r_rdy
+                # A streamed tile also waits for its weight words.
+                frozen = (offset == 0) & (~tile_queue.r_rdy | waits_for_stream(queued))
                 with m.If(~frozen):
                     with m.If(offset == 0):
-                        m.d.comb += tile_queue.r_en.eq(1)
+                        m.d.comb += [tile_queue.r_en.eq(1),
+                                     self.stream_claim.eq(claims(queued))]
                         m.d.sync += upcoming.eq(queued)
                     with m.If(offset == timing.weight_load_offset):
                         m.d.comb += [load_start.eq(~upcoming.end & ~upcoming.zero),

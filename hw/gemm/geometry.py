@@ -44,7 +44,10 @@ class GemmGeometry:
     outputs needs; an engine that keeps several weights resident at once (``GemmCore`` inside
     the layer engine) sets them, and ``weight_depth`` (which sizes the column-index memory too),
     larger with ``dataclasses.replace``. ``act_depth`` and ``out_depth`` size the activation and
-    output address spaces.
+    output address spaces. ``weight_memory_depth`` (default ``weight_depth``) is the on-chip
+    weight memory; a layer engine, whose linears stream their weights from external memory,
+    keeps only the staged attention weights there, while ``weight_depth`` still sizes the block
+    numbering (the column-index memory and the row pointers).
     """
 
     array_rows: int
@@ -62,8 +65,11 @@ class GemmGeometry:
     out_depth: int
     row_ptr_depth: int = 0
     quant_depth: int = 0
+    weight_memory_depth: int = 0
 
     def __post_init__(self):
+        if not self.weight_memory_depth:
+            object.__setattr__(self, "weight_memory_depth", self.weight_depth)
         if not self.row_ptr_depth:
             object.__setattr__(self, "row_ptr_depth", self.max_block_rows + 1)
         if not self.quant_depth:
@@ -116,7 +122,8 @@ class GemmGeometry:
     @property
     def depths(self) -> dict[LoadTarget, int]:
         """Words of each loadable memory."""
-        return {LoadTarget.ACTIVATION: self.act_depth, LoadTarget.WEIGHT: self.weight_depth,
+        return {LoadTarget.ACTIVATION: self.act_depth,
+                LoadTarget.WEIGHT: self.weight_memory_depth,
                 LoadTarget.ROW_PTR: self.row_ptr_depth,
                 LoadTarget.COL_IDX: self.max_blocks, LoadTarget.QUANT: self.quant_depth}
 
@@ -163,7 +170,9 @@ class GemmGeometry:
         ``act_base + r * act_stride + t``; output row ``r``, output tile ``n`` is written at
         ``out_base + r * out_stride + n``; the weight's row pointers start at row-pointer word
         ``row_ptr_base`` (their values are absolute block indices, so the column indices and
-        weight words need no base) and its quantization words at ``quant_base``."""
+        weight words need no base) and its quantization words at ``quant_base``. With
+        ``streamed`` the weight words come from the weight stream, tile after tile in the order
+        the tiles are computed, instead of the weight memory."""
         return data.StructLayout({
             **{name: member.shape for name, member in self.job_layout},
             "act_base": unsigned(_bits_for(self.act_depth)),
@@ -173,6 +182,7 @@ class GemmGeometry:
             "row_ptr_base": unsigned(_bits_for(self.row_ptr_depth)),
             "quant_base": unsigned(_bits_for(self.quant_depth)),
             "raw": 1,
+            "streamed": 1,
         })
 
     @cached_property

@@ -35,6 +35,7 @@ from hw.layer.row_writer import RowWriter
 from hw.layer.scratchpad import Owner, ScratchpadArbiter, vector_layout
 from hw.layer.sequencer import COUNTER_WIDTH, ROW_UNITS, Sequencer, drive
 from hw.layer.weight_stager import WeightStager
+from hw.memory.weight_fetcher import ADDRESS_WIDTH, WeightFetcher
 from hw.units.gelu import Gelu
 from hw.units.layernorm import LayerNorm
 from hw.units.softmax import Softmax
@@ -53,12 +54,14 @@ def program_capacity(config: AcceleratorConfig) -> int:
 
 
 def engine_gemm_geometry(config: AcceleratorConfig) -> GemmGeometry:
-    """The GEMM engine of a layer engine: memories sized for the densest layer's weights."""
+    """The GEMM engine of a layer engine: block numbering and constants for the densest layer,
+    an on-chip weight memory for the staged keys and values only (the linears stream)."""
     params = EngineParams.from_config(config)
     capacity, mm = params.gemm_capacity, params.memory_map
     base = GemmGeometry.from_config(config)
     return replace(base, act_depth=mm.depth, out_depth=mm.depth,
-                   weight_depth=capacity["weight"], row_ptr_depth=capacity["row_ptr"],
+                   weight_depth=capacity["weight"], weight_memory_depth=params.staged_words,
+                   row_ptr_depth=capacity["row_ptr"],
                    quant_depth=capacity["quant"], max_inner=max(base.max_inner, mm.keys),
                    max_outer=max(base.max_outer, mm.keys))
 
@@ -122,7 +125,9 @@ class LayerEngine(wiring.Component):
             "tensors": data.ArrayLayout(data.StructLayout({
                 "row_ptr_base": range(g.depths[GemmTarget.ROW_PTR]),
                 "quant_base": range(g.quant_depth),
-                "weight_base": range(g.weight_depth),
+                "weight_base": range(g.weight_memory_depth),
+                "stream_base": unsigned(ADDRESS_WIDTH),
+                "stream_words": range(params.gemm_capacity["weight"] + 1),
                 "in_tiles": range(g.max_inner // g.array_rows + 1),
                 "out_block_rows": range(g.max_block_rows + 1),
             }), len(ENGINE_TENSORS)),
@@ -139,8 +144,13 @@ class LayerEngine(wiring.Component):
             affine_depth=2 * self._affine_beats, scratch_depth=mm.depth, lanes=mm.lanes,
             gemm_command=gemm_load)
         self._scratchpad = ScratchpadArbiter(depth=mm.depth, lanes=mm.lanes)
+        self._fetcher = WeightFetcher(
+            word_shape=g.word_shapes[GemmTarget.WEIGHT], depth=params.stream_words,
+            burst_beats=params.burst_beats, max_outstanding=params.max_outstanding,
+            tile_words=hw.array_rows, max_words=params.gemm_capacity["weight"])
         super().__init__({
             "load": In(stream.Signature(self._load_layout)),
+            "axi": Out(self._fetcher.signature.members["axi"].signature),
             "job": In(stream.Signature(unsigned(1))),
             "done": Out(1),
             "error": Out(1),
@@ -210,6 +220,11 @@ class LayerEngine(wiring.Component):
         m.submodules.layernorm = layernorm = self._layernorm
         m.submodules.loader = loader = self._loader
         m.submodules.scratchpad = scratchpad = self._scratchpad
+        m.submodules.fetcher = fetcher = self._fetcher
+        wiring.connect(m, fetcher.axi, wiring.flipped(self.axi))
+        wiring.connect(m, fetcher.o, gemm.weight_stream)
+        m.d.comb += [gemm.stream_tile_ready.eq(fetcher.tile_ready),
+                     fetcher.claim.eq(gemm.stream_claim)]
         m.d.comb += [scratchpad.readback.addr.eq(self.read_addr),
                      self.read_data.eq(scratchpad.readback.data)]
         wiring.connect(m, wiring.flipped(self.load), loader.load)
@@ -247,7 +262,7 @@ class LayerEngine(wiring.Component):
         m.submodules.stager = stager = WeightStager(
             lanes=c, block_rows=hw.block_rows, block_cols=hw.block_cols, keys=mm.keys,
             head_dim=mm.head_dim, data_width=hw.data_width, max_rows=mm.tokens,
-            depth=mm.depth, weight_depth=g.weight_depth)
+            depth=mm.depth, weight_depth=g.weight_memory_depth)
         wiring.connect(m, stager.scratch, scratchpad.stager)
         m.submodules.gather_stage = gather_stage = GatherStage(cfg, depth=mm.depth, lanes=c)
         wiring.connect(m, gather_stage.scratch, scratchpad.client(Owner.GATHER))
@@ -290,6 +305,8 @@ class LayerEngine(wiring.Component):
             sequencer.stager_finished.eq(stager.finished),
             sequencer.gather_finished.eq(gather_stage.finished),
             sequencer.gemm_done.eq(gemm.done),
+            fetcher.start.eq(sequencer.fetch_start), fetcher.base.eq(sequencer.fetch_base),
+            fetcher.words.eq(sequencer.fetch_words),
             # the current LAYERNORM / RESIDUAL's constants; gamma / beta streamed from the loader
             residual.constants.eq(constants.residual[sequencer.residual_set]),
             layernorm.constants.eq(constants.layernorm[sequencer.layernorm_set]),

@@ -1,13 +1,17 @@
 """What the layer engine's memories hold for one layer: the loading plan, in pure Python.
 
-The GEMM engine inside the layer engine keeps every weight of the layer resident: the six
-linears (``q k v o fc1 fc2``) back to back in block-compressed rows (``sw.packing``), then two
-*staging* regions the engine fills per head (``hw.layer.weight_stager``): ``keys`` (``K_h`` as a
-``keys x head_dim`` weight) and ``values`` (``V_h^T``, ``head_dim x keys``), both dense.
-Row pointers hold absolute block indices, so one weight is found by its first row pointer
-(``row_ptr_base``) alone; its output constants start at ``quant_base``. The tensor table gives
-each GEMM of the program those two addresses and its shape in tiles; table entries 0..5 are
-the program's ``GEMM`` tensor ids, 6 and 7 the attention products.
+The GEMM engine inside the layer engine numbers the blocks of every weight of the layer: first
+the two *staging* regions the engine fills per head (``hw.layer.weight_stager``): ``keys``
+(``K_h`` as a ``keys x head_dim`` weight) and ``values`` (``V_h^T``, ``head_dim x keys``), both
+dense, whose words are the on-chip weight memory; then the six linears (``q k v o fc1 fc2``),
+whose row pointers, column indices and constants are on chip but whose weight words live in
+*external memory*, each linear's from a byte ``stream_base`` that is a multiple of a burst, in
+the order the GEMM computes its tiles (``sw.packing.pack_stream_weights``), read by the weight
+fetcher (``hw.memory.weight_fetcher``). Row pointers hold absolute block indices, so one weight
+is found by its first row pointer (``row_ptr_base``) alone; its output constants start at
+``quant_base``. The tensor table gives each GEMM of the program those addresses and its shape
+in tiles; table entries 0..5 are the program's ``GEMM`` tensor ids, 6 and 7 the attention
+products.
 
 Pure Python (no Amaranth): the generator sizes memories with :func:`gemm_capacity`, the driver
 loads :func:`load_plan`, the cycle model reads the block masks from the same plan.
@@ -24,7 +28,7 @@ from sw.config import AcceleratorConfig
 from sw.engine_params import ENGINE_TENSORS, KEYS, VALUES, EngineParams
 from sw.golden.encoder_layer import IntegerEncoderLayer
 from sw.isa import TENSOR_ROLES
-from sw.packing import pack_resident_weight
+from sw.packing import pack_resident_weight, pack_stream_weights
 
 #: Tensor-table entries in order (``sw.engine_params.ENGINE_TENSORS``).
 TENSORS = ENGINE_TENSORS
@@ -39,7 +43,9 @@ class TensorEntry:
     name: str
     row_ptr_base: int
     quant_base: int
-    weight_base: int            #: first weight word (staging regions: where the stager writes)
+    weight_base: int            #: first on-chip weight word (staging regions only)
+    stream_base: int            #: first byte of the streamed weight (linears only)
+    stream_words: int           #: weight words streamed (linears only)
     in_tiles: int               #: input features / array rows
     out_block_rows: int         #: output features / block rows
     mask: np.ndarray            #: stored-block mask (out blocks x in blocks)
@@ -51,11 +57,17 @@ class TensorEntry:
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """Word lists of the GEMM memories (``{target name: [(addr, word)]}``) and the table."""
+    """Word lists of the on-chip GEMM memories (``{target name: [(addr, word)]}``), the
+    external memory's bytes from address 0 and the tensor table."""
 
     gemm_words: dict
     tensors: tuple
-    linear_words: int = 0        #: weight words of the six linears
+    external: bytes = b""
+
+    @property
+    def linear_words(self) -> int:
+        """Weight words of the six linears: what one layer reads from external memory."""
+        return sum(t.stream_words for t in self.tensors)
 
 
 def gemm_capacity(config: AcceleratorConfig) -> dict:
@@ -93,37 +105,39 @@ def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan
     hw = config.hardware
     r, c = hw.array_rows, hw.array_cols
     _check_fits(layer, params)
-    gemm_words = {"weight": [], "row_ptr": [], "col_idx": [], "quant": []}
-    tensors = []
+    gemm_words = {"row_ptr": [], "col_idx": [], "quant": []}
     place = {"first_block": 0, "row_ptr_base": 0, "quant_base": 0}
     widths = {"array_rows": r, "array_cols": c, "data_width": hw.data_width,
               "acc_width": hw.acc_width, "multiplier_width": hw.multiplier_width}
 
+    external = bytearray()
+    entries = {}
+
     def add(name, matrix: BlockSparseMatrix, bias, multiplier, shift, *, staged=False):
         nonlocal place
         image = pack_resident_weight(matrix, bias, multiplier, shift, **place, **widths)
+        stream_base = stream_words = 0
         if not staged:                              # the stager writes staged weights
-            gemm_words["weight"] += [(image.weight_addr + i, w)
-                                     for i, w in enumerate(image.weight)]
+            external.extend(bytes(-len(external) % params.burst_bytes))
+            stream_base = len(external)
+            streamed = pack_stream_weights(matrix, r, c, hw.data_width)
+            external.extend(streamed)
+            stream_words = len(streamed) // params.word_bytes
         gemm_words["row_ptr"] += [(image.row_ptr_base + i, p)
                                   for i, p in enumerate(image.row_ptr)]
         gemm_words["col_idx"] += [(image.first_block + i, k) for i, k in enumerate(image.col_idx)]
         gemm_words["quant"] += [(image.quant_base + i, w) for i, w in enumerate(image.quant)]
         out_features, in_features = matrix.shape
-        tensors.append(TensorEntry(name=name, row_ptr_base=image.row_ptr_base,
-                                   quant_base=image.quant_base, weight_base=image.weight_addr,
-                                   in_tiles=in_features // r,
-                                   out_block_rows=out_features // hw.block_rows,
-                                   mask=matrix.block_mask()))
+        entries[name] = TensorEntry(
+            name=name, row_ptr_base=image.row_ptr_base, quant_base=image.quant_base,
+            weight_base=image.weight_addr, stream_base=stream_base, stream_words=stream_words,
+            in_tiles=in_features // r, out_block_rows=out_features // hw.block_rows,
+            mask=matrix.block_mask())
         place = image.next_free
 
     block = (hw.block_rows, hw.block_cols)
-    for role in TENSOR_ROLES:
-        linear = getattr(layer, role)
-        add(role, BlockSparseMatrix.from_dense(linear.weight, block), linear.bias,
-            linear.multiplier, linear.shift)
-    linear_words = place["first_block"] * params.words_per_block
-    # staging regions: dense, contents written per head by the weight stager
+    # staging regions first (their words are the on-chip weight memory): dense, contents
+    # written per head by the weight stager
     for name, multiplier, shift in (("keys", 1, 0),
                                     ("values", layer.context_multiplier, layer.context_shift)):
         out_features, in_features = params.role_shapes[name]
@@ -132,4 +146,9 @@ def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan
                                              block, keep=np.ones(grid, bool))
         add(name, dense, np.zeros(out_features, np.int64), np.full(out_features, multiplier),
             np.full(out_features, shift), staged=True)
-    return LoadPlan(gemm_words=gemm_words, tensors=tuple(tensors), linear_words=linear_words)
+    for role in TENSOR_ROLES:
+        linear = getattr(layer, role)
+        add(role, BlockSparseMatrix.from_dense(linear.weight, block), linear.bias,
+            linear.multiplier, linear.shift)
+    return LoadPlan(gemm_words=gemm_words, tensors=tuple(entries[n] for n in TENSORS),
+                    external=bytes(external))

@@ -88,6 +88,9 @@ class Sequencer(wiring.Component):
         The write of an instruction's cycles into the trace.
     layernorm_reader, ..., gelu_writer, residual, stager, gather : Out(control_signature)
     gemm_job : Out(stream.Signature(job layout of ``gemm``))
+        A linear's job is ``streamed``: its weights come from external memory.
+    fetch_start, fetch_base, fetch_words : Out
+        Start the weight fetcher on the linear's words as its GEMM job is accepted.
     rows_finished, stager_finished, gather_finished, gemm_done : In(1)
     """
 
@@ -121,6 +124,10 @@ class Sequencer(wiring.Component):
             "gather": Out(control_signature(gather, GATHER_CONTROL)),
             # the GEMM's job port as its driver sees it
             "gemm_job": Out(gemm.signature.members["job"].signature.flip()),
+            "fetch_start": Out(1),
+            "fetch_base": Out(constants_layout["tensors"].shape.elem_shape["stream_base"].shape),
+            "fetch_words": Out(
+                constants_layout["tensors"].shape.elem_shape["stream_words"].shape),
             "rows_finished": In(1), "stager_finished": In(1), "gather_finished": In(1),
             "gemm_done": In(1),
         })
@@ -160,7 +167,7 @@ class Sequencer(wiring.Component):
         tensor_index = Signal(range(len(constants.tensors)))
         tensor = constants.tensors[tensor_index]
         job = self.gemm_job.payload
-        gemm_raw = Signal()
+        gemm_raw, gemm_streamed = Signal(), Signal()
         gemm_act_base, gemm_act_stride = Signal(range(mm.depth)), Signal.like(stride_of[0])
         gemm_out_base, gemm_out_stride = Signal(range(mm.depth)), Signal.like(stride_of[0])
         gemm_tokens = Signal.like(rows)
@@ -168,6 +175,9 @@ class Sequencer(wiring.Component):
                      job.out_block_rows.eq(tensor.out_block_rows),
                      job.row_ptr_base.eq(tensor.row_ptr_base),
                      job.quant_base.eq(tensor.quant_base), job.raw.eq(gemm_raw),
+                     job.streamed.eq(gemm_streamed),
+                     self.fetch_base.eq(tensor.stream_base),
+                     self.fetch_words.eq(tensor.stream_words),
                      job.act_base.eq(gemm_act_base), job.act_stride.eq(gemm_act_stride),
                      job.out_base.eq(gemm_out_base), job.out_stride.eq(gemm_out_stride)]
 
@@ -211,6 +221,7 @@ class Sequencer(wiring.Component):
                         m.next = "AFFINE"
                     with m.Case(Opcode.GEMM):
                         m.d.sync += [tensor_index.eq(word.arg), gemm_raw.eq(0),
+                                     gemm_streamed.eq(1),
                                      gemm_act_base.eq(base(word.src_a)),
                                      gemm_act_stride.eq(stride(word.src_a)),
                                      gemm_out_base.eq(base(word.dst)),
@@ -229,7 +240,7 @@ class Sequencer(wiring.Component):
                                                        constants.tensors[VALUES].weight_base))]
                         m.d.sync += [staging.eq(1),
                                      tensor_index.eq(Mux(scores, KEYS, VALUES)),
-                                     gemm_raw.eq(scores),
+                                     gemm_raw.eq(scores), gemm_streamed.eq(0),
                                      gemm_act_base.eq(base(word.src_a) + Mux(scores, offset, 0)),
                                      gemm_act_stride.eq(stride(word.src_a)),
                                      gemm_out_base.eq(base(word.dst) + Mux(scores, 0, offset)),
@@ -296,6 +307,7 @@ class Sequencer(wiring.Component):
             with m.State("GEMM_ISSUE"):
                 m.d.comb += self.gemm_job.valid.eq(1)
                 with m.If(self.gemm_job.ready):
+                    m.d.comb += self.fetch_start.eq(gemm_streamed)
                     m.next = "GEMM_WAIT"
             with m.State("GEMM_WAIT"):
                 with m.If(self.gemm_done):

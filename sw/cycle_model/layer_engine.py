@@ -16,8 +16,10 @@ LAYERNORM              ``2 + B + 3 + layernorm.total``: ``B = ceil(d / L)`` gamm
 SOFTMAX, GELU          ``2 + 2 + unit.total`` (reader started in the decode cycle); softmax
                        rows are the tokens' scores, GELU rows the kept FFN width
 GEMM                   ``2 + 2 + gemm.total``: the job is accepted the cycle after decode,
-                       ``gemm.total`` (``sw.cycle_model.gemm``) ends with the last output
-                       write, ``done`` is seen the cycle after
+                       ``gemm.total`` ends with the last output write, ``done`` is seen the
+                       cycle after; the linears' weights stream from external memory, so
+                       ``gemm.total`` is ``sw.cycle_model.weight_stream``'s (the resident
+                       ``sw.cycle_model.gemm`` timeline plus the waits for the memory)
 ATTENTION_SCORES /     ``2 + tiles * (2C + 1) + 2 + gemm.total``: the weight stager writes
 ATTENTION_CONTEXT      the head's keys (transposed) or values as dense GEMM weight tiles
                        (``hw.layer.weight_stager``), then the GEMM of the head runs
@@ -47,6 +49,8 @@ from sw.config import AcceleratorConfig
 from sw.engine_params import EngineParams
 from sw.cycle_model.gemm import gemm_cycles
 from sw.cycle_model.token_gather import EMIT_LATENCY, TokenGatherJob, token_gather_cycles
+from sw.cycle_model.weight_stream import (AXI_RAM, MemoryTiming, StreamParams,
+                                          streamed_gemm_cycles)
 from sw.cycle_model.units import gelu_cycles, layernorm_cycles, softmax_cycles, unit_timings
 from sw.isa import TENSOR_ROLES, Opcode, gather_fields
 
@@ -105,8 +109,10 @@ UNIT_OF = {Opcode.LAYERNORM: "layernorm", Opcode.ATTENTION_SCORES: "attention_sc
            Opcode.TOKEN_GATHER: "token_gather"}
 
 
-def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> list:
-    """Cycles of every instruction of ``program`` on ``config``'s layer engine, END included.
+def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes,
+                   memory: MemoryTiming = AXI_RAM) -> list:
+    """Cycles of every instruction of ``program`` on ``config``'s layer engine, END included,
+    with the linears' weights streamed from ``memory``.
 
     Raises
     ------
@@ -122,6 +128,12 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
     def gemm(mask, tokens):
         return gemm_cycles(array_rows=rows_, array_cols=cols_, block_rows=hw.block_rows,
                            block_cols=hw.block_cols, tokens=tokens, block_mask=mask)
+
+    def streamed_gemm(mask, tokens):
+        return streamed_gemm_cycles(
+            array_rows=rows_, array_cols=cols_, block_rows=hw.block_rows,
+            block_cols=hw.block_cols, tokens=tokens, block_mask=mask,
+            stream=StreamParams.of(params), memory=memory)
 
     tokens = shapes.tokens
     dense_keys = np.ones((shapes.keys // hw.block_rows, head_dim // hw.block_cols), bool)
@@ -146,7 +158,7 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes) -> l
             cycles, unit = DISPATCH_CYCLES + FIRST_BEAT_DELAY - 1 + total, "gelu"
         elif op == Opcode.GEMM:
             role = TENSOR_ROLES[instruction.arg]
-            job = gemm(shapes.masks[role], tokens)
+            job = streamed_gemm(shapes.masks[role], tokens)
             cycles, unit, macs = DISPATCH_CYCLES + GEMM_HANDSHAKE_CYCLES + job.total, role, \
                 job.macs
         elif op in (Opcode.ATTENTION_SCORES, Opcode.ATTENTION_CONTEXT):

@@ -84,7 +84,7 @@ def test_total_bytes_equal_the_design_bits(tiny_design):
     config, design = tiny_design
     bits = sum(depth * width for depth, width, _, _ in design.values())
     assert total_bytes(onchip_memories(config)) == bits / 8
-    assert bits == 889_751                      # tiny: 111,218.875 bytes
+    assert bits == 660_343                      # tiny: 82,542.875 bytes
 
 
 def test_bytes_are_depth_times_width_over_eight_exactly():

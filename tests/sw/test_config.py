@@ -182,6 +182,9 @@ def test_load_config_missing_path(tmp_path):
         ("hardware", "softmax_lanes", "Softmax lanes"),
         ("hardware", "gelu_lanes", "GELU lanes"),
         ("hardware", "layernorm_lanes", "LayerNorm lanes"),
+        ("hardware", "axi_burst_beats", "AXI burst beats"),
+        ("hardware", "axi_max_outstanding", "AXI outstanding reads"),
+        ("hardware", "weight_stream_bytes", "Weight stream bytes"),
         ("model", "hidden_size", "Hidden size"),
         ("model", "num_heads", "Number of heads"),
         ("model", "head_dim", "Head dimension"),
@@ -200,7 +203,8 @@ def test_positive_integer_fields(section, field, human, value, shown):
 def test_every_field_is_checked():
     checked = {"array_rows", "array_cols", "block_rows", "block_cols", "data_width", "acc_width",
                "multiplier_width", "act_buffer_depth", "weight_buffer_depth", "out_buffer_depth",
-               "softmax_lanes", "gelu_lanes", "layernorm_lanes", "hidden_size", "num_heads",
+               "softmax_lanes", "gelu_lanes", "layernorm_lanes", "axi_burst_beats",
+               "axi_max_outstanding", "weight_stream_bytes", "hidden_size", "num_heads",
                "head_dim", "ffn_size", "tokens", "layers"}
     all_fields = {spec.name for cls in (ModelTopology, HardwareParams)
                   for spec in dataclasses.fields(cls)}
@@ -709,3 +713,24 @@ def test_any_bytes_give_a_config_or_one_line(raw):
 def test_printable_doctests():
     import sw.printable
     assert doctest.testmod(sw.printable).failed == 0
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"axi_burst_beats": 12}, "axi_burst_beats (12) must be a power of two whose burst "
+                              "(12 x 4 bytes) is at most 4096 bytes"),
+    ({"weight_stream_bytes": 78}, "weight_stream_bytes (78) must be a whole number of 4-byte "
+                                  "weight words and hold at least one tile and one burst: "
+                                  "array_rows + axi_burst_beats = 20 words (80 bytes)"),
+    ({"weight_stream_bytes": 76}, "array_rows + axi_burst_beats = 20 words (80 bytes)"),
+    ({"data_width": 6}, "array_cols x data_width = 24 bits, which must be a power of two of "
+                        "whole bytes"),
+])
+def test_the_layer_engine_checks_its_weight_stream(changes, message):
+    """The AXI bus is one weight word, a burst stays inside 4 KiB, the stream buffer holds a
+    tile and a burst (else the fetcher could never ask for the words a tile waits for)."""
+    config = load_config("tiny")
+    hardware = dataclasses.replace(config.hardware, **changes)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        dataclasses.replace(config, hardware=hardware).check_layer_engine()
+    dataclasses.replace(config, hardware=dataclasses.replace(
+        config.hardware, weight_stream_bytes=80)).check_layer_engine()
