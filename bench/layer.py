@@ -8,7 +8,10 @@ cycle model (the testbench fails otherwise). Writes ``build/bench/layer.json``::
     {"config", "linear_density", "heads_kept", "heads_total", "keep_rate", "tokens",
      "tokens_after_gather", "cycles", "model_cycles", "ideal_cycles", "dense_cycles",
      "utilization", "speedup", "mac_reduction", "bit_exact", "cosim_seconds", "build_seconds",
-     "units": {name: cycles}, "dense_units": {name: cycles}, "at_fmax"}
+     "units": {name: cycles}, "dense_units": {name: cycles}, "at_fmax",
+     "axi_bytes_per_cycle", "onchip_bytes", "external_bytes", "dense_external_bytes",
+     "load_seconds", "dense_load_seconds", "bandwidth_sweep": [{"bytes_per_cycle",
+     "cycles_dense", "cycles_pruned"}]}
 
 ``ideal_cycles`` = non-zero MACs / PEs (the useful multiply-accumulates of the six linears and
 the attention products of the kept heads); ``utilization`` = ideal / cycles; ``speedup`` = dense
@@ -17,6 +20,13 @@ the pruned layer's replay (loading and simulation). ``at_fmax``: the pruned and 
 layer's latency (us), layers per second and dense-equivalent GOP/s (per MULT18X18D too) at the
 Fmax of ``build/deit_b16/synth/layer_engine.json`` (``make synth CONFIG=deit_b16``), null
 while that engine has not been placed and routed.
+
+The linears' weights stream from cocotbext-axi's AXI RAM at ``axi_bytes_per_cycle`` (one weight
+word a beat); ``external_bytes`` / ``dense_external_bytes`` are the bytes one layer reads from
+it, ``onchip_bytes`` the engine's on-chip memory (``sw.onchip_memory``), ``load_seconds`` the
+share of ``cosim_seconds`` spent putting the layer into the engine and the AXI RAM.
+``bandwidth_sweep``: both layers' cycles from the cycle model with the memory delivering 1 to
+64 bytes a cycle (``sw.cycle_model.weight_stream``), drawn in ``build/bench/roofline.png``.
 """
 
 from __future__ import annotations
@@ -28,11 +38,54 @@ from hw.layer.loading import load_plan
 from hw.synth import report_path
 from hw.synth.throughput import at_fmax, measured_fmax
 from sim.harness import build
-from sim.layer_replay import BENCH_PRUNING, bench_cases, replay
+from sim.layer_replay import BENCH_PRUNING, bench_cases, model_cycles, replay
 from sw.build_files import BENCH_ROOT, write_json
 from sw.config import load_config
+from sw.cycle_model.weight_stream import AXI_RAM, MemoryTiming
+from sw.engine_params import EngineParams
+from sw.onchip_memory import onchip_memories, total_bytes
 
 OUTPUT = BENCH_ROOT / "layer.json"
+ROOFLINE = BENCH_ROOT / "roofline.png"
+SWEEP_BYTES_PER_CYCLE = (1, 2, 4, 8, 16, 32, 64)
+
+
+def bandwidth_sweep(config, dense_case, pruned_case) -> list[dict]:
+    """Both layers' cycles from the model at each of :data:`SWEEP_BYTES_PER_CYCLE`."""
+    sweep = []
+    for rate in SWEEP_BYTES_PER_CYCLE:
+        memory = MemoryTiming(latency=AXI_RAM.latency, bytes_per_cycle=rate)
+        sweep.append({"bytes_per_cycle": rate,
+                      "cycles_dense": sum(e.cycles for e in model_cycles(config, dense_case,
+                                                                         memory)),
+                      "cycles_pruned": sum(e.cycles for e in model_cycles(config, pruned_case,
+                                                                          memory))})
+    return sweep
+
+
+def plot_roofline(document: dict, path: Path = ROOFLINE) -> None:
+    """Cycles of the dense and the pruned layer against the memory's bytes per cycle."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sweep = document["bandwidth_sweep"]
+    rates = [p["bytes_per_cycle"] for p in sweep]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.loglog(rates, [p["cycles_dense"] for p in sweep], "o-", label="dense layer")
+    axes.loglog(rates, [p["cycles_pruned"] for p in sweep], "s-", label="pruned layer")
+    axes.axvline(document["axi_bytes_per_cycle"], color="grey", linestyle=":",
+                 label=f"AXI bus of {document['config']}")
+    axes.set_xlabel("external memory bandwidth (bytes / cycle)")
+    axes.set_ylabel("cycles per layer (cycle model)")
+    axes.set_title(f"{document['config']}: weights streamed over AXI")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.png")
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    temporary.replace(path)
 
 
 def _units(result: dict) -> dict:
@@ -86,6 +139,13 @@ def run(output: Path = OUTPUT) -> dict:
         "build_seconds": round(build_seconds, 1),
         "units": _units(pruned), "dense_units": _units(dense),
         "at_fmax": None,
+        "axi_bytes_per_cycle": EngineParams.from_config(config).word_bytes,
+        "onchip_bytes": total_bytes(onchip_memories(config)),
+        "external_bytes": pruned["external_bytes"],
+        "dense_external_bytes": dense["external_bytes"],
+        "load_seconds": round(pruned["load_seconds"], 2),
+        "dense_load_seconds": round(dense["load_seconds"], 2),
+        "bandwidth_sweep": bandwidth_sweep(config, dense_case, pruned_case),
     }
     measured = measured_fmax(report_path(config, "layer_engine"))
     if measured is not None:
@@ -94,6 +154,7 @@ def run(output: Path = OUTPUT) -> dict:
             "layer": at_fmax(pruned["cycles"], fmax, dense_macs=dense_macs, dsp=dsp),
             "dense_layer": at_fmax(dense["cycles"], fmax, dense_macs=dense_macs, dsp=dsp)}
     write_json(document, output)
+    plot_roofline(document, output.parent / ROOFLINE.name)
     print(f"layer: {document['cycles']:,} cycles (model {document['model_cycles']:,}), dense "
           f"{document['dense_cycles']:,}; speed-up {document['speedup']:.2f} vs MAC reduction "
           f"{document['mac_reduction']:.2f}; utilization {document['utilization']:.3f}; "

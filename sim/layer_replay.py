@@ -75,16 +75,20 @@ def synthetic_case(config, *, kept_heads, kept_ffn: int, density: float, seed: i
                      token_pruning=token_pruning)
 
 
-def model_cycles(config, case: LayerCase) -> list:
-    """``sw.cycle_model.layer_engine.program_cycles`` of ``case`` on ``config``'s engine."""
+def model_cycles(config, case: LayerCase, memory=None) -> list:
+    """``sw.cycle_model.layer_engine.program_cycles`` of ``case`` on ``config``'s engine, its
+    weights streamed from ``memory`` (a ``sw.cycle_model.weight_stream.MemoryTiming``; the
+    co-simulation's AXI RAM by default)."""
     from hw.layer.loading import load_plan
     from hw.layer.memory_map import LayerMemoryMap
     from sw.cycle_model.layer_engine import LayerShapes, program_cycles
+    from sw.cycle_model.weight_stream import AXI_RAM
     plan = load_plan(config, case.layer)
     shapes = LayerShapes(tokens=case.x.shape[0], ffn=case.layer.fc1.weight.shape[0],
                          keys=LayerMemoryMap.from_config(config).keys,
                          masks={t.name: t.mask for t in plan.tensors})
-    return program_cycles(config, case.program, shapes)
+    return program_cycles(config, case.program, shapes,
+                          AXI_RAM if memory is None else memory)
 
 
 def bench_cases(config) -> tuple[LayerCase, LayerCase]:

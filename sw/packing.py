@@ -138,8 +138,13 @@ def stream_tiles(matrix: BlockSparseMatrix, array_rows: int, array_cols: int) ->
     from external memory is stored in that order, so that the engine reads it front to back.
     """
     tiles = weight_tiles(matrix, array_rows, array_cols)
-    out_tiles = matrix.block_shape[0] // array_cols
-    in_tiles = matrix.block_shape[1] // array_rows
+    order = _stream_order(matrix, matrix.block_shape[0] // array_cols,
+                          matrix.block_shape[1] // array_rows)
+    return tiles[order]
+
+
+def _stream_order(matrix: BlockSparseMatrix, out_tiles: int, in_tiles: int) -> np.ndarray:
+    """Indices into :func:`weight_tiles`' tiles in compute order."""
     order = []
     for row in range(len(matrix.row_ptr) - 1):
         blocks = range(int(matrix.row_ptr[row]), int(matrix.row_ptr[row + 1]))
@@ -147,7 +152,7 @@ def stream_tiles(matrix: BlockSparseMatrix, array_rows: int, array_cols: int) ->
             for j in blocks:
                 first = (j * out_tiles + s) * in_tiles
                 order.extend(range(first, first + in_tiles))
-    return tiles[np.asarray(order, dtype=np.int64)] if order else tiles[:0]
+    return np.asarray(order, dtype=np.int64)
 
 
 def pack_stream_weights(matrix: BlockSparseMatrix, array_rows: int, array_cols: int,
@@ -161,6 +166,40 @@ def pack_stream_weights(matrix: BlockSparseMatrix, array_rows: int, array_cols: 
     word_bytes = array_cols * data_width // 8
     words = pack_lanes(tiles.reshape(-1, array_cols), data_width)
     return b"".join(int(w).to_bytes(word_bytes, "little") for w in words)
+
+
+def unpack_stream_weights(data: bytes, structure: BlockSparseMatrix, array_rows: int,
+                          array_cols: int, data_width: int) -> np.ndarray:
+    """The stored blocks ``(stored, block_rows, block_cols)`` of a weight whose
+    :func:`pack_stream_weights` bytes are ``data`` and whose row pointers and column indices
+    are ``structure``'s (its blocks are not read): the inverse of :func:`pack_stream_weights`.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is not the length the structure implies.
+    """
+    block_rows, block_cols = structure.block_shape
+    stored = len(structure.col_idx)
+    word_bytes = array_cols * data_width // 8
+    words = stored * block_words(block_rows, block_cols, array_cols)
+    if len(data) != words * word_bytes:
+        raise ValueError(f"{len(data)} weight stream bytes, the {stored} stored blocks need "
+                         f"{words * word_bytes}")
+    if data_width == 8:
+        lanes = np.frombuffer(data, dtype="<i1").astype(np.int64)
+    else:
+        packed = [int.from_bytes(data[i:i + word_bytes], "little")
+                  for i in range(0, len(data), word_bytes)]
+        lanes = unpack_lanes(packed, array_cols, data_width)
+    out_tiles, in_tiles = block_rows // array_cols, block_cols // array_rows
+    in_order = lanes.reshape(-1, array_rows, array_cols)
+    tiles = np.empty_like(in_order)
+    order = _stream_order(structure, out_tiles, in_tiles)
+    tiles[order] = in_order
+    # (block, s, kk, r, c) -> (block, s, c, kk, r), as weight_tiles cut them
+    blocks = tiles.reshape(stored, out_tiles, in_tiles, array_rows, array_cols)
+    return blocks.transpose(0, 1, 4, 2, 3).reshape(stored, block_rows, block_cols)
 
 
 def pack_quant(bias, multiplier, shift, array_cols: int, acc_width: int,
@@ -496,9 +535,11 @@ def pack_block_sparse(matrix: BlockSparseMatrix) -> bytes:
     return writer.getvalue()
 
 
-def unpack_block_sparse(reader: ByteReader, shape, block_shape,
-                        stored_blocks: int) -> BlockSparseMatrix:
-    """Read what :func:`pack_block_sparse` wrote, checking the BCSR structure.
+def unpack_block_sparse(reader: ByteReader, shape, block_shape, stored_blocks: int, *,
+                        with_blocks: bool = True) -> BlockSparseMatrix:
+    """Read what :func:`pack_block_sparse` wrote, checking the BCSR structure; with
+    ``with_blocks`` False, only ``row_ptr`` and ``col_idx`` are there (the blocks, zeros in the
+    result, come from elsewhere: a weight image's WEIGHT_STREAM section).
 
     Raises
     ------
@@ -512,7 +553,8 @@ def unpack_block_sparse(reader: ByteReader, shape, block_shape,
     start = reader.position
     row_ptr = reader.array("u32", grid_rows + 1, "row_ptr")
     col_idx = reader.array("u32", stored_blocks, "col_idx")
-    blocks = reader.array("i8", stored_blocks * block_rows * block_cols, "blocks")
+    blocks = reader.array("i8", stored_blocks * block_rows * block_cols, "blocks") \
+        if with_blocks else np.zeros(stored_blocks * block_rows * block_cols, np.int8)
     if row_ptr[0] != 0 or row_ptr[-1] != stored_blocks or np.any(np.diff(row_ptr) < 0):
         raise ImageFormatError(f"row_ptr at offset {start} is not a block-row pointer list "
                                f"from 0 to {stored_blocks} (found {row_ptr.tolist()[:8]}...)")

@@ -44,8 +44,8 @@ class GemmGeometry:
     outputs needs; an engine that keeps several weights resident at once (``GemmCore`` inside
     the layer engine) sets them, and ``weight_depth`` (which sizes the column-index memory too),
     larger with ``dataclasses.replace``. ``act_depth`` and ``out_depth`` size the activation and
-    output address spaces. ``weight_memory_depth`` (default ``weight_depth``) is the on-chip
-    weight memory; a layer engine, whose linears stream their weights from external memory,
+    output address spaces. ``resident_weight_depth`` (None: ``weight_depth``) sizes the on-chip
+    weight memory (:attr:`weight_memory_depth`); a layer engine, whose linears stream their weights from external memory,
     keeps only the staged attention weights there, while ``weight_depth`` still sizes the block
     numbering (the column-index memory and the row pointers).
     """
@@ -65,11 +65,9 @@ class GemmGeometry:
     out_depth: int
     row_ptr_depth: int = 0
     quant_depth: int = 0
-    weight_memory_depth: int = 0
+    resident_weight_depth: int | None = None
 
     def __post_init__(self):
-        if not self.weight_memory_depth:
-            object.__setattr__(self, "weight_memory_depth", self.weight_depth)
         if not self.row_ptr_depth:
             object.__setattr__(self, "row_ptr_depth", self.max_block_rows + 1)
         if not self.quant_depth:
@@ -85,6 +83,12 @@ class GemmGeometry:
                    max_tokens=config.max_gemm_rows, max_inner=config.max_gemm_inner,
                    max_outer=config.max_gemm_outer, act_depth=hw.act_buffer_depth,
                    weight_depth=hw.weight_buffer_depth, out_depth=hw.out_buffer_depth)
+
+    @property
+    def weight_memory_depth(self) -> int:
+        """Words of the on-chip weight memory."""
+        return self.weight_depth if self.resident_weight_depth is None \
+            else self.resident_weight_depth
 
     @property
     def out_tiles_per_block(self) -> int:

@@ -60,7 +60,7 @@ def engine_gemm_geometry(config: AcceleratorConfig) -> GemmGeometry:
     capacity, mm = params.gemm_capacity, params.memory_map
     base = GemmGeometry.from_config(config)
     return replace(base, act_depth=mm.depth, out_depth=mm.depth,
-                   weight_depth=capacity["weight"], weight_memory_depth=params.staged_words,
+                   weight_depth=capacity["weight"], resident_weight_depth=params.staged_words,
                    row_ptr_depth=capacity["row_ptr"],
                    quant_depth=capacity["quant"], max_inner=max(base.max_inner, mm.keys),
                    max_outer=max(base.max_outer, mm.keys))

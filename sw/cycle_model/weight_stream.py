@@ -31,7 +31,7 @@ which is also the fetcher's start:
 
 With a memory that keeps up, the only cycles added to ``sw.cycle_model.gemm`` are the first
 tile's wait: the fetch latency of its ``R`` words, exposed. ``streamed_gemm_cycles`` follows
-the rules above one event at a time (words and tiles, not cycles).
+the rules above burst by burst and tile by tile, not cycle by cycle.
 """
 
 from __future__ import annotations
@@ -91,86 +91,55 @@ def tile_sequence(block_mask, *, out_tiles: int, in_tiles: int) -> list[bool]:
 
 
 class _Fetcher:
-    """The fetcher and the memory, advanced cycle by cycle on demand (see the docstring)."""
+    """The fetcher and the memory, burst by burst (see the module docstring).
 
-    def __init__(self, words: int, stream: StreamParams, memory: MemoryTiming):
-        self.stream, self.memory = stream, memory
-        interval = Fraction(1) if memory.bytes_per_cycle is None else \
+    Burst ``b`` (words ``b * B ..``) is decided in the first cycle ``d_b`` from the previous
+    burst's grant (from cycle 0 for the first) in which three conditions hold, each of which
+    stays true once true: burst ``b - max_outstanding`` has had its last beat (``<= d_b``), and
+    the array has taken word ``b * B + length - buffer_words - 1`` (``<= d_b``; words asked for
+    but not taken never exceed the buffer). It is presented and granted in ``d_b + 1``. The
+    word the credit condition waits for belongs to a tile before any tile whose words are in
+    burst ``b`` (the buffer holds a tile and a burst), so its take time is known when burst
+    ``b`` is needed.
+    """
+
+    def __init__(self, words: int, stream: StreamParams, memory: MemoryTiming, r: int):
+        self.stream, self.memory, self.r, self.words = stream, memory, r, words
+        self.interval = Fraction(1) if memory.bytes_per_cycle is None else \
             max(Fraction(1), Fraction(stream.word_bytes) / Fraction(memory.bytes_per_cycle))
-        self.interval = interval
-        self.to_request, self.outstanding, self.inflight, self.held = words, 0, 0, 0
-        self.presented = 0               # words of the burst presented this cycle (0: none)
-        self.last_beat = None            # time (Fraction) of the latest scheduled beat
-        self.beats: list[tuple[int, bool]] = []   # (cycle, last) of scheduled beats, in order
-        self.next_beat = 0
-        self.arrivals: list[int] = []    # cycle of each word's arrival, in order
-        self.cycle = 0                   # the next cycle to simulate
-        self.takes: dict[int, int] = {}  # cycle -> words the array takes then
-        self.step()                      # the start cycle decides on the first burst
+        self.grants: list[int] = []          # grant cycle of each burst
+        self.firsts: list[Fraction] = []     # time of each burst's first beat
+        self.last_beats: list[int] = []      # cycle of each burst's last beat
+        self.take_starts: list[int] = []     # first take cycle of each streamed tile
 
-    def _schedule(self, grant: int, length: int) -> None:
+    def _take(self, word: int) -> int:
+        return self.take_starts[word // self.r] + word % self.r
+
+    def _burst(self) -> None:
+        b, s = len(self.grants), self.stream
+        first_word = b * s.burst_beats
+        length = min(s.burst_beats, self.words - first_word)
+        decided = 0 if b == 0 else self.grants[b - 1]
+        if b >= s.max_outstanding:
+            decided = max(decided, self.last_beats[b - s.max_outstanding])
+        waited = first_word + length - s.buffer_words - 1
+        if waited >= 0:
+            decided = max(decided, self._take(waited))
+        grant = decided + 1
         first = Fraction(grant + self.memory.latency)
-        if self.last_beat is not None:
-            first = max(first, self.last_beat + self.interval)
-        for n in range(length):
-            time = first + n * self.interval
-            self.beats.append((math.ceil(time), n == length - 1))
-        self.last_beat = first + (length - 1) * self.interval
+        if self.firsts:
+            first = max(first, self.firsts[-1] + (s.burst_beats - 1) * self.interval
+                        + self.interval)
+        self.grants.append(grant)
+        self.firsts.append(first)
+        self.last_beats.append(math.ceil(first + (length - 1) * self.interval))
 
-    def step(self) -> None:
-        """Simulate one cycle."""
-        c, s = self.cycle, self.stream
-        if self.presented:                                   # granted at once
-            granted = self.presented
-            self._schedule(c, granted)
-            self.to_request -= granted
-            self.outstanding += 1
-            self.inflight += granted
-        received = last = False
-        if self.next_beat < len(self.beats) and self.beats[self.next_beat][0] == c:
-            received, last = True, self.beats[self.next_beat][1]
-            self.next_beat += 1
-            self.arrivals.append(c)
-            self.outstanding -= last
-            self.inflight -= 1
-            self.held += 1
-        self.held -= self.takes.pop(c, 0)
-        length = min(s.burst_beats, self.to_request)
-        present = (self.to_request > 0 and self.outstanding < s.max_outstanding
-                   and self.held + self.inflight + length <= s.buffer_words)
-        self.presented = length if present else 0
-        self.cycle = c + 1
-
-    def _advance(self, limit: int | None) -> bool:
-        """Simulate the next cycle that matters, skipping cycles in which nothing can change (no
-        burst presented, so no decision changes until a beat or a take); never past ``limit``.
-        False when nothing will ever change again."""
-        if self.presented:
-            self.step()
-            return True
-        pending = [self.beats[self.next_beat][0]] if self.next_beat < len(self.beats) else []
-        pending += [t for t in self.takes if t >= self.cycle]
-        if not pending:
-            if limit is not None:
-                self.cycle = max(self.cycle, limit)
-            return False
-        self.cycle = max(self.cycle, min(pending) if limit is None else min(min(pending), limit))
-        if limit is None or self.cycle < limit:
-            self.step()
-        return True
-
-    def run_to(self, cycle: int) -> None:
-        """Simulate every cycle before ``cycle``."""
-        while self.cycle < cycle:
-            if not self._advance(cycle):
-                return
-
-    def word_arrival(self, index: int) -> int:
-        """The cycle in which word ``index`` arrives (simulating as far as needed)."""
-        while len(self.arrivals) <= index:
-            if not self._advance(None):
-                raise RuntimeError(f"the fetcher stops before word {index} arrives")
-        return self.arrivals[index]
+    def arrival(self, word: int) -> int:
+        """The cycle in which word ``word`` arrives."""
+        burst, index = divmod(word, self.stream.burst_beats)
+        while len(self.grants) <= burst:
+            self._burst()
+        return math.ceil(self.firsts[burst] + index * self.interval)
 
 
 def streamed_gemm_cycles(*, array_rows: int, array_cols: int, block_rows: int,
@@ -185,7 +154,7 @@ def streamed_gemm_cycles(*, array_rows: int, array_cols: int, block_rows: int,
                           in_tiles=block_cols // array_rows)
     r = array_rows
     words = sum(tiles) * r
-    fetcher = _Fetcher(words, stream, memory)
+    fetcher = _Fetcher(words, stream, memory, r)
     period, offset = resident.tile_period, timing.weight_load_offset
     claimed = 0
 
@@ -194,22 +163,19 @@ def streamed_gemm_cycles(*, array_rows: int, array_cols: int, block_rows: int,
         nonlocal claimed
         if not nonzero:
             return nominal
-        cycle = max(nominal, fetcher.word_arrival(claimed + r - 1) + 1)
+        cycle = max(nominal, fetcher.arrival(claimed + r - 1) + 1)
         claimed += r
         return cycle
 
     def take(first: int) -> None:
-        for k in range(r):
-            fetcher.takes[first + k] = fetcher.takes.get(first + k, 0) + 1
+        fetcher.take_starts.append(first)
 
     gate = ready(STARTUP_CYCLES - 2, tiles[0])
-    fetcher.run_to(gate)
     if tiles[0]:
         take(gate + 1)
     start = gate + 2                               # the first tile's first issue, nominally
     for j in range(len(tiles)):
         following = tiles[j + 1] if j + 1 < len(tiles) else False
-        fetcher.run_to(start)
         start = ready(start, following)
         if following:
             take(start + offset)

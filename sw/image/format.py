@@ -14,6 +14,7 @@ import numpy as np
 
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig
+from sw.engine_params import EngineParams
 from sw.isa import TENSOR_ROLES  # linears by ``tensor`` id, GEMM's ``arg``
 from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConstants,
                                SoftmaxConstants)
@@ -25,6 +26,7 @@ __all__ = [
     "NO_LAYER", "NO_TENSOR", "SectionKind", "TENSOR_ROLES", "ARCHITECTURES", "MODEL_FIELDS",
     "LAYER_FIELDS", "SCALE_POINTS", "LAYERNORM_FIELDS", "SOFTMAX_FIELDS", "CONTEXT_FIELDS",
     "RESIDUAL_FIELDS", "GELU_FIELDS", "LINEAR_FIELDS", "ImageError", "SectionEntry",
+    "section_alignment",
     "ModelInfo", "LinearImage", "LayerImage", "WeightImage", "section_name", "dense_shape",
     "pruning_block_problem",
 ]
@@ -34,7 +36,7 @@ __all__ = [
 MAGIC = b"\x89SPIMG\r\n"
 
 #: Version of the layout described here; a loader reads exactly the versions it knows.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Written as a u32: the bytes ``04 03 02 01`` on disk say the image is little-endian.
 BYTE_ORDER_MARK = 0x01020304
@@ -86,8 +88,9 @@ class SectionKind(enum.IntEnum):
     FINAL_LAYERNORM = 3   #: the encoder's final LayerNorm (a LAYERNORM record)
     LAYER = 16            #: one layer's sizes, scales, kept heads and FFN neurons
     LAYER_CONSTANTS = 17  #: one layer's LayerNorm / softmax / context / residual / GELU constants
-    LINEAR = 18           #: one linear's block-sparse weights and quantization constants
+    LINEAR = 18           #: one linear's block structure and quantization constants
     PROGRAM = 19          #: one layer's program (sw.image.program)
+    WEIGHT_STREAM = 20    #: one linear's weights as the layer engine fetches them
 
 
 #: Model architectures, by their ``architecture`` code.
@@ -134,7 +137,8 @@ GELU_FIELDS = tuple((name, "i64") for name in (
     "clip_width", "erf_multiplier", "erf_shift", "frac_bits", "erf_b", "erf_c", "multiplier",
     "shift", "in_width", "out_width"))
 
-#: Start of a LINEAR section; the BCSR weights and the per-output arrays follow.
+#: Start of a LINEAR section; the BCSR row pointers and column indices and the per-output
+#: arrays follow (the blocks' weights are the linear's WEIGHT_STREAM section).
 LINEAR_FIELDS = (
     ("out_features", "u32"),
     ("in_features", "u32"),
@@ -167,6 +171,15 @@ class SectionEntry:
     @property
     def name(self) -> str:
         return section_name(self.kind, self.layer, self.tensor)
+
+
+def section_alignment(config, kind: int) -> int:
+    """Bytes a section's offset is a multiple of: a WEIGHT_STREAM starts on a whole AXI burst
+    of the config's layer engine (``EngineParams.burst_bytes``), so that the engine fetches it
+    in place; every other section on :data:`SECTION_ALIGNMENT`."""
+    if kind != SectionKind.WEIGHT_STREAM:
+        return SECTION_ALIGNMENT
+    return max(SECTION_ALIGNMENT, EngineParams.from_config(config).burst_bytes)
 
 
 def section_name(kind: int, layer: int, tensor: int) -> str:

@@ -11,6 +11,7 @@ accelerator config). It imports neither torch nor the golden model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,11 +31,12 @@ from sw.image.format import (ARCHITECTURES, BYTE_ORDER_MARK, CONTEXT_FIELDS, FIL
                              SECTION_ALIGNMENT, SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE,
                              SOFTMAX_FIELDS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
                              ModelInfo, SectionEntry, SectionKind, WeightImage, dense_shape,
-                             pruning_block_problem, section_name)
+                             pruning_block_problem, section_alignment, section_name)
 from sw.image.program import check_program, decode_program
 from sw.numerics import SHIFT_WIDTH
-from sw.packing import (ByteReader, ImageFormatError, block_sparse_size, fields_size,
-                        unpack_block_sparse)
+from sw.block_sparse import BlockSparseMatrix
+from sw.packing import (ByteReader, ImageFormatError, fields_size, unpack_block_sparse,
+                        unpack_stream_weights)
 
 __all__ = ["MAX_IMAGE_BYTES", "load_image", "parse_image"]
 
@@ -297,9 +299,12 @@ def _decode(data: bytes, entries: list[SectionEntry], fail) -> WeightImage:
     for index in range(model.layers):
         layer = decode(SectionKind.LAYER, index, NO_TENSOR, _layer, model, tokens)
         constants = decode(SectionKind.LAYER_CONSTANTS, index, NO_TENSOR, _constants, model)
-        linears = {role: decode(SectionKind.LINEAR, index, tensor, _linear, role, layer, model,
-                                config)
-                   for tensor, role in enumerate(TENSOR_ROLES)}
+        linears = {}
+        for tensor, role in enumerate(TENSOR_ROLES):
+            linear = decode(SectionKind.LINEAR, index, tensor, _linear, role, layer, model,
+                            config)
+            linears[role] = decode(SectionKind.WEIGHT_STREAM, index, tensor, _weight_stream,
+                                   linear, config)
         program = decode(SectionKind.PROGRAM, index, NO_TENSOR, _program, layer)
         layers.append(LayerImage(index=index, linears=linears, program=program, **layer,
                                  **constants))
@@ -479,12 +484,13 @@ def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
     stored = fields["stored_blocks"]
     _require(stored <= grid, f"{stored} stored blocks, the weight has only {grid}")
     outputs = shape[0]
-    length = (fields_size(LINEAR_FIELDS) + block_sparse_size(shape, block, stored)
+    length = (fields_size(LINEAR_FIELDS) + 4 * (shape[0] // block[0] + 1) + 4 * stored
               + outputs * (4 + 4 + 1 + 8))
     _require(reader.remaining + fields_size(LINEAR_FIELDS) == length,
              f"section length {reader.remaining + fields_size(LINEAR_FIELDS)} does not match "
              f"the {length} bytes its record implies")
-    weights = unpack_block_sparse(reader, shape, block, stored)
+    # the structure alone: the blocks' weights are the WEIGHT_STREAM section's
+    weights = unpack_block_sparse(reader, shape, block, stored, with_blocks=False)
     bias = reader.array("i32", outputs, "bias")
     start = reader.position
     multiplier = reader.array("u32", outputs, "multiplier")
@@ -504,6 +510,26 @@ def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
                        multiplier=multiplier, shift=shift, weight_scale=weight_scale,
                        input_scale=_positive_scale(fields["input_scale"], "input_scale"),
                        output_scale=_positive_scale(fields["output_scale"], "output_scale"))
+
+
+def _weight_stream(reader: ByteReader, linear: LinearImage,
+                   config: AcceleratorConfig) -> LinearImage:
+    """The linear's blocks from its weights as the layer engine fetches them."""
+    alignment = section_alignment(config, SectionKind.WEIGHT_STREAM)
+    _require(reader.position % alignment == 0,
+             f"starts at byte {reader.position}, not on a {alignment}-byte AXI burst of the "
+             f"config's layer engine")
+    hw = config.hardware
+    try:
+        blocks = unpack_stream_weights(reader.raw(reader.remaining, "weight stream"),
+                                       linear.weights, hw.array_rows, hw.array_cols,
+                                       hw.data_width)
+    except ValueError as error:
+        raise _SectionProblem(str(error)) from None
+    weights = linear.weights
+    matrix = BlockSparseMatrix(shape=weights.shape, block_shape=weights.block_shape,
+                               row_ptr=weights.row_ptr, col_idx=weights.col_idx, blocks=blocks)
+    return dataclasses.replace(linear, weights=matrix)
 
 
 def _program(reader: ByteReader, layer: dict) -> tuple:

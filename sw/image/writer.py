@@ -11,12 +11,12 @@ import zlib
 from sw.image.format import (BYTE_ORDER_MARK, CONTEXT_FIELDS, FILE_CRC_OFFSET, FORMAT_VERSION,
                              GELU_FIELDS, HEADER_FIELDS, HEADER_SIZE, LAYER_FIELDS,
                              LAYERNORM_FIELDS, LINEAR_FIELDS, MAGIC, MODEL_FIELDS, NO_LAYER,
-                             NO_TENSOR, RESIDUAL_FIELDS, SCALE_POINTS, SECTION_ALIGNMENT,
+                             NO_TENSOR, RESIDUAL_FIELDS, SCALE_POINTS,
                              SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE, SOFTMAX_FIELDS,
                              TENSOR_ROLES, ImageError, LayerImage, LinearImage, SectionKind,
-                             WeightImage)
+                             WeightImage, section_alignment)
 from sw.image.program import encode_program
-from sw.packing import ByteReader, ByteWriter, fields_size, pack_array, pack_block_sparse
+from sw.packing import ByteReader, ByteWriter, fields_size, pack_array, pack_stream_weights
 
 __all__ = ["encode_image", "seal"]
 
@@ -81,7 +81,8 @@ def _linear_section(linear: LinearImage) -> bytes:
         "pruning_block_cols": linear.pruning_block_shape[1],
         "stored_blocks": matrix.nnz_blocks, "reserved": 0,
         "input_scale": linear.input_scale, "output_scale": linear.output_scale})
-    writer.raw(pack_block_sparse(matrix))
+    writer.array(matrix.row_ptr, "u32")
+    writer.array(matrix.col_idx, "u32")
     writer.array(linear.bias, "i32")
     writer.array(linear.multiplier, "u32")
     writer.array(linear.shift, "u8")
@@ -102,9 +103,14 @@ def _sections(image: WeightImage) -> list[tuple[int, int, int, bytes]]:
         sections.append((SectionKind.LAYER, layer.index, NO_TENSOR, _layer_section(layer)))
         sections.append((SectionKind.LAYER_CONSTANTS, layer.index, NO_TENSOR,
                          _constants_section(layer)))
+        hw = image.config.hardware
         for tensor, role in enumerate(TENSOR_ROLES):
+            weights = layer.linears[role].weights
             sections.append((SectionKind.LINEAR, layer.index, tensor,
                              _linear_section(layer.linears[role])))
+            sections.append((SectionKind.WEIGHT_STREAM, layer.index, tensor,
+                             pack_stream_weights(weights, hw.array_rows, hw.array_cols,
+                                                 hw.data_width)))
         sections.append((SectionKind.PROGRAM, layer.index, NO_TENSOR,
                          encode_program(layer.program)))
     return sections
@@ -127,7 +133,7 @@ def encode_image(image: WeightImage) -> bytes:
     body = ByteWriter()
     entries = ByteWriter()
     for kind, layer, tensor, payload in sections:
-        padding = -offset % SECTION_ALIGNMENT
+        padding = -offset % section_alignment(image.config, kind)
         body.raw(bytes(padding))
         offset += padding
         entries.fields(SECTION_ENTRY_FIELDS, {

@@ -278,4 +278,4 @@ def test_default_geometry_depths_are_unchanged():
     layout = GEOMETRY.core_job_layout
     assert list(dict(layout.members)) == [
         "tokens", "in_tiles", "out_block_rows", "act_base", "act_stride", "out_base",
-        "out_stride", "row_ptr_base", "quant_base", "raw"]
+        "out_stride", "row_ptr_base", "quant_base", "raw", "streamed"]

@@ -20,7 +20,7 @@ from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning
 from sw.image.program import Buffer, Opcode, gather_fields, layer_program
 from sw.image.summary import summary_table
-from sw.packing import fields_size
+from sw.packing import fields_size, pack_stream_weights
 from sw.synthetic_deit import save_pruned_deit
 
 REMOVED_HEADS = {0: [1], 1: [0, 3]}
@@ -176,7 +176,7 @@ def test_written_outputs(exported, tmp_path):
     assert load_config(out / "params.json").to_json() == exported.config.to_json()
     assert json.loads((out / "manifest.json").read_text()) == document
     assert document["image"] == {"file": "weights.bin", "bytes": len(data),
-                                 "crc32": f"{zlib.crc32(data):08x}", "sections": 21}
+                                 "crc32": f"{zlib.crc32(data):08x}", "sections": 33}
     records = {record["name"]: record for record in document["tensors"]}
     q = records["layer1.q.weight"]
     matrix = exported.image.layers[1].linears["q"].weights
@@ -259,11 +259,21 @@ def test_sections_in_canonical_order(exported):
     kinds = [(entry.kind, entry.layer, entry.tensor) for entry in image.sections]
     assert kinds[:3] == [(SectionKind.CONFIG, 0xFFFF, 0xFFFF), (SectionKind.MODEL, 0xFFFF, 0xFFFF),
                          (SectionKind.FINAL_LAYERNORM, 0xFFFF, 0xFFFF)]
-    assert kinds[3:12] == ([(SectionKind.LAYER, 0, 0xFFFF),
+    assert kinds[3:18] == ([(SectionKind.LAYER, 0, 0xFFFF),
                             (SectionKind.LAYER_CONSTANTS, 0, 0xFFFF)]
-                           + [(SectionKind.LINEAR, 0, t) for t in range(6)]
+                           + [(kind, 0, t) for t in range(6)
+                              for kind in (SectionKind.LINEAR, SectionKind.WEIGHT_STREAM)]
                            + [(SectionKind.PROGRAM, 0, 0xFFFF)])
     assert all(entry.offset % 8 == 0 for entry in image.sections)
+    # a weight stream starts on an AXI burst of the config (tiny: 16 beats of 4 bytes) and
+    # holds the linear's weights in the order the engine computes its tiles
+    hw = image.config.hardware
+    for entry in image.sections:
+        if entry.kind == SectionKind.WEIGHT_STREAM:
+            assert entry.offset % 64 == 0
+            weights = image.layers[entry.layer].linears[TENSOR_ROLES[entry.tensor]].weights
+            assert exported.data[entry.offset:entry.offset + entry.length] == \
+                pack_stream_weights(weights, hw.array_rows, hw.array_cols, hw.data_width)
 
 
 def test_plain_vit_directory_keeps_everything(tmp_path):

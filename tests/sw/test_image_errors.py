@@ -412,3 +412,37 @@ def test_a_section_count_beyond_the_declared_size_is_refused_from_the_header(dat
     assert one_line(error) == (f"x: section count {1 << 30} (offset 20) needs a table up to byte "
                                f"{64 + (1 << 35)}, past the image's declared end (file_size "
                                f"{len(data)})")
+
+
+def test_a_weight_stream_must_hold_exactly_the_stored_blocks(data):
+    """A WEIGHT_STREAM one word short (its table entry's length cut, the word zeroed as the
+    padding it becomes) is refused naming the section and both byte counts."""
+    index, entry = next((i, e) for i, e in enumerate(sections(data))
+                        if e.kind == SectionKind.WEIGHT_STREAM and e.tensor == 4)
+    length_at = HEADER_SIZE + index * 32 + 16
+    end = entry.offset + entry.length
+    altered = patched(data, length_at, pack_array([entry.length - 4], "u64"))
+    altered = seal(patched(altered, end - 4, bytes(4)))
+    with pytest.raises(ImageError) as error:
+        parse_image(altered, source="x")
+    assert one_line(error) == (f"x: section {index} 'layer 0 fc1 (WEIGHT_STREAM)' (offset "
+                               f"{entry.offset}): {entry.length - 4} weight stream bytes, the "
+                               f"{entry.length // 64} stored blocks need {entry.length}")
+
+
+def test_a_weight_stream_must_start_on_an_axi_burst(data):
+    """Moved 8 bytes back into the zeros before it (its last 8 bytes' place becoming padding), a
+    stream is no longer where the engine fetches whole bursts from."""
+    entries = sections(data)
+    index, entry = next((i, e) for i, e in enumerate(entries) if i
+                        and e.kind == SectionKind.WEIGHT_STREAM
+                        and e.offset - (entries[i - 1].offset + entries[i - 1].length) >= 8)
+    stream = data[entry.offset:entry.offset + entry.length]
+    altered = patched(data, entry.offset - 8, stream + bytes(8))
+    altered = patched(altered, HEADER_SIZE + index * 32 + 8, pack_array([entry.offset - 8],
+                                                                        "u64"))
+    with pytest.raises(ImageError) as error:
+        parse_image(seal(altered), source="x")
+    assert one_line(error) == (f"x: section {index} '{entry.name}' (offset "
+                               f"{entry.offset - 8}): starts at byte {entry.offset - 8}, not on a "
+                               f"64-byte AXI burst of the config's layer engine")

@@ -442,3 +442,39 @@ def test_block_sparse_structure_is_checked():
     packed[8:12] = pack_array([2], "u32")                   # column 2 of a 2-column grid
     with pytest.raises(ImageFormatError, match="has block column 2, the matrix has 2"):
         unpack_block_sparse(ByteReader(bytes(packed)), (4, 8), (4, 4), 2)
+
+
+def test_stream_tiles_follow_the_block_sequencers_walk():
+    """Streamed weights are stored in compute order: block row, output tile, block, input tile
+    (a 1x1 array cuts each 2x1 block into two output tiles, visited for both blocks of the row
+    before the next output tile), unlike ``weight_tiles``' block-major memory order."""
+    from sw.packing import pack_stream_weights, stream_tiles
+    dense = np.array([[1, 0, 3],
+                      [2, 0, 4],
+                      [0, 5, 0],
+                      [0, 6, 0]])
+    matrix = BlockSparseMatrix.from_dense(dense, (2, 1))
+    assert stream_tiles(matrix, 1, 1).reshape(-1).tolist() == [1, 3, 2, 4, 5, 6]
+    assert weight_tiles(matrix, 1, 1).reshape(-1).tolist() == [1, 2, 3, 4, 5, 6]
+    assert pack_stream_weights(matrix, 1, 1, 8) == bytes([1, 3, 2, 4, 5, 6])
+    assert pack_stream_weights(matrix, 1, 1, 16) == b"\x01\x00\x03\x00\x02\x00\x04\x00" \
+                                                     b"\x05\x00\x06\x00"
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), density=st.floats(0, 1), width=st.sampled_from([4, 8, 16]))
+def test_stream_weights_round_trip(seed, density, width):
+    """unpack_stream_weights inverts pack_stream_weights given the BCSR structure alone."""
+    from sw.packing import pack_stream_weights, unpack_stream_weights
+    rng = np.random.default_rng(seed)
+    dense = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (16, 24))
+    keep = rng.random((2, 3)) < density
+    matrix = BlockSparseMatrix.from_dense(dense, (8, 8), keep=keep)
+    data = pack_stream_weights(matrix, 4, 4, width)
+    assert len(data) == matrix.nnz_blocks * 64 * width // 8
+    structure = BlockSparseMatrix(shape=matrix.shape, block_shape=matrix.block_shape,
+                                  row_ptr=matrix.row_ptr, col_idx=matrix.col_idx,
+                                  blocks=np.zeros_like(matrix.blocks))
+    assert np.array_equal(unpack_stream_weights(data, structure, 4, 4, width), matrix.blocks)
+    with pytest.raises(ValueError, match="weight stream bytes"):
+        unpack_stream_weights(data + b"\0", structure, 4, 4, width)
