@@ -44,6 +44,8 @@ class LayerCase:
     x: np.ndarray              #: (tokens, hidden) int16 layer input
     program: tuple
     token_pruning: object = None   #: the layer's TokenPruning (when its program gathers)
+    weight_file: str | None = None  #: the image file its weights stream from, if any
+    stream_bases: dict | None = None  #: that file's WEIGHT_STREAM offset of each linear
 
     def expected(self, trace: dict | None = None) -> np.ndarray:
         """The golden layer's output (the same program run by ``sw.golden.layer_program``)."""
@@ -107,15 +109,23 @@ def bench_cases(config) -> tuple[LayerCase, LayerCase]:
 
 def image_cases(image, x) -> list[LayerCase]:
     """Every layer of a weight image, fed the golden model's input for it (``x``: the int16
-    encoder input of one image, ``(tokens, hidden)``)."""
+    encoder input of one image, ``(tokens, hidden)``). An image read from a file
+    (``load_image``) streams its weights from that file itself: the co-simulation's AXI memory
+    holds the file's bytes, and each linear is fetched from its WEIGHT_STREAM section."""
+    from sw.image.format import SectionKind, TENSOR_ROLES
     from sw.image.golden import integer_layer
     from sw.golden.layer_program import run_layer_program
     cases = []
     x = np.asarray(x, dtype=np.int64)
     for layer_image in image.layers:
         layer = integer_layer(layer_image)
+        bases = None
+        if image.path is not None:
+            bases = {TENSOR_ROLES[e.tensor]: e.offset for e in image.sections
+                     if e.kind == SectionKind.WEIGHT_STREAM and e.layer == layer_image.index}
         cases.append(LayerCase(name=f"{image.config.name}.layer{layer_image.index}",
-                               layer=layer, x=x, program=tuple(layer_image.program)))
+                               layer=layer, x=x, program=tuple(layer_image.program),
+                               weight_file=image.path, stream_bases=bases))
         x = run_layer_program(layer_image.program, layer, x)
     return cases
 

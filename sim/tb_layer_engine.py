@@ -68,6 +68,7 @@ class LayerEngineTB(TransactionTB):
         self.paused = 0                  # cycles in which the AXI RAM paused a channel
         self.memory_pauses = False
         self.external_bytes = 0
+        self.memory_file = None          # the image file the AXI RAM holds, if any
 
     def _pauses(self, rng: random.Random):
         while True:
@@ -75,11 +76,13 @@ class LayerEngineTB(TransactionTB):
             self.paused += pause
             yield pause
 
-    def attach_memory(self, pause_seed: int | None = None) -> None:
-        """The external memory: an AXI RAM as large as the densest layer's streamed weights."""
+    def attach_memory(self, cases, pause_seed: int | None = None) -> None:
+        """The external memory: an AXI RAM as large as the densest layer's streamed weights or
+        the largest weight image the cases stream from."""
         params = self.engine.params
-        size = (params.gemm_capacity["weight"] * params.word_bytes
-                + len(TENSORS) * params.burst_bytes)
+        size = max([params.gemm_capacity["weight"] * params.word_bytes
+                    + len(TENSORS) * params.burst_bytes]
+                   + [os.path.getsize(c.weight_file) for c in cases if c.weight_file])
         self.memory = AxiRamRead(AxiReadBus.from_prefix(self.dut, "axi_"), self.dut.clk,
                                  size=-(-size // 4096) * 4096)
         logging.getLogger("cocotb.layer_engine.axi_").setLevel(logging.WARNING)
@@ -126,8 +129,14 @@ class LayerEngineTB(TransactionTB):
     async def load_layer(self, case) -> dict:
         """Everything the program needs; returns the load plan."""
         engine, layer = self.engine, case.layer
-        plan = load_plan(self.config, layer)
-        self.memory.write(0, plan.external)
+        plan = load_plan(self.config, layer, case.stream_bases)
+        if case.weight_file is None:
+            self.memory.write(0, plan.external)
+            self.memory_file = None
+        elif case.weight_file != self.memory_file:         # the image file itself
+            with open(case.weight_file, "rb") as handle:
+                self.memory.write(0, handle.read())
+            self.memory_file = case.weight_file
         self.external_bytes = plan.linear_words * self.engine.params.word_bytes
         o = self.gemm_offsets
         gemm_items = []
@@ -240,12 +249,12 @@ async def replay_layer(dut):
     await tb.reset(trace_addr=0)
     seed = os.environ.get("AXI_PAUSE_SEED")
     tb.memory_pauses = seed is not None
-    tb.attach_memory(None if seed is None else int(seed))
-    results = []
+    cases = []
     for path in os.environ["LAYER_CASE"].split(os.pathsep):
         with open(path, "rb") as handle:
-            case = pickle.load(handle)
-        results.append(await tb.run(case))
+            cases.append(pickle.load(handle))
+    tb.attach_memory(cases, None if seed is None else int(seed))
+    results = [await tb.run(case) for case in cases]
     with open(os.environ["LAYER_RESULT"], "w") as handle:
         json.dump(results, handle, indent=2)
     assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"

@@ -76,8 +76,11 @@ def build_layer_engine(config: AcceleratorConfig) -> "LayerEngine":
 class LayerEngine(wiring.Component):
     """Runs one layer program (see the module docstring).
 
-    Usage: while idle, load the scratchpad's INPUT rows, the program, the GEMM memories, the
-    constants and LayerNorm's gamma / beta through ``load`` (``hw.layer.loading`` says what);
+    Usage: put the linears' weights in the external memory behind ``axi`` (a weight image's
+    WEIGHT_STREAM sections, or ``hw.layer.loading.LoadPlan.external``); while idle, load the
+    scratchpad's INPUT rows, the program, the GEMM's block structure and constants, the
+    constants register and LayerNorm's gamma / beta through ``load`` (``hw.layer.loading``
+    says what);
     send a ``job``; wait for ``done``; read any scratchpad vector through ``read_addr`` /
     ``read_data``, each instruction's cycles through ``trace_addr`` / ``trace_data`` and the
     per-opcode counters.
@@ -85,6 +88,8 @@ class LayerEngine(wiring.Component):
     Members
     -------
     load : In(stream.Signature(StructLayout({"target", "addr", "data"})))
+    axi : Out(hw.memory.axi.AxiReadSignature)
+        The weight fetcher's AXI4 read port (``axi__araddr`` ... in Verilog).
     job : In(stream.Signature(unsigned(1)))
     done : Out(1)
     error : Out(1)

@@ -93,8 +93,13 @@ def _check_fits(layer: IntegerEncoderLayer, params: EngineParams) -> None:
                          f"{params.head_dim}")
 
 
-def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan:
+def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer,
+              stream_bases: dict | None = None) -> LoadPlan:
     """The GEMM memory contents and tensor table that run ``layer`` on ``config``'s engine.
+
+    ``stream_bases``: the byte each linear's weights start at in an external memory that
+    already holds them (a weight image's WEIGHT_STREAM sections, ``{role: offset}``); without
+    it the plan lays them out itself from byte 0 (``LoadPlan.external``).
 
     Raises
     ------
@@ -117,7 +122,10 @@ def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer) -> LoadPlan
         nonlocal place
         image = pack_resident_weight(matrix, bias, multiplier, shift, **place, **widths)
         stream_base = stream_words = 0
-        if not staged:                              # the stager writes staged weights
+        if not staged and stream_bases is not None:
+            stream_base = stream_bases[name]
+            stream_words = len(image.col_idx) * params.words_per_block
+        elif not staged:                            # the stager writes staged weights
             external.extend(bytes(-len(external) % params.burst_bytes))
             stream_base = len(external)
             streamed = pack_stream_weights(matrix, r, c, hw.data_width)

@@ -280,7 +280,8 @@ class LayerImage:
 class WeightImage:
     """A whole image: the accelerator config, the model, its layers.
 
-    ``sections`` and ``file_size`` are filled in by the loader (empty / 0 before writing).
+    ``sections`` and ``file_size`` are filled in by the loader (empty / 0 before writing),
+    ``path`` by ``load_image`` (the file the co-simulation's AXI memory is loaded with).
     """
 
     config: AcceleratorConfig
@@ -289,4 +290,5 @@ class WeightImage:
     layers: tuple                  #: LayerImage per encoder layer
     sections: tuple = field(default=())
     file_size: int = 0
+    path: str | None = None
 
