@@ -81,7 +81,7 @@ def load_image(path: str | os.PathLike) -> WeightImage:
         raise ImageError(f"{source}: is a directory, not an image file") from None
     except OSError as error:
         raise ImageError(f"{source}: cannot read ({error.strerror})") from None
-    return dataclasses.replace(parse_image(data, source=source), path=source)
+    return dataclasses.replace(parse_image(data, source=source), path=os.path.abspath(source))
 
 
 def parse_image(data: bytes, *, source: str = "<bytes>") -> WeightImage:
