@@ -138,7 +138,8 @@ class LayerEngine(wiring.Component):
             program_depth=self._program_depth, affine_shape=affine,
             affine_depth=2 * self._affine_beats, scratch_depth=mm.depth, lanes=mm.lanes,
             gemm_command=gemm_load)
-        self._scratchpad = ScratchpadArbiter(depth=mm.depth, lanes=mm.lanes)
+        self._scratchpad = ScratchpadArbiter(depth=mm.depth, lanes=mm.lanes, memories=mm.memories,
+                                             offset_bits=mm.offset_bits)
         super().__init__({
             "load": In(stream.Signature(self._load_layout)),
             "job": In(stream.Signature(unsigned(1))),
