@@ -14,12 +14,13 @@ the buffers of one element type live in one physical memory of ``C`` lanes that 
 share one flat vector address space: the top bits of an address (from ``offset_bits`` up) pick
 the memory, the rest is the vector within it. Every buffer is a region of ``tokens`` rows; row
 ``r``, vector ``w`` of a buffer is at ``base + r * stride + w``, with ``stride`` the vectors of
-the buffer's widest row. Regions of one memory whose live ranges in the densest program
-(``sw.scratchpad_regions``) never overlap share vectors: first fit, largest region first. That is the GEMM engine's row-major activation and output layout, so a
+the buffer's widest row. That is the GEMM engine's row-major activation and output layout, so a
 GEMM reads its input from, and writes its output into, the regions directly; a head's columns of
 Q, K, V or CONTEXT start ``head * head_dim / C`` vectors into the row. Scores and probabilities
 are rows over the *keys*, padded to ``keys`` (a multiple of the block shape and the array)
-because the key and value matrices become GEMM weights.
+because the key and value matrices become GEMM weights. Regions of one memory whose live ranges
+in the densest program (``sw.scratchpad_regions``) never overlap share vectors: first fit,
+largest region first.
 
 >>> from sw.config import load_config
 >>> params = EngineParams.from_config(load_config("tiny"))
@@ -119,7 +120,7 @@ class Region:
     base: int
     stride: int
     rows: int
-    memory: int = 0
+    memory: int
 
     @property
     def vectors(self) -> int:
@@ -141,8 +142,8 @@ class LayerMemoryMap:
     heads: int
     ffn: int
     regions: dict              #: Buffer -> Region
-    memories: tuple = ()       #: ScratchMemory per element type, by index
-    offset_bits: int = 0       #: address bits within one memory; the bits above pick it
+    memories: tuple            #: ScratchMemory per element type, by index
+    offset_bits: int           #: address bits within one memory; the bits above pick it
 
     @classmethod
     def from_config(cls, config: AcceleratorConfig) -> "LayerMemoryMap":
