@@ -26,8 +26,12 @@ shared.
 
 >>> from sw.config import load_config
 >>> memories = onchip_memories(load_config("tiny"))
->>> [(m.name, m.depth, m.width, m.bytes) for m in memories[:4]]
-[('scratchpad.int16', 544, 64, 4352.0), ('scratchpad.int8', 1088, 32, 4352.0), ('scratchpad.int32', 102, 128, 1632.0), ('scratchpad.uint8', 102, 32, 408.0)]
+>>> for memory in memories[:4]:
+...     print(memory.name, memory.depth, memory.width, memory.bytes)
+scratchpad.int16 544 64 4352.0
+scratchpad.int8 1088 32 4352.0
+scratchpad.int32 102 128 1632.0
+scratchpad.uint8 102 32 408.0
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sw.config import AcceleratorConfig
 from sw.image.program import layer_program
 from sw.isa import UNUSED, Buffer, Instruction, Opcode
 
@@ -116,7 +117,6 @@ def program_of(config: AcceleratorConfig):
                          token_keep=1)
 
 
-
 def _vectors(memory_map, buffer: Buffer, rows: int) -> tuple[int, slice]:
     region = memory_map.regions[buffer]
     index, offset = memory_map.split(region.base)
@@ -141,8 +141,8 @@ def _replay_owners(program, memory_map):
         read = {}
         for source in sources:
             read[source] = _vectors(memory_map, source, rows)
-            yield "read", position, instruction, source, shadow[read[source][0]][
-                read[source][1]]
+            index, vectors = read[source]
+            yield "read", position, instruction, source, shadow[index][vectors]
         if instruction.opcode == Opcode.TOKEN_GATHER:
             rows = instruction.arg
         if instruction.dst == UNUSED:
