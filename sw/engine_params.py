@@ -6,20 +6,28 @@ FFN rounding step, the scratchpad's memory map, memory capacities, the engine's 
 ``EngineParams.from_config(config)``, the way coreblocks' components take theirs from one
 ``GenParams``; nobody recomputes them. Pure Python: no Amaranth.
 
-The scratchpad is one memory of *vectors*: ``C = array_cols`` lanes of :data:`LANE_WIDTH`-bit
-signed values (int8 activations, int16 residual values, int32 scores and Q0.8 probabilities all
-sign- or zero-extended). Every buffer of ``sw.isa.Buffer`` is a region of ``tokens`` rows; row
+The scratchpad holds *vectors*: ``C = array_cols`` lanes, each read as a :data:`LANE_WIDTH`-bit
+signed value. Each buffer of ``sw.isa.Buffer`` has an element type (:func:`element_types`:
+int8 activations, int16 residual values, int32 scores, unsigned 8-bit Q0.8 probabilities), and
+the buffers of one element type live in one physical memory of ``C`` lanes that wide
+(:class:`ScratchMemory`); reads sign- or zero-extend the lanes back to 32 bits. The memories
+share one flat vector address space: the top bits of an address (from ``offset_bits`` up) pick
+the memory, the rest is the vector within it. Every buffer is a region of ``tokens`` rows; row
 ``r``, vector ``w`` of a buffer is at ``base + r * stride + w``, with ``stride`` the vectors of
 the buffer's widest row. That is the GEMM engine's row-major activation and output layout, so a
 GEMM reads its input from, and writes its output into, the regions directly; a head's columns of
 Q, K, V or CONTEXT start ``head * head_dim / C`` vectors into the row. Scores and probabilities
 are rows over the *keys*, padded to ``keys`` (a multiple of the block shape and the array)
-because the key and value matrices become GEMM weights.
+because the key and value matrices become GEMM weights. Regions of one memory whose live ranges
+in the densest program (``sw.scratchpad_regions``) never overlap share vectors: first fit,
+largest region first.
 
 >>> from sw.config import load_config
 >>> params = EngineParams.from_config(load_config("tiny"))
 >>> params.words_per_block, params.keys, params.ffn_step, params.memory_map.depth
-(16, 24, 8, 4284)
+(16, 24, 8, 6246)
+>>> [(memory.name, memory.depth) for memory in params.memory_map.memories]
+[('int16', 544), ('int8', 1088), ('int32', 102), ('uint8', 102)]
 >>> params.role_shapes["fc1"], params.role_shapes["keys"]
 ((128, 64), (24, 16))
 >>> EngineParams.from_config(load_config("tiny")) is params       # built once per config
@@ -33,11 +41,13 @@ import math
 from dataclasses import dataclass
 
 from sw.config import AcceleratorConfig, ConfigError, block_words
-from sw.image.program import layer_program
+from sw.golden.encoder_layer import PROBABILITY_BITS, RESIDUAL_BITS
 from sw.isa import TENSOR_ROLES, Buffer
+from sw.scratchpad_regions import first_fit, live_ranges, program_of
 
-__all__ = ["LANE_WIDTH", "ENGINE_TENSORS", "KEYS", "VALUES", "LayerEngineError", "Region",
-           "LayerMemoryMap", "EngineParams"]
+__all__ = ["LANE_WIDTH", "ENGINE_TENSORS", "KEYS", "VALUES", "LayerEngineError",
+           "ElementType", "element_types", "ScratchMemory", "Region", "LayerMemoryMap",
+           "EngineParams"]
 
 #: Bits of one scratchpad lane.
 LANE_WIDTH = 32
@@ -52,19 +62,69 @@ _HIDDEN = (Buffer.INPUT, Buffer.LN1, Buffer.ATTN, Buffer.RESIDUAL1, Buffer.LN2, 
 _ATTENTION = (Buffer.Q, Buffer.K, Buffer.V, Buffer.CONTEXT)
 _KEYS = (Buffer.SCORES, Buffer.PROBS)
 _FFN = (Buffer.FC1, Buffer.GELU)
+_RESIDUAL_STREAM = (Buffer.INPUT, Buffer.RESIDUAL1, Buffer.OUTPUT)
 
 
 class LayerEngineError(ValueError):
     """The config cannot be built as a layer engine (the message names the field)."""
 
 
+@dataclass(frozen=True, order=True)
+class ElementType:
+    """What one lane of a buffer holds: ``bits`` bits, two's complement when ``signed``."""
+
+    bits: int
+    signed: bool
+
+    @property
+    def name(self) -> str:
+        return f"{'int' if self.signed else 'uint'}{self.bits}"
+
+
+def element_types(config: AcceleratorConfig) -> dict:
+    """``{Buffer: ElementType}``, the one table of what each buffer's lanes hold.
+
+    The golden layer (``sw.golden.encoder_layer``) bounds every value: the residual stream
+    (INPUT, RESIDUAL1, OUTPUT) is ``RESIDUAL_BITS`` signed; SCORES are the GEMM's raw
+    ``acc_width``-bit sums; PROBS are ``softmax_int``'s unsigned Q0.``PROBABILITY_BITS``
+    probabilities, saturated to ``[0, 2**PROBABILITY_BITS - 1]``; everything else is a
+    requantized ``data_width``-bit activation (LayerNorm, GEMM, GELU outputs).
+    """
+    hw = config.hardware
+    types = {buffer: ElementType(hw.data_width, True) for buffer in Buffer}
+    types.update({buffer: ElementType(RESIDUAL_BITS, True) for buffer in _RESIDUAL_STREAM})
+    types[Buffer.SCORES] = ElementType(hw.acc_width, True)
+    types[Buffer.PROBS] = ElementType(PROBABILITY_BITS, False)
+    return types
+
+
+@dataclass(frozen=True)
+class ScratchMemory:
+    """One physical memory of the scratchpad: ``depth`` vectors of ``element`` lanes, at
+    addresses ``index << offset_bits`` onwards of the flat address space."""
+
+    index: int
+    element: ElementType
+    depth: int
+
+    @property
+    def name(self) -> str:
+        return self.element.name
+
+
 @dataclass(frozen=True)
 class Region:
-    """One buffer: ``rows`` rows of ``stride`` vectors from ``base``."""
+    """One buffer: ``rows`` rows of ``stride`` vectors from ``base`` (a flat address), in
+    scratchpad memory ``memory`` (an index of ``LayerMemoryMap.memories``)."""
 
     base: int
     stride: int
     rows: int
+    memory: int
+
+    @property
+    def vectors(self) -> int:
+        return self.stride * self.rows
 
     def address(self, row: int, vector: int = 0) -> int:
         return self.base + row * self.stride + vector
@@ -82,6 +142,8 @@ class LayerMemoryMap:
     heads: int
     ffn: int
     regions: dict              #: Buffer -> Region
+    memories: tuple            #: ScratchMemory per element type, by index
+    offset_bits: int           #: address bits within one memory; the bits above pick it
 
     @classmethod
     def from_config(cls, config: AcceleratorConfig) -> "LayerMemoryMap":
@@ -97,8 +159,16 @@ class LayerMemoryMap:
 
     @property
     def depth(self) -> int:
-        """Vectors of the scratchpad."""
+        """Flat addresses of the scratchpad: one past its highest vector address."""
         return max(r.base + r.stride * r.rows for r in self.regions.values())
+
+    def memory_of(self, buffer: Buffer) -> ScratchMemory:
+        """The physical memory that holds ``buffer``'s region."""
+        return self.memories[self.regions[buffer].memory]
+
+    def split(self, address: int) -> tuple[int, int]:
+        """``(memory index, vector within that memory)`` of a flat address."""
+        return address >> self.offset_bits, address & ((1 << self.offset_bits) - 1)
 
     @property
     def max_stride(self) -> int:
@@ -173,8 +243,7 @@ class EngineParams:
             capacity["row_ptr"] += out_features // hw.block_rows + 1
             capacity["col_idx"] += (out_features // hw.block_rows) * (in_features // hw.block_cols)
             capacity["quant"] += out_features // lanes
-        # the densest program: every head, and a gather
-        program = layer_program(range(m.num_heads), tokens=m.tokens, token_keep=1)
+        program = program_of(config)
         return EngineParams(
             config=config, array_rows=hw.array_rows, lanes=lanes, block_rows=hw.block_rows,
             block_cols=hw.block_cols,
@@ -210,11 +279,23 @@ def _memory_map(config: AcceleratorConfig, keys: int) -> LayerMemoryMap:
     widths = {**{b: m.hidden_size for b in _HIDDEN},
               **{b: m.num_heads * m.head_dim for b in _ATTENTION},
               **{b: keys for b in _KEYS}, **{b: m.ffn_size for b in _FFN}}
-    regions, base = {}, 0
+    strides = {buffer: math.ceil(widths[buffer] / lanes) for buffer in Buffer}
+    types = element_types(config)
+    elements = list(dict.fromkeys(types[buffer] for buffer in Buffer))   # first use decides
+    ranges = live_ranges(program_of(config))
+    offsets, depths = {}, []
+    for element in elements:
+        sizes = {b: strides[b] * m.tokens for b in Buffer if types[b] == element}
+        offsets.update(first_fit(sizes, ranges))
+        depths.append(max(offsets[b] + sizes[b] for b in sizes))
+    offset_bits = max(1, max(depth - 1 for depth in depths).bit_length())
+    memories = tuple(ScratchMemory(index, element, depth)
+                     for index, (element, depth) in enumerate(zip(elements, depths)))
+    regions = {}
     for buffer in Buffer:
-        stride = math.ceil(widths[buffer] / lanes)
-        regions[buffer] = Region(base=base, stride=stride, rows=m.tokens)
-        base += stride * m.tokens
+        index = elements.index(types[buffer])
+        regions[buffer] = Region(base=(index << offset_bits) + offsets[buffer],
+                                 stride=strides[buffer], rows=m.tokens, memory=index)
     return LayerMemoryMap(lanes=lanes, tokens=m.tokens, keys=keys, hidden=m.hidden_size,
                           head_dim=m.head_dim, heads=m.num_heads, ffn=m.ffn_size,
-                          regions=regions)
+                          regions=regions, memories=memories, offset_bits=offset_bits)

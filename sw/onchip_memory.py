@@ -14,21 +14,30 @@ per read port (each copy behind the one write port), each copy tiled by the DP16
 memories (FIFOs, short tables) to LUT RAM or flip-flops instead; the figure is what they would
 take as block RAM.
 
+The scratchpad is one memory per element type (``sw.engine_params``: ``scratchpad.int8``,
+``scratchpad.int16``, ...), each vector ``lanes`` elements of that width, its regions sharing
+vectors where their live ranges allow.
+
 ``python -m sw.onchip_memory --config deit_b16 [--regions]`` prints the table that
 ``make verilog`` prints, without generating anything; ``--regions`` adds the scratchpad's regions
-(``sw.scratchpad_regions``: bytes today and packed by element width, live ranges in the densest
-program, the pairs that could share memory and the least memory sharing could get by with).
+(memory, offset, bytes and live range in the densest program, ``sw.scratchpad_regions``), the
+pairs that share memory, and the scratchpad's bytes in 32-bit lanes, packed, and packed and
+shared.
 
 >>> from sw.config import load_config
 >>> memories = onchip_memories(load_config("tiny"))
->>> scratchpad = memories[0]
->>> scratchpad.name, scratchpad.depth, scratchpad.width, scratchpad.bytes
-('scratchpad.memory', 4284, 128, 68544.0)
+>>> for memory in memories[:4]:
+...     print(memory.name, memory.depth, memory.width, memory.bytes)
+scratchpad.int16 544 64 4352.0
+scratchpad.int8 1088 32 4352.0
+scratchpad.int32 102 128 1632.0
+scratchpad.uint8 102 32 408.0
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import sys
 from dataclasses import dataclass
@@ -63,7 +72,7 @@ BETA_WIDTH = 41
 class OnChipMemory:
     """One memory of the engine: ``depth`` words of ``width`` bits, read by ``read_ports``."""
 
-    name: str          #: path in the design (``scratchpad.memory``, ``gemm.weight_mem``)
+    name: str          #: path in the design (``scratchpad.int8``, ``gemm.weight_mem``)
     depth: int
     width: int
     read_ports: int
@@ -127,8 +136,10 @@ def onchip_memories(config: AcceleratorConfig) -> tuple[OnChipMemory, ...]:
     affine_word = (gamma_width + BETA_WIDTH) * layernorm.lanes
     memory = OnChipMemory
     return (
-        memory("scratchpad.memory", mm.depth, lanes * LANE_WIDTH, 3,
-               "every buffer of the program, C x 32-bit lanes per vector"),
+        *(memory(f"scratchpad.{s.name}", s.depth, lanes * s.element.bits, 3,
+                 "regions " + " ".join(b.name for b, r in mm.regions.items()
+                                       if r.memory == s.index))
+          for s in mm.memories),
         memory("gemm.weight_mem", params.staged_words, lanes * hw.data_width, 1,
                "staged keys and values of one head (the linears stream)"),
         memory("fetcher.buffer.storage", params.stream_words - 1,
@@ -189,26 +200,37 @@ def memory_table(memories) -> str:
 
 
 def region_table(config: AcceleratorConfig) -> str:
-    """The scratchpad's regions in ``config``'s densest program (``sw.scratchpad_regions``):
-    element bits, bytes today (32-bit lanes) and packed, live range; then the disjoint pairs
-    and the most bytes live at once, today and packed."""
-    from sw.scratchpad_regions import (disjoint_pairs, element_bits, live_ranges, peak_live,
-                                       program_of, region_bytes)
-    bits, ranges = element_bits(config), live_ranges(program_of(config))
-    today, packed = region_bytes(config), region_bytes(config, packed=True)
-    lines = [f"{'region':10} {'bits':>4} {'bytes today':>14} {'bytes packed':>14} {'live':>9}"]
-    for buffer in today:
+    """The scratchpad's regions (``sw.engine_params`` memory map, live ranges of the densest
+    program from ``sw.scratchpad_regions``): memory, vector offset in it, vectors, bytes, live
+    range; then the pairs of regions sharing vectors, and the scratchpad's bytes with every
+    element in a 32-bit lane, packed by element type, and packed and shared."""
+    from sw.scratchpad_regions import live_ranges, peak_live, program_of
+    mm = EngineParams.from_config(config).memory_map
+    ranges = live_ranges(program_of(config))
+    lines = [f"{'region':10} {'memory':7} {'offset':>8} {'vectors':>8} {'bytes':>12} "
+             f"{'live':>9}"]
+    packed = {}
+    for buffer, region in mm.regions.items():
+        memory = mm.memory_of(buffer)
+        _, offset = mm.split(region.base)
+        packed[buffer] = region.vectors * mm.lanes * memory.element.bits // 8
         live = ranges[buffer]
-        lines.append(f"{buffer.name:10} {bits[buffer]:4d} {today[buffer]:14,d} "
-                     f"{packed[buffer]:14,d} {live.first:4d}..{live.last:<3d}")
-    lines.append(f"{'total':10} {'':4} {sum(today.values()):14,d} {sum(packed.values()):14,d}")
-    pairs = disjoint_pairs(ranges)
-    n = len(ranges)
-    lines.append(f"{len(pairs)} of {n * (n - 1) // 2} region pairs have disjoint live ranges")
-    for what, sizes in (("today", today), ("packed", packed)):
-        position, total = peak_live(ranges, sizes)
-        lines.append(f"most bytes live at once ({what}): {total:,d} at instruction {position} "
-                     f"({total / 2**20:.3f} MiB)")
+        lines.append(f"{buffer.name:10} {memory.name:7} {offset:8d} {region.vectors:8d} "
+                     f"{packed[buffer]:12,d} {live.first:4d}..{live.last:<3d}")
+    shared = []
+    for a, b in itertools.combinations(mm.regions, 2):
+        ra, rb = mm.regions[a], mm.regions[b]
+        if ra.memory == rb.memory and ra.base < rb.base + rb.vectors \
+                and rb.base < ra.base + ra.vectors:
+            shared.append(f"{a.name}/{b.name}")
+    lines.append(f"{len(shared)} region pairs share vectors: {' '.join(shared)}")
+    lanes32 = sum(r.vectors for r in mm.regions.values()) * mm.lanes * LANE_WIDTH // 8
+    memories = sum(s.depth * mm.lanes * s.element.bits for s in mm.memories) // 8
+    position, peak = peak_live(ranges, packed)
+    for what, total in (("in 32-bit lanes", lanes32), ("packed", sum(packed.values())),
+                        ("packed and shared", memories),
+                        (f"live at once at most (instruction {position})", peak)):
+        lines.append(f"scratchpad bytes {what}: {total:,d} ({total / 2**20:.3f} MiB)")
     return "\n".join(lines)
 
 

@@ -1,39 +1,38 @@
-"""What the scratchpad's regions need: their element widths, their bytes stored in 32-bit lanes
-or packed by element width, and their live ranges in a layer program (the input of sharing
-memory between regions that are never live at the same time).
-
-Today every region stores one element per :data:`sw.engine_params.LANE_WIDTH`-bit lane
-(``sw.engine_params``' module docstring). Packed, a 32-bit word holds ``32 // bits`` elements
-(four int8, two int16, one int32), each row starting on a word.
+"""The scratchpad's regions in a layer program: their live ranges, the first-fit allocation
+that lets regions never live at the same time share memory, and an independent check that a
+program never reads a vector another region overwrote.
 
 A buffer is *live* from the instruction that first writes it to the last instruction that reads
 it (inclusive: an instruction that reads one buffer while writing another needs both). INPUT is
 written before the program starts (position -1, the load) and OUTPUT read after it ends
 (position ``len(program)``, the read-back). Two regions may share memory only when their live
-ranges are disjoint.
+ranges are disjoint; ``sw.engine_params`` places the regions of each scratchpad memory with
+:func:`first_fit` over the live ranges of :func:`program_of` (the densest program).
+:func:`overwritten_reads` replays a program's writes and reads on the memory map, vector by
+vector, without using the live ranges.
 
 >>> from sw.image.program import layer_program
 >>> ranges = live_ranges(layer_program([0, 1], tokens=17, token_keep=17))
 >>> ranges[Buffer.INPUT], ranges[Buffer.SCORES], ranges[Buffer.OUTPUT]
 (LiveRange(first=-1, last=11), LiveRange(first=4, last=8), LiveRange(first=16, last=18))
+>>> offsets = first_fit({Buffer.LN1: 4, Buffer.FC1: 6, Buffer.GELU: 6}, ranges)
+>>> {buffer.name: offset for buffer, offset in offsets.items()}     # LN1 fits under FC1
+{'FC1': 0, 'GELU': 6, 'LN1': 0}
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from sw.config import AcceleratorConfig
-from sw.engine_params import LANE_WIDTH, EngineParams
-from sw.golden.encoder_layer import PROBABILITY_BITS, RESIDUAL_BITS
 from sw.image.program import layer_program
-from sw.isa import UNUSED, Buffer, Instruction
+from sw.isa import UNUSED, Buffer, Instruction, Opcode
 
-__all__ = ["LiveRange", "live_ranges", "disjoint_pairs", "peak_live", "element_bits",
-           "region_bytes", "program_of"]
-
-_RESIDUAL_STREAM = (Buffer.INPUT, Buffer.RESIDUAL1, Buffer.OUTPUT)
+__all__ = ["LiveRange", "live_ranges", "disjoint_pairs", "peak_live", "first_fit",
+           "program_of", "overwritten_reads", "intact_at_end"]
 
 
 @dataclass(frozen=True)
@@ -92,33 +91,23 @@ def peak_live(ranges: dict, sizes: dict) -> tuple[int, int]:
     return -position, total
 
 
-def element_bits(config: AcceleratorConfig) -> dict:
-    """``{Buffer: bits of one element}`` (``sw.isa.Buffer``'s comments): int16 residual
-    stream, int32 (``acc_width``) scores, ``PROBABILITY_BITS`` probabilities, int8
-    (``data_width``) everything else."""
-    hw = config.hardware
-    bits = {buffer: hw.data_width for buffer in Buffer}
-    bits.update({buffer: RESIDUAL_BITS for buffer in _RESIDUAL_STREAM})
-    bits[Buffer.SCORES], bits[Buffer.PROBS] = hw.acc_width, PROBABILITY_BITS
-    return bits
-
-
-def region_bytes(config: AcceleratorConfig, *, packed: bool = False) -> dict:
-    """``{Buffer: bytes of its region}``: ``rows x stride`` vectors of ``lanes x 32`` bits as
-    the memory map lays them out today, or, ``packed``, each row's elements packed
-    ``32 // bits`` to a 32-bit word (rows start on a word)."""
-    params = EngineParams.from_config(config)
-    mm, bits = params.memory_map, element_bits(config)
-    word_bytes = LANE_WIDTH // 8
-    result = {}
-    for buffer, region in mm.regions.items():
-        if packed:
-            per_word = LANE_WIDTH // bits[buffer]
-            elements = region.stride * mm.lanes        # a row's elements, padded to vectors
-            result[buffer] = region.rows * math.ceil(elements / per_word) * word_bytes
-        else:
-            result[buffer] = region.rows * region.stride * mm.lanes * word_bytes
-    return result
+def first_fit(sizes: dict, ranges: dict) -> dict:
+    """``{Buffer: offset}``: each buffer of ``sizes`` (any unit) at the lowest offset where it
+    overlaps no region already placed whose live range (``ranges``) overlaps its own, the
+    largest first (ties in buffer order). A buffer missing from ``ranges`` is live throughout."""
+    always = LiveRange(-1 << 62, 1 << 62)
+    offsets = {}
+    for buffer in sorted(sizes, key=lambda b: (-sizes[b], b)):
+        live = ranges.get(buffer, always)
+        taken = sorted((offsets[other], offsets[other] + sizes[other]) for other in offsets
+                       if ranges.get(other, always).overlaps(live))
+        offset = 0
+        for start, end in taken:
+            if offset + sizes[buffer] <= start:
+                break
+            offset = max(offset, end)
+        offsets[buffer] = offset
+    return offsets
 
 
 def program_of(config: AcceleratorConfig):
@@ -127,3 +116,75 @@ def program_of(config: AcceleratorConfig):
     return layer_program(range(config.model.num_heads), tokens=config.model.tokens,
                          token_keep=1)
 
+
+def _vectors(memory_map, buffer: Buffer, rows: int) -> tuple[int, slice]:
+    region = memory_map.regions[buffer]
+    index, offset = memory_map.split(region.base)
+    return index, slice(offset, offset + rows * region.stride)
+
+
+def _replay_owners(program, memory_map):
+    """Replays ``program`` on a shadow of the scratchpad holding, per vector, the buffer that
+    last wrote it (-1: nothing). Yields ``("read", position, instruction, buffer, owners)``
+    before each read (the read-back of OUTPUT is position ``len(program)``, instruction None),
+    ``("clobber", position, instruction, source, None)`` where an instruction's destination
+    overlaps a source it reads while writing, and last ``("end", None, None, written,
+    shadow)``, ``written`` the ``(memory, vectors)`` each buffer last wrote. Rows: every token
+    until a TOKEN_GATHER, its ``arg`` after it."""
+    shadow = [np.full(memory.depth, -1) for memory in memory_map.memories]
+    rows = memory_map.tokens
+    written = {Buffer.INPUT: _vectors(memory_map, Buffer.INPUT, rows)}
+    index, vectors = written[Buffer.INPUT]
+    shadow[index][vectors] = Buffer.INPUT                  # the load
+    for position, instruction in enumerate(program):
+        sources = [Buffer(s) for s in (instruction.src_a, instruction.src_b) if s != UNUSED]
+        read = {}
+        for source in sources:
+            read[source] = _vectors(memory_map, source, rows)
+            index, vectors = read[source]
+            yield "read", position, instruction, source, shadow[index][vectors]
+        if instruction.opcode == Opcode.TOKEN_GATHER:
+            rows = instruction.arg
+        if instruction.dst == UNUSED:
+            continue
+        index, vectors = written[Buffer(instruction.dst)] = _vectors(
+            memory_map, Buffer(instruction.dst), rows)
+        for source, (s_index, s_vectors) in read.items():
+            if source != instruction.dst and s_index == index and \
+                    vectors.start < s_vectors.stop and s_vectors.start < vectors.stop:
+                yield "clobber", position, instruction, source, None
+        shadow[index][vectors] = instruction.dst
+    index, vectors = _vectors(memory_map, Buffer.OUTPUT, rows)
+    yield "read", len(program), None, Buffer.OUTPUT, shadow[index][vectors]
+    yield "end", None, None, written, shadow
+
+
+def overwritten_reads(program, memory_map) -> list[str]:
+    """Every read of ``program`` (and the read-back of OUTPUT) that would find vectors another
+    buffer wrote since the buffer's own write, one line each (empty: the memory map's sharing is
+    safe for ``program``). Rows as the engine runs them (all tokens, then a gather's kept ones);
+    a unit writing its destination over a source it still reads counts too (an in-place gather,
+    destination and source one buffer, does not)."""
+    problems = []
+    for event, position, instruction, buffer, owners in _replay_owners(program, memory_map):
+        what = "the read-back" if instruction is None else \
+            f"instruction {position} ({instruction})"
+        if event == "clobber":
+            problems.append(f"{what} reads {buffer.name}, but its destination "
+                            f"{Buffer(instruction.dst).name} overwrites it")
+        elif event == "read":
+            foreign = owners[owners != buffer]
+            if foreign.size:
+                holders = ", ".join(Buffer(o).name if o >= 0 else "nothing"
+                                    for o in sorted(set(foreign.tolist())))
+                problems.append(f"{what} reads {buffer.name}, but {foreign.size} of its "
+                                f"vectors hold {holders}")
+    return problems
+
+
+def intact_at_end(program, memory_map) -> set:
+    """Buffers whose vectors still hold what they last wrote when ``program`` ends (all the rows
+    they wrote): the ones a testbench can read back after the run."""
+    *_, (_, _, _, written, shadow) = _replay_owners(program, memory_map)
+    return {buffer for buffer, (index, vectors) in written.items()
+            if (shadow[index][vectors] == buffer).all()}

@@ -148,7 +148,8 @@ class LayerEngine(wiring.Component):
             program_depth=self._program_depth, affine_shape=affine,
             affine_depth=2 * self._affine_beats, scratch_depth=mm.depth, lanes=mm.lanes,
             gemm_command=gemm_load)
-        self._scratchpad = ScratchpadArbiter(depth=mm.depth, lanes=mm.lanes)
+        self._scratchpad = ScratchpadArbiter(depth=mm.depth, lanes=mm.lanes, memories=mm.memories,
+                                             offset_bits=mm.offset_bits)
         self._fetcher = WeightFetcher(
             word_shape=g.word_shapes[GemmTarget.WEIGHT], depth=params.stream_words,
             burst_beats=params.burst_beats, max_outstanding=params.max_outstanding,

@@ -2,17 +2,23 @@
 
 The pinned numbers are the ones the generator, the loading plan and the cycle model derived
 each on their own before ``EngineParams`` (measured at commit a9fb700), so the move changed
-no value.
+no value; the memory map's are the packed, shared layout of issue 16 item 2.
 """
 
 import doctest
 
+import numpy as np
 import pytest
 
 import sw.engine_params
 from sw.config import load_config
-from sw.engine_params import ENGINE_TENSORS, EngineParams, LayerEngineError, LayerMemoryMap
+from sw.engine_params import (ENGINE_TENSORS, ElementType, EngineParams, LayerEngineError,
+                              LayerMemoryMap, element_types)
+from sw.golden.layer_program import run_layer_program
+from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
+from sw.image.program import layer_program
 from sw.isa import Buffer
+from sw.scratchpad_regions import live_ranges, program_of
 
 
 def test_tiny_params_are_the_values_derived_before():
@@ -20,15 +26,15 @@ def test_tiny_params_are_the_values_derived_before():
     assert (params.words_per_block, params.keys, params.ffn_step, params.program_capacity) == \
         (16, 24, 8, 26)
     assert params.gemm_capacity == {"weight": 8384, "row_ptr": 69, "col_idx": 524, "quant": 122}
-    assert params.memory_map.depth == 4284
+    assert (params.memory_map.depth, params.memory_map.offset_bits) == (6246, 11)
     assert [(b, r.base, r.stride) for b, r in list(params.memory_map.regions.items())[:3]] == \
-        [(Buffer.INPUT, 0, 16), (Buffer.LN1, 272, 16), (Buffer.Q, 544, 16)]
+        [(Buffer.INPUT, 0, 16), (Buffer.LN1, 2048, 16), (Buffer.Q, 2048 + 272, 16)]
     assert (params.head_vectors, params.hidden_vectors) == (4, 16)
 
 
 def test_deit_b16_params_are_the_values_derived_before():
     params = EngineParams.from_config(load_config("deit_b16"))
-    assert (params.keys, params.memory_map.depth, params.program_capacity) == (224, 185180, 50)
+    assert (params.keys, params.memory_map.depth, params.program_capacity) == (224, 395974, 50)
     assert params.gemm_capacity == {"weight": 444160, "row_ptr": 233, "col_idx": 6940,
                                     "quant": 450}
     assert params.role_shapes["fc2"] == (768, 3072)
@@ -43,14 +49,59 @@ def test_params_are_built_once_per_config():
     assert LayerMemoryMap.from_config(config) is params.memory_map
 
 
-def test_regions_follow_one_another_without_overlap():
-    mm = EngineParams.from_config(load_config("deit_b16")).memory_map
-    end = 0
-    for buffer in Buffer:
-        region = mm.regions[buffer]
-        assert region.base == end and region.rows == mm.tokens
-        end = region.address(region.rows)
-    assert end == mm.depth
+@pytest.mark.parametrize("name", ["tiny", "deit_b16"])
+def test_regions_share_vectors_only_in_one_memory_and_never_while_both_live(name):
+    config = load_config(name)
+    mm = EngineParams.from_config(config).memory_map
+    ranges, types = live_ranges(program_of(config)), element_types(config)
+    for buffer, region in mm.regions.items():
+        index, offset = mm.split(region.base)
+        memory = mm.memories[index]
+        assert index == region.memory and memory.element == types[buffer]
+        assert region.rows == mm.tokens and offset + region.vectors <= memory.depth
+    for a, ra in mm.regions.items():
+        for b, rb in mm.regions.items():
+            if a < b and ra.base < rb.base + rb.vectors and rb.base < ra.base + ra.vectors:
+                assert not ranges[a].overlaps(ranges[b]), (a, b)
+    # every memory is as deep as its deepest region's end, and sharing made them shallower
+    unshared = {s.index: 0 for s in mm.memories}
+    for region in mm.regions.values():
+        unshared[region.memory] += region.vectors
+    assert all(s.depth <= unshared[s.index] for s in mm.memories)
+    assert sum(s.depth for s in mm.memories) < sum(unshared.values())
+
+
+def test_element_types_follow_the_golden_layer():
+    types = element_types(load_config("tiny"))
+    assert {b for b, t in types.items() if t == ElementType(16, True)} == {
+        Buffer.INPUT, Buffer.RESIDUAL1, Buffer.OUTPUT}
+    assert (types[Buffer.SCORES], types[Buffer.PROBS]) == (ElementType(32, True),
+                                                           ElementType(8, False))
+    assert {b for b, t in types.items() if t == ElementType(8, True)} == set(Buffer) - {
+        Buffer.INPUT, Buffer.RESIDUAL1, Buffer.OUTPUT, Buffer.SCORES, Buffer.PROBS}
+    assert [m.name for m in EngineParams.from_config(load_config("tiny")).memory_map.memories] \
+        == ["int16", "int8", "int32", "uint8"]
+
+
+@pytest.mark.parametrize("heads, keep", [((0, 1, 2, 3), 17), ((1, 3), 9)])
+def test_every_golden_value_fits_its_buffers_element_type(heads, keep):
+    config = load_config("tiny")
+    m, hw = config.model, config.hardware
+    types = element_types(config)
+    for seed in range(3):
+        layer = synthetic_layer(hidden=m.hidden_size, head_dim=m.head_dim, heads=m.num_heads,
+                                ffn=m.ffn_size, kept_heads=heads, kept_ffn=m.ffn_size,
+                                block=(hw.block_rows, hw.block_cols), density=0.5, seed=seed)
+        x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=seed)
+        trace = {}
+        run_layer_program(layer_program(heads, tokens=m.tokens, token_keep=keep), layer, x,
+                          trace=trace)
+        assert set(trace) == {buffer.name.lower() for buffer in Buffer}
+        for buffer in Buffer:
+            values, element = np.asarray(trace[buffer.name.lower()]), types[buffer]
+            low = -(1 << element.bits - 1) if element.signed else 0
+            high = (1 << element.bits - element.signed) - 1
+            assert low <= values.min() and values.max() <= high, buffer
 
 
 def test_a_config_the_engine_cannot_build_is_refused_with_the_configs_message():

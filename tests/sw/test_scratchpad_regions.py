@@ -1,5 +1,6 @@
-"""Live ranges, element widths and packed bytes of the scratchpad's regions."""
+"""Live ranges, first-fit sharing and the overwrite check of the scratchpad's regions."""
 
+import dataclasses
 import doctest
 
 import pytest
@@ -10,8 +11,8 @@ from sw.config import load_config
 from sw.engine_params import EngineParams
 from sw.image.program import layer_program
 from sw.isa import Buffer, Instruction, Opcode
-from sw.scratchpad_regions import (LiveRange, disjoint_pairs, element_bits, live_ranges,
-                                   peak_live, program_of, region_bytes)
+from sw.scratchpad_regions import (LiveRange, disjoint_pairs, first_fit, intact_at_end,
+                                   live_ranges, overwritten_reads, peak_live, program_of)
 
 TINY = load_config("tiny")
 
@@ -64,25 +65,84 @@ def test_peak_live_is_the_largest_sum_over_positions():
     assert peak_live(ranges, sizes) == (1, 17)     # 0: 15, 1: 17, 2: 7
 
 
-def test_element_bits_follow_the_buffer_table():
-    bits = element_bits(TINY)
-    assert {b for b, n in bits.items() if n == 16} == {Buffer.INPUT, Buffer.RESIDUAL1,
-                                                         Buffer.OUTPUT}
-    assert (bits[Buffer.SCORES], bits[Buffer.PROBS], bits[Buffer.LN1]) == (32, 8, 8)
+def test_first_fit_places_the_largest_first_at_the_lowest_free_offset():
+    ranges = {Buffer.INPUT: LiveRange(-1, 2), Buffer.LN1: LiveRange(0, 1),
+              Buffer.Q: LiveRange(2, 4), Buffer.K: LiveRange(3, 4), Buffer.V: LiveRange(5, 6)}
+    sizes = {Buffer.INPUT: 5, Buffer.LN1: 3, Buffer.Q: 3, Buffer.K: 2, Buffer.V: 10}
+    # V (10) at 0; INPUT (5) overlaps nothing placed: 0; LN1 and Q (3) live with INPUT: 5;
+    # Q is live with K's later placement only; K (2) live with INPUT and Q: after both
+    assert first_fit(sizes, ranges) == {Buffer.V: 0, Buffer.INPUT: 0, Buffer.LN1: 5,
+                                        Buffer.Q: 5, Buffer.K: 0}
+    # a buffer without a live range is live throughout
+    assert first_fit({Buffer.LN1: 2, Buffer.Q: 2}, {Buffer.LN1: LiveRange(0, 0)}) == \
+        {Buffer.LN1: 0, Buffer.Q: 2}
 
 
-def test_region_bytes_today_sum_to_the_scratchpad():
+PROGRAMS = {
+    "densest": lambda m: program_of_model(m),
+    "two heads": lambda m: layer_program([0, m.num_heads - 1], tokens=m.tokens,
+                                         token_keep=m.tokens),
+    "one head, gather": lambda m: layer_program([1], tokens=m.tokens, token_keep=m.tokens // 2,
+                                                fuse=False),
+}
+
+
+def program_of_model(m):
+    return layer_program(range(m.num_heads), tokens=m.tokens, token_keep=1)
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize("name", ["tiny", "deit_b16"])
+def test_no_program_reads_a_vector_another_buffer_overwrote(name, program):
+    config = load_config(name)
+    mm = EngineParams.from_config(config).memory_map
+    assert len({r.base for r in mm.regions.values()}) < len(mm.regions)     # regions share
+    assert overwritten_reads(PROGRAMS[program](config.model), mm) == []
+
+
+def test_an_unsafe_memory_map_is_caught():
     mm = EngineParams.from_config(TINY).memory_map
-    assert sum(region_bytes(TINY).values()) == mm.depth * mm.lanes * 4
+    regions = dict(mm.regions)
+    regions[Buffer.LN1] = regions[Buffer.INPUT]              # INPUT: live until RESIDUAL1
+    regions[Buffer.CONTEXT] = dataclasses.replace(regions[Buffer.V], base=regions[Buffer.V].base
+                                                  + regions[Buffer.V].stride)
+    unsafe = dataclasses.replace(mm, regions=regions)
+    program = layer_program([0, 1], tokens=17, token_keep=8)
+    assert overwritten_reads(program, unsafe) == [
+        "instruction 0 (LAYERNORM LN1 <- INPUT (arg 0, arg2 0)) reads INPUT, but its "
+        "destination LN1 overwrites it",
+        "instruction 6 (ATTENTION_CONTEXT CONTEXT <- PROBS, V (arg 0, arg2 0)) reads V, but "
+        "its destination CONTEXT overwrites it",
+        "instruction 9 (ATTENTION_CONTEXT CONTEXT <- PROBS, V (arg 1, arg2 1)) reads V, but "
+        "256 of its vectors hold CONTEXT",
+        "instruction 9 (ATTENTION_CONTEXT CONTEXT <- PROBS, V (arg 1, arg2 1)) reads V, but "
+        "its destination CONTEXT overwrites it",
+        "instruction 11 (RESIDUAL RESIDUAL1 <- INPUT, ATTN (arg 0, arg2 0)) reads INPUT, but "
+        "272 of its vectors hold LN1"]
 
 
-def test_packing_stores_four_int8_or_two_int16_per_word():
-    today, packed = region_bytes(TINY), region_bytes(TINY, packed=True)
-    assert packed[Buffer.LN1] * 4 == today[Buffer.LN1] == 17 * 16 * 4 * 4
-    assert packed[Buffer.INPUT] * 2 == today[Buffer.INPUT]
-    assert packed[Buffer.SCORES] == today[Buffer.SCORES]
-    # SCORES rows of 24 keys are 6 vectors; 6 x 4 = 24 probabilities pack into 6 words
-    assert packed[Buffer.PROBS] == 17 * 6 * 4
+def test_the_readback_of_an_overwritten_output_is_caught():
+    mm = EngineParams.from_config(TINY).memory_map
+    program = layer_program([0], tokens=17, token_keep=17)
+    gelu_again = Instruction(Opcode.GELU, Buffer.GELU, Buffer.FC2)    # FC2 is still intact
+    on_gelu = dataclasses.replace(mm, regions={**mm.regions, Buffer.OUTPUT: dataclasses.replace(
+        mm.regions[Buffer.GELU], stride=mm.regions[Buffer.OUTPUT].stride)})
+    assert overwritten_reads(program, on_gelu) == []
+    assert overwritten_reads((*program[:-1], gelu_again, program[-1]), on_gelu) == [
+        "the read-back reads OUTPUT, but 272 of its vectors hold GELU"]
+
+
+def test_intact_at_end_lists_what_a_testbench_can_still_read_back():
+    mm = EngineParams.from_config(TINY).memory_map
+    # tiny's int8 memory (vectors): LN1, CONTEXT, FC2 at 0; Q, ATTN at 272; K, LN2 at 544;
+    # V at 816; FC1 0..544 and GELU 544..1088 cover all of them
+    assert intact_at_end(layer_program([0, 1], tokens=17, token_keep=17), mm) == {
+        Buffer.SCORES, Buffer.PROBS, Buffer.RESIDUAL1, Buffer.GELU, Buffer.FC2, Buffer.OUTPUT}
+    # after a gather keeping one token, FC1 and GELU write one row (32 vectors): V and ATTN
+    # survive
+    assert intact_at_end(program_of(TINY), mm) == {
+        Buffer.V, Buffer.SCORES, Buffer.PROBS, Buffer.ATTN, Buffer.RESIDUAL1, Buffer.GELU,
+        Buffer.FC2, Buffer.OUTPUT}
 
 
 def test_doctests_pass():
