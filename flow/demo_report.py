@@ -358,7 +358,7 @@ def markdown(report: dict) -> str:
               f"model the RTL matches bit for bit. Cycles: every encoder layer of one image, "
               f"replayed through the layer engine's RTL (Verilator); utilization counts all of "
               f"a layer's cycles (LayerNorm, softmax, GELU, residuals too).", "",
-              *[f"Clock, {line}." for line in clock_lines(report)], "",
+              *[f"- Clock, {line}." for line in clock_lines(report)], "",
               "## What was pruned, on which engine", ""]
     summary = [
         ("linear density (kept / dense weights)", _number(pruning["linear_density"])),
