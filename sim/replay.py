@@ -218,11 +218,12 @@ def nonzero_macs(case, instruction: dict) -> int:
     return int(instruction["macs"])
 
 
-def dense_layer_macs(image: WeightImage, config: AcceleratorConfig) -> int:
+def dense_layer_macs(image: WeightImage, config: AcceleratorConfig) -> int | None:
     """Multiply-accumulates of one unpruned layer of the image's model (every head, every FFN
     neuron, every token, every weight), by the layer cycle model: the dense-equivalent work that
     effective GOP/s counts. The buffers grow to hold the unpruned layer where the image's
-    config sized them for the pruned one (the MACs do not depend on them)."""
+    config sized them for the pruned one (the MACs do not depend on them). None when the
+    unpruned model does not fit the engine's block shape (then no effective GOP/s)."""
     from sw.config import ModelTopology, minimum_buffers
     from sw.cycle_model.layer import LayerPruning, layer_cycles
     m, hw = image.model, config.hardware
@@ -231,9 +232,12 @@ def dense_layer_macs(image: WeightImage, config: AcceleratorConfig) -> int:
                              layers=m.layers)
     minimum = minimum_buffers(topology, array_rows=hw.array_rows, array_cols=hw.array_cols,
                               block_rows=hw.block_rows, block_cols=hw.block_cols)
-    dense = config.replace(model=topology, hardware={
-        knob: max(getattr(hw, knob), depth) for knob, depth in minimum.items()})
-    return layer_cycles(dense, LayerPruning.dense(dense)).macs
+    try:
+        dense = config.replace(model=topology, hardware={
+            knob: max(getattr(hw, knob), depth) for knob, depth in minimum.items()})
+        return layer_cycles(dense, LayerPruning.dense(dense)).macs
+    except ValueError:         # ConfigError: e.g. an unpruned FFN width the blocks do not divide
+        return None
 
 
 def replay_clock(image_dir: Path, config: AcceleratorConfig, fmax_mhz: float | None = None):
@@ -468,6 +472,7 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
     if isinstance(inputs, bool) or not isinstance(inputs, int) or inputs < 1:
         raise ReplayError(f"--inputs must be a positive integer, not {inputs!r}")
     clock, clock_note = replay_clock(image_dir, config, fmax_mhz)
+    dense_macs = dense_layer_macs(image, config)
     out = image_dir / REPLAY_DIR
     try:
         check_output_directory(out, manifest=RESULT_FILE, contents={RESULT_FILE, WAVES_FILE})
@@ -516,7 +521,7 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
             layers=layer_results(image, config, cases, results),
             build_seconds=design.build_seconds, sim_seconds=time.monotonic() - started,
             directory=out, waves=out / WAVES_FILE if waves else None,
-            image_layers=len(image.layers), dense_layer_macs=dense_layer_macs(image, config),
+            image_layers=len(image.layers), dense_layer_macs=dense_macs,
             clock=clock, clock_note=clock_note)
         if not report.exact:
             report = dataclasses.replace(report, log=work / "sim.log")

@@ -430,3 +430,18 @@ def test_dense_layer_macs_are_the_unpruned_layers(exported):
     assert config.model.ffn_size < 128
     assert dense_layer_macs(image, config) == 18 * (4 * 64 * 64 + 2 * 64 * 128) \
         + 2 * 4 * 18 * 18 * 16
+
+
+def test_no_dense_macs_for_a_model_the_blocks_do_not_fit(exported):
+    import dataclasses
+    image_dir, _ = exported
+    image, config = load_replay_image(image_dir)
+    odd = dataclasses.replace(image, model=dataclasses.replace(image.model, ffn_size=130))
+    assert dense_layer_macs(odd, config) is None
+    # then the table has microseconds but no GOP/s
+    clock = EngineClock(50.0, measured=True, source="r.json", dsp=100)
+    report = dataclasses.replace(_timed_report(clock), dense_layer_macs=None)
+    lines = report.table().splitlines()
+    assert lines[1].split()[-2:] == ["2,000.000", "-"]
+    assert lines[-1] == "clock: 50 MHz, measured: the placed and routed layer engine (r.json)"
+    assert "effective_gops" not in report.per_image()
