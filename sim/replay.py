@@ -23,9 +23,11 @@ or at ``--fmax-mhz``, labelled as given, not measured. Each layer's ``at_fmax``
 (``dense_layer_macs``, the cycle model's dense layer of the image's model topology) per second
 of the pruned run, and GOP/s per MULT18X18D of the engine's synthesis report; ``per_image`` the
 same for all layers (when all were replayed), with images per second. Without a clock the
-table says so in one line naming the command that measures it, and those fields are null. ``DIR/replay/`` is replaced whole, and only if it holds nothing but an earlier
-replay's files. The simulation works in ``build/replay/<config>-*/``, removed when every layer
-is exact and kept, with its ``sim.log``, when not.
+table says so in one line naming the command that measures it, and those fields are null.
+
+``DIR/replay/`` is replaced whole, and only if it holds nothing but an earlier replay's files.
+The simulation works in ``build/replay/<config>-*/``, removed when every layer is exact and
+kept, with its ``sim.log``, when not.
 
 Exit status: 0 when every layer is bit-exact and cycle-exact; 1 when one is not (replay.json says
 which) or when the build or the simulation fails (one ``error:`` line); 2 with one ``error:``
@@ -230,9 +232,10 @@ def dense_layer_macs(image: WeightImage, config: AcceleratorConfig) -> int | Non
     topology = ModelTopology(hidden_size=m.hidden_size, num_heads=m.num_heads,
                              head_dim=m.head_dim, ffn_size=m.ffn_size, tokens=m.tokens,
                              layers=m.layers)
-    minimum = minimum_buffers(topology, array_rows=hw.array_rows, array_cols=hw.array_cols,
-                              block_rows=hw.block_rows, block_cols=hw.block_cols)
     try:
+        minimum = minimum_buffers(topology, array_rows=hw.array_rows,
+                                  array_cols=hw.array_cols, block_rows=hw.block_rows,
+                                  block_cols=hw.block_cols)
         dense = config.replace(model=topology, hardware={
             knob: max(getattr(hw, knob), depth) for knob, depth in minimum.items()})
         return layer_cycles(dense, LayerPruning.dense(dense)).macs
@@ -593,7 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = replay_image(options.image, model_dir=options.model, layers=options.layers,
                               inputs=options.inputs, waves=options.waves,
-                              fmax_mhz=options.fmax_mhz, on_step=lambda text: print(f"- {text}", flush=True))
+                              fmax_mhz=options.fmax_mhz,
+                              on_step=lambda text: print(f"- {text}", flush=True))
     except ReplayError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return BAD_INPUT
