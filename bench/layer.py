@@ -8,7 +8,7 @@ cycle model (the testbench fails otherwise). Writes ``build/bench/layer.json``::
     {"config", "linear_density", "heads_kept", "heads_total", "keep_rate", "tokens",
      "tokens_after_gather", "cycles", "model_cycles", "ideal_cycles", "dense_cycles",
      "utilization", "speedup", "mac_reduction", "bit_exact", "cosim_seconds", "build_seconds",
-     "units": {name: cycles}, "dense_units": {name: cycles}, "at_fmax",
+     "units": {name: cycles}, "dense_units": {name: cycles}, "at_fmax", "at_fmax_note",
      "axi_bytes_per_cycle", "onchip_bytes", "external_bytes", "dense_external_bytes",
      "load_seconds", "dense_load_seconds", "bandwidth_sweep": [{"bytes_per_cycle",
      "cycles_dense", "cycles_pruned"}]}
@@ -16,10 +16,14 @@ cycle model (the testbench fails otherwise). Writes ``build/bench/layer.json``::
 ``ideal_cycles`` = non-zero MACs / PEs (the useful multiply-accumulates of the six linears and
 the attention products of the kept heads); ``utilization`` = ideal / cycles; ``speedup`` = dense
 cycles / cycles; ``mac_reduction`` = dense MACs / pruned MACs; ``cosim_seconds`` = wall time of
-the pruned layer's replay (loading and simulation). ``at_fmax``: the pruned and the dense
-layer's latency (us), layers per second and dense-equivalent GOP/s (per MULT18X18D too) at the
-Fmax of ``build/deit_b16/synth/layer_engine.json`` (``make synth CONFIG=deit_b16``), null
-while that engine has not been placed and routed.
+the pruned layer's replay (loading and simulation). ``at_fmax`` (:func:`time_at_fmax`):
+``{"clock", "layer", "dense_layer", "image"}`` at the Fmax of the placed and routed engine,
+``build/deit_b16/synth/layer_engine.json`` (``make synth CONFIG=deit_b16``): each layer's latency
+(us), layers per second, effective GOP/s (twice the dense layer's MACs per second of the run:
+dense-equivalent) and GOP/s per MULT18X18D (``hw.synth.throughput.at_fmax``); ``image``: the
+model's layers one after another, every one pruned like this one. Null while that engine has
+not been placed and routed (the deit_b16 engine does not fit LFE5U-85F); ``at_fmax_note`` then
+says why, in one line naming the command.
 
 The linears' weights stream from cocotbext-axi's AXI RAM at ``axi_bytes_per_cycle`` (one weight
 word a beat); ``external_bytes`` / ``dense_external_bytes`` are the bytes one layer reads from
@@ -36,7 +40,7 @@ from pathlib import Path
 
 from hw.layer.loading import load_plan
 from hw.synth import report_path
-from hw.synth.throughput import at_fmax, measured_fmax
+from hw.synth.throughput import ENGINE_TOP, engine_clock, missing_clock
 from sim.harness import build
 from sim.layer_replay import BENCH_PRUNING, bench_cases, model_cycles, replay
 from sw.build_files import BENCH_ROOT, write_json
@@ -104,6 +108,21 @@ def linear_density(config, case) -> float:
     return stored / (4 * m.hidden_size ** 2 + 2 * m.hidden_size * m.ffn_size)
 
 
+def time_at_fmax(config, cycles: int, dense_cycles: int, dense_macs: int,
+                 report: Path | None = None) -> tuple[dict | None, str | None]:
+    """``(at_fmax, None)`` of the pruned and the dense layer (``cycles``, ``dense_cycles``;
+    ``dense_macs``: the dense layer's) at the Fmax of ``config``'s placed layer engine
+    (``report``, default its ``make synth`` report), or ``(None, note)`` without one."""
+    report = report_path(config, ENGINE_TOP) if report is None else report
+    clock = engine_clock(report)
+    if clock is None:
+        return None, missing_clock(report, f"make synth CONFIG={config.name}")
+    layers = config.model.layers
+    return {"clock": clock.to_dict(), "layer": clock.at(cycles, dense_macs),
+            "dense_layer": clock.at(dense_cycles, dense_macs),
+            "image": clock.at(layers * cycles, layers * dense_macs)}, None
+
+
 def run(output: Path = OUTPUT) -> dict:
     config = load_config("deit_b16")
     started = time.monotonic()
@@ -138,7 +157,6 @@ def run(output: Path = OUTPUT) -> dict:
         "dense_cosim_seconds": round(dense["sim_seconds"] + dense["load_seconds"], 1),
         "build_seconds": round(build_seconds, 1),
         "units": _units(pruned), "dense_units": _units(dense),
-        "at_fmax": None,
         "axi_bytes_per_cycle": EngineParams.from_config(config).word_bytes,
         "onchip_bytes": total_bytes(onchip_memories(config)),
         "external_bytes": pruned["external_bytes"],
@@ -147,18 +165,21 @@ def run(output: Path = OUTPUT) -> dict:
         "dense_load_seconds": round(dense["load_seconds"], 2),
         "bandwidth_sweep": bandwidth_sweep(config, dense_case, pruned_case),
     }
-    measured = measured_fmax(report_path(config, "layer_engine"))
-    if measured is not None:
-        fmax, dsp = measured
-        document["at_fmax"] = {
-            "layer": at_fmax(pruned["cycles"], fmax, dense_macs=dense_macs, dsp=dsp),
-            "dense_layer": at_fmax(dense["cycles"], fmax, dense_macs=dense_macs, dsp=dsp)}
+    document["at_fmax"], document["at_fmax_note"] = time_at_fmax(
+        config, pruned["cycles"], dense["cycles"], dense_macs)
     write_json(document, output)
     plot_roofline(document, output.parent / ROOFLINE.name)
     print(f"layer: {document['cycles']:,} cycles (model {document['model_cycles']:,}), dense "
           f"{document['dense_cycles']:,}; speed-up {document['speedup']:.2f} vs MAC reduction "
           f"{document['mac_reduction']:.2f}; utilization {document['utilization']:.3f}; "
           f"co-simulation {document['cosim_seconds']:.0f} s")
+    if document["at_fmax"] is None:
+        print(f"layer: {document['at_fmax_note']}")
+    else:
+        image = document["at_fmax"]["image"]
+        print(f"layer: at {image['fmax_mhz']:g} MHz, {image['latency_us']:,.1f} us per image "
+              f"({config.model.layers} layers pruned alike), {image['per_second']:,.2f} "
+              f"images/s, {image['effective_gops']:.3f} effective GOP/s")
     return document
 
 

@@ -4,10 +4,16 @@ LFE5U-85F where they fit) and of the deit_b16 units and engine (synthesis only),
 
     {"device", "designs": [{"config", "top", "lut", "ff", "carry", "dsp", "bram", "fits",
      "fmax_mhz", "critical_path", "seconds"}], "deit_b16_units": {top: lut},
-     "nongemm_lut_share"}
+     "nongemm_lut_share", "engine_time": [{"config", "dense_image_cycles",
+     "dense_image_macs", "at_fmax", "at_fmax_note"}]}
 
 ``nongemm_lut_share`` = (deit_b16 engine LUT4s - its GEMM's LUT4s) / engine LUT4s: what the
 special units, residual, gather and control take; null until the engine is synthesised.
+``engine_time`` (:func:`engine_time`): per config whose layer engine is measured here, one
+dense image (every layer of the preset's model, unpruned) by the cycle model, and its latency
+(us), images per second, effective GOP/s and GOP/s per MULT18X18D at the engine's placed Fmax
+(``hw.synth.throughput.at_fmax``); null with a one-line ``at_fmax_note`` where the engine was not
+placed and routed (neither the tiny nor the deit_b16 engine fits LFE5U-85F today).
 ``seconds`` is each design's tool time (generation, yosys, nextpnr) when it was measured; an
 unchanged design's report is reused. Long: the tiny engine's synthesis alone takes about 20
 minutes, each deit_b16 unit minutes.
@@ -17,9 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hw.synth import synthesise
+from hw.synth import report_path, synthesise
 from hw.synth.devices import LFE5U_85F
 from hw.synth.flow import stderr_log
+from hw.synth.throughput import ENGINE_TOP, engine_clock, missing_clock
+from sw.cycle_model.layer import LayerPruning, layer_cycles
 from sw.build_files import BENCH_ROOT, write_json
 from sw.config import load_config
 
@@ -27,7 +35,7 @@ OUTPUT = BENCH_ROOT / "synth.json"
 
 UNITS = ("gelu", "softmax", "layernorm", "token_gather", "block_sparse_gemm")
 GEMM = "block_sparse_gemm"
-ENGINE = "layer_engine"
+ENGINE = ENGINE_TOP
 
 #: (config, top, place and route where it fits)
 DESIGNS = ([("tiny", top, True) for top in UNITS + (ENGINE,)]
@@ -44,6 +52,21 @@ def nongemm_lut_share(luts: dict[str, int]) -> float | None:
     return round((luts[ENGINE] - luts[GEMM]) / luts[ENGINE], 4)
 
 
+def engine_time(config, report: Path | None = None) -> dict:
+    """One dense image of ``config``'s model by the cycle model, at the Fmax of its placed
+    layer engine (``report``, default its ``make synth`` report) when there is one."""
+    report = report_path(config, ENGINE) if report is None else report
+    layer = layer_cycles(config, LayerPruning.dense(config))
+    layers = config.model.layers
+    cycles, macs = layers * layer.total, layers * layer.macs
+    clock = engine_clock(report)
+    return {"config": config.name, "dense_image_cycles": cycles, "dense_image_macs": macs,
+            "at_fmax": None if clock is None else {"clock": clock.to_dict(),
+                                                   **clock.at(cycles, macs)},
+            "at_fmax_note": None if clock is not None else missing_clock(
+                report, f"make synth CONFIG={config.name}")}
+
+
 def run(output: Path = OUTPUT, designs=DESIGNS) -> dict:
     entries = []
     for name, top, place in designs:
@@ -57,8 +80,15 @@ def run(output: Path = OUTPUT, designs=DESIGNS) -> dict:
               f"{report['bram']} DP16KD, fits {report['fits']}, Fmax {report['fmax_mhz']} MHz, "
               f"{report['seconds']} s", flush=True)
     deit = {entry["top"]: entry["lut"] for entry in entries if entry["config"] == "deit_b16"}
+    engines = [engine_time(load_config(name)) for name in
+               dict.fromkeys(name for name, top, _ in designs if top == ENGINE)]
+    for entry in engines:
+        print(f"synth: {entry['config']}: dense image {entry['dense_image_cycles']:,} cycles; "
+              + (entry["at_fmax_note"] if entry["at_fmax"] is None else
+                 f"{entry['at_fmax']['latency_us']:,.1f} us, {entry['at_fmax']['per_second']:,.2f}"
+                 f" images/s at {entry['at_fmax']['fmax_mhz']:g} MHz"), flush=True)
     document = {"device": LFE5U_85F.label, "designs": entries, "deit_b16_units": deit,
-                "nongemm_lut_share": nongemm_lut_share(deit)}
+                "nongemm_lut_share": nongemm_lut_share(deit), "engine_time": engines}
     write_json(document, output)
     return document
 

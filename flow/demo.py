@@ -19,7 +19,9 @@ answering: how accurate is the pruned model, and how much faster does it run?
    every instruction's cycles equal to the cycle model (``sim.layer_replay``).
 7. Write ``build/demo/report.json``, ``report.md`` and plots (``flow.demo_report``), with
    ``make bench``'s pruning runs (``build/bench/pruning.json``, ``tokens.json``) on the
-   accuracy-against-cycles plot when they exist (their cycles from the cycle model).
+   accuracy-against-cycles plot when they exist (their cycles from the cycle model), and time
+   at Fmax where each model's layer engine has been placed and routed (``make synth
+   CONFIG=build/images/<name>/params.json``; the report names the command where not).
 
 ``--no-progress`` hides every progress bar; bars are drawn only on a terminal anyway.
 """
@@ -37,6 +39,8 @@ import numpy as np
 
 from flow.demo_report import build_report, console_summary, write_report
 from hw.generate import generate
+from hw.synth import report_path
+from hw.synth.throughput import ENGINE_TOP, engine_clock, missing_clock
 from sim.harness import TestbenchFailed, build
 from sim.layer_replay import image_cases, model_cycles, replay
 from sim.replay import nonzero_macs
@@ -250,6 +254,20 @@ def _bench_points() -> list[dict]:
     return points
 
 
+def engine_clocks(configs: dict, directories: dict) -> dict:
+    """``{model: {"clock", "note"}}`` for the report: each model's layer engine clock (the
+    Fmax of its placed and routed ``make synth`` report), or why there is none and the
+    command that measures it (``directories``: each model's image directory)."""
+    clocks = {}
+    for model, config in configs.items():
+        report = report_path(config, ENGINE_TOP)
+        clock = engine_clock(report)
+        command = f"make synth CONFIG={_relative(directories[model] / 'params.json')}"
+        clocks[model] = ({"clock": clock.to_dict(), "note": None} if clock is not None else
+                         {"clock": None, "note": missing_clock(report, command)})
+    return clocks
+
+
 def run(progress: bool = True) -> dict:
     """The whole demo; returns the report. ``progress``: bars (on a terminal only) and
     per-epoch lines. Raises :class:`DemoFailed`."""
@@ -319,6 +337,7 @@ def run(progress: bool = True) -> dict:
             "replays": replays,
             "steps": list(steps.times),       # the report's own step is not in it
             "bench": _bench_points(),
+            "clocks": engine_clocks(configs, {"dense": DENSE_DIR, "pruned": IMAGE_DIR}),
         }
         report = build_report(facts)
         paths = write_report(report, REPORT_DIR)

@@ -28,10 +28,20 @@ what ``make demo`` prints last.
 ``bench``           ``make bench``'s runs as points or None: ``[{"label", "kind", "accuracy",
                     "linear_density", "cycles", "source"}]`` (``cycles``: the cycle model's
                     per image on the same engine, all encoder layers; None when not known)
+``clocks``          optional, ``{"dense": {"clock", "note"}, "pruned": {...}}``: the clock of
+                    each model's layer engine (``hw.synth.throughput.EngineClock.to_dict()``:
+                    the Fmax of its placed and routed synthesis report, or a given one, labelled
+                    so), or None and ``note``, the one line saying why there is none and which
+                    command measures it (``hw.synth.throughput.missing_clock``)
 
 Utilization is non-zero MACs over ``array_rows x array_cols`` times cycles; speed-up and MAC
 reduction are dense over pruned; cycles are per image (one forward pass through every encoder
-layer; the patch embedding and the classifier do not run on the engine).
+layer; the patch embedding and the classifier do not run on the engine). With a clock, each
+layer and the image also get ``at_fmax`` (``hw.synth.throughput.at_fmax``): latency in
+microseconds, layers or images per second, effective GOP/s (twice the dense model's MACs of that
+layer or image, as its replay executed them, per second of this model's run: dense-equivalent)
+and GOP/s per MULT18X18D of the engine's synthesis report; without one they are None and the
+report gives the note instead.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import json
 import textwrap
 from pathlib import Path
 
+from hw.synth.throughput import EngineClock
 from sw.atomic import write_text
 
 __all__ = ["REPORT_VERSION", "PLOTS", "build_report", "console_summary", "headline",
@@ -71,6 +82,7 @@ def _replay_summary(result: dict, processing_elements: int) -> dict:
         unit["instructions"] += 1
     macs = sum(unit["nonzero_macs"] for unit in units.values())
     return {"name": result["name"], "cycles": result["cycles"],
+            "macs": sum(entry["macs"] for entry in result["instructions"]),
             "model_cycles": result["model_cycles"], "bit_exact": bool(result["bit_exact"]),
             "cycle_exact": (result["cycles"] == result["model_cycles"] and all(
                 e["cycles"] == e["model_cycles"] for e in result["instructions"])),
@@ -93,6 +105,29 @@ def _accuracy_points(facts: dict, cycles: dict) -> list[dict]:
                                "source": accuracy["sources"][model][kind]})
     points += [dict(point) for point in facts.get("bench") or []]
     return points
+
+
+#: The note when ``facts`` brings no clock and no note of its own.
+NO_CLOCK = "no time at Fmax: no clock of the layer engine was measured"
+
+
+def _time_at_fmax(clocks: dict, layers: list[dict], total: dict) -> dict:
+    """Add ``at_fmax`` to each layer's model and ``<model>_at_fmax`` to ``total``; return the
+    clocks as the report keeps them, ``{model: {"clock", "note"}}``."""
+    dense_macs = [layer["dense"]["macs"] for layer in layers]
+    total["dense_equivalent_macs"] = sum(dense_macs)
+    kept = {}
+    for model in _MODELS:
+        given = clocks.get(model) or {}
+        clock = EngineClock(**given["clock"]) if given.get("clock") else None
+        kept[model] = {"clock": None if clock is None else clock.to_dict(),
+                       "note": None if clock is not None else (given.get("note") or NO_CLOCK)}
+        for layer, macs in zip(layers, dense_macs):
+            layer[model]["at_fmax"] = (None if clock is None
+                                       else clock.at(layer[model]["cycles"], dense_macs=macs))
+        total[f"{model}_at_fmax"] = (None if clock is None else clock.at(
+            total[f"{model}_cycles"], dense_macs=total["dense_equivalent_macs"]))
+    return kept
 
 
 def build_report(facts: dict) -> dict:
@@ -142,6 +177,7 @@ def build_report(facts: dict) -> dict:
         total[f"{model}_utilization"] = _ratio(macs, processing_elements * cycles)
     total["speedup"] = _ratio(total["dense_cycles"], total["pruned_cycles"])
     total["mac_reduction"] = _ratio(total["dense_nonzero_macs"], total["pruned_nonzero_macs"])
+    clocks = _time_at_fmax(facts.get("clocks") or {}, layers, total)
     steps = [dict(step) for step in facts["steps"]]
     return {
         "version": REPORT_VERSION, "model": dict(facts["model"]), "hardware": hardware,
@@ -150,7 +186,7 @@ def build_report(facts: dict) -> dict:
                       for model in _MODELS},
         "cycle_exact": {model: all(layer["cycle_exact"] for layer in replays[model])
                         for model in _MODELS},
-        "total": total, "layers": layers, "units": units,
+        "total": total, "layers": layers, "units": units, "clocks": clocks,
         "accuracy_points": _accuracy_points(
             facts, {model: total[f"{model}_cycles"] for model in _MODELS}), "steps": steps,
         "total_seconds": sum(step["seconds"] for step in steps),
@@ -160,7 +196,7 @@ def build_report(facts: dict) -> dict:
 def _number(value, digits: int = 3) -> str:
     if value is None:
         return "-"
-    return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
 
 
 def _table(header: list, rows: list, text_columns=(0,)) -> list[str]:
@@ -209,7 +245,34 @@ def headline(report: dict) -> str:
             f"{_number(total['dense_utilization'])} dense, {_number(total['pruned_utilization'])}"
             f" pruned. " + ("Every layer of both models ran bit-exact to the golden model and "
                             "cycle-exact to the cycle model." if exact else
-                            "NOT every layer was bit-exact and cycle-exact: see the tables."))
+                            "NOT every layer was bit-exact and cycle-exact: see the tables.")
+            + _time_sentence(report))
+
+
+def _time_sentence(report: dict) -> str:
+    """`` At the measured Fmax of ...: ... µs per image ...`` for the pruned model, or ``""``
+    without its clock."""
+    clock, at = report["clocks"]["pruned"]["clock"], report["total"]["pruned_at_fmax"]
+    if clock is None:
+        return ""
+    how = "measured Fmax" if clock["measured"] else "given (not measured) clock"
+    return (f" At the {how} of {clock['fmax_mhz']:g} MHz: {at['latency_us']:,.1f} µs per "
+            f"image, {at['per_second']:,.1f} images per second, "
+            f"{at['effective_gops']:.3f} effective (dense-equivalent) GOP/s.")
+
+
+def clock_lines(report: dict) -> list[str]:
+    """One line per model: its engine's clock and where it comes from, or why there is none
+    and the command that measures it."""
+    lines = []
+    for model in _MODELS:
+        entry = report["clocks"][model]
+        config = report["hardware"][f"{model}_config"]
+        if entry["clock"] is None:
+            lines.append(f"{model} (`{config}`): {entry['note']}")
+        else:
+            lines.append(f"{model} (`{config}`): {EngineClock(**entry['clock']).describe()}")
+    return lines
 
 
 def answer_rows(report: dict) -> list[list[str]]:
@@ -233,7 +296,32 @@ def answer_rows(report: dict) -> list[list[str]]:
         ["cycle-exact (RTL == cycle model)", _yes(report["cycle_exact"]["dense"]),
          _yes(report["cycle_exact"]["pruned"]), ""],
     ]
-    return rows
+    return rows + time_rows(report)
+
+
+def time_rows(report: dict) -> list[list[str]]:
+    """The answer table's rows of time at Fmax; none when neither model has a clock."""
+    clocks, total = report["clocks"], report["total"]
+    if all(clocks[model]["clock"] is None for model in _MODELS):
+        return []
+    at = {model: total[f"{model}_at_fmax"] or {} for model in _MODELS}
+
+    def cells(key, digits):
+        return [_number(at[model].get(key), digits) for model in _MODELS]
+
+    def fmax(model):
+        clock = clocks[model]["clock"]
+        return "-" if clock is None else (f"{clock['fmax_mhz']:g}"
+                                          + ("" if clock["measured"] else " (given)"))
+
+    both = all(at[model] for model in _MODELS)
+    faster = (f"{_number(at['dense']['latency_us'] / at['pruned']['latency_us'], 2)}x faster"
+              if both else "")
+    return [["Fmax of the engine (MHz)", fmax("dense"), fmax("pruned"), ""],
+            ["latency per image (µs)", *cells("latency_us", 1), faster],
+            ["images per second", *cells("per_second", 1), ""],
+            ["effective GOP/s (dense-equivalent)", *cells("effective_gops", 3), ""],
+            ["GOP/s per MULT18X18D", *cells("gops_per_dsp", 4), ""]]
 
 
 def console_summary(report: dict) -> str:
@@ -244,6 +332,7 @@ def console_summary(report: dict) -> str:
     for row in rows:
         lines.append(f"  {row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}"
                      f"  {row[3]}".rstrip())
+    lines += [f"  clock, {line}" for line in clock_lines(report)]
     lines += ["", f"  {'layer':<6}{'dense cycles':>14}{'pruned cycles':>15}{'speed-up':>10}"
               f"{'MAC reduction':>15}{'util. dense':>13}{'util. pruned':>14}"]
     for layer in report["layers"]:
@@ -269,6 +358,7 @@ def markdown(report: dict) -> str:
               f"model the RTL matches bit for bit. Cycles: every encoder layer of one image, "
               f"replayed through the layer engine's RTL (Verilator); utilization counts all of "
               f"a layer's cycles (LayerNorm, softmax, GELU, residuals too).", "",
+              *[f"- Clock, {line}." for line in clock_lines(report)], "",
               "## What was pruned, on which engine", ""]
     summary = [
         ("linear density (kept / dense weights)", _number(pruning["linear_density"])),
@@ -303,6 +393,7 @@ def markdown(report: dict) -> str:
     lines += _table(["layer", "dense cycles", "pruned cycles", "speed-up", "dense MACs",
                      "pruned MACs", "MAC reduction", "dense util.", "pruned util.",
                      "bit-exact", "cycle-exact"], rows)
+    lines += ["", *_time_section(report)]
     lines += ["", "## Per unit (measured cycles, all layers)", ""]
     rows = [[u["unit"], _number(u["dense_cycles"]), _number(u["pruned_cycles"]),
              _number(u["speedup"], 2), _number(u["dense_utilization"]),
@@ -332,6 +423,30 @@ def markdown(report: dict) -> str:
     lines += ["", "## Plots", ""]
     lines += [f"![{what}]({name})" for what, name in report["plots"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _time_section(report: dict) -> list[str]:
+    """``## Per layer at Fmax``: microseconds and effective GOP/s per layer and per image."""
+    lines = ["## Per layer at Fmax (measured cycles at each engine's clock)", ""]
+    if all(report["clocks"][model]["clock"] is None for model in _MODELS):
+        return lines + [" ".join(f"Clock, {line}." for line in clock_lines(report))]
+    rows = []
+    for name, dense, pruned in (
+            *[(layer["index"], layer["dense"]["at_fmax"], layer["pruned"]["at_fmax"])
+              for layer in report["layers"]],
+            ("image", report["total"]["dense_at_fmax"], report["total"]["pruned_at_fmax"])):
+        dense, pruned = dense or {}, pruned or {}
+        rows.append([name, _number(dense.get("latency_us"), 1),
+                     _number(pruned.get("latency_us"), 1),
+                     _number(dense.get("effective_gops"), 3),
+                     _number(pruned.get("effective_gops"), 3),
+                     _number(pruned.get("gops_per_dsp"), 4)])
+    lines += _table(["layer", "dense µs", "pruned µs", "dense GOP/s", "pruned GOP/s",
+                     "pruned GOP/s per MULT18X18D"], rows)
+    return lines + ["", "GOP/s: effective (dense-equivalent), twice the dense model's "
+                    f"multiply-accumulates ({report['total']['dense_equivalent_macs']:,} per "
+                    "image) per second of each model's run. "
+                    + " ".join(f"Clock, {line}." for line in clock_lines(report))]
 
 
 def _figure():

@@ -1,6 +1,7 @@
 """Replay the layers of any exported weight image on the layer engine's RTL, from the command line.
 
     python sim/replay.py --image DIR [--layers 0,1|all] [--inputs N] [--waves] [--model MODEL]
+                         [--fmax-mhz MHZ]
     python -m sim.replay ...                                   (the same)
 
 ``DIR`` is an ``export_sparse.py`` output (``weights.bin``, ``params.json``, ``manifest.json``).
@@ -11,10 +12,22 @@ recorded with the image in ``manifest.json`` (:func:`encoder_inputs`; ``--model`
 recorded model directory). The testbench checks every output against the golden model (``==``)
 and every instruction's cycles against the cycle model. A per-layer table goes to standard
 output; ``DIR/replay/`` receives ``replay.json`` (``layers: [{index, bit_exact, cycles,
-model_cycles, utilization, ...}]``) and with ``--waves`` the trace of every signal,
-``waves.vcd``. ``DIR/replay/`` is replaced whole, and only if it holds nothing but an earlier
-replay's files. The simulation works in ``build/replay/<config>-*/``, removed when every layer
-is exact and kept, with its ``sim.log``, when not.
+model_cycles, utilization, at_fmax, ...}]``, ``per_image``, ``clock``) and with ``--waves`` the
+trace of every signal, ``waves.vcd``.
+
+Time beside the cycles: at the Fmax of the placed and routed layer engine of the image's config
+(``build/<config>/synth/layer_engine.json``, written by ``make synth CONFIG=DIR/params.json``),
+or at ``--fmax-mhz``, labelled as given, not measured. Each layer's ``at_fmax``
+(``hw.synth.throughput.at_fmax``): latency in microseconds, layers per second, effective
+(dense-equivalent) GOP/s, that is twice the unpruned layer's multiply-accumulates
+(``dense_layer_macs``, the cycle model's dense layer of the image's model topology) per second
+of the pruned run, and GOP/s per MULT18X18D of the engine's synthesis report; ``per_image`` the
+same for all layers (when all were replayed), with images per second. Without a clock the
+table says so in one line naming the command that measures it, and those fields are null.
+
+``DIR/replay/`` is replaced whole, and only if it holds nothing but an earlier replay's files.
+The simulation works in ``build/replay/<config>-*/``, removed when every layer is exact and
+kept, with its ``sim.log``, when not.
 
 Exit status: 0 when every layer is bit-exact and cycle-exact; 1 when one is not (replay.json says
 which) or when the build or the simulation fails (one ``error:`` line); 2 with one ``error:``
@@ -55,7 +68,8 @@ from sw.image.loader import load_image  # noqa: E402
 
 __all__ = ["REPLAY_DIR", "RESULT_FILE", "WAVES_FILE", "ReplayError", "ReplayFailed", "LayerResult",
            "ReplayReport", "parse_layers", "load_replay_image", "encoder_inputs",
-           "nonzero_macs", "layer_results", "replay_image", "read_report", "main"]
+           "nonzero_macs", "dense_layer_macs", "replay_clock", "layer_results", "replay_image",
+           "read_report", "main"]
 
 PROG = "sim/replay.py"
 #: The replay's own directory inside the image directory, and what it holds (named by the
@@ -206,6 +220,52 @@ def nonzero_macs(case, instruction: dict) -> int:
     return int(instruction["macs"])
 
 
+def dense_layer_macs(image: WeightImage, config: AcceleratorConfig) -> int | None:
+    """Multiply-accumulates of one unpruned layer of the image's model (every head, every FFN
+    neuron, every token, every weight), by the layer cycle model: the dense-equivalent work that
+    effective GOP/s counts. The buffers grow to hold the unpruned layer where the image's
+    config sized them for the pruned one (the MACs do not depend on them). None when the
+    unpruned model does not fit the engine's block shape (then no effective GOP/s)."""
+    from sw.config import ModelTopology, minimum_buffers
+    from sw.cycle_model.layer import LayerPruning, layer_cycles
+    m, hw = image.model, config.hardware
+    topology = ModelTopology(hidden_size=m.hidden_size, num_heads=m.num_heads,
+                             head_dim=m.head_dim, ffn_size=m.ffn_size, tokens=m.tokens,
+                             layers=m.layers)
+    try:
+        minimum = minimum_buffers(topology, array_rows=hw.array_rows,
+                                  array_cols=hw.array_cols, block_rows=hw.block_rows,
+                                  block_cols=hw.block_cols)
+        dense = config.replace(model=topology, hardware={
+            knob: max(getattr(hw, knob), depth) for knob, depth in minimum.items()})
+        return layer_cycles(dense, LayerPruning.dense(dense)).macs
+    except ValueError:         # ConfigError: e.g. an unpruned FFN width the blocks do not divide
+        return None
+
+
+def replay_clock(image_dir: Path, config: AcceleratorConfig, fmax_mhz: float | None = None):
+    """The layer engine's clock for the image in ``image_dir`` (``--fmax-mhz`` when given, else
+    the placed Fmax of ``make synth CONFIG=DIR/params.json``), and when there is none the one
+    line saying so: ``(EngineClock | None, note | None)``.
+
+    Raises
+    ------
+    ReplayError
+        If ``fmax_mhz`` is not a positive number.
+    """
+    from hw.synth import report_path
+    from hw.synth.throughput import ENGINE_TOP, engine_clock, missing_clock
+    report = report_path(config, ENGINE_TOP)
+    try:
+        clock = engine_clock(report, given_mhz=fmax_mhz)
+    except ValueError as error:
+        raise ReplayError(f"--fmax-mhz: {error}") from None
+    if clock is not None:
+        return clock, None
+    command = f"make synth CONFIG={one_line(Path(image_dir) / 'params.json')}"
+    return None, missing_clock(report, command) + " (or give one: --fmax-mhz MHZ)"
+
+
 @dataclass(frozen=True)
 class LayerResult:
     """One replayed layer, measured over every input."""
@@ -239,15 +299,48 @@ class ReplayReport:
     directory: Path | None = None        #: ``DIR/replay`` where it was written
     waves: Path | None = None            #: the trace, with ``--waves``
     log: Path | None = None              #: the simulation's log, kept when not exact
+    image_layers: int | None = None      #: layers in the image (all replayed: per image)
+    dense_layer_macs: int | None = None  #: :func:`dense_layer_macs`
+    clock: object = None                 #: ``hw.synth.throughput.EngineClock`` or None
+    clock_note: str | None = None        #: why there is no clock, and how to measure it
 
     @property
     def exact(self) -> bool:
         return all(layer.bit_exact and layer.cycle_exact for layer in self.layers)
 
+    @property
+    def whole_image(self) -> bool:
+        """Whether every layer of the image was replayed (then the totals are per image)."""
+        return self.image_layers is not None and len(self.layers) == self.image_layers
+
+    def layer_at_fmax(self, layer: LayerResult) -> dict | None:
+        """``at_fmax`` of one layer (None without a clock)."""
+        if self.clock is None:
+            return None
+        return self.clock.at(layer.cycles, dense_macs=self.dense_layer_macs)
+
+    def replayed_at_fmax(self) -> dict | None:
+        """``at_fmax`` of the replayed layers one after another (None without a clock)."""
+        if self.clock is None:
+            return None
+        dense = (None if self.dense_layer_macs is None
+                 else self.dense_layer_macs * len(self.layers))
+        return self.clock.at(sum(layer.cycles for layer in self.layers), dense_macs=dense)
+
+    def per_image(self) -> dict | None:
+        """``at_fmax`` of all layers of one image (None without a clock, or when not all
+        layers were replayed)."""
+        return self.replayed_at_fmax() if self.whole_image else None
+
     def to_dict(self) -> dict:
         return {"image": self.image, "config": self.config,
                 "processing_elements": self.processing_elements, "inputs": self.inputs,
-                "exact": self.exact, "layers": [layer.to_dict() for layer in self.layers],
+                "exact": self.exact,
+                "layers": [{**layer.to_dict(), "at_fmax": self.layer_at_fmax(layer)}
+                           for layer in self.layers],
+                "image_layers": self.image_layers, "dense_layer_macs": self.dense_layer_macs,
+                "clock": None if self.clock is None else self.clock.to_dict(),
+                "clock_note": self.clock_note, "per_image": self.per_image(),
                 "build_seconds": round(self.build_seconds, 2),
                 "sim_seconds": round(self.sim_seconds, 2),
                 "waves": self.waves.name if self.waves is not None else None,
@@ -256,31 +349,68 @@ class ReplayReport:
     @classmethod
     def from_dict(cls, document: dict, directory: Path | None = None) -> "ReplayReport":
         """The report of a ``replay.json`` document (``directory``: where it lies)."""
+        from hw.synth.throughput import EngineClock
         waves = document.get("waves")
+        clock = document.get("clock")
+        fields = {field.name for field in dataclasses.fields(LayerResult)}
         return cls(image=document["image"], config=document["config"],
                    processing_elements=document["processing_elements"],
                    inputs=document["inputs"],
-                   layers=tuple(LayerResult(**layer) for layer in document["layers"]),
+                   layers=tuple(LayerResult(**{key: value for key, value in layer.items()
+                                               if key in fields})
+                                for layer in document["layers"]),
                    build_seconds=document["build_seconds"],
                    sim_seconds=document["sim_seconds"], directory=directory,
                    waves=None if waves is None or directory is None else directory / waves,
-                   log=None if document.get("log") is None else Path(document["log"]))
+                   log=None if document.get("log") is None else Path(document["log"]),
+                   image_layers=document.get("image_layers"),
+                   dense_layer_macs=document.get("dense_layer_macs"),
+                   clock=None if clock is None else EngineClock(**clock),
+                   clock_note=document.get("clock_note"))
 
     def table(self) -> str:
-        """The per-layer table the command prints."""
+        """The per-layer table the command prints: cycles, and with a clock microseconds and
+        effective GOP/s beside them; then the clock (or why there is none) and, for a whole
+        image, images per second."""
+        timed = self.clock is not None
         lines = [f"{'layer':<7}{'tokens':>10}{'cycles':>12}{'model cycles':>14}"
-                 f"{'bit-exact':>11}{'utilization':>13}"]
+                 f"{'bit-exact':>11}{'utilization':>13}"
+                 + (f"{'us':>12}{'GOP/s':>10}" if timed else "")]
+
+        def time_columns(at: dict | None) -> str:
+            if at is None:
+                return ""
+            gops = at.get("effective_gops")
+            return f"{at['latency_us']:>12,.3f}" + (f"{gops:>10.3f}" if gops is not None
+                                                     else f"{'-':>10}")
+
         for layer in self.layers:
             tokens = f"{layer.tokens}->{layer.token_keep}"
             lines.append(f"{layer.index:<7}{tokens:>10}{layer.cycles:>12,}"
                          f"{layer.model_cycles:>14,}{'yes' if layer.bit_exact else 'NO':>11}"
-                         f"{layer.utilization:>13.3f}")
+                         f"{layer.utilization:>13.3f}" + time_columns(self.layer_at_fmax(layer)))
         cycles = sum(layer.cycles for layer in self.layers)
         model = sum(layer.model_cycles for layer in self.layers)
         macs = sum(layer.nonzero_macs for layer in self.layers)
-        lines.append(f"{'all':<7}{'':>10}{cycles:>12,}{model:>14,}"
+        image = self.per_image()
+        lines.append(f"{'image' if self.whole_image else 'all':<7}{'':>10}{cycles:>12,}"
+                     f"{model:>14,}"
                      f"{'yes' if all(l.bit_exact for l in self.layers) else 'NO':>11}"
-                     f"{macs / (self.processing_elements * cycles):>13.3f}")
+                     f"{macs / (self.processing_elements * cycles):>13.3f}"
+                     + time_columns(self.replayed_at_fmax()))
+        if not timed:
+            if self.clock_note:
+                lines.append(self.clock_note)
+            return "\n".join(lines)
+        lines.append(f"clock: {self.clock.describe()}")
+        if image is not None and "effective_gops" in image:
+            per_dsp = (f", {image['gops_per_dsp']:.4f} GOP/s per MULT18X18D ({self.clock.dsp})"
+                       if "gops_per_dsp" in image else "")
+            lines.append(f"per image: {image['latency_us']:,.3f} us, "
+                         f"{image['per_second']:,.2f} images/s, "
+                         f"{image['effective_gops']:.3f} GOP/s effective (dense-equivalent: "
+                         f"{2 * self.dense_layer_macs * len(self.layers):,} operations of the "
+                         f"unpruned model){per_dsp}")
         return "\n".join(lines)
 
 
@@ -315,13 +445,15 @@ def layer_results(image: WeightImage, config: AcceleratorConfig, cases: list,
 # ------------------------------------------------------------------------------------------------
 
 def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
-                 waves: bool = False, on_step=None) -> ReplayReport:
+                 waves: bool = False, fmax_mhz: float | None = None,
+                 on_step=None) -> ReplayReport:
     """Replay ``layers`` (``"all"``, ``"0,1"`` or a list of indices) of the image in
     ``image_dir`` on the layer engine generated from its ``params.json``, each fed the golden
     model's input from each of the first ``inputs`` calibration images recorded with the image
     (``model_dir``: where the exported model is now, default the recorded directory:
-    :func:`encoder_inputs`); write ``image_dir/replay/`` and return the report.
-    ``on_step(text)`` hears progress.
+    :func:`encoder_inputs`); write ``image_dir/replay/`` and return the report, with time at
+    the engine's measured Fmax or at ``fmax_mhz`` (:func:`replay_clock`). ``on_step(text)``
+    hears progress.
 
     A layer that is not bit-exact or cycle-exact is recorded as such (``report.exact`` is
     False), not raised.
@@ -342,6 +474,8 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
               else parse_layers(",".join(str(int(i)) for i in layers), len(image.layers)))
     if isinstance(inputs, bool) or not isinstance(inputs, int) or inputs < 1:
         raise ReplayError(f"--inputs must be a positive integer, not {inputs!r}")
+    clock, clock_note = replay_clock(image_dir, config, fmax_mhz)
+    dense_macs = dense_layer_macs(image, config)
     out = image_dir / REPLAY_DIR
     try:
         check_output_directory(out, manifest=RESULT_FILE, contents={RESULT_FILE, WAVES_FILE})
@@ -389,7 +523,9 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
             processing_elements=hw.array_rows * hw.array_cols, inputs=inputs,
             layers=layer_results(image, config, cases, results),
             build_seconds=design.build_seconds, sim_seconds=time.monotonic() - started,
-            directory=out, waves=out / WAVES_FILE if waves else None)
+            directory=out, waves=out / WAVES_FILE if waves else None,
+            image_layers=len(image.layers), dense_layer_macs=dense_macs,
+            clock=clock, clock_note=clock_note)
         if not report.exact:
             report = dataclasses.replace(report, log=work / "sim.log")
         (staging / RESULT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n",
@@ -446,6 +582,10 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--waves", action="store_true",
                         help=f"trace every signal into DIR/{REPLAY_DIR}/{WAVES_FILE} (a separate "
                              f"traced build; open with GTKWave or Surfer)")
+    parser.add_argument("--fmax-mhz", type=float, default=None, metavar="MHZ",
+                        help="turn cycles into time at this clock, reported as given, not "
+                             "measured (default: the Fmax of the placed and routed layer "
+                             "engine, make synth CONFIG=DIR/params.json, when it exists)")
     return parser
 
 
@@ -456,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = replay_image(options.image, model_dir=options.model, layers=options.layers,
                               inputs=options.inputs, waves=options.waves,
+                              fmax_mhz=options.fmax_mhz,
                               on_step=lambda text: print(f"- {text}", flush=True))
     except ReplayError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

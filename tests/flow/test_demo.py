@@ -2,11 +2,13 @@
 the same-engine check of the dense and pruned configs, ``make bench``'s runs and their cycles."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flow.demo import DemoFailed, bench_runs, check_same_engine, cycle_model_cycles, nonzero_macs
+from flow.demo import (DemoFailed, bench_runs, check_same_engine, cycle_model_cycles,
+                       engine_clocks, nonzero_macs)
 from sim.layer_replay import image_cases, model_cycles, synthetic_case
 from sw.config import load_config
 from sw.image.export import ExportRequest, export
@@ -90,3 +92,20 @@ def test_cycle_model_cycles_fall_with_pruning(tmp_path):
                  for case in image_cases(pruned.image, x)]
     assert len(per_layer) == 2 and pruned_cycles == sum(per_layer)
     assert 0 < pruned_cycles < dense_cycles
+
+
+def test_engine_clocks_come_from_placed_synthesis_reports(tmp_path, monkeypatch):
+    import flow.demo
+    fixtures = Path(__file__).parents[1] / "hw" / "synth_fixtures"
+    reports = {"digits_dense": fixtures / "layer_engine.placed.json",
+               "digits_pruned": tmp_path / "absent.json"}
+    monkeypatch.setattr(flow.demo, "report_path", lambda config, top: reports[config.name])
+    tiny = load_config("tiny")
+    configs = {"dense": tiny.replace(name="digits_dense"),
+               "pruned": tiny.replace(name="digits_pruned")}
+    clocks = engine_clocks(configs, {"dense": tmp_path / "dense", "pruned": tmp_path / "pruned"})
+    assert clocks["dense"] == {"note": None, "clock": {
+        "fmax_mhz": 50.0, "measured": True, "source": str(reports["digits_dense"]), "dsp": 100}}
+    assert clocks["pruned"] == {"clock": None, "note": (
+        f"no time at Fmax: no synthesis report of the layer engine ({tmp_path / 'absent.json'})"
+        f"; measure it with `make synth CONFIG={tmp_path / 'pruned' / 'params.json'}`")}

@@ -170,3 +170,79 @@ def test_written_files(tmp_path):
     first = {name: path.read_bytes() for name, path in paths.items()}
     write_report(report, tmp_path / "demo")
     assert {name: path.read_bytes() for name, path in paths.items()} == first
+
+
+def _clocked(pruned_clock, dense_clock=None, note="no time at Fmax: (why; the command)"):
+    facts = _facts()
+    facts["clocks"] = {model: ({"clock": clock, "note": None} if clock else
+                               {"clock": None, "note": note})
+                       for model, clock in (("dense", dense_clock), ("pruned", pruned_clock))}
+    return build_report(facts)
+
+
+MEASURED = {"fmax_mhz": 50.0, "measured": True, "source": "build/p/synth/layer_engine.json",
+            "dsp": 4}
+
+
+def test_time_at_a_measured_fmax():
+    report = _clocked(MEASURED, dict(MEASURED, fmax_mhz=40.0,
+                                     source="build/d/synth/layer_engine.json"))
+    total, first = report["total"], report["layers"][0]
+    assert total["dense_equivalent_macs"] == 4800         # the dense replay's MACs, 2 layers
+    # pruned: 702 cycles at 50 MHz = 14.04 us; 2 x 4800 operations in 14.04 us = 0.684 GOP/s
+    assert total["pruned_at_fmax"] == {"fmax_mhz": 50.0, "latency_us": 14.04,
+                                       "per_second": 71225.07, "effective_gops": 0.684,
+                                       "gops_per_dsp": 0.1709}
+    # dense: 1,204 cycles at 40 MHz = 30.1 us
+    assert total["dense_at_fmax"]["latency_us"] == 30.1
+    # layer 0 pruned: 300 cycles, 6 us, its dense layer's 2,400 MACs: 0.8 GOP/s
+    assert first["pruned"]["at_fmax"] == {"fmax_mhz": 50.0, "latency_us": 6.0,
+                                          "per_second": 166666.67, "effective_gops": 0.8,
+                                          "gops_per_dsp": 0.2}
+    assert report["clocks"]["pruned"] == {"clock": MEASURED, "note": None}
+    assert headline(report).endswith(
+        " At the measured Fmax of 50 MHz: 14.0 µs per image, 71,225.1 images per second, "
+        "0.684 effective (dense-equivalent) GOP/s.")
+    text = markdown(report)
+    assert "| Fmax of the engine (MHz) | 40 | 50 |  |" in text
+    assert "| latency per image (µs) | 30.1 | 14.0 | 2.14x faster |" in text
+    assert "| images per second | 33,222.6 | 71,225.1 |  |" in text
+    assert "| effective GOP/s (dense-equivalent) | 0.319 | 0.684 |  |" in text
+    assert "| GOP/s per MULT18X18D | 0.0797 | 0.1709 |  |" in text
+    assert "| 0 | 15.1 | 6.0 | 0.319 | 0.800 | 0.2000 |" in text        # 602 cycles at 40 MHz
+    assert "| image | 30.1 | 14.0 | 0.319 | 0.684 | 0.1709 |" in text
+    assert ("Clock, pruned (`toy_pruned`): 50 MHz, measured: the placed and routed layer "
+            "engine (build/p/synth/layer_engine.json).") in text
+    console = console_summary(report)
+    assert "latency per image (µs)" in console
+    assert ("  clock, dense (`toy_dense`): 40 MHz, measured: the placed and routed layer "
+            "engine (build/d/synth/layer_engine.json)") in console.splitlines()
+
+
+def test_a_given_clock_is_labelled_and_a_missing_one_named():
+    given = {"fmax_mhz": 100, "measured": False, "source": "given", "dsp": None}
+    report = _clocked(given)
+    assert report["total"]["dense_at_fmax"] is None
+    assert report["layers"][0]["dense"]["at_fmax"] is None
+    assert "gops_per_dsp" not in report["total"]["pruned_at_fmax"]
+    assert headline(report).endswith(" At the given (not measured) clock of 100 MHz: 7.0 µs "
+                                     "per image, 142,450.1 images per second, 1.368 effective "
+                                     "(dense-equivalent) GOP/s.")
+    text = markdown(report)
+    assert "| Fmax of the engine (MHz) | - | 100 (given) |  |" in text
+    assert "| latency per image (µs) | - | 7.0 |  |" in text
+    assert ("Clock, dense (`toy_dense`): no time at Fmax: (why; the command)." in text)
+
+
+def test_without_any_clock_one_line_per_model_says_why():
+    report = _clocked(None)
+    assert report["total"]["pruned_at_fmax"] is None
+    assert not headline(report).endswith("GOP/s.")
+    text = markdown(report)
+    assert "µs" not in text and "Fmax of the engine" not in text
+    assert text.count("Clock, pruned (`toy_pruned`): no time at Fmax: (why; the command).") == 2
+    assert "  clock, pruned (`toy_pruned`): no time at Fmax: (why; the command)" in (
+        console_summary(report).splitlines())
+    # facts from before clocks existed: still one line saying there is no time
+    assert build_report(_facts())["clocks"]["dense"] == {
+        "clock": None, "note": "no time at Fmax: no clock of the layer engine was measured"}

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from sim.layer_replay import image_cases, model_cycles
+from hw.synth.throughput import EngineClock
 from sim.replay import (RESULT_FILE, WAVES_FILE, LayerResult, ReplayError, ReplayReport,
-                        encoder_inputs, layer_results, main, parse_layers)
+                        dense_layer_macs, encoder_inputs, layer_results, load_replay_image, main,
+                        parse_layers, replay_clock)
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
 from sw.synthetic_deit import save_pruned_deit
@@ -257,10 +259,20 @@ def test_replay_every_layer_of_a_tiny_image(exported, capsys):
     assert document["log"] is None                 # exact: the work files were removed
     assert sorted(path.name for path in (image_dir / "replay").iterdir()) == [RESULT_FILE]
     table = out.splitlines()
-    assert table[-5].split() == ["layer", "tokens", "cycles", "model", "cycles", "bit-exact",
+    assert table[-6].split() == ["layer", "tokens", "cycles", "model", "cycles", "bit-exact",
                                  "utilization"]
-    assert table[-4].split()[:5] == ["0", "18->15", f"{layers[0]['cycles']:,}",
+    assert table[-5].split()[:5] == ["0", "18->15", f"{layers[0]['cycles']:,}",
                                      f"{layers[0]['cycles']:,}", "yes"]
+    assert table[-3].split()[:2] == ["image", f"{sum(l['cycles'] for l in layers):,}"]
+    # no synthesis report of this config's engine here: no time, one line naming the command
+    assert table[-2].startswith("no time at Fmax: no synthesis report of the layer engine (")
+    assert table[-2].endswith(f"; measure it with `make synth CONFIG={image_dir}/params.json` "
+                              f"(or give one: --fmax-mhz MHZ)")
+    assert document["clock"] is None and document["per_image"] is None
+    assert document["clock_note"] == table[-2]
+    assert all(layer["at_fmax"] is None for layer in layers)
+    assert document["image_layers"] == 2 and document["dense_layer_macs"] == 18 * (
+        4 * 64 * 64 + 2 * 64 * 128) + 2 * 4 * 18 * 18 * 16
     assert table[-1].startswith(f"wrote {image_dir / 'replay' / RESULT_FILE} (")
     # a second replay replaces the first (its own output), here with one layer
     assert main(["--image", str(image_dir), "--layers", "1"]) == 0
@@ -324,3 +336,112 @@ def test_a_layer_that_is_not_exact_is_status_1(exported, tmp_path, monkeypatch, 
     assert capsys.readouterr().err == (f"sim/replay.py: error: layer 1 not bit-exact or not "
                                        f"cycle-exact; see {tmp_path / 'work' / 'sim.log'}\n")
     assert ReplayReport.from_dict(report.to_dict(), tmp_path / "replay") == report
+
+
+# ------------------------------------------------------------------------------------------------
+# Time at Fmax (no Verilator needed)
+# ------------------------------------------------------------------------------------------------
+
+SYNTH_FIXTURES = REPO / "tests" / "hw" / "synth_fixtures"
+
+
+def _timed_report(clock, layers=2, image_layers=2) -> ReplayReport:
+    results = tuple(LayerResult(index=index, tokens=18, token_keep=18, inputs=1,
+                                bit_exact=True, cycle_exact=True, cycles=100_000,
+                                model_cycles=100_000, nonzero_macs=800_000, utilization=0.5)
+                    for index in range(layers))
+    return ReplayReport(image="i", config="c", processing_elements=16, inputs=1,
+                        layers=results, build_seconds=0, sim_seconds=0,
+                        image_layers=image_layers, dense_layer_macs=2_500_000, clock=clock,
+                        clock_note=None if clock else "no time at Fmax: (the note)")
+
+
+def test_time_at_a_measured_fmax():
+    clock = EngineClock(50.0, measured=True, source="build/c/synth/layer_engine.json", dsp=100)
+    report = _timed_report(clock)
+    document = report.to_dict()
+    # 100,000 cycles at 50 MHz: 2,000 us, 500 layers/s; 2 x 2.5e6 dense MACs in 2 ms: 2.5 GOP/s
+    assert document["layers"][0]["at_fmax"] == {
+        "fmax_mhz": 50.0, "latency_us": 2000.0, "per_second": 500.0, "effective_gops": 2.5,
+        "gops_per_dsp": 0.025}
+    assert document["per_image"] == {
+        "fmax_mhz": 50.0, "latency_us": 4000.0, "per_second": 250.0, "effective_gops": 2.5,
+        "gops_per_dsp": 0.025}
+    assert document["clock"] == clock.to_dict() and document["clock_note"] is None
+    lines = report.table().splitlines()
+    assert lines[0].split()[-2:] == ["us", "GOP/s"]
+    assert lines[1].split()[-2:] == ["2,000.000", "2.500"]
+    assert lines[3].split()[0] == "image" and lines[3].split()[-2:] == ["4,000.000", "2.500"]
+    assert lines[4] == ("clock: 50 MHz, measured: the placed and routed layer engine "
+                        "(build/c/synth/layer_engine.json)")
+    assert lines[5] == ("per image: 4,000.000 us, 250.00 images/s, 2.500 GOP/s effective "
+                        "(dense-equivalent: 10,000,000 operations of the unpruned model), "
+                        "0.0250 GOP/s per MULT18X18D (100)")
+    assert ReplayReport.from_dict(document) == report
+
+
+def test_some_layers_have_time_but_no_per_image_figures():
+    clock = EngineClock(100.0, measured=False, source="--fmax-mhz")
+    report = _timed_report(clock, layers=1)
+    assert report.per_image() is None and report.to_dict()["per_image"] is None
+    lines = report.table().splitlines()
+    assert lines[2].split()[0] == "all" and lines[2].split()[-2:] == ["1,000.000", "5.000"]
+    assert lines[3:] == ["clock: 100 MHz, given (--fmax-mhz), not measured"]
+
+
+def test_without_a_clock_the_table_says_so():
+    report = _timed_report(None)
+    lines = report.table().splitlines()
+    assert lines[0].split()[-1] == "utilization" and lines[-1] == "no time at Fmax: (the note)"
+    assert ReplayReport.from_dict(report.to_dict()) == report
+
+
+def test_the_clock_of_an_image_comes_from_its_engines_report(exported, monkeypatch):
+    import hw.synth
+    image_dir, _ = exported
+    _, config = load_replay_image(image_dir)
+    placed = SYNTH_FIXTURES / "layer_engine.placed.json"
+    monkeypatch.setattr(hw.synth, "report_path", lambda config, top: placed)
+    assert replay_clock(image_dir, config) == (
+        EngineClock(50.0, measured=True, source=str(placed), dsp=100), None)
+    assert replay_clock(image_dir, config, 80) == (
+        EngineClock(80.0, measured=False, source="--fmax-mhz", dsp=100), None)
+    overflow = SYNTH_FIXTURES / "layer_engine.overflow.json"
+    monkeypatch.setattr(hw.synth, "report_path", lambda config, top: overflow)
+    assert replay_clock(image_dir, config) == (None, (
+        f"no time at Fmax: {overflow}: the layer engine does not fit LFE5U-85F speed 6 "
+        f"(MULT18X18D 164 > 156), so it was not placed and routed; measure it with "
+        f"`make synth CONFIG={image_dir}/params.json` (or give one: --fmax-mhz MHZ)"))
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "inf"])
+def test_a_bad_fmax_is_refused_before_anything_is_written(exported, tmp_path, capsys, value):
+    image = _copy(exported[0], tmp_path / "image")
+    _refused(capsys, ["--image", image, f"--fmax-mhz={value}"],
+             f"--fmax-mhz: Fmax must be a positive number of MHz, not {float(value)!r}")
+    assert not (image / "replay").exists()
+
+
+def test_dense_layer_macs_are_the_unpruned_layers(exported):
+    image_dir, _ = exported
+    image, config = load_replay_image(image_dir)
+    # the image keeps 3 of 4 heads and fewer neurons; the unpruned layer: 18 tokens, hidden 64,
+    # FFN 128, 4 heads of 16: the six linears plus QK^T and P.V of every head
+    assert config.model.ffn_size < 128
+    assert dense_layer_macs(image, config) == 18 * (4 * 64 * 64 + 2 * 64 * 128) \
+        + 2 * 4 * 18 * 18 * 16
+
+
+def test_no_dense_macs_for_a_model_the_blocks_do_not_fit(exported):
+    import dataclasses
+    image_dir, _ = exported
+    image, config = load_replay_image(image_dir)
+    odd = dataclasses.replace(image, model=dataclasses.replace(image.model, ffn_size=130))
+    assert dense_layer_macs(odd, config) is None
+    # then the table has microseconds but no GOP/s
+    clock = EngineClock(50.0, measured=True, source="r.json", dsp=100)
+    report = dataclasses.replace(_timed_report(clock), dense_layer_macs=None)
+    lines = report.table().splitlines()
+    assert lines[1].split()[-2:] == ["2,000.000", "-"]
+    assert lines[-1] == "clock: 50 MHz, measured: the placed and routed layer engine (r.json)"
+    assert "effective_gops" not in report.per_image()
