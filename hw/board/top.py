@@ -10,7 +10,7 @@ The engine runs in the platform's default clock domain (the board's 25 MHz oscil
 from __future__ import annotations
 
 from amaranth import Elaboratable, Module, Signal, Value
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 from hw.board.uart import UartRx, UartTx
 from hw.board.uart_bridge import HostBridge
@@ -74,12 +74,16 @@ class BoardTop(Elaboratable):
             m.d.comb += [receiver.rx.eq(self.uart_rx), self.uart_tx.eq(transmitter.tx)]
             return m
 
-        uart = platform.request("uart", 0)
-        m.d.comb += [receiver.rx.eq(uart.rx.i), uart.tx.o.eq(transmitter.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx_pin = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx_pin = io.Buffer("o", uart.tx)
+        m.d.comb += [receiver.rx.eq(rx_pin.i), tx_pin.o.eq(transmitter.tx)]
         heartbeat = Signal(HEARTBEAT_BITS)
         m.d.sync += heartbeat.eq(heartbeat + 1)
         for index, value in ((0, engine.done), (1, engine.error),
                              (2, receiver.framing_error | receiver.overrun),
                              (7, heartbeat[-1])):
-            m.d.comb += platform.request("led", index).o.eq(value)
+            m.submodules[f"led_{index}"] = led = io.Buffer("o", platform.request("led", index,
+                                                                                  dir="-"))
+            m.d.comb += led.o.eq(value)
         return m

@@ -21,8 +21,10 @@ MIN_DIVISOR = 4
 MAX_BAUD_ERROR = 0.02
 
 
-def _check_divisor(divisor) -> int:
+def _check_divisor(component, divisor) -> int:
     if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < MIN_DIVISOR:
+        # a component refused at construction was never meant to be used: no warning later
+        component._MustUse__silence = True
         raise ValueError(f"Divisor must be an integer of at least {MIN_DIVISOR}, "
                          f"not {divisor!r}")
     return divisor
@@ -88,7 +90,7 @@ class UartRx(wiring.Component):
     overrun: Out(1)
 
     def __init__(self, *, divisor: int):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property
@@ -175,7 +177,7 @@ class UartTx(wiring.Component):
     tx: Out(1, init=1)
 
     def __init__(self, *, divisor: int):
-        self._divisor = _check_divisor(divisor)
+        self._divisor = _check_divisor(self, divisor)
         super().__init__()
 
     @property

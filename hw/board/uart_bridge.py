@@ -100,18 +100,13 @@ class HostBridge(wiring.Component):
 
     def __init__(self, *, load_layout: data.StructLayout, read_addr_bits: int,
                  read_data_bits: int, counter_bits: int, read_latency: int = 1):
-        if (not isinstance(load_layout, data.StructLayout)
-                or {name for name, _ in load_layout} != {"target", "addr", "data"}):
-            raise TypeError(f"Load layout must be a StructLayout with fields target, addr and "
-                            f"data, not {load_layout!r}")
-        for name, value in (("Read address width", read_addr_bits),
-                            ("Read data width", read_data_bits),
-                            ("Counter width", counter_bits)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if not isinstance(read_latency, int) or isinstance(read_latency, bool) \
-                or read_latency < 0:
-            raise ValueError(f"Read latency must be a non-negative integer, not {read_latency!r}")
+        try:
+            self._check(load_layout, read_addr_bits, read_data_bits, counter_bits,
+                        read_latency)
+        except (TypeError, ValueError):
+            # a component refused at construction was never meant to be used: no warning later
+            self._MustUse__silence = True
+            raise
         self._load_layout = load_layout
         self._read_latency = read_latency
         self._widths = {
@@ -132,6 +127,22 @@ class HostBridge(wiring.Component):
             "read_addr": Out(read_addr_bits),
             "read_data": In(read_data_bits),
         })
+
+    @staticmethod
+    def _check(load_layout, read_addr_bits, read_data_bits, counter_bits, read_latency):
+        if (not isinstance(load_layout, data.StructLayout)
+                or {name for name, _ in load_layout} != {"target", "addr", "data"}):
+            raise TypeError(f"Load layout must be a StructLayout with fields target, addr and "
+                            f"data, not {load_layout!r}")
+        for name, value in (("Read address width", read_addr_bits),
+                            ("Read data width", read_data_bits),
+                            ("Counter width", counter_bits)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(read_latency, int) or isinstance(read_latency, bool) \
+                or read_latency < 0:
+            raise ValueError(f"Read latency must be a non-negative integer, "
+                             f"not {read_latency!r}")
 
     @property
     def field_bytes(self) -> dict[str, int]:
