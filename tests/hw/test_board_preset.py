@@ -78,3 +78,26 @@ def test_board_top_elaborates_with_the_ulx3s_platform(preset, tmp_path):
                if line.startswith("module ")]
     for module in ("engine", "bridge", "receiver", "transmitter", "engine.gemm.array.pe_1_1"):
         assert f"module \\ulx3s_85f.{module}" in modules
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_one_pruned_layer_of_the_board_preset_is_bit_and_cycle_exact(tmp_path):
+    """One layer on the preset's engine (cocotb + Verilator, as ``sim/test_layer_engine.py``):
+    three of four heads, half the FFN neurons, half the blocks, and the DeiT token gather at
+    keep rate 0.7 (16 candidates -> 12, CLS and distillation protected, the rest fused)."""
+    from sim.harness import build
+    from sim.layer_replay import replay, synthetic_case
+    from sw.golden.token_select import TokenPruning, keep_count
+
+    config = load_config("ulx3s_85f")
+    keep = keep_count(config.model.tokens - 2, 0.7)
+    case = synthetic_case(config, kept_heads=[0, 2, 3], kept_ffn=64, density=0.5, seed=7,
+                          token_pruning=TokenPruning(keep=keep, protected=2, fuse=True))
+    [result] = replay(build(config, "layer_engine"), [case], tmp_path)
+    assert result["bit_exact"]
+    assert result["cycles"] == result["model_cycles"]
+    assert [entry["cycles"] for entry in result["instructions"]] == [
+        entry["model_cycles"] for entry in result["instructions"]]
+    assert sum(entry["unit"] == "attention_scores" for entry in result["instructions"]) == 3
+    assert any(entry["unit"] == "token_gather" for entry in result["instructions"])
