@@ -202,8 +202,8 @@ def test_bridge_loads_starts_and_reads_back_at_the_bit_level(tiny_engine):
             answers.append([await _receive(ctx, top.uart_tx) for _ in range(count)])
 
     async def load_monitor(ctx):
-        async for _clock, _reset, valid, ready, payload in ctx.tick().sample(engine.load.valid, engine.load.ready,
-                                                             engine.load.payload):
+        sampled = ctx.tick().sample(engine.load.valid, engine.load.ready, engine.load.payload)
+        async for _clock, _reset, valid, ready, payload in sampled:
             if valid and ready:
                 seen_loads.append((payload.target, payload.addr, payload.data))
 
