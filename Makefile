@@ -64,3 +64,11 @@ bench: $(SYNTH_STAMP)
 synth: setup $(SYNTH_STAMP)
 	$(PY) -m hw.synth --config $(call shell_quote,$(value CONFIG)) \
 	  --top $(call shell_quote,$(value TOP)) $(if $(filter 0,$(PLACE)),--no-place)
+
+# A bitstream for the ULX3S 85F board: the layer engine behind the UART host bridge
+# (hw/board), built with amaranth-boards' platform files and the synth tools:
+# build/<name>/bitstream/<name>.bit and bitstream.json. No board is needed to build it.
+.PHONY: bitstream
+
+bitstream: setup $(SYNTH_STAMP)
+	$(PY) -m hw.board.build --config $(call shell_quote,$(value CONFIG))

@@ -31,6 +31,7 @@ PRESET_TABLE = {
     "deit_s16": (384, 6, 64, 1536, 197, 12, 16, 32, (8, 16, 8)),
     "deit_b16": (768, 12, 64, 3072, 197, 12, 16, 32, (8, 16, 8)),
     "bert_base": (768, 12, 64, 3072, 128, 12, 16, 32, (8, 16, 8)),
+    "ulx3s_85f": (64, 4, 16, 128, 18, 2, 2, 8, (1, 1, 1)),
 }
 
 
@@ -79,7 +80,8 @@ def raises(message):
 
 
 def test_preset_names():
-    assert preset_names() == ["bert_base", "deit_b16", "deit_s16", "deit_t16", "tiny"]
+    assert preset_names() == ["bert_base", "deit_b16", "deit_s16", "deit_t16", "tiny",
+                              "ulx3s_85f"]
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -154,7 +156,8 @@ def test_load_config_prefers_preset_over_file_of_same_name(tmp_path, monkeypatch
 
 
 def test_load_config_unknown_preset():
-    with raises("unknown preset 'foo'; presets: bert_base, deit_b16, deit_s16, deit_t16, tiny"):
+    with raises("unknown preset 'foo'; presets: bert_base, deit_b16, deit_s16, deit_t16, tiny, "
+                "ulx3s_85f"):
         load_config("foo")
 
 

@@ -1,0 +1,103 @@
+"""The ULX3S 85F board preset (``configs/ulx3s_85f.json``): the digits DeiT's layer shape on
+the engine that fits LFE5U-85F. It loads, its layer engine and the board top elaborate, its
+on-chip memories fit the device's block RAMs where the 66-token digits model's cannot, and one
+layer of it co-simulates bit-exact and cycle-exact."""
+
+import pytest
+
+from hw.board.build import BOARD_CLOCK_HZ, output_names, prepare
+from hw.synth.devices import LFE5U_85F
+from sw.config import AcceleratorConfig, ModelTopology, load_config, minimum_buffers
+from sw.onchip_memory import onchip_memories, total_dp16kd
+
+#: The digits DeiT of ``sw.train_digits`` (32 px images): hidden 64, 4 heads of 16, FFN 128,
+#: 2 layers; 66 tokens in 4 px patches, 18 tokens in the 8 px patches of the board preset.
+DIGITS_SHAPE = {"hidden_size": 64, "num_heads": 4, "head_dim": 16, "ffn_size": 128,
+                "layers": 2}
+
+
+@pytest.fixture(scope="module")
+def preset():
+    return load_config("ulx3s_85f")
+
+
+def test_preset_is_the_digits_layer_shape_in_8px_patches(preset):
+    model = preset.model
+    assert {key: getattr(model, key) for key in DIGITS_SHAPE} == DIGITS_SHAPE
+    assert model.tokens == (32 // 8) ** 2 + 2          # patches, CLS, distillation token
+    preset.check_layer_engine()
+    hw = preset.hardware
+    assert (hw.softmax_lanes, hw.gelu_lanes, hw.layernorm_lanes) == (1, 1, 1)
+    # the smallest buffers the config accepts, and every weight of the widest linear on chip
+    minimum = minimum_buffers(model, array_rows=hw.array_rows, array_cols=hw.array_cols,
+                              block_rows=hw.block_rows, block_cols=hw.block_cols)
+    assert hw.act_buffer_depth == minimum["act_buffer_depth"]
+    assert hw.out_buffer_depth == minimum["out_buffer_depth"]
+    assert hw.weight_buffer_depth == model.hidden_size * model.ffn_size // hw.array_cols
+
+
+def _digits_config(tokens: int, side: int) -> AcceleratorConfig:
+    model = ModelTopology(tokens=tokens, **DIGITS_SHAPE)
+    minimum = minimum_buffers(model, array_rows=side, array_cols=side, block_rows=8,
+                              block_cols=8)
+    return AcceleratorConfig.from_dict({
+        "schema_version": 1, "name": f"digits_{tokens}",
+        "model": {**DIGITS_SHAPE, "tokens": tokens},
+        "hardware": {"array_rows": side, "array_cols": side, "block_rows": 8, "block_cols": 8,
+                     "data_width": 8, "acc_width": 32, "multiplier_width": 16,
+                     "act_buffer_depth": minimum["act_buffer_depth"],
+                     "weight_buffer_depth": 64 * 128 // side,
+                     "out_buffer_depth": minimum["out_buffer_depth"]}})
+
+
+def test_block_rams_fit_the_85f_where_66_tokens_cannot(preset):
+    """``sw.onchip_memory``'s DP16KD estimate (an upper bound: yosys maps small memories to LUT
+    RAM) of the preset fits the 85F's 208; the 66-token engine's scratchpad alone (three read
+    ports, so three copies) needs about twice that, on any array."""
+    assert total_dp16kd(onchip_memories(preset)) <= LFE5U_85F.dp16kd
+    for side in (2, 4, 8):
+        memories = onchip_memories(_digits_config(66, side))
+        scratchpad = next(m for m in memories if m.name == "scratchpad.memory")
+        assert scratchpad.dp16kd > LFE5U_85F.dp16kd, side
+
+
+def test_board_top_elaborates_with_the_ulx3s_platform(preset, tmp_path):
+    """The preset's engine behind the UART bridge, through amaranth-boards' platform: the files
+    ``make bitstream`` hands to the tools, every one of them in the build's file list."""
+    platform, divisor = prepare(preset, tmp_path, baud=115200, seed=1)
+    assert platform.default_clk_frequency == BOARD_CLOCK_HZ
+    assert divisor == 217
+    names = {path.name for path in tmp_path.iterdir()}
+    assert names <= set(output_names(preset.name))
+    lpf = (tmp_path / f"{preset.name}.lpf").read_text()
+    for port, site in (("clk25_0__io", "G2"), ("uart_0__rx__io", "M1"),
+                       ("uart_0__tx__io", "L4"), ("led_0__io", "B2")):
+        assert f'LOCATE COMP "{port}" SITE "{site}";' in lpf
+    assert "synth_ecp5" in (tmp_path / f"{preset.name}.ys").read_text()
+    modules = [line for line in (tmp_path / f"{preset.name}.il").read_text().splitlines()
+               if line.startswith("module ")]
+    for module in ("engine", "bridge", "receiver", "transmitter", "engine.gemm.array.pe_1_1"):
+        assert f"module \\ulx3s_85f.{module}" in modules
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_one_pruned_layer_of_the_board_preset_is_bit_and_cycle_exact(tmp_path):
+    """One layer on the preset's engine (cocotb + Verilator, as ``sim/test_layer_engine.py``):
+    three of four heads, half the FFN neurons, half the blocks, and the DeiT token gather at
+    keep rate 0.7 (16 candidates -> 12, CLS and distillation protected, the rest fused)."""
+    from sim.harness import build
+    from sim.layer_replay import replay, synthetic_case
+    from sw.golden.token_select import TokenPruning, keep_count
+
+    config = load_config("ulx3s_85f")
+    keep = keep_count(config.model.tokens - 2, 0.7)
+    case = synthetic_case(config, kept_heads=[0, 2, 3], kept_ffn=64, density=0.5, seed=7,
+                          token_pruning=TokenPruning(keep=keep, protected=2, fuse=True))
+    [result] = replay(build(config, "layer_engine"), [case], tmp_path)
+    assert result["bit_exact"]
+    assert result["cycles"] == result["model_cycles"]
+    assert [entry["cycles"] for entry in result["instructions"]] == [
+        entry["model_cycles"] for entry in result["instructions"]]
+    assert sum(entry["unit"] == "attention_scores" for entry in result["instructions"]) == 3
+    assert any(entry["unit"] == "token_gather" for entry in result["instructions"])
