@@ -264,6 +264,15 @@ class EngineParams:
         return self.burst_beats * self.word_bytes
 
     @property
+    def external_words(self) -> int:
+        """Most weight words one layer's linears occupy in external memory: the dense linears'
+        words, each padded to whole bursts (``hw.layer.loading.LoadPlan.external`` lays them
+        out so)."""
+        return sum(-(-(out * inner // self.lanes) // self.burst_beats) * self.burst_beats
+                   for name, (out, inner) in self.role_shapes.items()
+                   if name not in ("keys", "values"))
+
+    @property
     def head_vectors(self) -> int:
         """Scratchpad vectors of one head's columns (a head slot's offset step)."""
         return self.head_dim // self.lanes

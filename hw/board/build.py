@@ -89,10 +89,12 @@ def prepare(config, directory: Path, *, baud: int, seed: int):
     from hw.board.uart import baud_divisor
     from hw.generate import _without_zero_memory_init
     from hw.layer.engine import build_layer_engine
+    from sw.engine_params import EngineParams
 
     platform = ULX3S_85F_Platform()
     divisor = baud_divisor(platform.default_clk_frequency, baud)
-    top = BoardTop(build_layer_engine(config), divisor=divisor)
+    top = BoardTop(build_layer_engine(config), divisor=divisor,
+                   weight_words=EngineParams.from_config(config).external_words)
     name = config.name
     with _without_zero_memory_init():
         plan = platform.build(

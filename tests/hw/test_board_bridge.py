@@ -8,7 +8,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hw.board.top import BoardTop
+from hw.board.top import WEIGHT_TARGET, BoardTop, weight_load
 from hw.board.uart import UartRx, UartTx, baud_divisor
 from hw.board.uart_bridge import UNKNOWN_COMMAND, Command, HostBridge
 from hw.layer.engine import LayerEngine
@@ -25,9 +25,11 @@ class FakeEngine(wiring.Component):
     """The layer engine's host-facing ports with the tiny engine's widths: SCRATCH loads
     write a memory that ``read_addr`` reads (registered, like the engine's); every accepted
     load is recorded by the testbench; a job raises ``done`` after ``JOB_CYCLES`` cycles and
-    counts them in ``cycles``; ``load.ready`` is low every third cycle (back-pressure)."""
+    counts them in ``cycles``; ``load.ready`` is low every third cycle (back-pressure). With
+    ``axi``, the engine's AXI read port too, left for the testbench to drive (as the engine's
+    weight fetcher would)."""
 
-    def __init__(self, engine: LayerEngine):
+    def __init__(self, engine: LayerEngine, *, axi: bool = False):
         self.load_layout = engine.load_layout
         self.depth = 16
         super().__init__({
@@ -37,6 +39,7 @@ class FakeEngine(wiring.Component):
             "cycles": Out(len(Value.cast(engine.cycles))),
             "read_addr": In(len(Value.cast(engine.read_addr))),
             "read_data": Out(len(Value.cast(engine.read_data))),
+            **({"axi": Out(engine.signature.members["axi"].signature)} if axi else {}),
         })
 
     def elaborate(self, platform):
@@ -224,3 +227,49 @@ def test_bridge_loads_starts_and_reads_back_at_the_bit_level(tiny_engine):
     assert answers[9] == [UNKNOWN_COMMAND]
     assert answers[10] == [1]                       # done, no error
     assert answers[11] == _le(JOB_CYCLES, widths["cycles"])
+
+
+def test_weight_loads_fill_the_board_weight_ram_that_the_engine_reads_over_axi(tiny_engine):
+    """LOADs of target WEIGHT_TARGET go to the board's AXI RAM (the engine sees none); an INCR
+    burst on the engine's AXI port returns them in order."""
+    engine = FakeEngine(tiny_engine, axi=True)
+    top = BoardTop(engine, divisor=DIVISOR, weight_words=12)          # a 16-word RAM
+    assert top.weights.depth == 16
+    width = engine.axi.rdata.shape().width
+    widths = top.bridge.field_bytes
+    words = {3: 0x1234 % (1 << width), 4: (1 << width) - 1, 5: 0x5A % (1 << width)}
+    seen_loads, answers, burst = [], [], []
+
+    async def host(ctx):
+        await ctx.tick().repeat(3)
+        for addr, word in words.items():
+            for byte in [Command.LOAD, WEIGHT_TARGET] + _le(0, widths["addr"]) + _le(
+                    weight_load(word, addr, width), widths["data"]):
+                await _send(ctx, top.uart_rx, byte)
+            answers.append(await _receive(ctx, top.uart_tx))
+        ctx.set(engine.axi.araddr, 3 * width // 8)
+        ctx.set(engine.axi.arlen, 2)
+        ctx.set(engine.axi.arvalid, 1)
+        ctx.set(engine.axi.rready, 1)
+        await ctx.tick().until(top.weights.axi.arready)
+        ctx.set(engine.axi.arvalid, 0)
+        while len(burst) < 3:
+            _, _, valid, word, last = await ctx.tick().sample(
+                engine.axi.rvalid, engine.axi.rdata, engine.axi.rlast)
+            if valid:
+                burst.append((word, last))
+
+    async def load_monitor(ctx):
+        sampled = ctx.tick().sample(engine.load.valid, engine.load.ready)
+        async for _clock, _reset, valid, ready in sampled:
+            if valid and ready:
+                seen_loads.append(1)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_testbench(load_monitor, background=True)
+    sim.run()
+    assert answers == [Command.LOAD] * 3
+    assert seen_loads == []
+    assert burst == [(words[3], 0), (words[4], 0), (words[5], 1)]
