@@ -13,7 +13,7 @@ from sw.engine_params import EngineParams
 from sw.onchip_memory import OnChipMemory, onchip_memories
 
 #: The digits DeiT of ``sw.train_digits`` (32 px images): hidden 64, 4 heads of 16, FFN 128,
-#: 2 layers; 66 tokens in 4 px patches, 18 tokens in the 8 px patches of the board preset.
+#: 2 layers; 66 tokens in its 4 px patches (the board preset's), 18 tokens in 8 px patches.
 DIGITS_SHAPE = {"hidden_size": 64, "num_heads": 4, "head_dim": 16, "ffn_size": 128,
                 "layers": 2}
 
@@ -23,10 +23,10 @@ def preset():
     return load_config("ulx3s_85f")
 
 
-def test_preset_is_the_digits_layer_shape_in_8px_patches(preset):
+def test_preset_is_the_digits_deit_layer_shape(preset):
     model = preset.model
     assert {key: getattr(model, key) for key in DIGITS_SHAPE} == DIGITS_SHAPE
-    assert model.tokens == (32 // 8) ** 2 + 2          # patches, CLS, distillation token
+    assert model.tokens == (32 // 4) ** 2 + 2          # patches, CLS, distillation token
     preset.check_layer_engine()
     hw = preset.hardware
     assert (hw.softmax_lanes, hw.gelu_lanes, hw.layernorm_lanes) == (1, 1, 1)
@@ -60,14 +60,15 @@ def _board_memories(config: AcceleratorConfig) -> tuple:
     return (*onchip_memories(config), ram)
 
 
-def test_block_rams_fit_the_85f_and_now_66_tokens_would_too(preset):
+def test_block_rams_fit_the_85f_on_the_2x2_array_not_on_8x8(preset):
     """``sw.onchip_memory``'s DP16KD estimate (an upper bound: yosys maps small memories to LUT
-    RAM) of the preset's engine and the board's weight RAM fits the 85F's 208. Since the
-    scratchpad is packed by element type and shared, the 66-token engine's estimate fits on a
-    2 x 2 array too (docs/board.md: the preset has not moved to it yet), on an 8 x 8 not."""
+    RAM) of the preset's engine and the board's weight RAM fits the 85F's 208. The 66 tokens
+    fit because the weights stream (from the board's weight RAM) and the scratchpad is packed
+    by element type and shared (the engine of commit 54484a9 needed 504 on this array); an
+    8 x 8 array would not fit (and 4 x 4 needs more multipliers than the 85F has)."""
     memories = _board_memories(preset)
-    assert sum(m.dp16kd for m in memories) <= LFE5U_85F.dp16kd
-    assert next(m for m in memories if m.name == "board.weights").bytes == 32 * 1024          # the dense linears: 16,384 words of 16 bits
+    assert sum(m.dp16kd for m in memories) == 167 <= LFE5U_85F.dp16kd
+    assert next(m for m in memories if m.name == "board.weights").bytes == 32 * 1024
     fits = {side: sum(m.dp16kd for m in _board_memories(_digits_config(66, side)))
             <= LFE5U_85F.dp16kd for side in (2, 4, 8)}
     assert fits == {2: True, 4: True, 8: False}
@@ -97,7 +98,7 @@ def test_board_top_elaborates_with_the_ulx3s_platform(preset, tmp_path):
 def test_one_pruned_layer_of_the_board_preset_is_bit_and_cycle_exact(tmp_path):
     """One layer on the preset's engine (cocotb + Verilator, as ``sim/test_layer_engine.py``):
     three of four heads, half the FFN neurons, half the blocks, and the DeiT token gather at
-    keep rate 0.7 (16 candidates -> 12, CLS and distillation protected, the rest fused)."""
+    keep rate 0.7 (64 candidates -> 45, CLS and distillation protected, the rest fused)."""
     from sim.harness import build
     from sim.layer_replay import replay, synthetic_case
     from sw.golden.token_select import TokenPruning, keep_count
