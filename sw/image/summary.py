@@ -37,25 +37,28 @@ def tensor_records(image: WeightImage) -> list[dict]:
 
     ``density`` is non-zeros over the tensor's size in the unpruned model; ``crc32`` is the
     CRC-32 of the tensor's bytes as the image stores them (for a weight: its BCSR row_ptr,
-    col_idx and blocks).
+    col_idx and blocks); a weight's ``section_bytes`` are its LINEAR and WEIGHT_STREAM
+    sections together.
     """
     records = []
-    linear_sections = {(entry.layer, entry.tensor): entry for entry in image.sections
-                       if entry.kind == SectionKind.LINEAR}
+    section_bytes = {}
+    for entry in image.sections:
+        if entry.kind in (SectionKind.LINEAR, SectionKind.WEIGHT_STREAM):
+            key = (entry.layer, entry.tensor)
+            section_bytes[key] = section_bytes.get(key, 0) + entry.length
     for layer in image.layers:
         for tensor, role in enumerate(TENSOR_ROLES):
             linear = layer.linears[role]
             matrix = linear.weights
             dense = dense_shape(image, role)
             grid = matrix.grid[0] * matrix.grid[1]
-            section = linear_sections.get((layer.index, tensor))
             records.append({
                 "name": f"layer{layer.index}.{role}.weight", "dtype": "int8",
                 "shape": list(matrix.shape), "dense_shape": list(dense),
                 "block_shape": list(matrix.block_shape),
                 "pruning_block_shape": list(linear.pruning_block_shape),
                 "stored_blocks": matrix.nnz_blocks, "blocks": grid,
-                "section_bytes": section.length if section else None,
+                "section_bytes": section_bytes.get((layer.index, tensor)),
                 **_stats(matrix.blocks, dense[0] * dense[1], pack_block_sparse(matrix))})
             records.append({
                 "name": f"layer{layer.index}.{role}.bias", "dtype": "int32",
@@ -79,10 +82,12 @@ def _layernorm_records(prefix: str, constants) -> list[dict]:
 
 
 def byte_breakdown(image: WeightImage) -> dict:
-    """Where the image's bytes go: BCSR weights (row_ptr, col_idx, blocks), per-output linear
-    constants (record, bias, multiplier, shift, weight scale), other sections (config, model,
-    LayerNorm and layer constants, programs) and framing (header, table, padding)."""
-    linear = sum(entry.length for entry in image.sections if entry.kind == SectionKind.LINEAR)
+    """Where the image's bytes go: BCSR weights (row_ptr, col_idx in the LINEAR sections, the
+    blocks in the WEIGHT_STREAM sections), per-output linear constants (record, bias,
+    multiplier, shift, weight scale), other sections (config, model, LayerNorm and layer
+    constants, programs) and framing (header, table, padding)."""
+    linear_kinds = (SectionKind.LINEAR, SectionKind.WEIGHT_STREAM)
+    linear = sum(entry.length for entry in image.sections if entry.kind in linear_kinds)
     weights = sum(block_sparse_size(l.weights.shape, l.weights.block_shape, l.weights.nnz_blocks)
                   for layer in image.layers for l in layer.linears.values())
     sections = sum(entry.length for entry in image.sections)

@@ -191,6 +191,10 @@ def test_written_outputs(exported, tmp_path):
         layer.linears[role].weights.nnz_blocks * 64 for layer in exported.image.layers
         for role in TENSOR_ROLES)
     assert sum(totals["image_bytes_by_part"].values()) == len(data)
+    # the blocks moved to the WEIGHT_STREAM sections still count as weights, not as negative
+    # constants
+    assert min(totals["image_bytes_by_part"].values()) >= 0
+    assert totals["image_bytes_by_part"]["bcsr_weights"] >= totals["stored_int8_weight_bytes"]
     # the summary lists every linear
     table = summary_table(load_image(out / "weights.bin"))
     assert all(f"layer{i}.{role} " in table for i in range(2) for role in TENSOR_ROLES)
