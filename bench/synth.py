@@ -1,6 +1,6 @@
-"""Synthesis benchmark: resources and Fmax of the tiny units and engine (placed and routed on
-LFE5U-85F where they fit) and of the deit_b16 units and engine (synthesis only), through
-``hw.synth``. Writes ``build/bench/synth.json``::
+"""Synthesis benchmark: resources and Fmax of the tiny units and engine and of the board
+preset's engine (``ulx3s_85f``; placed and routed on LFE5U-85F where they fit) and of the
+deit_b16 units and engine (synthesis only), through ``hw.synth``. Writes ``build/bench/synth.json``::
 
     {"device", "designs": [{"config", "top", "lut", "ff", "carry", "dsp", "bram", "fits",
      "fmax_mhz", "critical_path", "seconds"}], "deit_b16_units": {top: lut},
@@ -13,7 +13,8 @@ special units, residual, gather and control take; null until the engine is synth
 dense image (every layer of the preset's model, unpruned) by the cycle model, and its latency
 (us), images per second, effective GOP/s and GOP/s per MULT18X18D at the engine's placed Fmax
 (``hw.synth.throughput.at_fmax``); null with a one-line ``at_fmax_note`` where the engine was not
-placed and routed (neither the tiny nor the deit_b16 engine fits LFE5U-85F today).
+placed and routed (neither the tiny nor the deit_b16 engine fits LFE5U-85F today; the board
+preset's does).
 ``seconds`` is each design's tool time (generation, yosys, nextpnr) when it was measured; an
 unchanged design's report is reused. Long: the tiny engine's synthesis alone takes about 20
 minutes, each deit_b16 unit minutes.
@@ -39,6 +40,7 @@ ENGINE = ENGINE_TOP
 
 #: (config, top, place and route where it fits)
 DESIGNS = ([("tiny", top, True) for top in UNITS + (ENGINE,)]
+           + [("ulx3s_85f", ENGINE, True)]
            + [("deit_b16", top, False) for top in UNITS + (ENGINE,)])
 
 FIELDS = ("config", "top", "lut", "ff", "carry", "dsp", "bram", "distributed_ram", "fits",
