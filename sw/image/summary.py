@@ -18,6 +18,10 @@ __all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "m
            "summary_table"]
 
 
+#: The sections that hold a linear: its BCSR structure and constants, and its streamed blocks.
+LINEAR_SECTIONS = (SectionKind.LINEAR, SectionKind.WEIGHT_STREAM)
+
+
 def dense_shape(image: WeightImage, role: str) -> tuple[int, int]:
     """``(out, in)`` of a linear in the unpruned model."""
     return unpruned_shape(role, image.model)
@@ -43,7 +47,7 @@ def tensor_records(image: WeightImage) -> list[dict]:
     records = []
     section_bytes = {}
     for entry in image.sections:
-        if entry.kind in (SectionKind.LINEAR, SectionKind.WEIGHT_STREAM):
+        if entry.kind in LINEAR_SECTIONS:
             key = (entry.layer, entry.tensor)
             section_bytes[key] = section_bytes.get(key, 0) + entry.length
     for layer in image.layers:
@@ -86,8 +90,7 @@ def byte_breakdown(image: WeightImage) -> dict:
     blocks in the WEIGHT_STREAM sections), per-output linear constants (record, bias,
     multiplier, shift, weight scale), other sections (config, model, LayerNorm and layer
     constants, programs) and framing (header, table, padding)."""
-    linear_kinds = (SectionKind.LINEAR, SectionKind.WEIGHT_STREAM)
-    linear = sum(entry.length for entry in image.sections if entry.kind in linear_kinds)
+    linear = sum(entry.length for entry in image.sections if entry.kind in LINEAR_SECTIONS)
     weights = sum(block_sparse_size(l.weights.shape, l.weights.block_shape, l.weights.nnz_blocks)
                   for layer in image.layers for l in layer.linears.values())
     sections = sum(entry.length for entry in image.sections)

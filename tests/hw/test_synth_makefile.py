@@ -3,32 +3,8 @@ for synthesis only. Runs the real Makefile in a temporary copy with a stand-in
 ``.venv/bin/python`` that records its arguments, and tool stamps newer than what they need."""
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-RECORDER = """#!/bin/sh
-for argument in "$@"; do printf '%s\\0' "$argument"; done > "$(dirname "$0")/../../arguments"
-"""
-
-
-@pytest.fixture
-def checkout(tmp_path):
-    shutil.copy(REPO_ROOT / "Makefile", tmp_path / "Makefile")
-    for name in ("pyproject.toml", "requirements-synth.txt"):
-        (tmp_path / name).write_text("")
-        os.utime(tmp_path / name, (1, 1))
-    python = tmp_path / ".venv" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(RECORDER)
-    python.chmod(0o755)
-    for stamp in (".installed", ".synth-installed"):
-        (tmp_path / ".venv" / stamp).write_text("")
-    return tmp_path
 
 
 def make_synth(checkout: Path, *variables: str) -> list[str]:
