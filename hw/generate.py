@@ -42,6 +42,7 @@ from amaranth.back import rtlil, verilog  # noqa: E402
 
 from hw.gemm import BlockSparseGemm  # noqa: E402
 from hw.layer.engine import build_layer_engine  # noqa: E402
+from hw.layer.gemm_epilogue import GemmEpilogue  # noqa: E402
 from sw.engine_params import LayerEngineError  # noqa: E402
 from hw.tokens import TokenGather  # noqa: E402
 from hw.tokens.token_gather_bench import TokenGatherBench  # noqa: E402
@@ -58,6 +59,7 @@ from sw.onchip_memory import memory_table, onchip_memories  # noqa: E402
 TOPS = {"block_sparse_gemm": BlockSparseGemm, "layer_engine": build_layer_engine,
         "softmax": Softmax.from_config, "gelu": Gelu.from_config,
         "layernorm": LayerNorm.from_config, "token_gather": TokenGather,
+        "gemm_epilogue": GemmEpilogue.from_config,
         # simulation-only tops: the unit between an input and an output memory, or with an
         # LFSR back-pressure source and a capture memory
         "softmax_harness": harness_builder(Softmax.from_config),

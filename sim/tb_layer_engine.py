@@ -49,9 +49,8 @@ _GEMM_TARGETS = {"row_ptr": GemmTarget.ROW_PTR,
                  "col_idx": GemmTarget.COL_IDX, "quant": GemmTarget.QUANT}
 #: Buffers read back for diagnosis, in program order, with the golden trace's names.
 _DIAGNOSE = (("ln1", Buffer.LN1), ("q", Buffer.Q), ("k", Buffer.K), ("v", Buffer.V),
-             ("context", Buffer.CONTEXT), ("attn", Buffer.ATTN),
-             ("residual1", Buffer.RESIDUAL1), ("ln2", Buffer.LN2), ("fc1", Buffer.FC1),
-             ("gelu", Buffer.GELU), ("fc2", Buffer.FC2))
+             ("context", Buffer.CONTEXT), ("residual1", Buffer.RESIDUAL1), ("ln2", Buffer.LN2),
+             ("gelu", Buffer.GELU))
 
 
 class LayerEngineTB(TransactionTB):
@@ -123,7 +122,7 @@ class LayerEngineTB(TransactionTB):
                     "out_block_rows": t.out_block_rows} for t in plan.tensors]
         values = {"tokens": tokens, "ffn": layer.fc1.weight.shape[0], "layernorm": ln,
                   "softmax": engine.softmax.constant_values(layer.softmax, tokens),
-                  "gelu": engine.gelu.constant_values(layer.gelu), "residual": residual,
+                  "residual": residual,
                   "tensors": tensors}
         return engine.constants_layout.const(values).as_value().value
 
@@ -158,6 +157,7 @@ class LayerEngineTB(TransactionTB):
                 items.append((index * engine.affine_beats + word["addr"],
                               affine.const(word).as_value().value))
         await self.load(EngineTarget.AFFINE, items)
+        await self.load(EngineTarget.GELU_TABLE, plan.gelu_table)
         await self.load(EngineTarget.PROGRAM, [(i, encode(instruction))
                                                for i, instruction in enumerate(case.program)])
         region, c = self.map.regions[Buffer.INPUT], self.map.lanes

@@ -57,11 +57,10 @@ LANE_WIDTH = 32
 ENGINE_TENSORS = (*TENSOR_ROLES, "keys", "values")
 KEYS, VALUES = ENGINE_TENSORS.index("keys"), ENGINE_TENSORS.index("values")
 
-_HIDDEN = (Buffer.INPUT, Buffer.LN1, Buffer.ATTN, Buffer.RESIDUAL1, Buffer.LN2, Buffer.FC2,
-           Buffer.OUTPUT)
+_HIDDEN = (Buffer.INPUT, Buffer.LN1, Buffer.RESIDUAL1, Buffer.LN2, Buffer.OUTPUT)
 _ATTENTION = (Buffer.Q, Buffer.K, Buffer.V, Buffer.CONTEXT)
 _KEYS = (Buffer.SCORES, Buffer.PROBS)
-_FFN = (Buffer.FC1, Buffer.GELU)
+_FFN = (Buffer.GELU,)
 _RESIDUAL_STREAM = (Buffer.INPUT, Buffer.RESIDUAL1, Buffer.OUTPUT)
 
 

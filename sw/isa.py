@@ -20,11 +20,14 @@ from dataclasses import dataclass
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "Field", "FIELDS", "INSTRUCTION_FIELDS",
            "INSTRUCTION_BITS", "INSTRUCTION_BYTES", "UNUSED", "FIRST", "SECOND",
-           "GATHER_PROTECTED_BITS", "TENSOR_ROLES", "Opcode", "Buffer", "Instruction",
-           "gather_arg2", "gather_fields"]
+           "GATHER_PROTECTED_BITS", "EPILOGUE_BITS", "TENSOR_ROLES", "Opcode", "Buffer", "Epilogue",
+           "Instruction", "gather_arg2", "gather_fields", "gemm_arg2", "gemm_fields"]
 
-#: Version of the instruction set; a reader accepts only the versions it knows.
-PROGRAM_VERSION = 1
+#: Version of the instruction set; a reader accepts only the versions it knows. Version 2
+#: moved GELU and the residual add into the GEMM's epilogue (:class:`Epilogue`): version 1's
+#: RESIDUAL and GELU opcodes and its ATTN, FC1 and FC2 buffers are gone, and the remaining
+#: opcodes and buffers are numbered without gaps (TOKEN_GATHER is 6; RESIDUAL1 .. OUTPUT 8 .. 11).
+PROGRAM_VERSION = 2
 
 #: Start of a PROGRAM section; ``instruction_count`` instructions follow.
 PROGRAM_FIELDS = (("program_version", "u32"), ("instruction_count", "u32"))
@@ -69,7 +72,8 @@ TENSOR_ROLES = ("q", "k", "v", "o", "fc1", "fc2")
 #: Buffer operand an instruction does not use.
 UNUSED = 0xFF
 
-#: ``arg`` of LAYERNORM / RESIDUAL: which of the layer's two constant sets it uses.
+#: ``arg`` of LAYERNORM, and the residual set of a GEMM's RESIDUAL epilogue: which of the
+#: layer's two constant sets it uses.
 FIRST, SECOND = 0, 1
 
 #: TOKEN_GATHER ``arg2``: protected leading tokens in bits ``0 .. GATHER_PROTECTED_BITS - 1``,
@@ -82,13 +86,12 @@ class Opcode(enum.IntEnum):
 
     END = 0                 #: end of the layer
     LAYERNORM = 1           #: dst = LayerNorm(src_a) with constants ln1 (arg 0) / ln2 (arg 1)
-    GEMM = 2                #: dst = linear(src_a) with the weights of tensor ``arg``
+    GEMM = 2                #: dst = epilogue(linear(src_a)) with the weights of tensor
+    #: ``arg``; ``arg2`` names the epilogue (:func:`gemm_arg2`), whose skip operand is src_b
     ATTENTION_SCORES = 3    #: SCORES = Q_h K_h^T (int32) for head slot ``arg`` (original ``arg2``)
     SOFTMAX = 4             #: PROBS = softmax(SCORES), head slot ``arg``
     ATTENTION_CONTEXT = 5   #: CONTEXT[:, slot] = requantize(PROBS V_h), head slot ``arg``
-    RESIDUAL = 6            #: dst = src_a + src_b rescaled, constants residual1 (0) / 2 (1)
-    GELU = 7                #: dst = GELU(src_a)
-    TOKEN_GATHER = 8        #: keep ``arg`` rows of dst (== src_a): protected, top-k, fused
+    TOKEN_GATHER = 6        #: keep ``arg`` rows of dst (== src_a): protected, top-k, fused
 
 
 class Buffer(enum.IntEnum):
@@ -102,13 +105,23 @@ class Buffer(enum.IntEnum):
     SCORES = 5       #: int32, tokens x tokens, one head
     PROBS = 6        #: unsigned Q0.8, tokens x tokens, one head
     CONTEXT = 7      #: int8, tokens x (kept heads x head_dim)
-    ATTN = 8         #: int8, tokens x hidden
-    RESIDUAL1 = 9    #: int16, tokens x hidden
-    LN2 = 10         #: int8
-    FC1 = 11         #: int8, tokens x kept FFN neurons
-    GELU = 12        #: int8, tokens x kept FFN neurons
-    FC2 = 13         #: int8, tokens x hidden
-    OUTPUT = 14      #: int16 residual stream, the layer output
+    RESIDUAL1 = 8    #: int16, tokens x hidden: INPUT + attention, O's GEMM epilogue
+    LN2 = 9          #: int8
+    GELU = 10        #: int8, tokens x kept FFN neurons: GELU(FC1), FC1's GEMM epilogue
+    OUTPUT = 11      #: int16 residual stream, the layer output: RESIDUAL1 + FC2's GEMM
+
+
+class Epilogue(enum.IntEnum):
+    """What a GEMM does to each requantized output before writing it (``arg2`` bits 0..1)."""
+
+    NONE = 0        #: write the output
+    GELU = 1        #: write GELU(output), the layer's GELU constants
+    RESIDUAL = 2    #: write the residual add of src_b (the skip) and the output
+
+
+#: GEMM ``arg2``: the :class:`Epilogue` in bits ``0 .. EPILOGUE_BITS - 1``, the residual
+#: constant set (:data:`FIRST` / :data:`SECOND`) in the bit above.
+EPILOGUE_BITS = 2
 
 
 @dataclass(frozen=True)
@@ -149,3 +162,21 @@ def gather_fields(arg2: int) -> tuple[int, bool]:
     """``(protected, fuse)`` of a TOKEN_GATHER ``arg2``."""
     return (arg2 & ((1 << GATHER_PROTECTED_BITS) - 1),
             bool(arg2 >> GATHER_PROTECTED_BITS & 1))
+
+
+def gemm_arg2(epilogue: Epilogue = Epilogue.NONE, residual_set: int = FIRST) -> int:
+    """``arg2`` of GEMM: the epilogue (bits 0..1) and, for RESIDUAL, the constant set (bit 2)."""
+    if residual_set not in (FIRST, SECOND):
+        raise ValueError(f"Residual set must be {FIRST} or {SECOND}, not {residual_set}")
+    return int(Epilogue(epilogue)) | (residual_set << EPILOGUE_BITS)
+
+
+def gemm_fields(arg2: int) -> tuple[Epilogue, int]:
+    """``(epilogue, residual set)`` of a GEMM ``arg2``.
+
+    Raises
+    ------
+    ValueError
+        If the epilogue bits name no :class:`Epilogue`.
+    """
+    return Epilogue(arg2 & ((1 << EPILOGUE_BITS) - 1)), arg2 >> EPILOGUE_BITS & 1

@@ -14,10 +14,10 @@ vector, without using the live ranges.
 >>> from sw.image.program import layer_program
 >>> ranges = live_ranges(layer_program([0, 1], tokens=17, token_keep=17))
 >>> ranges[Buffer.INPUT], ranges[Buffer.SCORES], ranges[Buffer.OUTPUT]
-(LiveRange(first=-1, last=11), LiveRange(first=4, last=8), LiveRange(first=16, last=18))
->>> offsets = first_fit({Buffer.LN1: 4, Buffer.FC1: 6, Buffer.GELU: 6}, ranges)
->>> {buffer.name: offset for buffer, offset in offsets.items()}     # LN1 fits under FC1
-{'FC1': 0, 'GELU': 6, 'LN1': 0}
+(LiveRange(first=-1, last=10), LiveRange(first=4, last=8), LiveRange(first=13, last=15))
+>>> offsets = first_fit({Buffer.LN1: 4, Buffer.LN2: 6, Buffer.GELU: 6}, ranges)
+>>> {buffer.name: offset for buffer, offset in offsets.items()}     # LN1 fits under LN2
+{'LN2': 0, 'GELU': 6, 'LN1': 0}
 """
 
 from __future__ import annotations

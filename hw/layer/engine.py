@@ -1,9 +1,10 @@
 # amaranth: UnusedElaboratable=no
 """The encoder-layer engine: runs a layer program over a scratchpad with all the units.
 
-One generated top holds the block-sparse GEMM engine (``hw.gemm.gemm_core``), the softmax,
-GELU and LayerNorm units (``hw.units``), the residual-add unit, the weight stager that turns a
-head's keys and values into GEMM weights, and three parts of its own: the load port and
+One generated top holds the block-sparse GEMM engine (``hw.gemm.gemm_core``) with its epilogue
+(``hw.layer.gemm_epilogue``: GELU and the residual adds on the GEMM's outputs), the softmax and
+LayerNorm units (``hw.units``), the weight stager that turns a head's keys and values into GEMM
+weights, and three parts of its own: the load port and
 instruction store (``hw.layer.loader``), the scratchpad holding every buffer of the program
 with the arbiter that gives its ports to the running unit (``hw.layer.scratchpad``), and the
 sequencer (``hw.layer.sequencer``), which fetches the program's instructions (``sw.isa``) and
@@ -28,21 +29,19 @@ from amaranth.lib.wiring import In, Out
 from hw.gemm.gemm_core import GemmCore
 from hw.gemm.geometry import GemmGeometry, LoadTarget as GemmTarget
 from hw.layer.gather_stage import GatherStage
+from hw.layer.gemm_epilogue import GemmEpilogue, residual_constants_layout
 from hw.layer.loader import CONSTANT_CHUNK, EngineLoader, EngineTarget, instruction_layout
-from hw.layer.residual_add import ResidualAdd, residual_constants_layout
 from hw.layer.row_reader import RowReader
 from hw.layer.row_writer import RowWriter
 from hw.layer.scratchpad import Owner, ScratchpadArbiter, vector_layout
 from hw.layer.sequencer import COUNTER_WIDTH, ROW_UNITS, Sequencer, drive
 from hw.layer.weight_stager import WeightStager
 from hw.memory.weight_fetcher import ADDRESS_WIDTH, WeightFetcher
-from hw.units.gelu import Gelu
 from hw.units.layernorm import LayerNorm
 from hw.units.softmax import Softmax
 from sw.config import AcceleratorConfig
 from sw.engine_params import ENGINE_TENSORS, EngineParams, LayerMemoryMap
-from sw.golden.encoder_layer import RESIDUAL_BITS
-from sw.isa import INSTRUCTION_BITS, Buffer, Opcode
+from sw.isa import INSTRUCTION_BITS, Opcode
 
 __all__ = ["COUNTER_WIDTH", "CONSTANT_CHUNK", "EngineTarget", "program_capacity",
            "instruction_layout", "engine_gemm_geometry", "build_layer_engine", "LayerEngine"]
@@ -79,8 +78,8 @@ class LayerEngine(wiring.Component):
     Usage: put the linears' weights in the external memory behind ``axi`` (a weight image's
     WEIGHT_STREAM sections, or ``hw.layer.loading.LoadPlan.external``); while idle, load the
     scratchpad's INPUT rows, the program, the GEMM's block structure and constants, the
-    constants register and LayerNorm's gamma / beta through ``load`` (``hw.layer.loading``
-    says what);
+    constants register, LayerNorm's gamma / beta and the GELU table through ``load``
+    (``hw.layer.loading`` says what);
     send a ``job``; wait for ``done``; read any scratchpad vector through ``read_addr`` /
     ``read_data``, each instruction's cycles through ``trace_addr`` / ``trace_data`` and the
     per-opcode counters.
@@ -111,7 +110,6 @@ class LayerEngine(wiring.Component):
         self._gemm_geometry = g = engine_gemm_geometry(config)
         self._gemm = GemmCore(g, act_width=config.hardware.data_width + 1)
         self._softmax = Softmax.from_config(config)
-        self._gelu = Gelu.from_config(config)
         self._layernorm = LayerNorm.from_config(config)
         self._program_depth = params.program_capacity
         hw = config.hardware
@@ -125,7 +123,6 @@ class LayerEngine(wiring.Component):
             "layernorm": data.ArrayLayout(
                 self._layernorm.signature.members["constants"].shape, 2),
             "softmax": self._softmax.signature.members["constants"].shape,
-            "gelu": self._gelu.signature.members["constants"].shape,
             "residual": data.ArrayLayout(residual_constants_layout(hw.multiplier_width), 2),
             "tensors": data.ArrayLayout(data.StructLayout({
                 "row_ptr_base": range(g.depths[GemmTarget.ROW_PTR]),
@@ -141,13 +138,14 @@ class LayerEngine(wiring.Component):
                   CONSTANT_CHUNK, data.Layout.cast(affine).size]
         self._load_layout = data.StructLayout({
             "target": EngineTarget,
-            "addr": range(max(mm.depth, 2 * self._affine_beats, self._program_depth, 1 << 8)),
+            "addr": range(max(mm.depth, 2 * self._affine_beats, self._program_depth,
+                              1 << hw.data_width)),
             "data": unsigned(max(widths))})
         self._loader = EngineLoader(
             load_layout=self._load_layout, constants_layout=self._constants_layout,
             program_depth=self._program_depth, affine_shape=affine,
             affine_depth=2 * self._affine_beats, scratch_depth=mm.depth, lanes=mm.lanes,
-            gemm_command=gemm_load)
+            gemm_command=gemm_load, table_width=hw.data_width)
         self._scratchpad = ScratchpadArbiter(depth=mm.depth, lanes=mm.lanes, memories=mm.memories,
                                              offset_bits=mm.offset_bits)
         self._fetcher = WeightFetcher(
@@ -191,10 +189,6 @@ class LayerEngine(wiring.Component):
         return self._softmax
 
     @property
-    def gelu(self) -> Gelu:
-        return self._gelu
-
-    @property
     def layernorm(self) -> LayerNorm:
         return self._layernorm
 
@@ -222,7 +216,6 @@ class LayerEngine(wiring.Component):
         c = mm.lanes
         m.submodules.gemm = gemm = self._gemm
         m.submodules.softmax = softmax = self._softmax
-        m.submodules.gelu = gelu = self._gelu
         m.submodules.layernorm = layernorm = self._layernorm
         m.submodules.loader = loader = self._loader
         m.submodules.scratchpad = scratchpad = self._scratchpad
@@ -242,8 +235,8 @@ class LayerEngine(wiring.Component):
         m.d.comb += [trace_read.addr.eq(self.trace_addr), self.trace_data.eq(trace_read.data)]
 
         # ---- units around the scratchpad ---------------------------------------------------
-        lengths = {Owner.LAYERNORM: mm.hidden, Owner.SOFTMAX: mm.keys, Owner.GELU: mm.ffn}
-        units = {Owner.LAYERNORM: layernorm, Owner.SOFTMAX: softmax, Owner.GELU: gelu}
+        lengths = {Owner.LAYERNORM: mm.hidden, Owner.SOFTMAX: mm.keys}
+        units = {Owner.LAYERNORM: layernorm, Owner.SOFTMAX: softmax}
         readers, writers = {}, {}
         for owner in ROW_UNITS:
             unit, name = units[owner], owner.name.lower()
@@ -259,11 +252,6 @@ class LayerEngine(wiring.Component):
             wiring.connect(m, unit.o, writer.i)
             wiring.connect(m, reader.scratch, scratchpad.client(owner).read_a)
             wiring.connect(m, writer.scratch, scratchpad.client(owner).write)
-        m.submodules.residual = residual = ResidualAdd(
-            vector_lanes=c, in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS,
-            multiplier_width=hw.multiplier_width, max_rows=mm.tokens,
-            max_words=mm.regions[Buffer.INPUT].stride, depth=mm.depth)
-        wiring.connect(m, residual.scratch, scratchpad.client(Owner.RESIDUAL))
         g = self._gemm_geometry
         m.submodules.stager = stager = WeightStager(
             lanes=c, block_rows=hw.block_rows, block_cols=hw.block_cols, keys=mm.keys,
@@ -277,24 +265,28 @@ class LayerEngine(wiring.Component):
         for lane in range(hw.array_rows):
             width = act_lanes[lane].shape().width
             m.d.comb += act_lanes[lane].eq(port.read_a.data[lane][:width])
-        m.d.comb += [gemm.act_data.eq(act_lanes), port.read_a.addr.eq(gemm.act_addr),
-                     port.write.addr.eq(gemm.out_addr), port.write.en.eq(gemm.out_en)]
-        for lane in range(c):
-            m.d.comb += port.write.data[lane].eq(gemm.out_data[lane])
-        m.d.comb += [softmax.constants.eq(constants.softmax), gelu.constants.eq(constants.gelu)]
+        m.d.comb += [gemm.act_data.eq(act_lanes), port.read_a.addr.eq(gemm.act_addr)]
+        # the GEMM's outputs reach the scratchpad through the epilogue, which reads port b
+        m.submodules.epilogue = epilogue = GemmEpilogue.from_config(cfg)
+        m.d.comb += [epilogue.out_addr.eq(gemm.out_addr), epilogue.out_data.eq(gemm.out_data),
+                     epilogue.out_en.eq(gemm.out_en),
+                     epilogue.table_addr.eq(loader.table_addr),
+                     epilogue.table_data.eq(loader.table_data),
+                     epilogue.table_en.eq(loader.table_en)]
+        wiring.connect(m, epilogue.skip, port.read_b)
+        wiring.connect(m, epilogue.write, port.write)
+        m.d.comb += softmax.constants.eq(constants.softmax)
 
         # ---- sequencer -----------------------------------------------------------------------
         m.submodules.sequencer = sequencer = Sequencer(
             params=self._params, program_depth=self._program_depth,
             affine_beats=self._affine_beats, constants_layout=self._constants_layout,
-            readers=readers, writers=writers, residual=residual, stager=stager,
-            gather=gather_stage, gemm=gemm)
+            readers=readers, writers=writers, stager=stager, gather=gather_stage, gemm=gemm)
         wiring.connect(m, wiring.flipped(self.job), sequencer.job)
         wiring.connect(m, sequencer.gemm_job, gemm.job)
         for owner in ROW_UNITS:
             drive(m, readers[owner], getattr(sequencer, f"{owner.name.lower()}_reader"))
             drive(m, writers[owner], getattr(sequencer, f"{owner.name.lower()}_writer"))
-        drive(m, residual, sequencer.residual)
         drive(m, stager, sequencer.stager)
         drive(m, gather_stage, sequencer.gather)
         m.d.comb += [
@@ -306,15 +298,16 @@ class LayerEngine(wiring.Component):
             trace_write.addr.eq(sequencer.trace_addr), trace_write.data.eq(sequencer.trace_data),
             trace_write.en.eq(sequencer.trace_en),
             sequencer.rows_finished.eq(writers[Owner.LAYERNORM].finished
-                                       | writers[Owner.SOFTMAX].finished
-                                       | writers[Owner.GELU].finished | residual.finished),
+                                       | writers[Owner.SOFTMAX].finished),
             sequencer.stager_finished.eq(stager.finished),
             sequencer.gather_finished.eq(gather_stage.finished),
             sequencer.gemm_done.eq(gemm.done),
             fetcher.start.eq(sequencer.fetch_start), fetcher.base.eq(sequencer.fetch_base),
             fetcher.words.eq(sequencer.fetch_words),
-            # the current LAYERNORM / RESIDUAL's constants; gamma / beta streamed from the loader
-            residual.constants.eq(constants.residual[sequencer.residual_set]),
+            # the current LAYERNORM / residual epilogue's constants; gamma / beta streamed from
+            # the loader
+            epilogue.mode.eq(sequencer.epilogue), epilogue.skip_offset.eq(sequencer.skip_offset),
+            epilogue.constants.eq(constants.residual[sequencer.residual_set]),
             layernorm.constants.eq(constants.layernorm[sequencer.layernorm_set]),
             loader.affine_addr.eq(sequencer.affine_addr),
             layernorm.affine.payload.eq(loader.affine_data),

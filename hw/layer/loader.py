@@ -4,7 +4,8 @@
 While the engine is idle, each ``load`` command writes one word of the memory its
 :class:`EngineTarget` names: a scratchpad vector (passed on to the scratchpad arbiter), an
 instruction of the program memory, a command of the GEMM engine's own load port (passed on), a
-32-bit chunk of the constants register or a LayerNorm gamma / beta word. The sequencer reads
+32-bit chunk of the constants register, a LayerNorm gamma / beta word or an entry of the GEMM
+epilogue's GELU table (``hw.layer.gemm_epilogue``). The sequencer reads
 the program memory (registered: the instruction at ``program_addr`` a cycle later, laid out by
 :func:`instruction_layout`, the hardware view of ``sw.isa``'s field table) and the gamma / beta
 memory, and the units see the constants register.
@@ -32,6 +33,7 @@ class EngineTarget(enum.Enum, shape=3):
     GEMM = 2        #: a load command of the GEMM engine, packed in ``data``
     CONSTANTS = 3   #: bits ``32 * addr ..`` of the constants register
     AFFINE = 4      #: LayerNorm gamma / beta write ``addr`` (set ``addr // beats``)
+    GELU_TABLE = 5  #: GELU table entry ``addr`` (the input's two's-complement bits)
 
 
 def instruction_layout() -> data.StructLayout:
@@ -65,6 +67,8 @@ class EngineLoader(wiring.Component):
         Shape of the scratchpad the ``scratch`` writes go to.
     gemm_command : Layout
         A load command of the GEMM engine.
+    table_width : int
+        Width of a GELU table entry (and of its address).
 
     Members
     -------
@@ -82,10 +86,13 @@ class EngineLoader(wiring.Component):
     affine_data : Out(affine_shape)
         Registered like ``instruction``.
     constants : Out(constants_layout)
+    table_addr, table_data, table_en : Out
+        GELU_TABLE commands.
     """
 
     def __init__(self, *, load_layout, constants_layout, program_depth: int, affine_shape,
-                 affine_depth: int, scratch_depth: int, lanes: int, gemm_command):
+                 affine_depth: int, scratch_depth: int, lanes: int, gemm_command,
+                 table_width: int):
         self._program_depth, self._affine_depth = program_depth, affine_depth
         self._affine_shape = affine_shape
         super().__init__({
@@ -98,6 +105,8 @@ class EngineLoader(wiring.Component):
             "affine_addr": In(range(affine_depth)),
             "affine_data": Out(affine_shape),
             "constants": Out(constants_layout),
+            "table_addr": Out(table_width), "table_data": Out(table_width),
+            "table_en": Out(1),
         })
 
     def elaborate(self, platform):
@@ -125,6 +134,8 @@ class EngineLoader(wiring.Component):
                      affine_write.en.eq(writes(EngineTarget.AFFINE)),
                      self.scratch.addr.eq(command.addr), self.scratch.data.eq(command.data),
                      self.scratch.en.eq(writes(EngineTarget.SCRATCH)),
+                     self.table_addr.eq(command.addr), self.table_data.eq(command.data),
+                     self.table_en.eq(writes(EngineTarget.GELU_TABLE)),
                      self.gemm.payload.eq(command.data),
                      self.gemm.valid.eq(writes(EngineTarget.GEMM))]
         raw_constants = self.constants.as_value()

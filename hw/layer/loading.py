@@ -13,6 +13,10 @@ is found by its first row pointer (``row_ptr_base``) alone; its output constants
 in tiles; table entries 0..5 are the program's ``GEMM`` tensor ids, 6 and 7 the attention
 products.
 
+The GEMM's epilogue applies GELU by a table of every ``data_width``-bit input
+(:func:`gelu_table`, from the layer's GELU constants with the golden kernel itself), which the
+plan also carries.
+
 Pure Python (no Amaranth): the generator sizes memories with :func:`gemm_capacity`, the driver
 loads :func:`load_plan`, the cycle model reads the block masks from the same plan.
 """
@@ -27,13 +31,15 @@ from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig
 from sw.engine_params import ENGINE_TENSORS, KEYS, VALUES, EngineParams
 from sw.golden.encoder_layer import IntegerEncoderLayer
+from sw.golden.kernels import GeluConstants, gelu_int
 from sw.isa import TENSOR_ROLES
 from sw.packing import pack_resident_weight, pack_stream_weights
 
 #: Tensor-table entries in order (``sw.engine_params.ENGINE_TENSORS``).
 TENSORS = ENGINE_TENSORS
 
-__all__ = ["TENSORS", "KEYS", "VALUES", "TensorEntry", "LoadPlan", "gemm_capacity", "load_plan"]
+__all__ = ["TENSORS", "KEYS", "VALUES", "TensorEntry", "LoadPlan", "gemm_capacity", "gelu_table",
+           "load_plan"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,13 @@ class TensorEntry:
 @dataclass(frozen=True)
 class LoadPlan:
     """Word lists of the on-chip GEMM memories (``{target name: [(addr, word)]}``), the
-    external memory's bytes from address 0 and the tensor table."""
+    external memory's bytes from address 0, the tensor table and the GELU table
+    (``[(addr, entry)]``, :func:`gelu_table`)."""
 
     gemm_words: dict
     tensors: tuple
     external: bytes = b""
+    gelu_table: tuple = ()
 
     @property
     def linear_words(self) -> int:
@@ -74,6 +82,25 @@ def gemm_capacity(config: AcceleratorConfig) -> dict:
     """Words each GEMM memory needs for the densest layer of ``config``:
     ``{"weight", "row_ptr", "col_idx", "quant"}`` (``EngineParams.gemm_capacity``)."""
     return EngineParams.from_config(config).gemm_capacity
+
+
+def gelu_table(constants: GeluConstants, data_width: int) -> tuple:
+    """The epilogue's GELU table: ``(addr, entry)`` for every ``data_width``-bit input, ``addr``
+    the input's two's-complement bits and ``entry`` ``gelu_int`` of it, as unsigned bits.
+
+    Raises
+    ------
+    ValueError
+        If the GELU's inputs are not ``data_width`` bits (the FC1 outputs the table is indexed
+        by) or its outputs are wider.
+    """
+    if constants.in_width != data_width or constants.out_width > data_width:
+        raise ValueError(f"GELU of {constants.in_width}-bit inputs to {constants.out_width}-bit "
+                         f"outputs is not a table of {data_width}-bit entries")
+    inputs = np.arange(-(1 << (constants.in_width - 1)), 1 << (constants.in_width - 1))
+    mask = (1 << data_width) - 1
+    return tuple((int(x) & mask, int(y) & mask)
+                 for x, y in zip(inputs, gelu_int(inputs, constants)))
 
 
 def _check_fits(layer: IntegerEncoderLayer, params: EngineParams) -> None:
@@ -159,4 +186,4 @@ def load_plan(config: AcceleratorConfig, layer: IntegerEncoderLayer,
         add(role, BlockSparseMatrix.from_dense(linear.weight, block), linear.bias,
             linear.multiplier, linear.shift)
     return LoadPlan(gemm_words=gemm_words, tensors=tuple(entries[n] for n in TENSORS),
-                    external=bytes(external))
+                    external=bytes(external), gelu_table=gelu_table(layer.gelu, hw.data_width))

@@ -31,8 +31,6 @@ class Owner(enum.Enum, shape=3):
     GEMM = 1
     LAYERNORM = 2
     SOFTMAX = 3
-    GELU = 4
-    RESIDUAL = 5
     GATHER = 6
 
 
@@ -143,7 +141,7 @@ class ScratchpadArbiter(wiring.Component):
     stager : In(ScratchRead)
     readback : In(ScratchRead)
         A read port of its own, for the testbench.
-    gemm, layernorm, softmax, gelu, residual, gather : In(ScratchClient)
+    gemm, layernorm, softmax, gather : In(ScratchClient)
         The instruction units' ports, by :class:`Owner` name.
     """
 

@@ -17,21 +17,21 @@ from amaranth.lib.wiring import In, Out
 
 from hw.layer.loader import instruction_layout
 from hw.layer.scratchpad import Owner
+from sw.cycle_model.layer_engine import EPILOGUE_LATENCY
 from sw.engine_params import KEYS, VALUES, EngineParams
-from sw.isa import GATHER_PROTECTED_BITS, Opcode
+from sw.isa import EPILOGUE_BITS, GATHER_PROTECTED_BITS, Epilogue, Opcode
 
-__all__ = ["COUNTER_WIDTH", "ROW_UNITS", "ROW_CONTROL", "RESIDUAL_CONTROL", "STAGER_CONTROL",
-           "GATHER_CONTROL", "control_signature", "Sequencer"]
+__all__ = ["COUNTER_WIDTH", "ROW_UNITS", "ROW_CONTROL", "STAGER_CONTROL", "GATHER_CONTROL",
+           "control_signature", "Sequencer"]
 
 #: Width of the cycle counters and trace entries.
 COUNTER_WIDTH = 32
 
 #: The units that run from scratchpad rows to scratchpad rows, by their :class:`Owner`.
-ROW_UNITS = (Owner.LAYERNORM, Owner.SOFTMAX, Owner.GELU)
+ROW_UNITS = (Owner.LAYERNORM, Owner.SOFTMAX)
 
-#: Control inputs of a row reader / writer, the residual add, the weight stager, the gather.
+#: Control inputs of a row reader / writer, the weight stager, the gather.
 ROW_CONTROL = ("start", "base", "stride", "rows", "length")
-RESIDUAL_CONTROL = ("start", "a_base", "b_base", "out_base", "stride", "rows", "words")
 STAGER_CONTROL = ("start", "transpose", "src_base", "stride", "tokens", "dst")
 GATHER_CONTROL = ("start", "tokens", "keep", "protected", "fuse", "src_base", "dst_base",
                   "stride")
@@ -63,8 +63,8 @@ class Sequencer(wiring.Component):
         The engine's constants register (``tokens``, ``ffn``, ``tensors``).
     readers, writers : dict of Owner to RowReader / RowWriter
         The row units' readers and writers (their control shapes).
-    residual, stager, gather, gemm : Component
-        ``ResidualAdd``, ``WeightStager``, ``GatherStage``, ``GemmCore`` (shapes only).
+    stager, gather, gemm : Component
+        ``WeightStager``, ``GatherStage``, ``GemmCore`` (shapes only).
 
     Members
     -------
@@ -81,12 +81,16 @@ class Sequencer(wiring.Component):
     owner : Out(Owner)
     staging : Out(1)
     layernorm_set, residual_set : Out(1)
-        The constant set of the current LAYERNORM / RESIDUAL.
+        The constant set of the current LAYERNORM / the current GEMM's residual epilogue.
+    epilogue : Out(EPILOGUE_BITS)
+        The current GEMM's :class:`~sw.isa.Epilogue` (``NONE`` for the attention products).
+    skip_offset : Out
+        The current GEMM's skip buffer base minus its output base, modulo the address width.
     affine_addr, affine_valid : Out
         Gamma / beta word to read, and a word read the cycle before goes into LayerNorm.
     trace_addr, trace_data, trace_en : Out
         The write of an instruction's cycles into the trace.
-    layernorm_reader, ..., gelu_writer, residual, stager, gather : Out(control_signature)
+    layernorm_reader, ..., softmax_writer, stager, gather : Out(control_signature)
     gemm_job : Out(stream.Signature(job layout of ``gemm``))
         A linear's job is ``streamed``: its weights come from external memory.
     fetch_start, fetch_base, fetch_words : Out
@@ -95,8 +99,7 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, *, params: EngineParams, program_depth: int, affine_beats: int,
-                 constants_layout, readers: dict, writers: dict, residual, stager, gather,
-                 gemm):
+                 constants_layout, readers: dict, writers: dict, stager, gather, gemm):
         self._params, self._program_depth = params, program_depth
         self._affine_beats = affine_beats
         rows = {}
@@ -115,11 +118,12 @@ class Sequencer(wiring.Component):
             "constants": In(constants_layout),
             "owner": Out(Owner), "staging": Out(1),
             "layernorm_set": Out(1), "residual_set": Out(1),
+            "epilogue": Out(EPILOGUE_BITS),
+            "skip_offset": Out(Signal(range(params.memory_map.depth)).shape().width),
             "affine_addr": Out(range(2 * affine_beats)), "affine_valid": Out(1),
             "trace_addr": Out(range(program_depth)), "trace_data": Out(COUNTER_WIDTH),
             "trace_en": Out(1),
             **rows,
-            "residual": Out(control_signature(residual, RESIDUAL_CONTROL)),
             "stager": Out(control_signature(stager, STAGER_CONTROL)),
             "gather": Out(control_signature(gather, GATHER_CONTROL)),
             # the GEMM's job port as its driver sees it
@@ -147,6 +151,7 @@ class Sequencer(wiring.Component):
         rows = Signal(range(mm.tokens + 1))          # token rows of the current buffers
         instruction_cycles = Signal(COUNTER_WIDTH)
         op_done = Signal()                            # comb: the instruction's last cycle
+        draining = Signal(range(EPILOGUE_LATENCY))
 
         buffers = list(regions)
         bases = data.ArrayLayout(range(mm.depth + 1), len(buffers))
@@ -195,7 +200,8 @@ class Sequencer(wiring.Component):
                          r.rows.eq(count), w.rows.eq(count),
                          r.length.eq(length), w.length.eq(length)]
 
-        stager, residual, gather = self.stager, self.residual, self.gather
+        stager, gather = self.stager, self.gather
+        epilogue, skip_offset = self.epilogue, self.skip_offset
         with m.FSM(name="sequencer"):
             with m.State("IDLE"):
                 m.d.comb += self.job.ready.eq(1)
@@ -210,7 +216,9 @@ class Sequencer(wiring.Component):
             with m.State("DECODE"):
                 word = self.instruction
                 m.d.sync += instruction.eq(word)
-                m.d.sync += [layernorm_set.eq(word.arg[0]), residual_set.eq(word.arg[0])]
+                m.d.sync += [layernorm_set.eq(word.arg[0]),
+                             residual_set.eq(word.arg2[EPILOGUE_BITS]),
+                             epilogue.eq(Epilogue.NONE)]
                 with m.Switch(word.opcode):
                     with m.Case(Opcode.END):
                         m.d.sync += [running.eq(0), self.done.eq(1)]
@@ -226,7 +234,9 @@ class Sequencer(wiring.Component):
                                      gemm_act_stride.eq(stride(word.src_a)),
                                      gemm_out_base.eq(base(word.dst)),
                                      gemm_out_stride.eq(stride(word.dst)),
-                                     gemm_tokens.eq(rows), owner.eq(Owner.GEMM)]
+                                     gemm_tokens.eq(rows), owner.eq(Owner.GEMM),
+                                     epilogue.eq(word.arg2[:EPILOGUE_BITS]),
+                                     skip_offset.eq(base(word.src_b) - base(word.dst))]
                         m.next = "GEMM_ISSUE"
                     with m.Case(Opcode.ATTENTION_SCORES, Opcode.ATTENTION_CONTEXT):
                         scores = word.opcode == Opcode.ATTENTION_SCORES
@@ -250,20 +260,6 @@ class Sequencer(wiring.Component):
                     with m.Case(Opcode.SOFTMAX):
                         start_rows(Owner.SOFTMAX, word.src_a, word.dst, rows, rows)
                         m.d.sync += owner.eq(Owner.SOFTMAX)
-                        m.next = "ROWS"
-                    with m.Case(Opcode.GELU):
-                        start_rows(Owner.GELU, word.src_a, word.dst, rows, constants.ffn)
-                        m.d.sync += owner.eq(Owner.GELU)
-                        m.next = "ROWS"
-                    with m.Case(Opcode.RESIDUAL):
-                        m.d.comb += [residual.start.eq(1),
-                                     residual.a_base.eq(base(word.src_a)),
-                                     residual.b_base.eq(base(word.src_b)),
-                                     residual.out_base.eq(base(word.dst)),
-                                     residual.stride.eq(stride(word.dst)),
-                                     residual.rows.eq(rows),
-                                     residual.words.eq(params.hidden_vectors)]
-                        m.d.sync += owner.eq(Owner.RESIDUAL)
                         m.next = "ROWS"
                     with m.Case(Opcode.TOKEN_GATHER):
                         protected = word.arg2[:GATHER_PROTECTED_BITS]
@@ -311,6 +307,11 @@ class Sequencer(wiring.Component):
                     m.next = "GEMM_WAIT"
             with m.State("GEMM_WAIT"):
                 with m.If(self.gemm_done):
+                    m.d.sync += draining.eq(0)
+                    m.next = "EPILOGUE"
+            with m.State("EPILOGUE"):           # the last outputs pass through the epilogue
+                m.d.sync += draining.eq(draining + 1)
+                with m.If(draining == EPILOGUE_LATENCY - 1):
                     m.d.comb += op_done.eq(1)
                     m.d.sync += owner.eq(Owner.LOAD)
                     m.next = "FETCH"

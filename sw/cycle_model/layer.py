@@ -16,19 +16,18 @@ q, k, v               the GEMM engine on the kept heads' ``(h' * dh) x d`` block
 attention_scores      per kept head: stage ``K_h`` as a dense weight, then ``Q_h K_h^T``
 softmax               per kept head, ``T`` rows of ``T`` scores
 attention_context     per kept head: stage ``V_h^T``, then ``P_h V_h``
-o                     GEMM of the ``d x (h' * dh)`` weight
-residual_attention    ``T * d / C`` vectors through the residual-add unit
+o                     GEMM of the ``d x (h' * dh)`` weight; its epilogue adds the layer input
 token_gather          when the layer keeps ``T' < T`` rows: scores and rows into the
                       ``TokenGather`` unit, its job, the rows back
 layernorm_after       as ``layernorm_before`` on ``T'`` rows
-fc1, gelu, fc2        the FFN on ``T'`` rows and the kept ``f'`` neurons
-residual_ffn          ``T' * d / C`` vectors
+fc1, fc2              the FFN on ``T'`` rows and the kept ``f'`` neurons; GELU is FC1's
+                      epilogue, the second residual add FC2's (no cycles of their own)
 control               the END instruction
 ====================  =========================================================================
 
 Head removal shrinks q/k/v/o and the attention rows; block density shrinks only the six
-weight GEMMs; token pruning shrinks everything after the gather. Neither LayerNorm nor the
-residuals shrink with heads or density, and the attention products shrink with heads only.
+weight GEMMs; token pruning shrinks everything after the gather. LayerNorm does not shrink with
+heads or density, and the attention products shrink with heads only.
 """
 
 from __future__ import annotations
@@ -50,12 +49,10 @@ LINEARS = TENSOR_ROLES
 
 #: Units of the breakdown, in execution order.
 UNITS = ("layernorm_before", "q", "k", "v", "attention_scores", "softmax", "attention_context",
-         "o", "residual_attention", "token_gather", "layernorm_after", "fc1", "gelu", "fc2",
-         "residual_ffn", "control")
+         "o", "token_gather", "layernorm_after", "fc1", "fc2", "control")
 
 #: Breakdown name of the engine model's unit names that differ.
-UNIT_NAMES = {"layernorm1": "layernorm_before", "layernorm2": "layernorm_after",
-              "residual1": "residual_attention", "residual2": "residual_ffn"}
+UNIT_NAMES = {"layernorm1": "layernorm_before", "layernorm2": "layernorm_after"}
 
 
 @dataclass(frozen=True)
@@ -178,8 +175,8 @@ def breakdown_table(config: AcceleratorConfig, pruning: LayerPruning) -> str:
     pruned = layer_cycles(config, pruning)
     hw = config.hardware
     lines = [f"{config.name}: {hw.array_rows}x{hw.array_cols} array, {hw.block_rows}x"
-             f"{hw.block_cols} blocks, lanes softmax/gelu/layernorm "
-             f"{hw.softmax_lanes}/{hw.gelu_lanes}/{hw.layernorm_lanes}",
+             f"{hw.block_cols} blocks, lanes softmax/layernorm "
+             f"{hw.softmax_lanes}/{hw.layernorm_lanes}",
              f"pruned: {pruning.kept_heads}/{config.model.num_heads} heads, "
              f"{pruning.kept_ffn}/{config.model.ffn_size} FFN neurons, block density "
              f"{pruning.block_density:.2f}, tokens {pruning.tokens} -> {pruning.kept_tokens}",

@@ -13,14 +13,17 @@ LAYERNORM              ``2 + B + 3 + layernorm.total``: ``B = ceil(d / L)`` gamm
                        the row reader, whose first beat comes ``FIRST_BEAT_DELAY`` (3) cycles
                        after its start; the unit's ``total`` (``sw.cycle_model.units``)
                        counts from that beat to its last output, written in the same cycle
-SOFTMAX, GELU          ``2 + 2 + unit.total`` (reader started in the decode cycle); softmax
-                       rows are the tokens' scores, GELU rows the kept FFN width
-GEMM                   ``2 + 2 + gemm.total``: the job is accepted the cycle after decode,
-                       ``gemm.total`` ends with the last output write, ``done`` is seen the
-                       cycle after; the linears' weights stream from external memory, so
+SOFTMAX                ``2 + 2 + softmax.total`` (reader started in the decode cycle); the
+                       rows are the tokens' scores
+GEMM                   ``2 + 2 + gemm.total + E``: the job is accepted the cycle after decode,
+                       ``gemm.total`` ends with the GEMM's last output, ``done`` is seen the
+                       cycle after; the epilogue (``hw.layer.gemm_epilogue``: GELU, residual
+                       add or nothing) writes each output ``E = EPILOGUE_LATENCY`` (5) cycles
+                       after the GEMM gives it, so the instruction ends ``E`` cycles after
+                       ``done``; the linears' weights stream from external memory, so
                        ``gemm.total`` is ``sw.cycle_model.weight_stream``'s (the resident
                        ``sw.cycle_model.gemm`` timeline plus the waits for the memory)
-ATTENTION_SCORES /     ``2 + tiles * (2C + 1) + 2 + gemm.total``: the weight stager writes
+ATTENTION_SCORES /     ``2 + tiles * (2C + 1) + 2 + gemm.total + E``: the weight stager writes
 ATTENTION_CONTEXT      the head's keys (transposed) or values as dense GEMM weight tiles
                        (``hw.layer.weight_stager``), then the GEMM of the head runs
 TOKEN_GATHER           ``2 + T + (T * W + 1) + 1 + gather.total + W``: the ``T`` summed CLS
@@ -29,9 +32,6 @@ TOKEN_GATHER           ``2 + T + (T * W + 1) + 1 + gather.total + W``: the ``T``
                        ``total`` (``sw.cycle_model.token_gather``; the unit's output is taken
                        one cycle in ``W``, as each row is written back as ``W`` vectors), and
                        the last row's ``W`` vectors; later instructions see ``arg`` rows
-RESIDUAL               ``2 + n + RESIDUAL_LATENCY``: ``n`` vectors read one per cycle from the
-                       cycle after decode, each written ``RESIDUAL_LATENCY`` (5) cycles after
-                       its read address
 END                    ``2``: fetch and decode; ``done`` rises the next cycle
 =====================  ====================================================================
 
@@ -51,20 +51,21 @@ from sw.cycle_model.gemm import gemm_cycles
 from sw.cycle_model.token_gather import EMIT_LATENCY, TokenGatherJob, token_gather_cycles
 from sw.cycle_model.weight_stream import (AXI_RAM, MemoryTiming, StreamParams,
                                           streamed_gemm_cycles)
-from sw.cycle_model.units import gelu_cycles, layernorm_cycles, softmax_cycles, unit_timings
+from sw.cycle_model.units import layernorm_cycles, softmax_cycles, unit_timings
 from sw.isa import TENSOR_ROLES, Opcode, gather_fields
 
 #: Fetch and decode of every instruction.
 DISPATCH_CYCLES = 2
 #: Cycles from a row reader's start to its first beat (``hw.layer.row_reader``).
 FIRST_BEAT_DELAY = 3
-#: Cycles from a residual vector's read address to its write (``hw.layer.residual_add``).
-RESIDUAL_LATENCY = 5
+#: Cycles from a GEMM output to its write through the epilogue (``hw.layer.gemm_epilogue``:
+#: the skip operand's read, the scaled sum, the requantizer's three stages), every epilogue.
+EPILOGUE_LATENCY = 5
 #: From the GEMM job's acceptance, one cycle after decode, to the cycle ``done`` is seen, past
 #: the GEMM's own ``total``.
 GEMM_HANDSHAKE_CYCLES = 2
 
-__all__ = ["DISPATCH_CYCLES", "FIRST_BEAT_DELAY", "RESIDUAL_LATENCY", "InstructionCycles",
+__all__ = ["DISPATCH_CYCLES", "FIRST_BEAT_DELAY", "EPILOGUE_LATENCY", "InstructionCycles",
            "LayerShapes", "stage_tile_cycles", "program_cycles", "unit_totals",
            "gather_cycles", "UNIT_OF"]
 
@@ -105,7 +106,7 @@ class InstructionCycles:
 #: Report name of each instruction (GEMMs by tensor).
 UNIT_OF = {Opcode.LAYERNORM: "layernorm", Opcode.ATTENTION_SCORES: "attention_scores",
            Opcode.SOFTMAX: "softmax", Opcode.ATTENTION_CONTEXT: "attention_context",
-           Opcode.RESIDUAL: "residual", Opcode.GELU: "gelu", Opcode.END: "control",
+           Opcode.END: "control",
            Opcode.TOKEN_GATHER: "token_gather"}
 
 
@@ -122,7 +123,7 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes,
     m, hw = config.model, config.hardware
     params = EngineParams.from_config(config)
     rows_, cols_ = hw.array_rows, hw.array_cols
-    softmax_t, gelu_t, layernorm_t = unit_timings(config)
+    softmax_t, _, layernorm_t = unit_timings(config)
     head_dim = m.head_dim
 
     def gemm(mask, tokens):
@@ -153,24 +154,18 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes,
         elif op == Opcode.SOFTMAX:
             total = softmax_cycles(softmax_t, rows=tokens, length=tokens).total
             cycles, unit = DISPATCH_CYCLES + FIRST_BEAT_DELAY - 1 + total, "softmax"
-        elif op == Opcode.GELU:
-            total = gelu_cycles(gelu_t, tokens * shapes.ffn).total
-            cycles, unit = DISPATCH_CYCLES + FIRST_BEAT_DELAY - 1 + total, "gelu"
         elif op == Opcode.GEMM:
             role = TENSOR_ROLES[instruction.arg]
             job = streamed_gemm(shapes.masks[role], tokens)
-            cycles, unit, macs = DISPATCH_CYCLES + GEMM_HANDSHAKE_CYCLES + job.total, role, \
-                job.macs
+            cycles = DISPATCH_CYCLES + GEMM_HANDSHAKE_CYCLES + job.total + EPILOGUE_LATENCY
+            unit, macs = role, job.macs
         elif op in (Opcode.ATTENTION_SCORES, Opcode.ATTENTION_CONTEXT):
             scores = op == Opcode.ATTENTION_SCORES
             job = gemm(dense_keys if scores else dense_values, tokens)
-            cycles = DISPATCH_CYCLES + stage + GEMM_HANDSHAKE_CYCLES + job.total
+            cycles = DISPATCH_CYCLES + stage + GEMM_HANDSHAKE_CYCLES + job.total \
+                + EPILOGUE_LATENCY
             unit = UNIT_OF[op]
             macs = tokens * tokens * head_dim          # the useful ones, padding excluded
-        elif op == Opcode.RESIDUAL:
-            vectors = tokens * params.hidden_vectors
-            cycles, unit = DISPATCH_CYCLES + vectors + RESIDUAL_LATENCY, \
-                f"residual{instruction.arg + 1}"
         elif op == Opcode.TOKEN_GATHER:
             total, vectors = gather_cycles(config, instruction, tokens)
             cycles = DISPATCH_CYCLES + tokens + tokens * vectors + 1 + 1 + total + vectors

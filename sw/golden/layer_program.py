@@ -15,7 +15,7 @@ from sw.golden.gemm import linear_int
 from sw.golden.kernels import gelu_int, layernorm_int, residual_add_int, softmax_int
 from sw.golden.token_select import TokenPruning, gather_by_scores
 from sw.golden.encoder_layer import RESIDUAL_BITS
-from sw.isa import TENSOR_ROLES, Buffer, Opcode, gather_fields
+from sw.isa import TENSOR_ROLES, Buffer, Epilogue, Opcode, gather_fields, gemm_fields
 from sw.numerics import exact_matmul, requantize
 
 __all__ = ["run_layer_program"]
@@ -63,8 +63,14 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
             buffers[dst] = layernorm_int(read(instruction.src_a), layernorms[arg])
         elif op == Opcode.GEMM:
             linear = getattr(layer, TENSOR_ROLES[arg])
-            buffers[dst] = linear_int(read(instruction.src_a), linear.weight, linear.bias,
-                                      linear.multiplier, linear.shift)
+            y = linear_int(read(instruction.src_a), linear.weight, linear.bias,
+                           linear.multiplier, linear.shift)
+            epilogue, residual_set = gemm_fields(instruction.arg2)
+            if epilogue == Epilogue.GELU:
+                y = gelu_int(y, layer.gelu)
+            elif epilogue == Epilogue.RESIDUAL:     # the skip operand is the sum's first
+                y = residual_add_int(read(instruction.src_b), y, residuals[residual_set])
+            buffers[dst] = y
         elif op == Opcode.ATTENTION_SCORES:
             buffers[dst] = exact_matmul(head(instruction.src_a, arg),
                                         np.swapaxes(head(instruction.src_b, arg), -1, -2))
@@ -79,11 +85,6 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
             context = exact_matmul(read(instruction.src_a), head(instruction.src_b, arg))
             buffers[dst][..., arg * head_dim:(arg + 1) * head_dim] = requantize(
                 context, layer.context_multiplier, layer.context_shift)
-        elif op == Opcode.RESIDUAL:
-            buffers[dst] = residual_add_int(read(instruction.src_a), read(instruction.src_b),
-                                            residuals[arg])
-        elif op == Opcode.GELU:
-            buffers[dst] = gelu_int(read(instruction.src_a), layer.gelu)
         elif op == Opcode.TOKEN_GATHER:
             rows = read(instruction.src_a)
             if kept_tokens is not None:

@@ -1,6 +1,6 @@
 """The layer program: the instruction list the accelerator's controller runs for one layer.
 
-Version 1 is a straight-line list of fixed-size instructions over named on-chip buffers. The
+Version 2 is a straight-line list of fixed-size instructions over named on-chip buffers. The
 exporter writes :func:`layer_program`; :func:`sw.golden.layer_program.run_layer_program` defines
 what each instruction computes (with the golden kernels), and ``docs/image-format.md`` lists the
 encoding. The instruction set itself (opcodes, buffer ids, the field table this module encodes
@@ -10,20 +10,23 @@ with) is ``sw.isa``; its names are re-exported here for the image package's user
 from __future__ import annotations
 
 from sw.isa import (FIRST, INSTRUCTION_BYTES, INSTRUCTION_FIELDS, PROGRAM_FIELDS,
-                    PROGRAM_VERSION, SECOND, UNUSED, Buffer, Instruction, Opcode, gather_arg2,
-                    gather_fields)
+                    PROGRAM_VERSION, SECOND, UNUSED, Buffer, Epilogue, Instruction, Opcode,
+                    gather_arg2, gather_fields, gemm_arg2)
 from sw.packing import ByteReader, ByteWriter, ImageFormatError
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
            "Buffer", "Instruction", "layer_program", "gather_arg2", "gather_fields",
-           "encode_program", "decode_program", "check_program"]
+           "Epilogue", "gemm_arg2", "encode_program", "decode_program", "check_program"]
 
 
 def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 1,
                   fuse: bool = True) -> tuple[Instruction, ...]:
     """The program of a layer keeping ``kept_heads`` (original indices, increasing).
 
-    ``GEMM``'s ``arg`` is the tensor id (0..5 = q, k, v, o, fc1, fc2). The attention runs head
+    ``GEMM``'s ``arg`` is the tensor id (0..5 = q, k, v, o, fc1, fc2); the element-wise steps
+    after a linear are its epilogue (``arg2``): O's output is added to the layer input and
+    FC2's to RESIDUAL1 (the residual adds, skip operand ``src_b``), FC1's goes through GELU.
+    The attention runs head
     by head over the kept heads only: slot ``j`` is ``kept_heads[j]``, whose Q/K/V columns are
     ``j*head_dim .. (j+1)*head_dim - 1`` of the compacted buffers. ``TOKEN_GATHER`` appears only
     when ``token_keep < tokens``: it keeps ``token_keep`` rows, the first ``protected`` tokens,
@@ -46,18 +49,17 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 
               arg2=head),
         ]
     program += [
-        i(Opcode.GEMM, Buffer.ATTN, Buffer.CONTEXT, arg=3),
-        i(Opcode.RESIDUAL, Buffer.RESIDUAL1, Buffer.INPUT, Buffer.ATTN, arg=FIRST),
+        i(Opcode.GEMM, Buffer.RESIDUAL1, Buffer.CONTEXT, Buffer.INPUT, arg=3,
+          arg2=gemm_arg2(Epilogue.RESIDUAL, FIRST)),
     ]
     if token_keep < tokens:
         program.append(i(Opcode.TOKEN_GATHER, Buffer.RESIDUAL1, Buffer.RESIDUAL1,
                          arg=token_keep, arg2=gather_arg2(protected, fuse)))
     program += [
         i(Opcode.LAYERNORM, Buffer.LN2, Buffer.RESIDUAL1, arg=SECOND),
-        i(Opcode.GEMM, Buffer.FC1, Buffer.LN2, arg=4),
-        i(Opcode.GELU, Buffer.GELU, Buffer.FC1),
-        i(Opcode.GEMM, Buffer.FC2, Buffer.GELU, arg=5),
-        i(Opcode.RESIDUAL, Buffer.OUTPUT, Buffer.RESIDUAL1, Buffer.FC2, arg=SECOND),
+        i(Opcode.GEMM, Buffer.GELU, Buffer.LN2, arg=4, arg2=gemm_arg2(Epilogue.GELU)),
+        i(Opcode.GEMM, Buffer.OUTPUT, Buffer.GELU, Buffer.RESIDUAL1, arg=5,
+          arg2=gemm_arg2(Epilogue.RESIDUAL, SECOND)),
         i(Opcode.END),
     ]
     return tuple(program)
@@ -103,7 +105,7 @@ def decode_program(reader: ByteReader) -> tuple[Instruction, ...]:
 
 
 def check_program(program, *, kept_heads, tokens: int, token_keep: int) -> None:
-    """Version 1 accepts exactly :func:`layer_program`'s program for the layer.
+    """Version 2 accepts exactly :func:`layer_program`'s program for the layer.
 
     Raises
     ------

@@ -20,7 +20,7 @@ CONSTANTS = data.StructLayout({"tokens": unsigned(8), "wide": unsigned(40)})
 def _loader():
     return EngineLoader(load_layout=LOAD, constants_layout=CONSTANTS, program_depth=8,
                         affine_shape=unsigned(16), affine_depth=4, scratch_depth=16, lanes=2,
-                        gemm_command=unsigned(24))
+                        gemm_command=unsigned(24), table_width=8)
 
 
 def test_the_layout_has_the_tables_fields_at_their_offsets():

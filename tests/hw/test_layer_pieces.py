@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """Amaranth-simulator tests of the layer engine's scratchpad pieces, each on a real memory:
-the row reader (beats, timing, back-pressure), the row writer, the residual-add unit and the
+the row reader (beats, timing, back-pressure), the row writer, the GEMM epilogue and the
 weight stager; outputs compared with ``sw.packing`` / the golden kernels, cycles with
 ``sw.cycle_model.layer_engine``. (``sim/test_layer_engine.py`` runs them inside the engine.)"""
 
@@ -9,14 +9,17 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, signed, unsigned
 from amaranth.lib.memory import Memory
 
-from hw.layer.residual_add import ResidualAdd
+from hw.layer.gemm_epilogue import GemmEpilogue
+from hw.layer.loading import gelu_table
 from hw.layer.row_reader import RowReader
 from hw.layer.row_writer import RowWriter
 from hw.layer.weight_stager import WeightStager
 from sw.block_sparse import BlockSparseMatrix
 from sw.engine_params import LANE_WIDTH
-from sw.cycle_model.layer_engine import FIRST_BEAT_DELAY, RESIDUAL_LATENCY, stage_tile_cycles
-from sw.golden.kernels import residual_add_int, residual_constants
+from sw.cycle_model.layer_engine import EPILOGUE_LATENCY, FIRST_BEAT_DELAY, stage_tile_cycles
+from sw.golden.kernels import (gelu_constants, gelu_int, residual_add_int,
+                               residual_constants)
+from sw.isa import Epilogue
 from sw.packing import pack_lanes, pack_weights, rows_to_beats, unpack_lanes
 
 C = 4
@@ -134,39 +137,59 @@ def test_row_writer_builds_vectors(run_simulation, lanes, length):
     assert finished == [len(beats) - 1]
 
 
-def test_residual_add_is_the_golden_add(run_simulation):
-    rng = np.random.default_rng(7)
+@pytest.mark.parametrize("epilogue", list(Epilogue))
+def test_gemm_epilogue_writes_the_golden_result_five_cycles_later(run_simulation, epilogue):
+    """GEMM outputs (requantized int8, or raw sums for NONE) given one vector a cycle with a
+    gap go through the epilogue: each lands ``EPILOGUE_LATENCY`` cycles after it was given,
+    as ``gelu_int`` / ``residual_add_int`` (skip read at the output's address + offset) say."""
+    rng = np.random.default_rng(int(epilogue))
     tokens, width, stride = 3, 8, 2
-    a = rng.integers(-(1 << 15), 1 << 15, (tokens, width))
-    b = rng.integers(-128, 128, (tokens, width))
-    constants = residual_constants(0.01, 0.2, 0.012, in_width=16, out_width=16)
-    a_base, b_base, out_base = 0, 16, 40
-    init = _vectors(a, stride) + [0] * (b_base - tokens * stride) + _vectors(b, stride)
-    unit = ResidualAdd(vector_lanes=C, in_width=16, out_width=16, multiplier_width=16,
-                       max_rows=8, max_words=4, depth=256)
-    top = _OnMemory(unit, init, reads=[unit.scratch.read_a, unit.scratch.read_b],
-                    write=unit.scratch.write)
-    cycles = []
+    out_base, skip_base = 40, 8
+    skip = rng.integers(-(1 << 15), 1 << 15, (tokens, width))
+    if epilogue == Epilogue.NONE:
+        outputs = rng.integers(-(1 << 31), 1 << 31, (tokens, width))
+    else:
+        outputs = rng.integers(-128, 128, (tokens, width))
+    residual = residual_constants(0.01, 0.2, 0.012, in_width=16, out_width=16)
+    gelu = gelu_constants(0.05, 0.02, in_width=8)
+    expected = {Epilogue.NONE: lambda: outputs, Epilogue.GELU: lambda: gelu_int(outputs, gelu),
+                Epilogue.RESIDUAL: lambda: residual_add_int(skip, outputs, residual)}[epilogue]()
+    init = [0] * skip_base + _vectors(skip, stride)
+    unit = GemmEpilogue(lanes=C, acc_width=32, data_width=8, multiplier_width=16, depth=256)
+    top = _OnMemory(unit, init, reads=[unit.skip], write=unit.write)
+    given, written = [], []
 
     async def testbench(ctx):
         for name in ("multiplier_a", "multiplier_b", "shift"):
-            ctx.set(getattr(unit.constants, name), getattr(constants, name))
-        await _start(ctx, unit, a_base=a_base, b_base=b_base, out_base=out_base,
-                     stride=stride, rows=tokens, words=width // C)
-        count = 1                       # cycles after the start cycle, to the last write
-        while not ctx.get(unit.finished):
-            count += 1
+            ctx.set(getattr(unit.constants, name), getattr(residual, name))
+        for addr, entry in gelu_table(gelu, 8):
+            ctx.set(unit.table_addr, addr)
+            ctx.set(unit.table_data, entry - 256 if entry > 127 else entry)
+            ctx.set(unit.table_en, 1)
             await ctx.tick()
-        cycles.append(count)
-        await ctx.tick()
+        ctx.set(unit.table_en, 0)
+        ctx.set(unit.mode, epilogue)
+        ctx.set(unit.skip_offset, (skip_base - out_base) % 256)
+        vectors = [(r, w) for r in range(tokens) for w in range(width // C)]
+        for cycle in range(len(vectors) + 12):
+            index = cycle - cycle // 3             # every third cycle gives nothing
+            gives = cycle % 3 != 2 and index < len(vectors)
+            ctx.set(unit.out_en, gives)
+            if gives:
+                r, w = vectors[index]
+                ctx.set(unit.out_addr, out_base + r * stride + w)
+                ctx.set(unit.out_data, [int(v) for v in outputs[r, w * C:(w + 1) * C]])
+                given.append(cycle)
+            if ctx.get(unit.write.en):
+                written.append(cycle)
+            await ctx.tick()
         words = [ctx.get(top.output.data[out_base + r * stride + w])
                  for r in range(tokens) for w in range(width // C)]
         found = unpack_lanes(words, C, LANE_WIDTH).reshape(tokens, width)
-        assert np.array_equal(found, residual_add_int(a, b, constants))
+        assert np.array_equal(found, expected)
 
     run_simulation(top, testbench)
-    # the last write comes n + latency cycles after the start cycle
-    assert cycles == [tokens * width // C + RESIDUAL_LATENCY]
+    assert written == [cycle + EPILOGUE_LATENCY for cycle in given]
 
 
 @pytest.mark.parametrize("transpose", [True, False])

@@ -11,8 +11,7 @@ LANES = 4
 
 def test_every_owner_but_load_has_a_client_port():
     arbiter = ScratchpadArbiter(depth=16, lanes=LANES)
-    assert [owner.name for owner in CLIENTS] == ["GEMM", "LAYERNORM", "SOFTMAX", "GELU",
-                                                 "RESIDUAL", "GATHER"]
+    assert [owner.name for owner in CLIENTS] == ["GEMM", "LAYERNORM", "SOFTMAX", "GATHER"]
     for owner in CLIENTS:
         assert arbiter.signature.members[owner.name.lower()].signature.flip() == \
             ScratchClient(depth=16, lanes=LANES)
@@ -23,7 +22,7 @@ def test_every_owner_but_load_has_a_client_port():
 
 def test_only_the_owner_writes_and_its_reads_see_the_memory(run_simulation):
     arbiter = ScratchpadArbiter(depth=16, lanes=LANES)
-    gemm, residual = arbiter.client(Owner.GEMM), arbiter.client(Owner.RESIDUAL)
+    gemm, softmax = arbiter.client(Owner.GEMM), arbiter.client(Owner.SOFTMAX)
 
     async def testbench(ctx):
         # the load port writes while no instruction runs; a client's write is ignored
@@ -45,21 +44,21 @@ def test_only_the_owner_writes_and_its_reads_see_the_memory(run_simulation):
         assert [int(v) for v in ctx.get(gemm.read_a.data)] == [1, -2, 3, -4]
         ctx.set(gemm.write.en, 0)
         ctx.set(arbiter.load.en, 0)
-        # the residual reads through both ports
-        ctx.set(arbiter.owner, Owner.RESIDUAL)
-        ctx.set(residual.read_a.addr, 5)
-        ctx.set(residual.read_b.addr, 3)
+        # another client reads through both ports
+        ctx.set(arbiter.owner, Owner.SOFTMAX)
+        ctx.set(softmax.read_a.addr, 5)
+        ctx.set(softmax.read_b.addr, 3)
         await ctx.tick()
-        assert [int(v) for v in ctx.get(residual.read_a.data)] == [9, 9, 9, 9]
-        assert [int(v) for v in ctx.get(residual.read_b.data)] == [1, -2, 3, -4]
+        assert [int(v) for v in ctx.get(softmax.read_a.data)] == [9, 9, 9, 9]
+        assert [int(v) for v in ctx.get(softmax.read_b.data)] == [1, -2, 3, -4]
         # staging: port a follows the stager, whoever owns the ports
         ctx.set(arbiter.staging, 1)
         ctx.set(arbiter.stager.addr, 3)
-        ctx.set(residual.write.addr, 3)
-        ctx.set(residual.write.en, 1)             # ignored while staging
+        ctx.set(softmax.write.addr, 3)
+        ctx.set(softmax.write.en, 1)             # ignored while staging
         await ctx.tick()
         assert [int(v) for v in ctx.get(arbiter.stager.data)] == [1, -2, 3, -4]
-        ctx.set(residual.write.en, 0)
+        ctx.set(softmax.write.en, 0)
         ctx.set(arbiter.staging, 0)
         for address, expected in ((6, [0, 0, 0, 0]), (3, [1, -2, 3, -4])):
             ctx.set(arbiter.readback.addr, address)

@@ -1,15 +1,15 @@
 """The instruction set (``sw.isa``): one field table gives the bytes of every instruction."""
 
 import doctest
-import hashlib
 
 import pytest
 from hypothesis import given, strategies as st
 
 import sw.isa
 from sw.image.program import decode_program, encode_program, layer_program
-from sw.isa import (FIELDS, INSTRUCTION_BITS, INSTRUCTION_BYTES, INSTRUCTION_FIELDS, Buffer,
-                    Instruction, Opcode, gather_arg2, gather_fields)
+from sw.isa import (FIELDS, FIRST, INSTRUCTION_BITS, INSTRUCTION_BYTES, INSTRUCTION_FIELDS,
+                    SECOND, Epilogue, Instruction, Opcode, gather_arg2, gather_fields, gemm_arg2,
+                    gemm_fields)
 from sw.packing import ByteReader
 
 
@@ -35,18 +35,31 @@ def test_the_bytes_are_the_fields_at_their_table_offsets(instruction):
     assert decode_program(ByteReader(section)) == (instruction,)
 
 
-def test_a_layer_program_encodes_as_version_1_did():
-    """Bytes pinned from the encoder before the ISA moved to ``sw.isa`` (``git show a9fb700``)."""
+def test_a_layer_program_encodes_as_version_2_says():
+    """Every byte written out by hand from the field table and the version-2 numbering."""
     program = layer_program([1], tokens=17, token_keep=9, protected=2, fuse=True)
     section = encode_program(program)
-    assert section[:8].hex() == "0100000010000000"                    # version 1, 16
-    assert section[8:16].hex() == "0101" "00ff" "0000" "0000"          # LAYERNORM LN1 <- INPUT
-    assert section[16:24].hex() == "0202" "01ff" "0000" "0000"         # GEMM Q <- LN1, q
-    gather = program[9]
-    assert gather.opcode == Opcode.TOKEN_GATHER and gather.dst == Buffer.RESIDUAL1
-    assert section[8 + 9 * 8:8 + 10 * 8].hex() == "0809" "09ff" "0900" "0201"  # keep 9, 2 fused
-    assert hashlib.sha256(section).hexdigest() == (
-        "a00a9271075c570f2f69fae1f7be2d9f049099288bf695fbcccceb47ce5dcbd5")
+    words = [section[8 + 8 * n:16 + 8 * n].hex() for n in range(len(program))]
+    assert section[:8].hex() == "02000000" "0d000000"        # version 2, 13 instructions
+    assert words[0] == "0101" "00ff" "0000" "0000"          # LAYERNORM LN1 <- INPUT, set 0
+    assert words[1] == "0202" "01ff" "0000" "0000"          # GEMM Q <- LN1, q
+    assert words[7] == "0208" "0700" "0300" "0200"          # GEMM RESIDUAL1 <- CONTEXT + INPUT
+    assert words[8] == "0608" "08ff" "0900" "0201"          # TOKEN_GATHER keep 9, 2 + fused
+    assert words[9] == "0109" "08ff" "0100" "0000"          # LAYERNORM LN2 <- RESIDUAL1, set 1
+    assert words[10] == "020a" "09ff" "0400" "0100"         # GEMM GELU <- LN2, fc1, GELU
+    assert words[11] == "020b" "0a08" "0500" "0600"         # GEMM OUTPUT <- GELU + RESIDUAL1
+    assert words[12] == "00ff" "ffff" "0000" "0000"         # END
+
+
+def test_gemm_arg2_round_trips_and_names_its_range():
+    for epilogue in Epilogue:
+        for residual_set in (FIRST, SECOND):
+            assert gemm_fields(gemm_arg2(epilogue, residual_set)) == (epilogue, residual_set)
+    assert gemm_arg2(Epilogue.RESIDUAL, SECOND) == 0b110
+    with pytest.raises(ValueError, match=r"^Residual set must be 0 or 1, not 2$"):
+        gemm_arg2(Epilogue.RESIDUAL, 2)
+    with pytest.raises(ValueError, match="3 is not a valid Epilogue"):
+        gemm_fields(3)
 
 
 def test_gather_arg2_round_trips_and_names_its_range():

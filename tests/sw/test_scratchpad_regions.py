@@ -10,7 +10,7 @@ import sw.scratchpad_regions
 from sw.config import load_config
 from sw.engine_params import EngineParams
 from sw.image.program import layer_program
-from sw.isa import Buffer, Instruction, Opcode
+from sw.isa import SECOND, Buffer, Instruction, Opcode
 from sw.scratchpad_regions import (LiveRange, disjoint_pairs, first_fit, intact_at_end,
                                    live_ranges, overwritten_reads, peak_live, program_of)
 
@@ -20,27 +20,26 @@ TINY = load_config("tiny")
 def test_live_ranges_of_a_two_head_program():
     program = layer_program([0, 1], tokens=17, token_keep=17)
     ranges = live_ranges(program)
-    # positions: 0 LN1, 1-3 Q K V, 4-9 two heads, 10 O, 11 RESIDUAL, 12 LN2, 13 FC1, 14 GELU,
-    # 15 FC2, 16 RESIDUAL, 17 END
+    # positions: 0 LN1, 1-3 Q K V, 4-9 two heads, 10 O (+ INPUT), 11 LN2, 12 FC1 (GELU),
+    # 13 FC2 (+ RESIDUAL1), 14 END
     assert ranges == {
-        Buffer.INPUT: LiveRange(-1, 11), Buffer.LN1: LiveRange(0, 3),
+        Buffer.INPUT: LiveRange(-1, 10), Buffer.LN1: LiveRange(0, 3),
         Buffer.Q: LiveRange(1, 7), Buffer.K: LiveRange(2, 7), Buffer.V: LiveRange(3, 9),
         Buffer.SCORES: LiveRange(4, 8), Buffer.PROBS: LiveRange(5, 9),
-        Buffer.CONTEXT: LiveRange(6, 10), Buffer.ATTN: LiveRange(10, 11),
-        Buffer.RESIDUAL1: LiveRange(11, 16), Buffer.LN2: LiveRange(12, 13),
-        Buffer.FC1: LiveRange(13, 14), Buffer.GELU: LiveRange(14, 15),
-        Buffer.FC2: LiveRange(15, 16), Buffer.OUTPUT: LiveRange(16, 18)}
+        Buffer.CONTEXT: LiveRange(6, 10), Buffer.RESIDUAL1: LiveRange(10, 13),
+        Buffer.LN2: LiveRange(11, 12), Buffer.GELU: LiveRange(12, 13),
+        Buffer.OUTPUT: LiveRange(13, 15)}
 
 
 def test_an_in_place_gather_extends_its_buffer():
     with_gather = live_ranges(layer_program([0], tokens=17, token_keep=8))
-    assert with_gather[Buffer.RESIDUAL1] == LiveRange(8, 14)    # 8 RESIDUAL, 9 GATHER .. 14
+    assert with_gather[Buffer.RESIDUAL1] == LiveRange(7, 11)    # 7 O, 8 GATHER .. 11 FC2
 
 
 def test_reading_an_unwritten_buffer_is_refused():
-    program = [Instruction(Opcode.GELU, Buffer.GELU, Buffer.FC1)]
-    with pytest.raises(ValueError, match=r"^Instruction 0 \(GELU GELU <- FC1 \(arg 0, arg2 0\)"
-                                         r"\) reads FC1 before anything writes it$"):
+    program = [Instruction(Opcode.GEMM, Buffer.GELU, Buffer.LN2, arg=4)]
+    with pytest.raises(ValueError, match=r"^Instruction 0 \(GEMM GELU <- LN2 \(arg 4, arg2 0\)"
+                                         r"\) reads LN2 before anything writes it$"):
         live_ranges(program)
 
 
@@ -52,7 +51,7 @@ def test_overlap_is_inclusive():
 def test_disjoint_pairs_of_the_densest_deit_b16_program():
     ranges = live_ranges(program_of(load_config("deit_b16")))
     pairs = disjoint_pairs(ranges)
-    assert len(ranges) == 15 and len(pairs) == 67
+    assert len(ranges) == 12 and len(pairs) == 34
     assert (Buffer.LN1, Buffer.SCORES) in pairs and (Buffer.Q, Buffer.K) not in pairs
     for a, b in pairs:
         assert not ranges[a].overlaps(ranges[b])
@@ -117,32 +116,31 @@ def test_an_unsafe_memory_map_is_caught():
         "256 of its vectors hold CONTEXT",
         "instruction 9 (ATTENTION_CONTEXT CONTEXT <- PROBS, V (arg 1, arg2 1)) reads V, but "
         "its destination CONTEXT overwrites it",
-        "instruction 11 (RESIDUAL RESIDUAL1 <- INPUT, ATTN (arg 0, arg2 0)) reads INPUT, but "
+        "instruction 10 (GEMM RESIDUAL1 <- CONTEXT, INPUT (arg 3, arg2 2)) reads INPUT, but "
         "272 of its vectors hold LN1"]
 
 
 def test_the_readback_of_an_overwritten_output_is_caught():
     mm = EngineParams.from_config(TINY).memory_map
     program = layer_program([0], tokens=17, token_keep=17)
-    gelu_again = Instruction(Opcode.GELU, Buffer.GELU, Buffer.FC2)    # FC2 is still intact
-    on_gelu = dataclasses.replace(mm, regions={**mm.regions, Buffer.OUTPUT: dataclasses.replace(
-        mm.regions[Buffer.GELU], stride=mm.regions[Buffer.OUTPUT].stride)})
-    assert overwritten_reads(program, on_gelu) == []
-    assert overwritten_reads((*program[:-1], gelu_again, program[-1]), on_gelu) == [
-        "the read-back reads OUTPUT, but 272 of its vectors hold GELU"]
+    ln2_again = Instruction(Opcode.LAYERNORM, Buffer.LN2, Buffer.RESIDUAL1, arg=SECOND)
+    on_ln2 = dataclasses.replace(mm, regions={**mm.regions, Buffer.OUTPUT: mm.regions[Buffer.LN2]})
+    assert overwritten_reads(program, on_ln2) == []
+    assert overwritten_reads((*program[:-1], ln2_again, program[-1]), on_ln2) == [
+        "the read-back reads OUTPUT, but 272 of its vectors hold LN2"]
 
 
 def test_intact_at_end_lists_what_a_testbench_can_still_read_back():
     mm = EngineParams.from_config(TINY).memory_map
-    # tiny's int8 memory (vectors): LN1, CONTEXT, FC2 at 0; Q, ATTN at 272; K, LN2 at 544;
-    # V at 816; FC1 0..544 and GELU 544..1088 cover all of them
+    # tiny's int8 memory (vectors): LN1, CONTEXT at 0; Q at 272; K, LN2 at 544; V at 816;
+    # GELU 0..544 covers LN1, CONTEXT and Q, LN2 covers K; OUTPUT takes INPUT's int16 vectors
     assert intact_at_end(layer_program([0, 1], tokens=17, token_keep=17), mm) == {
-        Buffer.SCORES, Buffer.PROBS, Buffer.RESIDUAL1, Buffer.GELU, Buffer.FC2, Buffer.OUTPUT}
-    # after a gather keeping one token, FC1 and GELU write one row (32 vectors): V and ATTN
-    # survive
+        Buffer.V, Buffer.SCORES, Buffer.PROBS, Buffer.RESIDUAL1, Buffer.LN2, Buffer.GELU,
+        Buffer.OUTPUT}
+    # after a gather keeping one token, GELU writes one row (32 vectors): Q survives too
     assert intact_at_end(program_of(TINY), mm) == {
-        Buffer.V, Buffer.SCORES, Buffer.PROBS, Buffer.ATTN, Buffer.RESIDUAL1, Buffer.GELU,
-        Buffer.FC2, Buffer.OUTPUT}
+        Buffer.Q, Buffer.V, Buffer.SCORES, Buffer.PROBS, Buffer.RESIDUAL1, Buffer.LN2,
+        Buffer.GELU, Buffer.OUTPUT}
 
 
 def test_doctests_pass():
