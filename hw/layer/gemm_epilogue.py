@@ -14,8 +14,10 @@ their own (``sw.isa.Epilogue``; semantics in ``sw.golden.layer_program``):
   has the output buffer's stride), with the instruction's residual constants.
 
 Timing (``sw.cycle_model.layer_engine.EPILOGUE_LATENCY``): an output given on cycle ``t`` is
-written on cycle ``t + 5`` whatever the epilogue: the skip read (and the table read), the scaled
-sum, the requantizer's three stages.
+written on cycle ``t + 5`` whatever the epilogue: the skip read (and the table read), the two
+products of the residual add (one MULT18X18D each on ECP5), their sum, the rounding shift with
+saturation (``requantize`` with multiplier 1: ``hw.units.fixed_point.round_shift_saturate``,
+no multiplier), and the output register.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -23,8 +25,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.gemm.requantizer import Requantizer
 from hw.layer.scratchpad import ScratchRead, ScratchWrite
+from hw.units.fixed_point import round_shift_saturate
 from sw.cycle_model.layer_engine import EPILOGUE_LATENCY
 from sw.golden.encoder_layer import RESIDUAL_BITS
 from sw.isa import EPILOGUE_BITS, Epilogue
@@ -32,8 +34,8 @@ from sw.numerics import SHIFT_WIDTH
 
 __all__ = ["residual_constants_layout", "GemmEpilogue"]
 
-# read, scaled sum, requantizer: the latency the cycle model states
-assert EPILOGUE_LATENCY == 1 + 1 + Requantizer.latency
+# the skip read, the products, their sum, the rounding shift, the output register
+assert EPILOGUE_LATENCY == 5
 
 
 def residual_constants_layout(multiplier_width: int) -> data.StructLayout:
@@ -104,7 +106,6 @@ class GemmEpilogue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes, width = self._lanes, self._data_width
-        sum_width = RESIDUAL_BITS + self._multiplier_width + 1
         address_width = self.skip_offset.shape().width
         m.d.comb += self.skip.addr.eq((self.out_addr + self.skip_offset)[:address_width])
 
@@ -122,38 +123,37 @@ class GemmEpilogue(wiring.Component):
             m.d.comb += read.addr.eq(self.out_data[lane][:width])
             table_out.append(read.data)
 
-        # stage 2: the scaled sum of the residual add; the other results wait beside it
-        valid_2, addr_2 = Signal(), Signal.like(self.out_addr)
-        plain_2 = Signal(data.ArrayLayout(signed(self._acc_width), lanes))
-        scaled = Signal(data.ArrayLayout(signed(sum_width), lanes))
+        # stages 2..5: the residual add's two products, their sum, the rounding shift with
+        # saturation (``requantize(sum, 1, shift)``), the output register; the table entries
+        # or the plain outputs wait beside them
         constants = self.constants
+        low, high = -(1 << (RESIDUAL_BITS - 1)), (1 << (RESIDUAL_BITS - 1)) - 1
+        product = signed(RESIDUAL_BITS + self._multiplier_width + 1)
         gelu = self.mode == Epilogue.GELU
+        residual = self.mode == Epilogue.RESIDUAL
+        plain = data.ArrayLayout(signed(self._acc_width), lanes)
+        plain_2, plain_3, plain_4 = (Signal(plain, name=f"plain_{n}") for n in (2, 3, 4))
+        valid, addr = [valid_1], [addr_1]
+        for stage in (2, 3, 4, 5):
+            valid.append(Signal(name=f"valid_{stage}"))
+            addr.append(Signal.like(self.out_addr, name=f"addr_{stage}"))
+            m.d.sync += [valid[-1].eq(valid[-2]), addr[-1].eq(addr[-2])]
+        result = Signal(data.ArrayLayout(signed(self._acc_width), lanes))
         for lane in range(lanes):
             skip = self.skip.data[lane][:RESIDUAL_BITS].as_signed()
             output = out_1[lane][:RESIDUAL_BITS].as_signed()
-            m.d.sync += [scaled[lane].eq(skip * constants.multiplier_a
-                                         + output * constants.multiplier_b),
-                         plain_2[lane].eq(Mux(gelu, table_out[lane], out_1[lane]))]
-        m.d.sync += [valid_2.eq(valid_1), addr_2.eq(addr_1)]
-
-        # stages 3..5: the requantizer (multiplier 1), the plain result delayed as long
-        m.submodules.requantizer = requantizer = Requantizer(
-            lanes=lanes, acc_width=sum_width, multiplier_width=1, out_width=RESIDUAL_BITS,
-            tag_width=address_width)
-        m.d.comb += [requantizer.i.valid.eq(valid_2), requantizer.i.payload.acc.eq(scaled),
-                     requantizer.i.payload.tag.eq(addr_2)]
+            scaled_skip = Signal(product, name=f"scaled_skip_{lane}")
+            scaled_output = Signal(product, name=f"scaled_output_{lane}")
+            total = Signal(signed(product.width + 1), name=f"sum_{lane}")
+            rounded = Signal(range(low, high + 1), name=f"rounded_{lane}")
+            m.d.sync += [scaled_skip.eq(skip * constants.multiplier_a),
+                         scaled_output.eq(output * constants.multiplier_b),
+                         plain_2[lane].eq(Mux(gelu, table_out[lane], out_1[lane])),
+                         total.eq(scaled_skip + scaled_output), plain_3[lane].eq(plain_2[lane]),
+                         rounded.eq(round_shift_saturate(total, constants.shift, low, high)),
+                         plain_4[lane].eq(plain_3[lane]),
+                         result[lane].eq(Mux(residual, rounded, plain_4[lane]))]
+        m.d.comb += [self.write.addr.eq(addr[-1]), self.write.en.eq(valid[-1])]
         for lane in range(lanes):
-            m.d.comb += [requantizer.i.payload.multiplier[lane].eq(1),
-                         requantizer.i.payload.shift[lane].eq(constants.shift)]
-        plain = plain_2
-        for stage in range(Requantizer.latency):
-            delayed = Signal.like(plain_2, name=f"plain_{stage + 3}")
-            m.d.sync += delayed.eq(plain)
-            plain = delayed
-        residual = self.mode == Epilogue.RESIDUAL
-        m.d.comb += [self.write.addr.eq(requantizer.o.payload.tag),
-                     self.write.en.eq(requantizer.o.valid)]
-        for lane in range(lanes):
-            m.d.comb += self.write.data[lane].eq(Mux(residual, requantizer.o.payload.data[lane],
-                                                     plain[lane]))
+            m.d.comb += self.write.data[lane].eq(result[lane])
         return m

@@ -59,7 +59,8 @@ DISPATCH_CYCLES = 2
 #: Cycles from a row reader's start to its first beat (``hw.layer.row_reader``).
 FIRST_BEAT_DELAY = 3
 #: Cycles from a GEMM output to its write through the epilogue (``hw.layer.gemm_epilogue``:
-#: the skip operand's read, the scaled sum, the requantizer's three stages), every epilogue.
+#: the skip operand's read, the products, their sum, the rounding shift, the output register),
+#: every epilogue.
 EPILOGUE_LATENCY = 5
 #: From the GEMM job's acceptance, one cycle after decode, to the cycle ``done`` is seen, past
 #: the GEMM's own ``total``.
