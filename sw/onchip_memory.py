@@ -170,8 +170,9 @@ def onchip_memories(config: AcceleratorConfig) -> tuple[OnChipMemory, ...]:
         *(memory(f"{unit}_reader.queue.storage", FIFO_DEPTH, lanes * LANE_WIDTH, 1,
                  "row reader vector queue")
           for unit in ("layernorm", "softmax")),
-        memory("epilogue.gelu_table", 1 << hw.data_width, hw.data_width, lanes,
-               "GELU of every int8 input (FC1's epilogue), a read port per lane"),
+        *(memory(f"epilogue.gelu_table_{lane}", 1 << hw.data_width, hw.data_width, 1,
+                 "GELU of every int8 input (FC1's epilogue), one copy per lane")
+          for lane in range(lanes)),
         memory("gather_stage.gather.row_mem", params.tokens, params.hidden * RESIDUAL_BITS, 1,
                "token gather rows"),
         memory("gather_stage.gather.index_mem", params.tokens, _range_bits(params.tokens), 1,

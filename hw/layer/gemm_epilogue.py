@@ -7,8 +7,8 @@ their own (``sw.isa.Epilogue``; semantics in ``sw.golden.layer_program``):
 
 - ``NONE``: the output itself (the requantized values, or an attention GEMM's raw sums);
 - ``GELU``: ``sw.golden.kernels.gelu_int`` of each requantized ``data_width``-bit value, by a
-  table of all ``2**data_width`` inputs with a read port per lane (``hw.layer.loading.gelu_table``
-  fills it through ``table_*``): GELU of an int8 value is an int8 function of it;
+  table of all ``2**data_width`` inputs, one copy per lane (``hw.layer.loading.gelu_table``
+  fills them through ``table_*``): GELU of an int8 value is an int8 function of it;
 - ``RESIDUAL``: ``sw.golden.kernels.residual_add_int(skip, output)`` lane by lane, the skip
   vector read from the scratchpad at the output's address plus ``skip_offset`` (the skip buffer
   has the output buffer's stride), with the instruction's residual constants.
@@ -113,14 +113,15 @@ class GemmEpilogue(wiring.Component):
         valid_1, addr_1 = Signal(), Signal.like(self.out_addr)
         out_1 = Signal.like(self.out_data)
         m.d.sync += [valid_1.eq(self.out_en), addr_1.eq(self.out_addr), out_1.eq(self.out_data)]
-        m.submodules.gelu_table = table = Memory(shape=signed(width), depth=1 << width, init=[])
-        write = table.write_port()
-        m.d.comb += [write.addr.eq(self.table_addr), write.data.eq(self.table_data),
-                     write.en.eq(self.table_en)]
+        # one copy of the table per lane, each with one read port: yosys's memory mapping
+        # explores port assignments, and one memory with 16 read ports exhausted 23 GB
         table_out = []
-        for lane in range(lanes):                     # one read port per lane
-            read = table.read_port()
-            m.d.comb += read.addr.eq(self.out_data[lane][:width])
+        for lane in range(lanes):
+            table = Memory(shape=signed(width), depth=1 << width, init=[])
+            m.submodules[f"gelu_table_{lane}"] = table
+            write, read = table.write_port(), table.read_port()
+            m.d.comb += [write.addr.eq(self.table_addr), write.data.eq(self.table_data),
+                         write.en.eq(self.table_en), read.addr.eq(self.out_data[lane][:width])]
             table_out.append(read.data)
 
         # stages 2..5: the residual add's two products, their sum, the rounding shift with

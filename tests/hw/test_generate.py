@@ -89,7 +89,7 @@ def test_main_prints_what_it_wrote(tmp_path, capsys, monkeypatch):
     table = memory_table(onchip_memories(TINY))
     assert captured.out == (f"tiny: wrote {tmp_path / 'layer_engine.v'} (2 lines) and "
                             f"{tmp_path / 'config.json'}\n{ONCHIP_HEADING}\n{table}\n")
-    assert table.splitlines()[-1].split()[:2] == ["total", "24,898.875"]
+    assert table.splitlines()[-1].split()[:2] == ["total", "25,666.875"]
     assert captured.err == ""
 
 

@@ -84,7 +84,7 @@ def test_total_bytes_equal_the_design_bits(tiny_design):
     config, design = tiny_design
     bits = sum(depth * width for depth, width, _, _ in design.values())
     assert total_bytes(onchip_memories(config)) == bits / 8
-    assert bits == 199_191                      # tiny: 24,898.875 bytes
+    assert bits == 205_335                      # tiny: 25,666.875 bytes
 
 
 def test_bytes_are_depth_times_width_over_eight_exactly():
@@ -108,7 +108,7 @@ def test_dp16kd_takes_the_cheapest_aspect_ratio_per_read_port(depth, width, read
 def test_table_ends_with_the_total_in_bytes_and_mib():
     memories = onchip_memories(load_config("tiny"))
     last = memory_table(memories).splitlines()[-1]
-    assert last.split()[:2] == ["total", "24,898.875"]
+    assert last.split()[:2] == ["total", "25,666.875"]
     assert last.endswith(f"{total_dp16kd(memories):7d}  (0.024 MiB)")
 
 
