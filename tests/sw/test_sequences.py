@@ -193,4 +193,6 @@ def test_model_inputs_hide_the_padding():
         unmasked = model(input_ids=batch, output_hidden_states=True)
     expected = expected.hidden_states[-1][0]
     torch.testing.assert_close(padded.hidden_states[-1][0, :4], expected, rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(unmasked.hidden_states[-1][0, :4], expected, atol=1e-2)
+    # Without the mask the padding changes them (by little in an untrained model, by far more
+    # than the masked run's rounding).
+    assert (unmasked.hidden_states[-1][0, :4] - expected).abs().max() > 1e-3
