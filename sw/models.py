@@ -111,7 +111,8 @@ def model_inputs(model: torch.nn.Module, batch: torch.Tensor) -> dict[str, torch
 
 
 def load_model(directory: str | os.PathLike, *, token_pruning: bool = True) -> PreTrainedModel:
-    """Load an image or sequence classifier saved with ``save_pretrained`` from a local directory, in eval mode.
+    """Load an image or sequence classifier saved with ``save_pretrained`` from a local
+    directory, in eval mode (``AutoModelForSequenceClassification`` for BERT).
 
     Only local directories are accepted: nothing is downloaded. This restores every output
     folder of ``sw/prune.py`` (``pruned/``, ``shrunk/``, ``filled/``) to the function its

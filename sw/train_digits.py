@@ -1,4 +1,4 @@
-"""Train a small DeiT (or BERT) on the scikit-learn digits on CPU and save it with ``save_pretrained``.
+"""Train a small DeiT or BERT on the scikit-learn digits on CPU; save it with ``save_pretrained``.
 
 Run ``python sw/train_digits.py --out build/models/digits_deit`` (see docs/training.md), or call
 :func:`train` from code. ``--arch bert`` trains a small ``BertForSequenceClassification`` on the

@@ -177,9 +177,9 @@ def shift_grid(ids: torch.Tensor, grid: tuple[int, int], max_shift: int,
 
 # -- user text ----------------------------------------------------------------------------
 
-def read_jsonl(path: str | os.PathLike) -> tuple[list[str], list]:
-    """The texts and raw labels of a JSONL file of ``{"text": str, "label": str | int}``
-    lines (blank lines skipped; other keys ignored).
+def read_jsonl(path: str | os.PathLike) -> tuple[list[str], list, list[int]]:
+    """The texts, raw labels and line numbers (from 1) of a JSONL file of ``{"text": str,
+    "label": str | int}`` lines (blank lines skipped; other keys ignored).
 
     Raises
     ------
@@ -190,7 +190,7 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[str], list]:
     if not path.is_file():
         raise DataError(f"{path}: JSONL file not found (expected 'digits' or a .jsonl file of "
                         f'{{"text", "label"}} lines)')
-    texts, labels = [], []
+    texts, labels, numbers = [], [], []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as error:
@@ -221,9 +221,10 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[str], list]:
                             f"{type(label).__name__}")
         texts.append(text)
         labels.append(label)
+        numbers.append(number)
     if not texts:
         raise DataError(f"{path}: no lines (expected one {{\"text\", \"label\"}} object a line)")
-    return texts, labels
+    return texts, labels, numbers
 
 
 def _model_class_names(config) -> list[str] | None:
@@ -235,7 +236,8 @@ def _model_class_names(config) -> list[str] | None:
     return names
 
 
-def _label_indices(path: Path, labels: list, config, model: str) -> tuple[list[int], list[str]]:
+def _label_indices(path: Path, labels: list, numbers: list[int], config,
+                   model: str) -> tuple[list[int], list[str]]:
     """Each raw label as a class index of the model, and the class names.
 
     With named labels (``id2label``) a label is one of the names; otherwise an integer
@@ -251,11 +253,11 @@ def _label_indices(path: Path, labels: list, config, model: str) -> tuple[list[i
         names = [str(index) for index in range(count)]
         shown = f"an integer from 0 to {count - 1}"
     indices = []
-    for position, label in enumerate(labels):
+    for number, label in zip(numbers, labels):
         index = lookup.get(str(label))
         if index is None:
-            raise DataError(f"{path}: record {position + 1}: unknown label {label!r}: the model "
-                            f"{model} has {count} labels, expected {shown} (config.json "
+            raise DataError(f"{path}:{number}: field 'label': unknown label {label!r}: the "
+                            f"model {model} has {count} labels, expected {shown} (config.json "
                             f"id2label)")
         indices.append(index)
     return indices, names
@@ -352,8 +354,8 @@ class SequenceSource:
             except ValueError as error:
                 raise DataError(str(error)) from None
         from sw.data.image_folder import split_indices
-        texts, raw = read_jsonl(self.path)
-        labels, names = _label_indices(self.path, raw, config, model)
+        texts, raw, numbers = read_jsonl(self.path)
+        labels, names = _label_indices(self.path, raw, numbers, config, model)
         tokenizer = load_tokenizer(self.tokenizer)
         encoded = tokenizer(texts, truncation=True, padding="longest",
                             max_length=int(config.max_position_embeddings))
@@ -400,8 +402,8 @@ def check_sequence_model_data(config, source: SequenceSource, *, model: str) -> 
             raise DataError(f"digits: classes are 0..9, but the model {model} calls its labels "
                             f"{names[:4]}... (config.json id2label)")
         return
-    texts, labels = read_jsonl(source.path)
-    _label_indices(source.path, labels, config, model)
+    _, labels, numbers = read_jsonl(source.path)
+    _label_indices(source.path, labels, numbers, config, model)
     if source.tokenizer is None:
         raise DataError(f"{source.path}: text data needs a tokenizer folder (--tokenizer DIR, "
                         f"or tokenizer files in the teacher folder)")

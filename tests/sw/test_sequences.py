@@ -98,7 +98,7 @@ def test_jsonl_split_is_the_tokenizers_ids(tmp_path):
     split = SequenceSource(corpus, tokenizer_dir, 0.2, 0).load_split(config)
     assert split.class_names == ("colour", "animal")
     assert len(split.train_labels) + len(split.val_labels) == 30
-    texts, labels = read_jsonl(corpus)
+    texts, labels, _ = read_jsonl(corpus)
     tokenizer = load_tokenizer(tokenizer_dir)
     expected = tokenizer(texts, padding="longest")["input_ids"]
     every = sorted(split.train_ids.tolist() + split.val_ids.tolist())
@@ -137,8 +137,9 @@ def test_unknown_label_names_the_model_labels(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.jsonl", classes=("0", "7"))
     source = SequenceSource(corpus, word_level_tokenizer(tmp_path / "tok"), 0.2, 0)
     config = small_bert_config(vocab_size=10, max_position_embeddings=8, num_labels=2)
-    with pytest.raises(DataError, match=r"corpus.jsonl: record 2: unknown label '7': the model "
-                                        r"m has 2 labels, expected an integer from 0 to 1"):
+    with pytest.raises(DataError, match=r"corpus.jsonl:2: field 'label': unknown label '7': "
+                                        r"the model m has 2 labels, expected an integer from "
+                                        r"0 to 1"):
         check_sequence_model_data(config, source, model="m")
 
 

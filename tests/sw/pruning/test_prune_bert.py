@@ -111,8 +111,8 @@ def _error_line(capsys) -> str:
 @pytest.mark.parametrize("corrupt, message", [
     ("missing_tokenizer", r"nowhere: tokenizer folder not found"),
     ("bad_line", r"corpus.jsonl:3: expected a JSON object, found invalid JSON"),
-    ("unknown_label", r"corpus.jsonl: record 41: unknown label 'plant': the model .*teacher "
-                      r"has 2 labels, expected 'colour', 'animal'"),
+    ("unknown_label", r"corpus.jsonl:41: field 'label': unknown label 'plant': the model "
+                      r".*teacher has 2 labels, expected 'colour', 'animal'"),
     ("missing_file", r"absent.jsonl: JSONL file not found"),
 ])
 def test_bad_text_input_is_one_line_status_2(text_teacher, tmp_path, capsys, corrupt, message):
