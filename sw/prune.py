@@ -14,7 +14,8 @@ A BERT teacher (``BertForSequenceClassification``, say the digits BERT of
 ``sw/train_digits.py --arch bert``) prunes the same way on token sequences: ``--data digits`` is
 the digits as pixel-intensity sequences, ``--data FILE.jsonl`` a JSONL file of ``{"text",
 "label"}`` lines tokenized by ``--tokenizer DIR`` (default: the teacher folder's tokenizer
-files); see :mod:`sw.data.sequences`.
+files); see :mod:`sw.data.sequences`. A missing teacher is trained on the digits as a DeiT, or
+with ``--arch bert`` as the digits BERT.
 """
 
 from __future__ import annotations
@@ -163,12 +164,13 @@ def check_teacher(teacher_dir: Path) -> None:
     _teacher_record(teacher_dir)
 
 
-def _teacher(directory: Path, progress: bool):
+def _teacher(directory: Path, progress: bool, arch: str = "deit"):
     if not (directory / "config.json").exists():
         from sw.train_digits import train
-        print(f"training the dense digits teacher into {directory} (about a minute)...",
+        print(f"training the dense digits {'BERT' if arch == 'bert' else 'DeiT'} teacher into "
+              f"{directory} (about {'two minutes' if arch == 'bert' else 'a minute'})...",
               flush=True)
-        train(directory, progress=progress)
+        train(directory, progress=progress, arch=arch)
     try:
         return load_model(directory)
     except FileNotFoundError:
@@ -199,11 +201,13 @@ def split_for(teacher_dir: Path, image_size: int):
                              options.get("split_seed", 0))
 
 
-def _sequence_teacher(teacher_dir: Path) -> bool:
-    """Whether the teacher's ``config.json`` names a sequence classifier (BERT); False when
-    there is no teacher yet (the digits DeiT is trained) or its config is unreadable (the
-    loader reports that)."""
+def _sequence_teacher(teacher_dir: Path, arch: str = "deit") -> bool:
+    """Whether the teacher's ``config.json`` names a sequence classifier (BERT); when there
+    is no teacher yet, whether ``arch`` (the digits teacher to train) is one; False when its
+    config is unreadable (the loader reports that)."""
     config = Path(teacher_dir) / "config.json"
+    if not config.exists():
+        return arch in SEQUENCE_MODEL_TYPES
     try:
         document = json.loads(config.read_text())
     except (OSError, ValueError):
@@ -212,12 +216,14 @@ def _sequence_teacher(teacher_dir: Path) -> bool:
 
 
 def data_source(teacher_dir: Path, data: str | os.PathLike | DataSource | SequenceSource = DIGITS,
-                tokenizer: str | os.PathLike | None = None) -> DataSource | SequenceSource:
+                tokenizer: str | os.PathLike | None = None, *,
+                arch: str = "deit") -> DataSource | SequenceSource:
     """``data`` (``"digits"``, an image folder's path, or a :class:`DataSource`) as a source;
     the digits are split as the teacher's ``training.json`` records (:func:`split_for`).
     For a BERT teacher, ``data`` is ``"digits"`` (the digits as sequences) or a JSONL file,
     tokenized by ``tokenizer`` (default: the teacher folder), as a
-    :class:`~sw.data.sequences.SequenceSource`.
+    :class:`~sw.data.sequences.SequenceSource`. ``arch`` is the digits teacher trained when
+    ``teacher_dir`` holds none.
 
     Raises
     ------
@@ -229,7 +235,7 @@ def data_source(teacher_dir: Path, data: str | os.PathLike | DataSource | Sequen
     options = _teacher_record(Path(teacher_dir)).get("options", {})
     split = {"val_fraction": float(options.get("val_fraction", 0.2)),
              "seed": options.get("split_seed", 0)}
-    if _sequence_teacher(teacher_dir):
+    if _sequence_teacher(teacher_dir, arch):
         if isinstance(data, str) and data == DIGITS:
             return SequenceSource(None, None, **split)
         return SequenceSource(Path(data).absolute(),
@@ -245,7 +251,8 @@ def data_source(teacher_dir: Path, data: str | os.PathLike | DataSource | Sequen
 
 
 def check_data(teacher_dir: Path, data: str | os.PathLike | DataSource | SequenceSource = DIGITS,
-               tokenizer: str | os.PathLike | None = None) -> DataSource | SequenceSource:
+               tokenizer: str | os.PathLike | None = None, *,
+               arch: str = "deit") -> DataSource | SequenceSource:
     """Check before any work that ``data`` can train the teacher's model: the same number of
     classes, and an image size the model takes (:func:`sw.data.source.check_model_data`); for
     a BERT, labels, tokenizer, vocabulary and pad id
@@ -258,7 +265,7 @@ def check_data(teacher_dir: Path, data: str | os.PathLike | DataSource | Sequenc
     DataError
         One line naming the data, the teacher and both values.
     """
-    source = data_source(teacher_dir, data, tokenizer)
+    source = data_source(teacher_dir, data, tokenizer, arch=arch)
     config_path = Path(teacher_dir) / "config.json"
     if not config_path.exists():
         if not source.is_digits:
@@ -286,7 +293,8 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
           out: Path | None = DEFAULT_OUT, progress: bool = True,
           tokens: TokenPruningArgs | None = None,
           data: str | os.PathLike | DataSource | SequenceSource = DIGITS,
-          tokenizer: str | os.PathLike | None = None) -> tuple[PruneResult, dict]:
+          tokenizer: str | os.PathLike | None = None,
+          arch: str = "deit") -> tuple[PruneResult, dict]:
     """Fine-prune a copy of the teacher with distillation; write ``out``; return result, report.
 
     ``data`` is ``"digits"`` (split as the teacher's ``training.json`` says), an image folder's
@@ -296,7 +304,8 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     ``DataSource.from_dict(report["data"], ...).load_split(image_size)`` gives the validation
     images the report's accuracies were measured on. For a BERT teacher ``data`` is
     ``"digits"`` (as sequences) or a JSONL file tokenized by ``tokenizer`` (see
-    :func:`data_source`); the report's ``"data"`` then records the sequence length.
+    :func:`data_source`); the report's ``"data"`` then records the sequence length. A missing
+    teacher is trained on the digits as ``arch`` (``"deit"`` or ``"bert"``).
 
     With ``tokens``, the student also prunes tokens (the teacher sees every token); the keep
     rate warms up along the pruning schedule and the report gains a ``"tokens"`` entry.
@@ -319,9 +328,9 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     limit_library_bars(progress)
     if out is not None:
         check_output(out)
-    source = check_data(teacher_dir, data, tokenizer)
+    source = check_data(teacher_dir, data, tokenizer, arch=arch)
     with _process_state().main_process_first():
-        teacher = _teacher(teacher_dir, progress)
+        teacher = _teacher(teacher_dir, progress, arch)
     if isinstance(source, SequenceSource):
         split = source.load_split(teacher.config, model=str(teacher_dir))
         shape = {"sequence_length": split.sequence_length}
@@ -430,6 +439,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"recipe JSON (default: {DEFAULT_RECIPE.relative_to(_REPO_ROOT)})")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER,
                         help="dense teacher directory; trained first if missing")
+    parser.add_argument("--arch", choices=("deit", "bert"), default=None,
+                        help="the digits teacher to train when --teacher is missing (default "
+                             "deit); an existing teacher must be of this architecture")
     parser.add_argument("--data", default=DIGITS, metavar="DIR|FILE.jsonl|digits",
                         help="training data: an image folder (one sub-folder per class) or "
                              "'digits' (default); checked against the teacher's classes and "
@@ -497,8 +509,15 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"argument --teacher: {error}")
     except ValueError as error:
         fail(str(error))
+    arch = options["arch"] or "deit"
+    config_path = Path(options["teacher"]) / "config.json"
+    if options["arch"] is not None and config_path.exists() \
+            and _sequence_teacher(options["teacher"]) != (arch in SEQUENCE_MODEL_TYPES):
+        fail(f"argument --arch: {arch}, but the teacher {one_line(options['teacher'])} is "
+             f"{'a BERT' if _sequence_teacher(options['teacher']) else 'not a BERT'} "
+             f"(config.json model_type)")
     try:
-        data = check_data(options["teacher"], options["data"], options["tokenizer"])
+        data = check_data(options["teacher"], options["data"], options["tokenizer"], arch=arch)
     except DataError as error:
         fail(one_line(error))
     try:
@@ -510,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result, report = prune(args, training, teacher_dir=options["teacher"],
                                out=options["out"], progress=not options["no_progress"],
-                               tokens=tokens, data=data)
+                               tokens=tokens, data=data, arch=arch)
     except OutputRefused as error:      # files appeared in --out (or the teacher's) meanwhile
         fail(str(error))
     except (ValueError, FileNotFoundError) as error:

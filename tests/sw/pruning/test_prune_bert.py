@@ -149,3 +149,20 @@ def test_tokenizer_with_an_image_teacher_is_refused(tmp_path, capsys):
               str(tmp_path / "out"), *QUICK])
     assert stopped.value.code == 2
     assert "only a BERT teacher takes a tokenizer" in _error_line(capsys)
+
+
+def test_arch_names_the_teacher_to_train_and_must_match_an_existing_one(digits_teacher,
+                                                                        tmp_path, capsys):
+    from sw.data.source import DataSource
+    from sw.prune import data_source
+    missing = tmp_path / "missing"
+    assert data_source(missing, "digits", arch="bert") == SequenceSource()
+    assert isinstance(data_source(missing, "digits"), DataSource)
+    assert data_source(digits_teacher, "digits") == SequenceSource()
+    with pytest.raises(SystemExit) as stopped:
+        main(["--teacher", str(digits_teacher), "--arch", "deit", "--out",
+              str(tmp_path / "out"), *QUICK])
+    assert stopped.value.code == 2
+    assert _error_line(capsys).endswith(
+        f"argument --arch: deit, but the teacher {digits_teacher} is a BERT "
+        f"(config.json model_type)")
