@@ -100,6 +100,17 @@ def test_prune_bert_on_jsonl_text(text_teacher, tmp_path):
     assert report["data"]["sequence_length"] == split.sequence_length
     pruned, shrunk, _ = _outputs_agree(out, split.val_ids)
     torch.testing.assert_close(shrunk, pruned, rtol=1e-5, atol=1e-5)
+    # The Python API runs the same thing: the same pruned weights, the same report numbers.
+    from flow import api
+    run = api.prune(teacher, recipe=RECIPE, data=corpus, tokenizer=teacher, training={
+        "epochs": 1, "final_finetune_epochs": 1}, pruning={
+        "initial_warmup": 0, "final_warmup": 0, "final_threshold": 0.5,
+        "attention_block_rows": 8, "attention_block_cols": 8})
+    assert run.accuracy == report["accuracy"]
+    assert run.report["data"] == report["data"]
+    reloaded = load_model(out / "pruned")
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[name]), name
 
 
 def _error_line(capsys) -> str:
