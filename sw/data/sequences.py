@@ -146,9 +146,10 @@ def load_digits_sequence_split(val_fraction: float = 0.2, seed: int = 0) -> Sequ
     """
     from sklearn.datasets import load_digits
 
-    from sw.data.digits import _split_indices
+    from sw.data.image_folder import split_indices
     digits = load_digits()
-    train_index, val_index = _split_indices(digits.target, val_fraction, seed)
+    train_index, val_index = split_indices(digits.target, float(val_fraction), seed,
+                                           source="digits")
     ids = digits_token_ids(digits.images)
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
     train_index, val_index = torch.as_tensor(train_index), torch.as_tensor(val_index)
