@@ -71,7 +71,7 @@ def build_model(config=None, **sizes):
 def train_digits(out: PathLike | None = None, *, progress: bool = False, **options):
     """Train the digits DeiT from scratch (``python sw/train_digits.py``) and save it into
     ``out``; ``options`` are :class:`sw.train_digits.TrainOptions` fields (``epochs=40``,
-    ``max_train_samples=None``, ...). Returns a :class:`sw.train_digits.TrainResult`
+    ``max_train_samples=None``, ``arch="bert"`` for the digits BERT, ...). Returns a :class:`sw.train_digits.TrainResult`
     (``.model``, ``.val_accuracy``, ``.history``)."""
     from sw.train_digits import train
     return train(out, progress=progress, **options)
@@ -104,6 +104,7 @@ class PruningRun:
 def prune(teacher: PathLike, out: PathLike | None = None, *,
           recipe: PathLike | dict = DEFAULT_RECIPE, pruning: dict | None = None,
           training: dict | None = None, tokens: dict | None = None, data="digits",
+          tokenizer: PathLike | None = None, arch: str = "deit",
           progress: bool = False) -> PruningRun:
     """Fine-prune the model in ``teacher`` with distillation from it (``python sw/prune.py``)
     and write ``out`` (``pruned/``, ``shrunk/``, ``filled/``, ``pruning_report.json``, ...).
@@ -114,6 +115,9 @@ def prune(teacher: PathLike, out: PathLike | None = None, *,
     split; a missing ``teacher`` is trained first) or an image folder's path (one sub-folder per
     class, ``--data DIR``), preprocessed at the teacher's image size; its classes must be the
     teacher's labels. The report records it, and :func:`export` calibrates on it by default.
+    A BERT teacher takes ``"digits"`` (as sequences) or a JSONL file of ``{"text", "label"}``
+    lines tokenized by ``tokenizer`` (default: the teacher folder; ``--data``, ``--tokenizer``);
+    ``arch="bert"`` trains a missing teacher as the digits BERT (``--arch``).
     """
     from sw.prune import prune as run
     from sw.pruning.recipe import read_recipe, resolve_recipe
@@ -122,7 +126,7 @@ def prune(teacher: PathLike, out: PathLike | None = None, *,
                               training_overrides=training, token_overrides=tokens)
     result, report = run(settings.pruning, settings.training, teacher_dir=Path(teacher),
                          out=None if out is None else Path(out), progress=progress,
-                         tokens=settings.tokens, data=data)
+                         tokens=settings.tokens, data=data, tokenizer=tokenizer, arch=arch)
     return PruningRun(report=report, model=result.pruned, shrunk=result.shrunk,
                       directory=None if out is None else Path(out))
 

@@ -9,6 +9,13 @@ same command runs under ``torchrun --nproc_per_node N`` or ``accelerate launch``
 :mod:`sw.pruning.trainer`). A recipe's optional ``"tokens"`` section adds EViT-style token
 pruning to the same run (:mod:`sw.pruning.tokens`, docs/token-pruning.md); ``--keep-rate``
 overrides its keep rate.
+
+A BERT teacher (``BertForSequenceClassification``, say the digits BERT of
+``sw/train_digits.py --arch bert``) prunes the same way on token sequences: ``--data digits`` is
+the digits as pixel-intensity sequences, ``--data FILE.jsonl`` a JSONL file of ``{"text",
+"label"}`` lines tokenized by ``--tokenizer DIR`` (default: the teacher folder's tokenizer
+files); see :mod:`sw.data.sequences`. A missing teacher is trained on the digits as a DeiT, or
+with ``--arch bert`` as the digits BERT.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ from sw.build_files import BUILD_ROOT, DIGITS_TEACHER  # noqa: E402
 from sw.cli import (BAD_INPUT, OneLineArgumentParser, exit_130_on_interrupt,  # noqa: E402
                     one_line)
 from sw.data.digits import load_digits_split  # noqa: E402
+from sw.data.sequences import SequenceSource, check_sequence_model_data  # noqa: E402
 from sw.data.source import DIGITS, DataError, DataSource, check_model_data  # noqa: E402
-from sw.models import load_model  # noqa: E402
+from sw.models import SEQUENCE_MODEL_TYPES, load_model  # noqa: E402
 from sw.pruning.methods import PruningArgs  # noqa: E402
 from sw.pruning.artifacts import save_shrunk  # noqa: E402
 from sw.pruning.recipe import RecipeError, read_recipe  # noqa: E402
@@ -156,12 +164,13 @@ def check_teacher(teacher_dir: Path) -> None:
     _teacher_record(teacher_dir)
 
 
-def _teacher(directory: Path, progress: bool):
+def _teacher(directory: Path, progress: bool, arch: str = "deit"):
     if not (directory / "config.json").exists():
         from sw.train_digits import train
-        print(f"training the dense digits teacher into {directory} (about a minute)...",
+        print(f"training the dense digits {'BERT' if arch == 'bert' else 'DeiT'} teacher into "
+              f"{directory} (about {'two minutes' if arch == 'bert' else 'a minute'})...",
               flush=True)
-        train(directory, progress=progress)
+        train(directory, progress=progress, arch=arch)
     try:
         return load_model(directory)
     except FileNotFoundError:
@@ -192,37 +201,71 @@ def split_for(teacher_dir: Path, image_size: int):
                              options.get("split_seed", 0))
 
 
-def data_source(teacher_dir: Path, data: str | os.PathLike | DataSource = DIGITS) -> DataSource:
+def _sequence_teacher(teacher_dir: Path, arch: str = "deit") -> bool:
+    """Whether the teacher's ``config.json`` names a sequence classifier (BERT); when there
+    is no teacher yet, whether ``arch`` (the digits teacher to train) is one; False when its
+    config is unreadable (the loader reports that)."""
+    config = Path(teacher_dir) / "config.json"
+    if not config.exists():
+        return arch in SEQUENCE_MODEL_TYPES
+    try:
+        document = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("model_type") in SEQUENCE_MODEL_TYPES
+
+
+def data_source(teacher_dir: Path, data: str | os.PathLike | DataSource | SequenceSource = DIGITS,
+                tokenizer: str | os.PathLike | None = None, *,
+                arch: str = "deit") -> DataSource | SequenceSource:
     """``data`` (``"digits"``, an image folder's path, or a :class:`DataSource`) as a source;
     the digits are split as the teacher's ``training.json`` records (:func:`split_for`).
+    For a BERT teacher, ``data`` is ``"digits"`` (the digits as sequences) or a JSONL file,
+    tokenized by ``tokenizer`` (default: the teacher folder), as a
+    :class:`~sw.data.sequences.SequenceSource`. ``arch`` is the digits teacher trained when
+    ``teacher_dir`` holds none.
 
     Raises
     ------
     DataError
         If the image folder does not exist.
     """
-    if isinstance(data, DataSource):
+    if isinstance(data, (DataSource, SequenceSource)):
         return data
+    options = _teacher_record(Path(teacher_dir)).get("options", {})
+    split = {"val_fraction": float(options.get("val_fraction", 0.2)),
+             "seed": options.get("split_seed", 0)}
+    if _sequence_teacher(teacher_dir, arch):
+        if isinstance(data, str) and data == DIGITS:
+            return SequenceSource(None, None, **split)
+        return SequenceSource(Path(data).absolute(),
+                              Path(tokenizer if tokenizer is not None else teacher_dir).absolute(),
+                              **split)
+    if tokenizer is not None:
+        raise DataError(f"--tokenizer {tokenizer}: only a BERT teacher takes a tokenizer; "
+                        f"{teacher_dir} is not one")
     source = DataSource.parse(data)
     if source.is_digits:
-        options = _teacher_record(Path(teacher_dir)).get("options", {})
-        source = DataSource(None, float(options.get("val_fraction", 0.2)),
-                            options.get("split_seed", 0))
+        source = DataSource(None, split["val_fraction"], split["seed"])
     return source
 
 
-def check_data(teacher_dir: Path, data: str | os.PathLike | DataSource = DIGITS) -> DataSource:
+def check_data(teacher_dir: Path, data: str | os.PathLike | DataSource | SequenceSource = DIGITS,
+               tokenizer: str | os.PathLike | None = None, *,
+               arch: str = "deit") -> DataSource | SequenceSource:
     """Check before any work that ``data`` can train the teacher's model: the same number of
-    classes, and an image size the model takes (:func:`sw.data.source.check_model_data`). A
-    missing teacher is trained on the digits by :mod:`sw.train_digits`, so other data needs an
-    existing one. Returns the source.
+    classes, and an image size the model takes (:func:`sw.data.source.check_model_data`); for
+    a BERT, labels, tokenizer, vocabulary and pad id
+    (:func:`sw.data.sequences.check_sequence_model_data`). A missing teacher is trained on the
+    digits by :mod:`sw.train_digits`, so other data needs an existing one. Returns the
+    source.
 
     Raises
     ------
     DataError
         One line naming the data, the teacher and both values.
     """
-    source = data_source(teacher_dir, data)
+    source = data_source(teacher_dir, data, tokenizer, arch=arch)
     config_path = Path(teacher_dir) / "config.json"
     if not config_path.exists():
         if not source.is_digits:
@@ -235,14 +278,23 @@ def check_data(teacher_dir: Path, data: str | os.PathLike | DataSource = DIGITS)
         config = AutoConfig.from_pretrained(teacher_dir, local_files_only=True)
     except Exception as error:  # noqa: BLE001 - a malformed config.json raises many types
         raise DataError(str(_cannot_load(Path(teacher_dir), error))) from None
-    check_model_data(config, source, model=str(teacher_dir))
+    _check_model_data(config, source, model=str(teacher_dir))
     return source
+
+
+def _check_model_data(config, source: DataSource | SequenceSource, *, model: str) -> None:
+    if isinstance(source, SequenceSource):
+        check_sequence_model_data(config, source, model=model)
+    else:
+        check_model_data(config, source, model=model)
 
 
 def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DEFAULT_TEACHER,
           out: Path | None = DEFAULT_OUT, progress: bool = True,
           tokens: TokenPruningArgs | None = None,
-          data: str | os.PathLike | DataSource = DIGITS) -> tuple[PruneResult, dict]:
+          data: str | os.PathLike | DataSource | SequenceSource = DIGITS,
+          tokenizer: str | os.PathLike | None = None,
+          arch: str = "deit") -> tuple[PruneResult, dict]:
     """Fine-prune a copy of the teacher with distillation; write ``out``; return result, report.
 
     ``data`` is ``"digits"`` (split as the teacher's ``training.json`` says), an image folder's
@@ -250,7 +302,10 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     teacher's image size, and its classes must be the teacher's (:func:`check_data`). The
     report records it (``"data"``): ``sw/export_sparse.py`` calibrates on it by default, and
     ``DataSource.from_dict(report["data"], ...).load_split(image_size)`` gives the validation
-    images the report's accuracies were measured on.
+    images the report's accuracies were measured on. For a BERT teacher ``data`` is
+    ``"digits"`` (as sequences) or a JSONL file tokenized by ``tokenizer`` (see
+    :func:`data_source`); the report's ``"data"`` then records the sequence length. A missing
+    teacher is trained on the digits as ``arch`` (``"deit"`` or ``"bert"``).
 
     With ``tokens``, the student also prunes tokens (the teacher sees every token); the keep
     rate warms up along the pruning schedule and the report gains a ``"tokens"`` entry.
@@ -273,12 +328,17 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
     limit_library_bars(progress)
     if out is not None:
         check_output(out)
-    source = check_data(teacher_dir, data)
+    source = check_data(teacher_dir, data, tokenizer, arch=arch)
     with _process_state().main_process_first():
-        teacher = _teacher(teacher_dir, progress)
-    check_model_data(teacher.config, source, model=str(teacher_dir))
-    split = source.load_split(int(teacher.config.image_size))
-    dense_accuracy = evaluate(teacher, split.val_images, split.val_labels)
+        teacher = _teacher(teacher_dir, progress, arch)
+    if isinstance(source, SequenceSource):
+        split = source.load_split(teacher.config, model=str(teacher_dir))
+        shape = {"sequence_length": split.sequence_length}
+    else:
+        check_model_data(teacher.config, source, model=str(teacher_dir))
+        split = source.load_split(int(teacher.config.image_size))
+        shape = {"image_size": split.image_size}
+    dense_accuracy = evaluate(teacher, split.val_inputs, split.val_labels)
     baseline = dense_baseline(teacher)
     student = load_model(teacher_dir)
     token_patch = None if tokens is None else patch_token_pruning(
@@ -299,9 +359,9 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
         dense_accuracy=dense_accuracy, accuracy=result.accuracy, surgery=result.surgery,
         filled=result.filled, filled_accuracy=result.filled_accuracy, history=result.history)
     device = next(result.shrunk.parameters()).device
-    report["shrunk"] = {"accuracy": evaluate(result.shrunk, split.val_images.to(device),
+    report["shrunk"] = {"accuracy": evaluate(result.shrunk, split.val_inputs.to(device),
                                              split.val_labels.to(device))}
-    report["data"] = {**source.to_dict(), "image_size": split.image_size,
+    report["data"] = {**source.to_dict(), **shape,
                       "classes": list(split.class_names),
                       "train_samples": len(split.train_labels),
                       "val_samples": len(split.val_labels)}
@@ -336,7 +396,7 @@ def prune(args: PruningArgs, options: TrainingOptions, *, teacher_dir: Path = DE
 
 def check_schedule(args: PruningArgs, options: TrainingOptions, *,
                    teacher_dir: Path = DEFAULT_TEACHER,
-                   data: str | os.PathLike | DataSource = DIGITS) -> None:
+                   data: str | os.PathLike | DataSource | SequenceSource = DIGITS) -> None:
     """Raise ``ValueError`` now, before any training, if the threshold schedule does not fit
     the run's steps (``initial_warmup + final_warmup`` longer than the run, say)."""
     source = data_source(teacher_dir, data)
@@ -379,10 +439,17 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"recipe JSON (default: {DEFAULT_RECIPE.relative_to(_REPO_ROOT)})")
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER,
                         help="dense teacher directory; trained first if missing")
-    parser.add_argument("--data", default=DIGITS, metavar="DIR|digits",
+    parser.add_argument("--arch", choices=("deit", "bert"), default=None,
+                        help="the digits teacher to train when --teacher is missing (default "
+                             "deit); an existing teacher must be of this architecture")
+    parser.add_argument("--data", default=DIGITS, metavar="DIR|FILE.jsonl|digits",
                         help="training data: an image folder (one sub-folder per class) or "
                              "'digits' (default); checked against the teacher's classes and "
-                             "image size")
+                             "image size. A BERT teacher takes 'digits' (as sequences) or a "
+                             "JSONL file of {\"text\", \"label\"} lines")
+    parser.add_argument("--tokenizer", type=Path, default=None, metavar="DIR",
+                        help="tokenizer folder for --data FILE.jsonl (transformers' tokenizer "
+                             "files or a tokenizers tokenizer.json; default: the teacher folder)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="output directory: absent, empty, or an earlier output of this tool "
                              "(then replaced)")
@@ -442,8 +509,15 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"argument --teacher: {error}")
     except ValueError as error:
         fail(str(error))
+    arch = options["arch"] or "deit"
+    config_path = Path(options["teacher"]) / "config.json"
+    if options["arch"] is not None and config_path.exists() \
+            and _sequence_teacher(options["teacher"]) != (arch in SEQUENCE_MODEL_TYPES):
+        fail(f"argument --arch: {arch}, but the teacher {one_line(options['teacher'])} is "
+             f"{'a BERT' if _sequence_teacher(options['teacher']) else 'not a BERT'} "
+             f"(config.json model_type)")
     try:
-        data = check_data(options["teacher"], options["data"])
+        data = check_data(options["teacher"], options["data"], options["tokenizer"], arch=arch)
     except DataError as error:
         fail(one_line(error))
     try:
@@ -455,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result, report = prune(args, training, teacher_dir=options["teacher"],
                                out=options["out"], progress=not options["no_progress"],
-                               tokens=tokens, data=data)
+                               tokens=tokens, data=data, arch=arch)
     except OutputRefused as error:      # files appeared in --out (or the teacher's) meanwhile
         fail(str(error))
     except (ValueError, FileNotFoundError) as error:

@@ -1,7 +1,8 @@
 """Image classification data sets as normalised tensors: the scikit-learn digits and image folders.
 
-Every loader returns an :class:`ImageSplit`, so training and pruning code does not care where the
-images came from. The submodules are imported explicitly (``from sw.data.digits import ...``).
+Every image loader returns an :class:`ImageSplit`, so training and pruning code does not care where
+the images came from; token sequences for BERT come as :class:`sw.data.sequences.SequenceSplit`
+(the same ``train_inputs`` / ``val_inputs`` / labels members). The submodules are imported explicitly (``from sw.data.digits import ...``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ class ImageSplit:
     @property
     def image_size(self) -> int:
         return self.train_images.shape[-1]
+
+    @property
+    def train_inputs(self) -> torch.Tensor:
+        """What the model's main input takes (the name :class:`sw.data.sequences.SequenceSplit`
+        shares, so training loops take either split)."""
+        return self.train_images
+
+    @property
+    def val_inputs(self) -> torch.Tensor:
+        return self.val_images
 
     def train_dataset(self) -> torch.utils.data.TensorDataset:
         return torch.utils.data.TensorDataset(self.train_images, self.train_labels)

@@ -54,7 +54,9 @@ def load_shrunk(directory: str | Path) -> nn.Module:
     FileNotFoundError
         If ``surgery.json`` or the state file is missing.
     """
-    from transformers import AutoConfig, AutoModelForImageClassification
+    from transformers import AutoConfig
+
+    from sw.models import auto_class_for
 
     directory = Path(directory)
     for name in (SURGERY_FILE, SHRUNK_STATE):
@@ -62,7 +64,7 @@ def load_shrunk(directory: str | Path) -> nn.Module:
             raise FileNotFoundError(f"{directory}: no {name} (not a shrunk model directory)")
     surgery = json.loads((directory / SURGERY_FILE).read_text())
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
-    model = AutoModelForImageClassification.from_config(config)
+    model = auto_class_for(config).from_config(config)
     for layer in surgery["layers"]:
         prune_heads(model, layer["index"], layer["removed_heads"])
         prune_ffn(model, layer["index"], layer["removed_neurons"])

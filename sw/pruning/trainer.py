@@ -28,9 +28,11 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from sw.data import ImageSplit
+from sw.data.sequences import SequenceSplit
+from sw.models import model_inputs
 from sw.progress import progress_bar
 from sw.settings import InvalidSetting, check_bool, check_integer, check_number
-from sw.train_digits import random_shift, evaluate
+from sw.train_digits import augment, evaluate
 
 from .masked import PatchedModel, patch_model
 from .methods import PruningArgs, regularization_loss
@@ -147,8 +149,9 @@ def _accelerator() -> Accelerator:
                        dataloader_config=DataLoaderConfiguration(split_batches=True))
 
 
-def _train_loader(split: ImageSplit, options: TrainingOptions, accelerator: Accelerator):
-    images, labels = split.train_images, split.train_labels
+def _train_loader(split: ImageSplit | SequenceSplit, options: TrainingOptions,
+                  accelerator: Accelerator):
+    images, labels = split.train_inputs, split.train_labels
     if options.max_train_samples is not None:
         images, labels = images[:options.max_train_samples], labels[:options.max_train_samples]
     dataset = torch.utils.data.TensorDataset(images, labels)
@@ -230,19 +233,19 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
         bar = progress_bar(loader, enabled=show, total=steps_per_epoch,
                            desc=f"{stage} {epoch}/{epochs}", leave=False, dynamic_ncols=True)
         for batch_images, batch_labels in bar:
-            batch_images = random_shift(batch_images.cpu(), options.max_shift,
-                                         generator).to(device)
+            batch_images = augment(split, batch_images.cpu(), options.max_shift,
+                                   generator).to(device)
             targets = batch_labels
             if options.mixup_alpha > 0:
                 batch_images, targets = _mixup(batch_images, batch_labels, options.mixup_alpha,
                                                generator, split.num_classes)
             step += 1
             lam = on_step(step)
-            logits = wrapped(pixel_values=batch_images).logits
+            logits = wrapped(**model_inputs(model, batch_images)).logits
             teacher_logits = None
             if teacher is not None:
                 with torch.no_grad():
-                    teacher_logits = teacher(pixel_values=batch_images).logits
+                    teacher_logits = teacher(**model_inputs(teacher, batch_images)).logits
             loss = distillation_loss(logits, teacher_logits, targets, args.distil_alpha_ce,
                                      args.distil_alpha_teacher, args.distil_temperature)
             if regularization is not None and lam:
@@ -265,7 +268,7 @@ def _train_epochs(model, teacher, split, args, options, *, epochs, lr, parameter
                 for mine, mean in zip(model.parameters(), averaged.module.parameters()):
                     mine.copy_(mean)
         threshold = evaluate_at(step) if evaluate_at is not None else None
-        accuracy = evaluate(model, split.val_images.to(device), split.val_labels.to(device))
+        accuracy = evaluate(model, split.val_inputs.to(device), split.val_labels.to(device))
         history.append({"stage": stage, "epoch": epoch, "step": step, "threshold": threshold,
                         "loss": loss_sum / max(seen, 1), "val_accuracy": accuracy})
         if show:
@@ -295,7 +298,8 @@ def _bake(model: nn.Module, masks: dict[str, Tensor]) -> None:
             parametrize.remove_parametrizations(module, kind, leave_parametrized=True)
 
 
-def finetune(model: nn.Module, teacher: nn.Module | None, split: ImageSplit, args: PruningArgs,
+def finetune(model: nn.Module, teacher: nn.Module | None, split: ImageSplit | SequenceSplit,
+             args: PruningArgs,
              options: TrainingOptions, *, stage: str = "finetune",
              progress: bool = True,
              on_step: Callable[[int, int], None] | None = None) -> list[dict]:
@@ -325,7 +329,8 @@ def finetune(model: nn.Module, teacher: nn.Module | None, split: ImageSplit, arg
                          average_epochs=options.finetune_average_epochs)
 
 
-def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
+def fine_prune(student: nn.Module, teacher: nn.Module | None,
+               split: ImageSplit | SequenceSplit,
                args: PruningArgs, options: TrainingOptions, *, progress: bool = True,
                on_step: Callable[[int, int], None] | None = None,
                on_finetune_step: Callable[[int, int], None] | None = None) -> PruneResult:
@@ -346,6 +351,9 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
     other kinds of pruning that share the run (token keep-rate warm-up, for example).
     ``on_finetune_step(step, total_steps)`` is the same hook for the ``finetune-masked`` stage.
     """
+    if isinstance(split, SequenceSplit) and options.mixup_alpha > 0:
+        raise InvalidSetting("mixup_alpha", "mixup_alpha must be 0 for sequence data (token "
+                                            f"ids cannot be blended), not {options.mixup_alpha}")
     started = time.perf_counter()
     accelerator = _accelerator()
     device = accelerator.device
@@ -402,14 +410,14 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
     evaluate_at(options.epochs * steps_per_epoch)
     masks = patch.final_masks()
     pruned = patch.unpatch()
-    accuracy = evaluate(pruned, split.val_images.to(device), split.val_labels.to(device))
+    accuracy = evaluate(pruned, split.val_inputs.to(device), split.val_labels.to(device))
     if args.final_finetune:
         # Masks frozen: the dense-shaped pruned model trains with its zeros held by KeepMask.
         _freeze_masks(pruned, masks)
         history += finetune(pruned, teacher, split, args, options, stage="finetune-masked",
                             progress=progress, on_step=on_finetune_step)
         _bake(pruned, masks)
-        accuracy = evaluate(pruned, split.val_images.to(device),
+        accuracy = evaluate(pruned, split.val_inputs.to(device),
                             split.val_labels.to(device))
     result = PruneResult(pruned=pruned.eval(), masks=masks, patch=patch, accuracy=accuracy,
                          history=history)
@@ -422,7 +430,7 @@ def fine_prune(student: nn.Module, teacher: nn.Module | None, split: ImageSplit,
         result.history += finetune(filled, teacher, split, args, options, stage="finetune-filled",
                                    progress=progress)
         result.filled = filled.eval()
-        result.filled_accuracy = evaluate(filled, split.val_images.to(device),
+        result.filled_accuracy = evaluate(filled, split.val_inputs.to(device),
                                           split.val_labels.to(device))
     result.seconds = time.perf_counter() - started
     result.processes = accelerator.num_processes

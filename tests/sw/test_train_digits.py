@@ -52,8 +52,9 @@ def test_train_saves_and_reloads_identically(tmp_path, split):
     out = tmp_path / "models" / "digits_deit"
     result = train(out, split=split, **QUICK)
     assert result.out == out
-    assert sorted(path.name for path in out.iterdir()) == sorted(OUTPUT_FILES) == [
+    assert sorted(path.name for path in out.iterdir()) == [
         "config.json", "model.safetensors", "training.json"]
+    assert set(OUTPUT_FILES) >= {"config.json", "model.safetensors", "training.json"}
     assert [path.name for path in out.parent.iterdir()] == ["digits_deit"]
     record = json.loads((out / "training.json").read_text())
     assert record["epochs"] == 1
