@@ -61,9 +61,9 @@ def image_gemm_jobs(image: WeightImage, x) -> list[ImageGemmJob]:
                 continue
             name = f"layer{layer.index}.{TENSOR_ROLES[instruction.arg]}"
             source = trace[Buffer(instruction.src_a).name.lower()]
-            jobs.append(ImageGemmJob(
+            jobs.append(ImageGemmJob(       # the GEMM's output, before the layer's epilogue
                 name=name, operands=image_operands(image, name, source),
-                expected=trace[Buffer(instruction.dst).name.lower()]))
+                expected=trace[TENSOR_ROLES[instruction.arg]]))
     return jobs
 
 

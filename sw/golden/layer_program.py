@@ -33,7 +33,9 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
     (``sw.golden.token_select``): the ``protected`` leading tokens, the candidates with the
     highest CLS score summed over the heads the SOFTMAX instructions ran, and with ``fuse`` the
     fused token. ``kept_tokens`` instead gives the kept rows explicitly. ``trace``, if given,
-    receives every buffer by name after the program ends.
+    receives every buffer by name after the program ends, and each GEMM's output before its
+    epilogue by its tensor role (``"q"`` ... ``"fc2"``: ``"o"`` and ``"fc1"`` are what the
+    residual add and GELU were applied to).
 
     Raises
     ------
@@ -55,6 +57,7 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
         return read(buffer)[..., slot * head_dim:(slot + 1) * head_dim]
 
     cls_scores = None                       # CLS rows of the probabilities, summed over heads
+    linear_outputs = {}                     # each GEMM's output before its epilogue
     for instruction in program:
         op, dst, arg = instruction.opcode, instruction.dst, instruction.arg
         if op == Opcode.END:
@@ -63,8 +66,9 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
             buffers[dst] = layernorm_int(read(instruction.src_a), layernorms[arg])
         elif op == Opcode.GEMM:
             linear = getattr(layer, TENSOR_ROLES[arg])
-            y = linear_int(read(instruction.src_a), linear.weight, linear.bias,
-                           linear.multiplier, linear.shift)
+            y = linear_outputs[TENSOR_ROLES[arg]] = linear_int(
+                read(instruction.src_a), linear.weight, linear.bias, linear.multiplier,
+                linear.shift)
             epilogue, residual_set = gemm_fields(instruction.arg2)
             if epilogue == Epilogue.GELU:
                 y = gelu_int(y, layer.gelu)
@@ -101,4 +105,5 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
                                                          fuse=fuse), out_width=RESIDUAL_BITS)
     if trace is not None:
         trace.update({Buffer(key).name.lower(): value for key, value in buffers.items()})
+        trace.update(linear_outputs)
     return read(Buffer.OUTPUT)

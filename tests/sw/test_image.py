@@ -106,9 +106,12 @@ def test_program_runs_exactly_the_golden_encoder_layer(exported):
         expected = encoder_layer_int(integer, x, trace=expected_trace)
         found = run_layer_program(layer.program, integer, x, trace=found_trace)
         assert np.array_equal(found, expected)
-        # the program's buffers (ATTN, FC1 and FC2 exist only inside the GEMM epilogues)
-        for name in ("ln1", "q", "k", "v", "context", "residual1", "ln2", "gelu", "output"):
+        # the program's buffers, and the linears' outputs before the GEMM epilogues (the
+        # golden layer's ATTN, FC1 and FC2)
+        for name in ("ln1", "q", "k", "v", "context", "residual1", "ln2", "gelu", "output",
+                     "fc1", "fc2"):
             assert np.array_equal(found_trace[name], expected_trace[name]), name
+        assert np.array_equal(found_trace["o"], expected_trace["attn"])
         x = expected
 
 
