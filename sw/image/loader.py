@@ -322,7 +322,9 @@ def _config(reader: ByteReader) -> AcceleratorConfig:
     try:
         text = raw.decode("utf-8")
         document = json.loads(text)
-        return AcceleratorConfig.from_dict(document, source="config")
+        config = AcceleratorConfig.from_dict(document, source="config")
+        config.check_layer_engine()        # the WEIGHT_STREAM sections are laid out for it
+        return config
     except UnicodeDecodeError as error:
         raise _SectionProblem(f"config is not UTF-8 text ({error.reason})") from None
     except json.JSONDecodeError as error:

@@ -177,6 +177,19 @@ def test_config_section_must_be_a_valid_config(data):
         parse_image(altered, source="x")
 
 
+def test_config_section_must_describe_a_layer_engine(data):
+    """A valid config that no layer engine is built from (found by the resealed-garbage test
+    below: the WEIGHT_STREAM alignment raised LayerEngineError, not ImageError)."""
+    entry = next(e for e in sections(data) if e.kind == SectionKind.CONFIG)
+    text = data[entry.offset:entry.offset + entry.length]
+    bad = text.replace(b'"array_rows": 4', b'"array_rows": 8')
+    assert bad != text
+    with pytest.raises(ImageError, match=r"x: section 0 'CONFIG' \(offset \d+\): config 'small': "
+                                         r"the layer engine needs array_rows \(8\) equal to "
+                                         r"array_cols \(4\): it transposes key tiles in place$"):
+        parse_image(seal(patched(data, entry.offset, bad)), source="x")
+
+
 # --- hypothesis: corruption of any kind gives an ImageError, nothing else -----------------------
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
