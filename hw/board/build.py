@@ -17,7 +17,6 @@ does not fit ends in one line and exit code 1 after writing the report (no bitst
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time

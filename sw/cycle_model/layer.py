@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sw.config import AcceleratorConfig, ConfigError, load_config
+from sw.config import AcceleratorConfig, load_config
 from sw.cycle_model.layer_engine import LayerShapes, program_cycles
 from sw.engine_params import EngineParams
 from sw.image.program import layer_program

@@ -183,7 +183,7 @@ def program_cycles(config: AcceleratorConfig, program, shapes: LayerShapes,
 def gather_cycles(config: AcceleratorConfig, instruction, tokens: int) -> tuple[int, int]:
     """``(total, W)`` of a TOKEN_GATHER on ``tokens`` rows: the unit's cycles with its output
     taken one cycle in ``W = hidden / C`` (the stage writes each row back as ``W`` vectors)."""
-    m, hw = config.model, config.hardware
+    m = config.model
     protected, fuse = gather_fields(instruction.arg2)
     dropped = tokens > instruction.arg
     job = TokenGatherJob(tokens=tokens, keep=instruction.arg - protected - int(fuse and dropped),

@@ -6,7 +6,6 @@ measured run.)"""
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

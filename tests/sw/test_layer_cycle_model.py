@@ -47,7 +47,7 @@ def test_weight_gemms_are_the_gemm_engine_model():
 
 
 def test_special_units_follow_their_throughput_contract():
-    m, hw = DEIT_B.model, DEIT_B.hardware
+    m = DEIT_B.model
     cycles = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B))
     softmax, _, layernorm = unit_timings(DEIT_B)
     streamed = DISPATCH_CYCLES + FIRST_BEAT_DELAY - 1      # reader start to first beat
