@@ -62,15 +62,16 @@ def synthetic_case(config, *, kept_heads, kept_ffn: int, density: float, seed: i
     m, hw = config.model, config.hardware
     layer = synthetic_layer(hidden=m.hidden_size, head_dim=m.head_dim, heads=m.num_heads,
                             ffn=m.ffn_size, kept_heads=kept_heads, kept_ffn=kept_ffn,
-                            block=(hw.block_rows, hw.block_cols), density=density, seed=seed)
-    x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=seed)
+                            block=(hw.block_rows, hw.block_cols), density=density, seed=seed,
+                            norm=m.norm)
+    x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=seed, norm=m.norm)
     keep = m.tokens
     protected, fuse = 1, True
     if token_pruning is not None:
         keep = token_pruning.output_tokens(m.tokens)
         protected, fuse = token_pruning.protected, token_pruning.fuse
     program = layer_program(layer.kept_heads, tokens=m.tokens, token_keep=keep,
-                            protected=protected, fuse=fuse)
+                            protected=protected, fuse=fuse, norm=m.norm)
     name = name or (f"{config.name}_h{len(layer.kept_heads)}_f{kept_ffn}_d{density:g}"
                     f"_t{keep}_s{seed}")
     return LayerCase(name=name, layer=layer, x=x, program=program,
@@ -118,7 +119,7 @@ def image_cases(image, x) -> list[LayerCase]:
     cases = []
     x = np.asarray(x, dtype=np.int64)
     for layer_image in image.layers:
-        layer = integer_layer(layer_image)
+        layer = integer_layer(layer_image, image.config.model.norm)
         bases = None
         if image.path is not None:
             bases = {TENSOR_ROLES[e.tensor]: e.offset for e in image.sections

@@ -1,9 +1,12 @@
 """Whole encoder layers through the layer engine's RTL: bit-exact to the golden layer, every
 instruction's cycles equal to the cycle model (cocotb + Verilator, ``tiny`` preset)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from hw.generate import verilog_text
 from sim.harness import build
 from sim.layer_replay import bench_cases, image_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
@@ -11,6 +14,7 @@ from sw.image.loader import load_image
 from sw.config import load_config
 from sw.cycle_model.gemm import gemm_cycles
 from sw.golden.token_select import TokenPruning
+from sw.isa import Opcode
 from sw.synthetic_deit import save_pruned_deit
 
 pytestmark = pytest.mark.sim
@@ -39,6 +43,31 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
     assert results[4]["cycles"] < results[0]["cycles"]
     gathers = [e for r in results[3:] for e in r["instructions"] if e["unit"] == "token_gather"]
     assert len(gathers) == 2
+
+
+def test_tiny_post_ln_layers_run_on_the_same_engine(tmp_path):
+    """BERT's post-LN layer (``norm: "post"``) is a program, not a different engine: the same
+    tiny build runs it, bit-exact and cycle-exact, its int8 layer input and output in the
+    residual stream's buffers."""
+    tiny = load_config("tiny")
+    config = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, norm="post"))
+    assert verilog_text(config, "layer_engine") == verilog_text(tiny, "layer_engine")
+    cases = [
+        synthetic_case(config, kept_heads=range(4), kept_ffn=128, density=1.0, seed=7),
+        synthetic_case(config, kept_heads=[1, 2], kept_ffn=64, density=0.5, seed=8,
+                       token_pruning=TokenPruning(keep=9, protected=1, fuse=True)),
+    ]
+    assert all(case.layer.norm == "post" and case.program[0].opcode == Opcode.GEMM
+               for case in cases)
+    results = replay(build(tiny, "layer_engine"), cases, tmp_path)
+    for result in results:
+        assert result["bit_exact"], result["name"]
+        assert result["cycles"] == result["model_cycles"], result["name"]
+        for entry in result["instructions"]:
+            assert entry["cycles"] == entry["model_cycles"], (result["name"], entry)
+        units = [entry["unit"] for entry in result["instructions"]]
+        assert units[:3] == ["q", "k", "v"] and units[-1] == "control"
+        assert units.index("layernorm1") > units.index("o") and units[-2] == "layernorm2"
 
 
 def test_every_layer_of_an_exported_digits_shaped_deit(tmp_path):

@@ -49,6 +49,9 @@ CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: head indices in 16-bit arguments.
 MAX_MODEL_SIZE = 0xFFFF
 
+#: ``ModelTopology.norm`` values: LayerNorm before (DeiT, ViT) or after (BERT) each sublayer.
+NORMS = ("pre", "post")
+
 #: Largest systolic array side and lane count of a special-function unit (TPU v1's array side).
 MAX_ARRAY_SIDE = 256
 
@@ -111,6 +114,8 @@ def _require_positive(value: object, human: str, maximum: int | None = None) -> 
 def _check_positive_fields(instance: object) -> None:
     # Every field first, so that no check after this one computes with an unbounded number.
     for spec in fields(instance):
+        if "choices" in spec.metadata:
+            continue
         _require_positive(getattr(instance, spec.name), spec.metadata["human"],
                           spec.metadata["maximum"])
 
@@ -154,12 +159,16 @@ class ModelTopology:
         Sequence length, CLS token included (197 for a 224x224 image in 16x16 patches).
     layers : int
         Number of encoder layers.
+    norm : str, default "pre"
+        Where each layer normalises: ``"pre"`` (DeiT, ViT: LayerNorm before attention and
+        before the FFN) or ``"post"`` (BERT: LayerNorm after each residual add). It decides the
+        layer program (``sw.image.program.layer_program``); one engine runs both.
 
     Raises
     ------
     ConfigError
-        If a field is not a positive integer at most :data:`MAX_MODEL_SIZE`, or
-        ``hidden_size != num_heads * head_dim``.
+        If a size is not a positive integer at most :data:`MAX_MODEL_SIZE`,
+        ``hidden_size != num_heads * head_dim``, or ``norm`` is not one of :data:`NORMS`.
     """
 
     hidden_size: int = _int_field("Hidden size", maximum=MAX_MODEL_SIZE)
@@ -168,8 +177,12 @@ class ModelTopology:
     ffn_size: int = _int_field("FFN size", maximum=MAX_MODEL_SIZE)
     tokens: int = _int_field("Tokens", maximum=MAX_MODEL_SIZE)
     layers: int = _int_field("Layers", maximum=MAX_MODEL_SIZE)
+    norm: str = field(default="pre", metadata={"human": "Norm", "choices": NORMS})
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"Norm must be one of {', '.join(map(repr, NORMS))}, not "
+                              f"{_shown(self.norm)}")
         _check_positive_fields(self)
         product = self.num_heads * self.head_dim
         if self.hidden_size != product:
@@ -703,8 +716,14 @@ def _section(data: object, section_cls: type, section: str, source: str) -> dict
     specs = fields(section_cls)
     required = {spec.name for spec in specs if spec.default is dataclasses.MISSING}
     _check_keys(data, [spec.name for spec in specs], required, f"{section}.", source)
+    choices = {spec.name: spec.metadata["choices"] for spec in specs
+               if "choices" in spec.metadata}
     for key, value in data.items():
-        if not _is_int(value):
+        if key in choices:
+            if value not in choices[key]:
+                raise ConfigError(f"{source}: field '{section}.{key}' must be one of "
+                                  f"{', '.join(map(repr, choices[key]))}, found {_found(value)}")
+        elif not _is_int(value):
             raise ConfigError(
                 f"{source}: field '{section}.{key}' must be an integer, found {_found(value)}"
             )

@@ -160,7 +160,7 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
         raise ValueError(f"kept_tokens ({p.kept_tokens}) leaves no candidate beside "
                          f"{p.protected_tokens} protected tokens")
     program = layer_program(range(p.kept_heads), tokens=p.tokens, token_keep=p.kept_tokens,
-                            protected=p.protected_tokens, fuse=p.fused_token)
+                            protected=p.protected_tokens, fuse=p.fused_token, norm=m.norm)
     instructions = program_cycles(config, program, LayerShapes(
         tokens=p.tokens, ffn=p.kept_ffn, keys=params.keys, masks=masks))
     units = {name: 0 for name in UNITS}

@@ -1,6 +1,7 @@
-"""Golden integer DeiT / ViT encoder layer: exactly what the accelerator computes for a layer.
+"""Golden integer encoder layer (DeiT / ViT pre-LN, BERT post-LN): exactly what the accelerator
+computes for a layer.
 
-Dataflow (every tensor int8 with one scale per tensor unless said otherwise)::
+Pre-LN dataflow (DeiT, ViT; every tensor int8 with one scale per tensor unless said otherwise)::
 
     x ─ LayerNorm ─ ln1 ─┬─ Q ─┐
                          ├─ K ─┴─ per kept head: QK^T (int32) ─ softmax (Q0.8) ─┐
@@ -9,6 +10,14 @@ Dataflow (every tensor int8 with one scale per tensor unless said otherwise)::
     [token gather: top-k on the CLS attention row, fused token (sw.golden.token_select),
      or the explicit rows of ``kept_tokens``]
     residual1 ─ LayerNorm ─ ln2 ─ FC1 ─ fc1 ─ GELU ─ gelu ─ FC2 ─ fc2;  out = residual1 + fc2
+
+Post-LN dataflow (BERT, ``norm == "post"``): the layer input is the previous LayerNorm's int8
+output and feeds Q, K, V directly; each residual sum (int16) goes through a LayerNorm::
+
+    x ─ Q, K, V ─ attention ─ context ─ O ─ attn;  residual1 = x + attn
+    [token gather, as above]
+    residual1 ─ LayerNorm ─ ln1 ─ FC1 ─ GELU ─ FC2 ─ fc2;  residual2 = ln1 + fc2
+    residual2 ─ LayerNorm ─ out (int8: the next layer's input)
 
 Pruned layers go through the same code: the weights of removed heads and FFN neurons are simply
 absent (Q, K, V have ``kept_heads * head_dim`` outputs, O as many inputs; FC1 ``kept_ffn``
@@ -25,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sw.config import NORMS
 from sw.golden.gemm import linear_int
 from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConstants,
                                SoftmaxConstants, gelu_constants, gelu_int, layernorm_constants,
@@ -45,6 +55,15 @@ PROBABILITY_BITS = 8
 #: amplifies the quantization noise of low-variance tokens (measured in docs/numerics.md).
 RESIDUAL_BITS = 16
 RESIDUAL_POINTS = ("input", "residual1", "output")
+
+#: The activation points of a post-LN layer held as int16 (the residual sums); its input and
+#: output are LayerNorm outputs, int8 values like every other point.
+POST_NORM_RESIDUAL_POINTS = ("residual1", "residual2")
+
+
+def residual_points(norm: str) -> tuple:
+    """The activation points of a ``norm`` layer that are ``RESIDUAL_BITS`` wide."""
+    return RESIDUAL_POINTS if norm == "pre" else POST_NORM_RESIDUAL_POINTS
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +88,11 @@ class IntegerEncoderLayer:
     gelu: GeluConstants
     fc2: QuantizedLinear
     residual2: ResidualConstants
+    norm: str = "pre"          #: ``"pre"`` or ``"post"`` (``sw.config.NORMS``)
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, not {self.norm!r}")
 
     @property
     def num_heads(self) -> int:
@@ -82,7 +106,10 @@ def _linear(layer: QuantizedLinear, x) -> np.ndarray:
 def encoder_layer_int(layer: IntegerEncoderLayer, x, *, kept_tokens=None,
                       token_pruning: TokenPruning | None = None,
                       trace: dict | None = None) -> np.ndarray:
-    """Run ``layer`` on int8 ``x`` of shape ``(..., T, d)``; returns int8 ``(..., T', d)``.
+    """Run ``layer`` on its input ``x`` of shape ``(..., T, d)``; return ``(..., T', d)``.
+
+    Pre-LN, input and output are the int16 residual stream; post-LN, both are LayerNorm
+    outputs, int8 values.
 
     ``token_pruning``: the layer's token gather (top-k on its own CLS attention row, see
     ``sw.golden.token_select``), or None. ``kept_tokens``: explicit indices of the token rows
@@ -93,9 +120,13 @@ def encoder_layer_int(layer: IntegerEncoderLayer, x, *, kept_tokens=None,
         raise ValueError("Give kept_tokens or token_pruning, not both")
     x = np.asarray(x, dtype=np.int64)
     record = trace if trace is not None else {}
+    post = layer.norm == "post"
     heads, head_dim = layer.num_heads, layer.head_dim
-    ln1 = record["ln1"] = layernorm_int(x, layer.ln1)
-    q, k, v = (_linear(layer.q, ln1), _linear(layer.k, ln1), _linear(layer.v, ln1))
+    attention_input = x if post else layernorm_int(x, layer.ln1)
+    if not post:
+        record["ln1"] = attention_input
+    q, k, v = (_linear(layer.q, attention_input), _linear(layer.k, attention_input),
+               _linear(layer.v, attention_input))
     record.update(q=q, k=k, v=v)
 
     def split_heads(t):                      # (..., T, h*dh) -> (..., h, T, dh)
@@ -114,11 +145,19 @@ def encoder_layer_int(layer: IntegerEncoderLayer, x, *, kept_tokens=None,
     if token_pruning is not None:
         residual1 = record["gathered"] = gather_tokens(residual1, probs, token_pruning,
                                                        out_width=RESIDUAL_BITS, trace=record)
-    ln2 = record["ln2"] = layernorm_int(residual1, layer.ln2)
-    fc1 = record["fc1"] = _linear(layer.fc1, ln2)
+    if post:                                 # the FFN's input is also its skip operand
+        ffn_input = skip = record["ln1"] = layernorm_int(residual1, layer.ln1)
+    else:
+        ffn_input = record["ln2"] = layernorm_int(residual1, layer.ln2)
+        skip = residual1
+    fc1 = record["fc1"] = _linear(layer.fc1, ffn_input)
     gelu = record["gelu"] = gelu_int(fc1, layer.gelu)
     fc2 = record["fc2"] = _linear(layer.fc2, gelu)
-    out = record["output"] = residual_add_int(residual1, fc2, layer.residual2)
+    out = residual_add_int(skip, fc2, layer.residual2)
+    if post:
+        record["residual2"] = out
+        out = layernorm_int(out, layer.ln2)
+    record["output"] = out
     return out
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sw.golden.encoder_layer import (PROBABILITY_BITS, RESIDUAL_BITS, IntegerEncoderLayer)
+from sw.golden.encoder_layer import (PROBABILITY_BITS, RESIDUAL_BITS, IntegerEncoderLayer,
+                                    residual_points)
 from sw.golden.kernels import (gelu_constants, layernorm_constants, residual_constants,
                                softmax_constants)
 from sw.numerics import quantize_multiplier
@@ -34,10 +35,13 @@ def block_mask(rng, rows: int, cols: int, block: tuple, density: float) -> np.nd
 
 
 def synthetic_layer(*, hidden: int, head_dim: int, heads: int, ffn: int, kept_heads,
-                    kept_ffn: int, block: tuple, density: float,
-                    seed: int = 0) -> IntegerEncoderLayer:
-    """A quantized layer of ``heads`` heads keeping ``kept_heads`` (indices) and the first
-    ``kept_ffn`` FFN neurons, every linear at ``density`` of its ``block`` blocks."""
+                    kept_ffn: int, block: tuple, density: float, seed: int = 0,
+                    norm: str = "pre") -> IntegerEncoderLayer:
+    """A quantized ``norm`` layer of ``heads`` heads keeping ``kept_heads`` (indices) and the
+    first ``kept_ffn`` FFN neurons, every linear at ``density`` of its ``block`` blocks.
+
+    Post-LN (BERT), the layer input and output are LayerNorm outputs at the int8 scale, and
+    the residual sums (``residual1``, ``residual2``) are the int16 residual values."""
     rng = np.random.default_rng(seed)
     kept_heads = tuple(int(h) for h in kept_heads)
     attn = len(kept_heads) * head_dim
@@ -54,29 +58,39 @@ def synthetic_layer(*, hidden: int, head_dim: int, heads: int, ffn: int, kept_he
         return layernorm_constants(rng.normal(1, 0.1, hidden), rng.normal(0, 0.1, hidden),
                                    INT8_SCALE, in_width=RESIDUAL_BITS)
 
-    s = {"input": RESIDUAL_SCALE, "residual1": RESIDUAL_SCALE, "output": RESIDUAL_SCALE,
-         **{p: INT8_SCALE for p in ("ln1", "q", "k", "v", "context", "attn", "ln2", "fc1",
-                                     "gelu", "fc2")}}
+    points = ("input", "ln1", "q", "k", "v", "context", "attn", "residual1", "ln2", "fc1",
+              "gelu", "fc2", "output") if norm == "pre" else (
+        "input", "q", "k", "v", "context", "attn", "residual1", "ln1", "fc1", "gelu", "fc2",
+        "residual2", "output")
+    s = {p: RESIDUAL_SCALE if p in residual_points(norm) else INT8_SCALE for p in points}
+    post = norm == "post"
+    attention_input = s["input"] if post else s["ln1"]
+    ffn_input = s["ln1"] if post else s["ln2"]
     context_multiplier, context_shift = quantize_multiplier(
         2.0 ** -PROBABILITY_BITS * s["v"] / s["context"])
     return IntegerEncoderLayer(
         head_dim=head_dim, kept_heads=kept_heads, kept_ffn=tuple(range(kept_ffn)), scales=s,
-        ln1=layernorm(), q=linear(attn, hidden, s["ln1"], s["q"]),
-        k=linear(attn, hidden, s["ln1"], s["k"]), v=linear(attn, hidden, s["ln1"], s["v"]),
+        ln1=layernorm(), q=linear(attn, hidden, attention_input, s["q"]),
+        k=linear(attn, hidden, attention_input, s["k"]),
+        v=linear(attn, hidden, attention_input, s["v"]),
         softmax=softmax_constants(s["q"] * s["k"] * head_dim ** -0.5, out_bits=PROBABILITY_BITS),
         context_multiplier=context_multiplier, context_shift=context_shift,
         o=linear(hidden, attn, s["context"], s["attn"]),
         residual1=residual_constants(s["input"], s["attn"], s["residual1"],
                                      in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS),
-        ln2=layernorm(), fc1=linear(kept_ffn, hidden, s["ln2"], s["fc1"]),
+        ln2=layernorm(), fc1=linear(kept_ffn, hidden, ffn_input, s["fc1"]),
         gelu=gelu_constants(s["fc1"], s["gelu"], in_width=8),
         fc2=linear(hidden, kept_ffn, s["gelu"], s["fc2"]),
-        residual2=residual_constants(s["residual1"], s["fc2"], s["output"],
-                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS))
+        residual2=residual_constants(ffn_input if post else s["residual1"], s["fc2"],
+                                     s["residual2" if post else "output"],
+                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS),
+        norm=norm)
 
 
-def synthetic_input(*, tokens: int, hidden: int, seed: int = 0) -> np.ndarray:
-    """An int16 layer input of unit-variance values."""
+def synthetic_input(*, tokens: int, hidden: int, seed: int = 0, norm: str = "pre") -> np.ndarray:
+    """A layer input of unit-variance values: int16 residual values (pre-LN) or, post-LN, int8
+    values as a LayerNorm writes them."""
     rng = np.random.default_rng(seed + 1)
-    x = np.round(rng.normal(0, 1, (tokens, hidden)) / RESIDUAL_SCALE)
-    return np.clip(x, -(1 << (RESIDUAL_BITS - 1)), (1 << (RESIDUAL_BITS - 1)) - 1).astype(np.int64)
+    scale, bits = (RESIDUAL_SCALE, RESIDUAL_BITS) if norm == "pre" else (INT8_SCALE, 8)
+    x = np.round(rng.normal(0, 1, (tokens, hidden)) / scale)
+    return np.clip(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1).astype(np.int64)

@@ -676,7 +676,8 @@ def assemble(state: ExportState) -> ExportState:
             context_shift=integer.context_shift, residual1=integer.residual1, ln2=integer.ln2,
             gelu=integer.gelu, residual2=integer.residual2, linears=linears,
             program=layer_program(integer.kept_heads, tokens=tokens, token_keep=token_keep,
-                                  protected=protected, fuse=fuse)))
+                                  protected=protected, fuse=fuse,
+                                  norm=state.hardware.model.norm)))
         tokens = token_keep
     words_per_block = EngineParams.from_config(state.hardware).words_per_block
     most_blocks = max(linear.weights.nnz_blocks for layer in layers

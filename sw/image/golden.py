@@ -18,16 +18,16 @@ from sw.image.format import LayerImage, WeightImage
 __all__ = ["integer_layer", "encode"]
 
 
-def integer_layer(layer: LayerImage) -> IntegerEncoderLayer:
+def integer_layer(layer: LayerImage, norm: str = "pre") -> IntegerEncoderLayer:
     """The golden model's parameters of ``layer`` (dense weights, zeros where no block is
-    stored)."""
+    stored), a ``norm`` layer (the image's ``config.model.norm``)."""
     linears = {role: linear.quantized() for role, linear in layer.linears.items()}
     return IntegerEncoderLayer(
         head_dim=layer.head_dim, kept_heads=layer.kept_heads, kept_ffn=layer.kept_ffn,
         scales=dict(layer.scales), ln1=layer.ln1, softmax=layer.softmax,
         context_multiplier=layer.context_multiplier, context_shift=layer.context_shift,
         residual1=layer.residual1, ln2=layer.ln2, gelu=layer.gelu, residual2=layer.residual2,
-        **linears)
+        norm=norm, **linears)
 
 
 def encode(image: WeightImage, x, *, traces: list | None = None) -> np.ndarray:
@@ -37,7 +37,8 @@ def encode(image: WeightImage, x, *, traces: list | None = None) -> np.ndarray:
     """
     for layer in image.layers:
         trace = {} if traces is not None else None
-        x = run_layer_program(layer.program, integer_layer(layer), x, trace=trace)
+        x = run_layer_program(layer.program, integer_layer(layer, image.config.model.norm), x,
+                              trace=trace)
         if traces is not None:
             traces.append(trace)
     return layernorm_int(x, image.final_layernorm)

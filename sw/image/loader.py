@@ -305,7 +305,8 @@ def _decode(data: bytes, entries: list[SectionEntry], fail) -> WeightImage:
                             config)
             linears[role] = decode(SectionKind.WEIGHT_STREAM, index, tensor, _weight_stream,
                                    linear, config)
-        program = decode(SectionKind.PROGRAM, index, NO_TENSOR, _program, layer)
+        program = decode(SectionKind.PROGRAM, index, NO_TENSOR, _program, layer,
+                         config.model.norm)
         layers.append(LayerImage(index=index, linears=linears, program=program, **layer,
                                  **constants))
         tokens = layer["token_keep"]
@@ -534,11 +535,11 @@ def _weight_stream(reader: ByteReader, linear: LinearImage,
     return dataclasses.replace(linear, weights=matrix)
 
 
-def _program(reader: ByteReader, layer: dict) -> tuple:
+def _program(reader: ByteReader, layer: dict, norm: str) -> tuple:
     program = decode_program(reader)
     try:
         check_program(program, kept_heads=layer["kept_heads"], tokens=layer["tokens"],
-                      token_keep=layer["token_keep"])
+                      token_keep=layer["token_keep"], norm=norm)
     except ValueError as error:
         raise _SectionProblem(f"program {error}") from None
     return program

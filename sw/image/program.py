@@ -12,6 +12,7 @@ from __future__ import annotations
 from sw.isa import (FIRST, INSTRUCTION_BYTES, INSTRUCTION_FIELDS, PROGRAM_FIELDS,
                     PROGRAM_VERSION, SECOND, UNUSED, Buffer, Epilogue, Instruction, Opcode,
                     gather_arg2, gather_fields, gemm_arg2)
+from sw.config import NORMS
 from sw.packing import ByteReader, ByteWriter, ImageFormatError
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
@@ -20,8 +21,9 @@ __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", 
 
 
 def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 1,
-                  fuse: bool = True) -> tuple[Instruction, ...]:
-    """The program of a layer keeping ``kept_heads`` (original indices, increasing).
+                  fuse: bool = True, norm: str = "pre") -> tuple[Instruction, ...]:
+    """The program of a ``norm`` layer (``"pre"``: DeiT, ViT; ``"post"``: BERT) keeping
+    ``kept_heads`` (original indices, increasing).
 
     ``GEMM``'s ``arg`` is the tensor id (0..5 = q, k, v, o, fc1, fc2); the element-wise steps
     after a linear are its epilogue (``arg2``): O's output is added to the layer input and
@@ -33,14 +35,24 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 
     ``token_keep - protected - fuse`` candidates by CLS attention and, with ``fuse``, the fused
     token of the dropped ones (``sw.golden.token_select``); ``arg2`` holds ``protected`` and
     ``fuse`` (:func:`gather_arg2`).
+
+    A post-LN layer runs the same instructions in BERT's order: Q, K and V read the layer input
+    (the previous LayerNorm's int8 output) directly; after the attention's residual add (and
+    the gather), LayerNorm FIRST writes OUTPUT, which FC1 reads and FC2's residual add takes as
+    its skip operand into RESIDUAL1; LayerNorm SECOND of that sum overwrites OUTPUT with the
+    layer's output. The int8 LayerNorm outputs of a post-LN layer thus live in the residual
+    stream's int16 buffers (INPUT, OUTPUT); LN1 and LN2 are unused. So one engine runs both
+    kinds with the same memory map: these buffers' live ranges overlap where the pre-LN
+    program's do (``sw.scratchpad_regions.program_of``).
     """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, not {norm!r}")
+    post = norm == "post"
     i = Instruction
-    program = [
-        i(Opcode.LAYERNORM, Buffer.LN1, Buffer.INPUT, arg=FIRST),
-        i(Opcode.GEMM, Buffer.Q, Buffer.LN1, arg=0),
-        i(Opcode.GEMM, Buffer.K, Buffer.LN1, arg=1),
-        i(Opcode.GEMM, Buffer.V, Buffer.LN1, arg=2),
-    ]
+    attention_input = Buffer.INPUT if post else Buffer.LN1
+    program = [] if post else [i(Opcode.LAYERNORM, Buffer.LN1, Buffer.INPUT, arg=FIRST)]
+    program += [i(Opcode.GEMM, buffer, attention_input, arg=tensor)
+                for tensor, buffer in enumerate((Buffer.Q, Buffer.K, Buffer.V))]
     for slot, head in enumerate(kept_heads):
         program += [
             i(Opcode.ATTENTION_SCORES, Buffer.SCORES, Buffer.Q, Buffer.K, arg=slot, arg2=head),
@@ -55,14 +67,22 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 
     if token_keep < tokens:
         program.append(i(Opcode.TOKEN_GATHER, Buffer.RESIDUAL1, Buffer.RESIDUAL1,
                          arg=token_keep, arg2=gather_arg2(protected, fuse)))
-    program += [
-        i(Opcode.LAYERNORM, Buffer.LN2, Buffer.RESIDUAL1, arg=SECOND),
-        i(Opcode.GEMM, Buffer.GELU, Buffer.LN2, arg=4, arg2=gemm_arg2(Epilogue.GELU)),
-        i(Opcode.GEMM, Buffer.OUTPUT, Buffer.GELU, Buffer.RESIDUAL1, arg=5,
-          arg2=gemm_arg2(Epilogue.RESIDUAL, SECOND)),
-        i(Opcode.END),
-    ]
-    return tuple(program)
+    if post:
+        program += [
+            i(Opcode.LAYERNORM, Buffer.OUTPUT, Buffer.RESIDUAL1, arg=FIRST),
+            i(Opcode.GEMM, Buffer.GELU, Buffer.OUTPUT, arg=4, arg2=gemm_arg2(Epilogue.GELU)),
+            i(Opcode.GEMM, Buffer.RESIDUAL1, Buffer.GELU, Buffer.OUTPUT, arg=5,
+              arg2=gemm_arg2(Epilogue.RESIDUAL, SECOND)),
+            i(Opcode.LAYERNORM, Buffer.OUTPUT, Buffer.RESIDUAL1, arg=SECOND),
+        ]
+    else:
+        program += [
+            i(Opcode.LAYERNORM, Buffer.LN2, Buffer.RESIDUAL1, arg=SECOND),
+            i(Opcode.GEMM, Buffer.GELU, Buffer.LN2, arg=4, arg2=gemm_arg2(Epilogue.GELU)),
+            i(Opcode.GEMM, Buffer.OUTPUT, Buffer.GELU, Buffer.RESIDUAL1, arg=5,
+              arg2=gemm_arg2(Epilogue.RESIDUAL, SECOND)),
+        ]
+    return tuple(program) + (i(Opcode.END),)
 
 
 def encode_program(program) -> bytes:
@@ -104,8 +124,9 @@ def decode_program(reader: ByteReader) -> tuple[Instruction, ...]:
     return tuple(program)
 
 
-def check_program(program, *, kept_heads, tokens: int, token_keep: int) -> None:
-    """Version 2 accepts exactly :func:`layer_program`'s program for the layer.
+def check_program(program, *, kept_heads, tokens: int, token_keep: int,
+                  norm: str = "pre") -> None:
+    """Version 2 accepts exactly :func:`layer_program`'s program for the ``norm`` layer.
 
     Raises
     ------
@@ -115,7 +136,7 @@ def check_program(program, *, kept_heads, tokens: int, token_keep: int) -> None:
     gathers = [i for i in program if i.opcode == Opcode.TOKEN_GATHER]
     protected, fuse = gather_fields(gathers[0].arg2) if gathers else (1, True)
     expected = layer_program(kept_heads, tokens=tokens, token_keep=token_keep,
-                             protected=max(protected, 1), fuse=fuse)
+                             protected=max(protected, 1), fuse=fuse, norm=norm)
     for index, (found, wanted) in enumerate(zip(program, expected)):
         if found != wanted:
             raise ValueError(f"instruction {index} is {found}, expected {wanted}")

@@ -41,7 +41,7 @@ def expected_preset(name):
     hidden, heads, head_dim, ffn, tokens, layers, array, block, lanes = PRESET_TABLE[name]
     model = ModelTopology(
         hidden_size=hidden, num_heads=heads, head_dim=head_dim, ffn_size=ffn, tokens=tokens,
-        layers=layers,
+        layers=layers, norm="post" if name.startswith("bert") else "pre",
     )
     minimum = minimum_buffers(
         model, array_rows=array, array_cols=array, block_rows=block, block_cols=block
@@ -208,10 +208,26 @@ def test_every_field_is_checked():
                "multiplier_width", "act_buffer_depth", "weight_buffer_depth", "out_buffer_depth",
                "softmax_lanes", "gelu_lanes", "layernorm_lanes", "axi_burst_beats",
                "axi_max_outstanding", "weight_stream_bytes", "hidden_size", "num_heads",
-               "head_dim", "ffn_size", "tokens", "layers"}
+               "head_dim", "ffn_size", "tokens", "layers", "norm"}
     all_fields = {spec.name for cls in (ModelTopology, HardwareParams)
                   for spec in dataclasses.fields(cls)}
     assert all_fields == checked
+
+
+@pytest.mark.parametrize("value", ["Post", "", 1, None, ["post"]])
+def test_norm_is_pre_or_post(value):
+    data = build().to_dict()
+    data["model"]["norm"] = value
+    with raises(f"<dict>: field 'model.norm' must be one of 'pre', 'post', found "):
+        AcceleratorConfig.from_dict(data)
+    with raises("Norm must be one of 'pre', 'post', not "):
+        ModelTopology(**{**TINY_MODEL, "norm": value})
+
+
+def test_norm_defaults_to_pre_when_left_out():
+    data = build().to_dict()
+    del data["model"]["norm"]
+    assert AcceleratorConfig.from_dict(data).model.norm == "pre"
 
 
 def test_hidden_size_is_heads_times_head_dim():
@@ -604,7 +620,7 @@ def test_the_bounds_are_the_documented_constants():
     assert (sw.config.MAX_MODEL_SIZE, sw.config.MAX_ARRAY_SIDE, sw.config.MAX_BUFFER_DEPTH) == (
         65535, 256, 16777216)
     bounded = {spec.name: spec.metadata["maximum"] for cls in (ModelTopology, HardwareParams)
-               for spec in dataclasses.fields(cls)}
+               for spec in dataclasses.fields(cls) if "choices" not in spec.metadata}
     assert {name for name, maximum in bounded.items() if maximum is None} == {
         "data_width", "acc_width", "multiplier_width"}          # bounded in bits instead
 

@@ -128,16 +128,18 @@ def test_program_lists_every_kept_head_once():
     assert gather_fields(gather[0].arg2) == (1, True)
 
 
+@pytest.mark.parametrize("norm", ["pre", "post"])
 @pytest.mark.parametrize("protected, fuse, keep", [(2, True, 8), (1, False, 5), (2, True, 1)])
-def test_gather_program_is_the_golden_token_pruning(protected, fuse, keep):
-    """TOKEN_GATHER in a program does what the golden layer's token pruning does."""
+def test_gather_program_is_the_golden_token_pruning(protected, fuse, keep, norm):
+    """TOKEN_GATHER in a program does what the golden layer's token pruning does, and a
+    post-LN (BERT) program computes the golden post-LN layer."""
     layer = synthetic_layer(hidden=32, head_dim=8, heads=4, ffn=64, kept_heads=[0, 2, 3],
-                            kept_ffn=32, block=(8, 8), density=0.5, seed=3)
-    x = synthetic_input(tokens=13, hidden=32, seed=3)
+                            kept_ffn=32, block=(8, 8), density=0.5, seed=3, norm=norm)
+    x = synthetic_input(tokens=13, hidden=32, seed=3, norm=norm)
     pruning = TokenPruning(keep=keep, protected=protected, fuse=fuse)
     expected = encoder_layer_int(layer, x, token_pruning=pruning)
     program = layer_program(layer.kept_heads, tokens=13, token_keep=pruning.output_tokens(13),
-                            protected=protected, fuse=fuse)
+                            protected=protected, fuse=fuse, norm=norm)
     found = run_layer_program(program, layer, x)
     assert found.shape == expected.shape and np.array_equal(found, expected)
 

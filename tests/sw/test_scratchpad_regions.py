@@ -83,6 +83,13 @@ PROGRAMS = {
                                          token_keep=m.tokens),
     "one head, gather": lambda m: layer_program([1], tokens=m.tokens, token_keep=m.tokens // 2,
                                                 fuse=False),
+    # post-LN (BERT) programs run on the memory map the pre-LN densest program laid out
+    "post-LN densest": lambda m: layer_program(range(m.num_heads), tokens=m.tokens,
+                                               token_keep=1, norm="post"),
+    "post-LN two heads": lambda m: layer_program([0, m.num_heads - 1], tokens=m.tokens,
+                                                 token_keep=m.tokens, norm="post"),
+    "post-LN one head, gather": lambda m: layer_program(
+        [1], tokens=m.tokens, token_keep=m.tokens // 2, fuse=False, norm="post"),
 }
 
 
@@ -91,7 +98,7 @@ def program_of_model(m):
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
-@pytest.mark.parametrize("name", ["tiny", "deit_b16"])
+@pytest.mark.parametrize("name", ["tiny", "deit_b16", "bert_base"])
 def test_no_program_reads_a_vector_another_buffer_overwrote(name, program):
     config = load_config(name)
     mm = EngineParams.from_config(config).memory_map
