@@ -123,14 +123,22 @@ def time_at_fmax(config, cycles: int, dense_cycles: int, dense_macs: int,
             "image": clock.at(layers * cycles, layers * dense_macs)}, None
 
 
-def run(output: Path = OUTPUT) -> dict:
-    config = load_config("deit_b16")
+def measure_layer(config, pruning: dict = BENCH_PRUNING, work_dir: Path = BENCH_ROOT / "layer"
+                  ) -> tuple[dict, tuple]:
+    """Replay ``config``'s dense layer and the one pruned as ``pruning`` says
+    (``sim.layer_replay.bench_cases``) on its layer engine; return the document's measured
+    fields and the two cases.
+
+    Raises
+    ------
+    AssertionError
+        If either layer is not bit-exact or not cycle-exact.
+    """
     started = time.monotonic()
     design = build(config, "layer_engine")
     build_seconds = time.monotonic() - started
-    dense_case, pruned_case = bench_cases(config)
-    dense, pruned = replay(design, [dense_case, pruned_case],
-                           BENCH_ROOT / "layer")
+    dense_case, pruned_case = bench_cases(config, pruning)
+    dense, pruned = replay(design, [dense_case, pruned_case], work_dir)
     for result in (dense, pruned):
         if not result["bit_exact"] or result["cycles"] != result["model_cycles"]:
             raise AssertionError(f"{result['name']}: not bit-exact or not cycle-exact")
@@ -139,16 +147,20 @@ def run(output: Path = OUTPUT) -> dict:
     dense_macs = sum(e["macs"] for e in dense["instructions"])
     pruned_macs = sum(e["macs"] for e in pruned["instructions"])
     ideal = pruned_macs / pes
+    gather = pruned_case.token_pruning
     document = {
         "config": config.name,
+        "norm": config.model.norm,
         "linear_density": round(linear_density(config, pruned_case), 4),
-        "heads_kept": len(BENCH_PRUNING["kept_heads"]),
+        "heads_kept": len(pruning["kept_heads"]),
         "heads_total": config.model.num_heads,
-        "keep_rate": BENCH_PRUNING["keep_rate"],
+        "keep_rate": pruning["keep_rate"],
         "tokens": config.model.tokens,
-        "tokens_after_gather": int(pruned_case.token_pruning.output_tokens(config.model.tokens)),
+        "tokens_after_gather": int(config.model.tokens if gather is None
+                                   else gather.output_tokens(config.model.tokens)),
         "cycles": pruned["cycles"], "model_cycles": pruned["model_cycles"],
         "ideal_cycles": round(ideal), "dense_cycles": dense["cycles"],
+        "dense_model_cycles": dense["model_cycles"],
         "utilization": round(ideal / pruned["cycles"], 4),
         "speedup": round(dense["cycles"] / pruned["cycles"], 4),
         "mac_reduction": round(dense_macs / pruned_macs, 4),
@@ -163,10 +175,16 @@ def run(output: Path = OUTPUT) -> dict:
         "dense_external_bytes": dense["external_bytes"],
         "load_seconds": round(pruned["load_seconds"], 2),
         "dense_load_seconds": round(dense["load_seconds"], 2),
-        "bandwidth_sweep": bandwidth_sweep(config, dense_case, pruned_case),
     }
     document["at_fmax"], document["at_fmax_note"] = time_at_fmax(
         config, pruned["cycles"], dense["cycles"], dense_macs)
+    return document, (dense_case, pruned_case)
+
+
+def run(output: Path = OUTPUT) -> dict:
+    config = load_config("deit_b16")
+    document, (dense_case, pruned_case) = measure_layer(config)
+    document["bandwidth_sweep"] = bandwidth_sweep(config, dense_case, pruned_case)
     write_json(document, output)
     plot_roofline(document, output.parent / ROOFLINE.name)
     print(f"layer: {document['cycles']:,} cycles (model {document['model_cycles']:,}), dense "

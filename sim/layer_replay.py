@@ -25,7 +25,7 @@ from sw.golden.token_select import TokenPruning
 from sw.image.program import layer_program
 
 __all__ = ["LayerCase", "synthetic_case", "image_cases", "replay", "model_cycles",
-           "BENCH_PRUNING", "bench_cases"]
+           "BENCH_PRUNING", "BERT_BENCH_PRUNING", "bench_cases"]
 
 #: The pruned deit_b16 layer of the benchmark and the slow test: 7 of 12 heads kept (5, 42 %,
 #: removed), 30 % of the 32 x 32 blocks of every remaining weight (a linear density of about
@@ -33,6 +33,10 @@ __all__ = ["LayerCase", "synthetic_case", "image_cases", "replay", "model_cycles
 #: (CLS and distillation tokens protected, the dropped tokens fused).
 BENCH_PRUNING = {"kept_heads": (0, 2, 3, 5, 7, 8, 10), "density": 0.3, "keep_rate": 0.7,
                  "protected": 2, "seed": 0}
+
+#: The pruned bert_base layer of the BERT benchmark (issue 19): the same 7 of 12 heads and 30 %
+#: of the blocks, all 128 tokens kept (no token pruning: ``keep_rate`` None).
+BERT_BENCH_PRUNING = {**BENCH_PRUNING, "keep_rate": None, "protected": 1}
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,12 +98,14 @@ def model_cycles(config, case: LayerCase, memory=None) -> list:
                           AXI_RAM if memory is None else memory)
 
 
-def bench_cases(config) -> tuple[LayerCase, LayerCase]:
-    """The dense layer and the :data:`BENCH_PRUNING` layer of ``config`` (same seed)."""
+def bench_cases(config, pruning: dict = BENCH_PRUNING) -> tuple[LayerCase, LayerCase]:
+    """The dense layer and the layer pruned as ``pruning`` says (:data:`BENCH_PRUNING` by
+    default; ``keep_rate`` None: no token gather) of ``config``, same seed."""
     from sw.golden.token_select import keep_count
-    m, p = config.model, BENCH_PRUNING
-    pruning = TokenPruning(keep=keep_count(m.tokens - p["protected"], p["keep_rate"]),
-                           protected=p["protected"], fuse=True)
+    m, p = config.model, pruning
+    pruning = None if p["keep_rate"] is None else TokenPruning(
+        keep=keep_count(m.tokens - p["protected"], p["keep_rate"]), protected=p["protected"],
+        fuse=True)
     dense = synthetic_case(config, kept_heads=range(m.num_heads), kept_ffn=m.ffn_size,
                            density=1.0, seed=p["seed"], name=f"{config.name}_dense")
     pruned = synthetic_case(config, kept_heads=p["kept_heads"], kept_ffn=m.ffn_size,

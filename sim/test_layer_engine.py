@@ -14,6 +14,7 @@ from sw.image.loader import load_image
 from sw.config import load_config
 from sw.cycle_model.gemm import gemm_cycles
 from sw.golden.token_select import TokenPruning
+from sw.image.program import layer_program
 from sw.isa import Opcode
 from sw.synthetic_deit import save_pruned_deit
 
@@ -57,6 +58,11 @@ def test_tiny_post_ln_layers_run_on_the_same_engine(tmp_path):
         synthetic_case(config, kept_heads=[1, 2], kept_ffn=64, density=0.5, seed=8,
                        token_pruning=TokenPruning(keep=9, protected=1, fuse=True)),
     ]
+    # a sequence at its true length: 11 of the engine's 17 rows, no padding or mask (issue 19)
+    short = cases[0]
+    cases.append(dataclasses.replace(
+        short, name="tiny_post_11_tokens", x=short.x[:11],
+        program=layer_program(short.layer.kept_heads, tokens=11, token_keep=11, norm="post")))
     assert all(case.layer.norm == "post" and case.program[0].opcode == Opcode.GEMM
                for case in cases)
     results = replay(build(tiny, "layer_engine"), cases, tmp_path)
@@ -68,6 +74,7 @@ def test_tiny_post_ln_layers_run_on_the_same_engine(tmp_path):
         units = [entry["unit"] for entry in result["instructions"]]
         assert units[:3] == ["q", "k", "v"] and units[-1] == "control"
         assert units.index("layernorm1") > units.index("o") and units[-2] == "layernorm2"
+    assert results[2]["cycles"] < results[0]["cycles"]          # 11 rows cost less than 17
 
 
 def test_every_layer_of_an_exported_digits_shaped_deit(tmp_path):

@@ -1,0 +1,57 @@
+"""BERT benchmark: a pruned bert_base (post-LN) encoder layer against the dense one on the same RTL.
+
+The layer part of issue 19: ``configs/bert_base.json`` (hidden 768, 12 heads of 64, FFN 3072,
+128 tokens, ``norm: "post"``) builds the same layer engine as a pre-LN preset of its shape, and
+its post-LN program (``sw.image.program.layer_program``) runs on it. The dense layer and the one
+pruned as ``sim.layer_replay.BERT_BENCH_PRUNING`` says (7 of 12 heads, 30 % of the 32 x 32
+blocks, every token kept) replay in one co-simulation (``bench.layer.measure_layer``): each
+bit-exact to the golden post-LN layer and every instruction's cycles equal to the cycle model,
+or the benchmark fails. Writes ``build/bench/bert.json``::
+
+    {"task", "dense_accuracy", "runs", "integer_agreement",
+     "layer": {"config", "tokens", "bit_exact", "cycles", "model_cycles", "utilization",
+               "speedup", "mac_reduction", ... (every field of bench.layer's document)},
+     "model": null, "model_note"}
+
+``layer``'s fields are those of ``build/bench/layer.json`` (``bench.layer``: ``utilization`` =
+non-zero MACs / (PEs x cycles), ``speedup`` = dense cycles / cycles, ``mac_reduction`` = dense
+MACs / pruned MACs). ``task`` .. ``integer_agreement`` (the digits-sequence BERT's accuracy,
+pruned and integer) and ``model`` (the whole small BERT on the RTL) are null until they are
+measured, with a note saying so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.layer import measure_layer
+from sim.layer_replay import BERT_BENCH_PRUNING
+from sw.build_files import BENCH_ROOT, write_json
+from sw.config import load_config
+
+OUTPUT = BENCH_ROOT / "bert.json"
+
+#: Why the whole-model part is null: what it waits for.
+MODEL_NOTE = ("the whole small BERT on the RTL needs the model program of issue 18 (whole-model "
+              "inference); not measured")
+
+
+def run(output: Path = OUTPUT) -> dict:
+    config = load_config("bert_base")
+    layer, _ = measure_layer(config, BERT_BENCH_PRUNING, BENCH_ROOT / "bert_layer")
+    document = {"task": None, "dense_accuracy": None, "runs": None, "integer_agreement": None,
+                "accuracy_note": "the digits-sequence BERT's accuracy is not part of this "
+                                 "benchmark yet",
+                "layer": layer, "model": None, "model_note": MODEL_NOTE}
+    write_json(document, output)
+    print(f"bert: bert_base layer ({layer['norm']}-LN, {layer['tokens']} tokens) "
+          f"{layer['cycles']:,} cycles (model {layer['model_cycles']:,}), dense "
+          f"{layer['dense_cycles']:,}; speed-up {layer['speedup']:.2f} vs MAC reduction "
+          f"{layer['mac_reduction']:.2f}; utilization {layer['utilization']:.3f}; "
+          f"bit-exact {layer['bit_exact']}; co-simulation {layer['cosim_seconds']:.0f} s "
+          f"(dense {layer['dense_cosim_seconds']:.0f} s)")
+    return document
+
+
+if __name__ == "__main__":
+    run()
