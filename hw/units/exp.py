@@ -15,9 +15,10 @@ class IntegerExp(wiring.Component):
     maximum, exactly as ``sw.golden.kernels.softmax_exp``.
 
     ``u = min((d * multiplier + 2**(shift-1)) >> shift, 2**(F+6) - 1)`` is the base-2 exponent
-    in ``Q6.F``; ``z = u >> F`` and ``r = u & (2**F - 1)``. Four register stages (product;
-    round, shift, saturate; square; add and shift), all advancing when ``en`` is high, so a
-    stalled pipeline holds its values. The constants are read when each stage needs them and
+    in ``Q6.F``; ``z = u >> F`` and ``r = u & (2**F - 1)``. Five register stages (the
+    distance, so that the subtraction forming it and the product are in different cycles;
+    product; round, shift, saturate; square; add and shift), all advancing when ``en`` is high,
+    so a stalled pipeline holds its values. The constants are read when each stage needs them and
     must be stable while values are in flight.
 
     Parameters
@@ -62,6 +63,7 @@ class IntegerExp(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         f = self._frac_bits
+        distance = Signal(self._distance_width)
         product = Signal(self._distance_width + self._multiplier_width)
         exponent = Signal(f + 6)
         square = Signal(2 * f + 2)
@@ -70,7 +72,8 @@ class IntegerExp(wiring.Component):
         difference = Signal(signed(f + 3))
         m.d.comb += difference.eq(self.poly_b - exponent[:f])
         with m.If(self.en):
-            m.d.sync += product.eq(self.distance * self.multiplier)
+            m.d.sync += distance.eq(self.distance)
+            m.d.sync += product.eq(distance * self.multiplier)
             m.d.sync += exponent.eq(round_shift_saturate(product, self.shift, 0, top))
             m.d.sync += [square.eq(difference * difference), whole.eq(exponent[f:])]
             m.d.sync += self.exp.eq((square + self.poly_c) >> whole)

@@ -55,9 +55,10 @@ from dataclasses import dataclass
 #: Cycles from a registered memory read address to its data.
 MEMORY_READ_LATENCY = 1
 
-#: Register stages of the i-exp pipeline: product ``d * m``; round, shift, saturate to ``u``;
-#: square of ``poly_b - r``; add ``poly_c`` and shift right by ``z``.
-IEXP_LATENCY = 4
+#: Register stages of the i-exp pipeline: the distance ``d = max - x``; product ``d * m``;
+#: round, shift, saturate to ``u``; square of ``poly_b - r``; add ``poly_c`` and shift right by
+#: ``z``.
+IEXP_LATENCY = 5
 
 #: Register stages of the GELU pipeline: clip; ``q * erf_multiplier``; round/shift/saturate to
 #: ``t``; ``min(|t|, erf_b) - erf_b``; square; ``h``; ``q * h``; ``* multiplier``;
@@ -76,8 +77,9 @@ SOFTMAX_EMIT_LATENCY = MEMORY_READ_LATENCY + IEXP_LATENCY + 2
 LAYERNORM_VARIANCE_LATENCY = 3
 
 #: Register stages of the LayerNorm emit path after the read: centre; times the reciprocal;
-#: remainder; correction; ``* gamma + beta``; ``* multiplier``; round/shift/saturate.
-LAYERNORM_EMIT_LATENCY = MEMORY_READ_LATENCY + 7
+#: remainder; correction; ``* gamma + beta``; ``* multiplier``; the rounding offset added;
+#: shift and saturate.
+LAYERNORM_EMIT_LATENCY = MEMORY_READ_LATENCY + 8
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
