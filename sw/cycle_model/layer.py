@@ -11,7 +11,9 @@ here per unit:
 ====================  =========================================================================
 unit                  instructions (each with its fetch and decode)
 ====================  =========================================================================
-layernorm_before      LAYERNORM of the ``T`` input rows (gamma / beta load included)
+layernorm1            LAYERNORM with the first constant set (gamma / beta load included): of
+                      the ``T`` input rows before Q, K, V (pre-LN), or of the ``T'`` rows
+                      after the attention's residual add (post-LN, BERT)
 q, k, v               the GEMM engine on the kept heads' ``(h' * dh) x d`` block-sparse weights
 attention_scores      per kept head: stage ``K_h`` as a dense weight, then ``Q_h K_h^T``
 softmax               per kept head, ``T`` rows of ``T`` scores
@@ -19,7 +21,8 @@ attention_context     per kept head: stage ``V_h^T``, then ``P_h V_h``
 o                     GEMM of the ``d x (h' * dh)`` weight; its epilogue adds the layer input
 token_gather          when the layer keeps ``T' < T`` rows: scores and rows into the
                       ``TokenGather`` unit, its job, the rows back
-layernorm_after       as ``layernorm_before`` on ``T'`` rows
+layernorm2            the second set, on ``T'`` rows: before FC1 (pre-LN), or of the FFN's
+                      residual sum, the layer output (post-LN)
 fc1, fc2              the FFN on ``T'`` rows and the kept ``f'`` neurons; GELU is FC1's
                       epilogue, the second residual add FC2's (no cycles of their own)
 control               the END instruction
@@ -47,12 +50,9 @@ from sw.isa import TENSOR_ROLES
 
 LINEARS = TENSOR_ROLES
 
-#: Units of the breakdown, in execution order.
-UNITS = ("layernorm_before", "q", "k", "v", "attention_scores", "softmax", "attention_context",
-         "o", "token_gather", "layernorm_after", "fc1", "fc2", "control")
-
-#: Breakdown name of the engine model's unit names that differ.
-UNIT_NAMES = {"layernorm1": "layernorm_before", "layernorm2": "layernorm_after"}
+#: Units of the breakdown, in a pre-LN layer's execution order (the engine model's unit names).
+UNITS = ("layernorm1", "q", "k", "v", "attention_scores", "softmax", "attention_context",
+         "o", "token_gather", "layernorm2", "fc1", "fc2", "control")
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def layer_cycles(config: AcceleratorConfig, pruning: LayerPruning) -> LayerCycle
         tokens=p.tokens, ffn=p.kept_ffn, keys=params.keys, masks=masks))
     units = {name: 0 for name in UNITS}
     for entry in instructions:
-        units[UNIT_NAMES.get(entry.unit, entry.unit)] += entry.cycles
+        units[entry.unit] += entry.cycles
     return LayerCycles(units=units, macs=sum(entry.macs for entry in instructions))
 
 

@@ -52,7 +52,7 @@ def test_special_units_follow_their_throughput_contract():
     softmax, _, layernorm = unit_timings(DEIT_B)
     streamed = DISPATCH_CYCLES + FIRST_BEAT_DELAY - 1      # reader start to first beat
     affine = -(-768 // layernorm.lanes) + 1                 # gamma / beta into the unit
-    assert cycles.units["layernorm_before"] == streamed + affine + layernorm_cycles(
+    assert cycles.units["layernorm1"] == streamed + affine + layernorm_cycles(
         layernorm, rows=197, length=768).total
     assert cycles.units["softmax"] == m.num_heads * (streamed + softmax_cycles(
         softmax, rows=197, length=197).total)
@@ -60,7 +60,7 @@ def test_special_units_follow_their_throughput_contract():
     # lanes: 25-beat rows, and its 127-cycle latency is not all hidden)
     ln_beats = 197 * -(-768 // layernorm.lanes)
     sm_beats = 197 * -(-197 // softmax.lanes)
-    assert ln_beats <= cycles.units["layernorm_before"] <= 1.03 * ln_beats
+    assert ln_beats <= cycles.units["layernorm1"] <= 1.03 * ln_beats
     assert sm_beats <= cycles.units["softmax"] / m.num_heads <= 1.03 * sm_beats
     assert "gelu" not in cycles.units and "residual_attention" not in cycles.units
     assert cycles.units["token_gather"] == 0
@@ -95,7 +95,7 @@ def test_block_density_shrinks_only_weight_gemms():
 def test_token_pruning_shrinks_everything_after_the_gather():
     dense = layer_cycles(DEIT_B, LayerPruning.dense(DEIT_B)).units
     kept = layer_cycles(DEIT_B, pruned(DEIT_B, kept_tokens=138)).units
-    after = ("layernorm_after", "fc1", "fc2")
+    after = ("layernorm2", "fc1", "fc2")
     for unit in dense:
         if unit in after:
             assert kept[unit] < dense[unit], unit
