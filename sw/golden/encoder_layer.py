@@ -162,56 +162,75 @@ def encoder_layer_int(layer: IntegerEncoderLayer, x, *, kept_tokens=None,
 
 
 def quantize_encoder_layer(hf_layer, ranges: LayerRanges, *, head_dim: int, kept_heads=None,
-                           kept_ffn=None) -> IntegerEncoderLayer:
-    """Quantize an HF DeiT / ViT encoder layer with calibrated activation ranges.
+                           kept_ffn=None, structure=None) -> IntegerEncoderLayer:
+    """Quantize an HF encoder layer (DeiT / ViT pre-LN, BERT post-LN) with calibrated
+    activation ranges.
 
+    The weights are found through the architecture's structure table
+    (``sw.pruning.structures``: the six linear roles and the two LayerNorms; ``structure``, or
+    the table the layer matches), which also says the norm placement: a ``"post"`` table gives
+    a post-LN layer (``norm="post"``) quantized with the points of
+    ``sw.quantize.calibration.POST_NORM_ACTIVATION_POINTS``.
     ``kept_heads`` / ``kept_ffn`` select original head and neuron indices to keep (default:
     all of them); the others are dropped from the weights, as head and neuron surgery does.
     """
-    attention, mlp = hf_layer.attention, hf_layer.mlp
-    weight = {name: getattr(attention, f"{name}_proj").weight.detach().double().numpy()
-              for name in "qkvo"}
-    bias = {name: getattr(attention, f"{name}_proj").bias.detach().double().numpy()
-            for name in "qkvo"}
+    from sw.pruning.structures import layer_structure, weight_out_in
+
+    structure = layer_structure(hf_layer) if structure is None else structure
+    norm = structure.norm
+    post = norm == "post"
+
+    def linear(role):
+        module = hf_layer.get_submodule(structure.roles[role])
+        bias = module.bias
+        return (weight_out_in(module).detach().double().numpy(),
+                None if bias is None else bias.detach().double().numpy())
+
+    weight, bias = {}, {}
+    for role in ("q", "k", "v", "o", "fc1", "fc2"):
+        weight[role], bias[role] = linear(role)
     heads_total = weight["q"].shape[0] // head_dim
     kept_heads = tuple(range(heads_total)) if kept_heads is None else tuple(kept_heads)
-    fc1_w = mlp.fc1.weight.detach().double().numpy()
-    fc1_b = mlp.fc1.bias.detach().double().numpy()
-    fc2_w = mlp.fc2.weight.detach().double().numpy()
-    fc2_b = mlp.fc2.bias.detach().double().numpy()
-    kept_ffn = tuple(range(fc1_w.shape[0])) if kept_ffn is None else tuple(kept_ffn)
+    kept_ffn = tuple(range(weight["fc1"].shape[0])) if kept_ffn is None else tuple(kept_ffn)
     rows = np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim) for h in kept_heads])
     ffn = np.asarray(kept_ffn, dtype=np.int64)
 
-    s = {point: ranges.scale(point, RESIDUAL_BITS if point in RESIDUAL_POINTS else 8)
+    def rows_of(role, selected):
+        return weight[role][selected], None if bias[role] is None else bias[role][selected]
+
+    wide = residual_points(norm)
+    s = {point: ranges.scale(point, RESIDUAL_BITS if point in wide else 8)
          for point in ranges.ranges}
-    q = quantize_linear(weight["q"][rows], bias["q"][rows], input_scale=s["ln1"],
-                        output_scale=s["q"])
-    k = quantize_linear(weight["k"][rows], bias["k"][rows], input_scale=s["ln1"],
-                        output_scale=s["k"])
-    v = quantize_linear(weight["v"][rows], bias["v"][rows], input_scale=s["ln1"],
-                        output_scale=s["v"])
+    attention_input = s["input"] if post else s["ln1"]
+    ffn_input = s["ln1"] if post else s["ln2"]
+    q = quantize_linear(*rows_of("q", rows), input_scale=attention_input, output_scale=s["q"])
+    k = quantize_linear(*rows_of("k", rows), input_scale=attention_input, output_scale=s["k"])
+    v = quantize_linear(*rows_of("v", rows), input_scale=attention_input, output_scale=s["v"])
     o = quantize_linear(weight["o"][:, rows], bias["o"], input_scale=s["context"],
                         output_scale=s["attn"])
-    fc1 = quantize_linear(fc1_w[ffn], fc1_b[ffn], input_scale=s["ln2"], output_scale=s["fc1"])
-    fc2 = quantize_linear(fc2_w[:, ffn], fc2_b, input_scale=s["gelu"], output_scale=s["fc2"])
+    fc1 = quantize_linear(*rows_of("fc1", ffn), input_scale=ffn_input, output_scale=s["fc1"])
+    fc2 = quantize_linear(weight["fc2"][:, ffn], bias["fc2"], input_scale=s["gelu"],
+                          output_scale=s["fc2"])
     scaling = head_dim ** -0.5
     context_multiplier, context_shift = quantize_multiplier(
         2.0 ** -PROBABILITY_BITS * s["v"] / s["context"])
 
-    def layernorm(module, out_scale):
+    def layernorm(index, out_scale):
+        module = hf_layer.get_submodule(structure.layernorms[index])
         return layernorm_constants(module.weight.detach().double().numpy(),
                                    module.bias.detach().double().numpy(), out_scale,
                                    in_width=RESIDUAL_BITS)
 
     return IntegerEncoderLayer(
         head_dim=head_dim, kept_heads=kept_heads, kept_ffn=kept_ffn, scales=s,
-        ln1=layernorm(hf_layer.layernorm_before, s["ln1"]), q=q, k=k, v=v,
+        ln1=layernorm(0, s["ln1"]), q=q, k=k, v=v,
         softmax=softmax_constants(s["q"] * s["k"] * scaling, out_bits=PROBABILITY_BITS),
         context_multiplier=context_multiplier, context_shift=context_shift, o=o,
         residual1=residual_constants(s["input"], s["attn"], s["residual1"],
                                      in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS),
-        ln2=layernorm(hf_layer.layernorm_after, s["ln2"]), fc1=fc1,
+        ln2=layernorm(1, s["output"] if post else s["ln2"]), fc1=fc1,
         gelu=gelu_constants(s["fc1"], s["gelu"], in_width=8), fc2=fc2,
-        residual2=residual_constants(s["residual1"], s["fc2"], s["output"],
-                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS))
+        residual2=residual_constants(s["ln1"] if post else s["residual1"], s["fc2"],
+                                     s["residual2"] if post else s["output"],
+                                     in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS),
+        norm=norm)

@@ -1,9 +1,10 @@
 """Where the prunable linears of each supported transformer live, one table per architecture.
 
 Every table names, relative to one encoder layer, the six prunable roles (``q``, ``k``, ``v``,
-``o``, ``fc1``, ``fc2``), the module that owns the attention head-count attributes, and the FFN
-activation; plus a pattern that finds the encoder's layer list inside a whole model (base model or
-task head around it). Names are those of transformers 5.23, which renamed the v4 modules
+``o``, ``fc1``, ``fc2``), the module that owns the attention head-count attributes, the FFN
+activation, the layer's two LayerNorms and where they sit (``norm``: ``"pre"`` in DeiT / ViT,
+``"post"`` in BERT; quantization and calibration read these); plus a pattern that finds the
+encoder's layer list inside a whole model (base model or task head around it). Names are those of transformers 5.23, which renamed the v4 modules
 (``attention.attention.query`` became ``attention.q_proj`` in DeiT/ViT, ``encoder.layer`` became
 ``layers``); BERT kept its v4 names.
 
@@ -25,6 +26,7 @@ __all__ = [
     "ModelStructure",
     "STRUCTURES",
     "structure_for",
+    "layer_structure",
     "encoder_layers",
     "linear_modules",
     "find_linears",
@@ -59,6 +61,14 @@ class ModelStructure:
         Attributes of ``attention`` holding ``heads * head_dim`` (may be empty).
     activation : str
         FFN activation module relative to the layer (applied between ``fc1`` and ``fc2``).
+    layernorms : tuple of str
+        The layer's two LayerNorms relative to the layer, in data-flow order: the integer
+        layer's ``ln1`` and ``ln2`` (``sw.golden.encoder_layer.IntegerEncoderLayer``). Pre-LN,
+        ``ln1`` normalises the attention's input and ``ln2`` the FFN's; post-LN, ``ln1``
+        normalises the first residual sum (attention output + input) and ``ln2`` the second
+        (its output is the layer's output).
+    norm : str
+        ``"pre"`` (LayerNorm before attention and FFN) or ``"post"`` (after each residual add).
     """
 
     model_type: str
@@ -68,6 +78,8 @@ class ModelStructure:
     head_count_attributes: tuple[str, ...]
     head_size_attributes: tuple[str, ...]
     activation: str
+    layernorms: tuple[str, str] = ("layernorm_before", "layernorm_after")
+    norm: str = "pre"
 
     def num_heads(self, config) -> int:
         """Number of attention heads per layer of the unpruned model described by ``config``."""
@@ -101,6 +113,8 @@ def _vision(model_type: str) -> ModelStructure:
         head_count_attributes=("num_attention_heads",),
         head_size_attributes=(),
         activation="mlp.activation_fn",
+        layernorms=("layernorm_before", "layernorm_after"),
+        norm="pre",
     )
 
 
@@ -122,6 +136,8 @@ STRUCTURES: dict[str, ModelStructure] = {
         head_count_attributes=("num_attention_heads",),
         head_size_attributes=("all_head_size",),
         activation="intermediate.intermediate_act_fn",
+        layernorms=("attention.output.LayerNorm", "output.LayerNorm"),
+        norm="post",
     ),
 }
 
@@ -143,6 +159,31 @@ def structure_for(model: nn.Module) -> ModelStructure:
             f"supported model types: {supported}"
         )
     return STRUCTURES[model_type]
+
+
+def layer_structure(layer: nn.Module) -> ModelStructure:
+    """The table of the architecture one encoder layer belongs to, found from the layer alone:
+    the first table whose six roles are ``nn.Linear`` modules of the layer and whose two
+    LayerNorms exist in it (DeiT and ViT share one layout, so a ViT layer gets the ``deit``
+    table, which names the same modules).
+
+    Raises
+    ------
+    ValueError
+        If no table matches the layer.
+    """
+    for structure in STRUCTURES.values():
+        try:
+            linears = [layer.get_submodule(structure.roles[role]) for role in ROLES]
+            for name in structure.layernorms:
+                layer.get_submodule(name)
+        except AttributeError:
+            continue
+        if all(isinstance(module, nn.Linear) for module in linears):
+            return structure
+    supported = ", ".join(sorted(STRUCTURES))
+    raise ValueError(f"{type(layer).__name__} matches no encoder layer structure "
+                     f"(supported model types: {supported})")
 
 
 def encoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:

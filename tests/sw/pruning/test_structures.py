@@ -19,6 +19,7 @@ from sw.pruning.structures import (
     ROLES,
     encoder_layers,
     find_linears,
+    layer_structure,
     linear_modules,
     structure_for,
     weight_out_in,
@@ -89,6 +90,21 @@ def test_heads_and_head_dim_from_config(architecture):
     assert structure.model_type == architecture
     assert structure.num_heads(model.config) == HEADS
     assert structure.head_dim(model.config) == HIDDEN // HEADS
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_layernorms_and_norm_placement(architecture):
+    model = tiny_model(architecture)
+    structure = structure_for(model)
+    assert structure.norm == ("post" if architecture == "bert" else "pre")
+    for layer in encoder_layers(model)[1]:
+        for name in structure.layernorms:
+            assert isinstance(layer.get_submodule(name), nn.LayerNorm)
+        # the layer alone names its table (ViT shares DeiT's layout, hence DeiT's table)
+        assert layer_structure(layer).layernorms == structure.layernorms
+        assert layer_structure(layer).roles == structure.roles
+    with pytest.raises(ValueError, match="matches no encoder layer structure"):
+        layer_structure(nn.Linear(2, 2))
 
 
 def test_task_head_and_base_model_both_found():
