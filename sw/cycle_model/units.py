@@ -49,7 +49,6 @@ per cycle.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 #: Cycles from a registered memory read address to its data.

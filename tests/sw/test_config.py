@@ -218,7 +218,7 @@ def test_every_field_is_checked():
 def test_norm_is_pre_or_post(value):
     data = build().to_dict()
     data["model"]["norm"] = value
-    with raises(f"<dict>: field 'model.norm' must be one of 'pre', 'post', found "):
+    with raises("<dict>: field 'model.norm' must be one of 'pre', 'post', found "):
         AcceleratorConfig.from_dict(data)
     with raises("Norm must be one of 'pre', 'post', not "):
         ModelTopology(**{**TINY_MODEL, "norm": value})
