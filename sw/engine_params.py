@@ -40,10 +40,10 @@ import functools
 import math
 from dataclasses import dataclass
 
-from sw.config import AcceleratorConfig, ConfigError, block_words
+from sw.config import NORMS, AcceleratorConfig, ConfigError, block_words
 from sw.golden.encoder_layer import PROBABILITY_BITS, RESIDUAL_BITS
 from sw.isa import TENSOR_ROLES, Buffer
-from sw.scratchpad_regions import first_fit, live_ranges, program_of
+from sw.scratchpad_regions import first_fit, live_ranges, overwritten_reads, program_of
 
 __all__ = ["LANE_WIDTH", "ENGINE_TENSORS", "KEYS", "VALUES", "LayerEngineError",
            "ElementType", "element_types", "ScratchMemory", "Region", "LayerMemoryMap",
@@ -304,6 +304,14 @@ def _memory_map(config: AcceleratorConfig, keys: int) -> LayerMemoryMap:
         index = elements.index(types[buffer])
         regions[buffer] = Region(base=(index << offset_bits) + offsets[buffer],
                                  stride=strides[buffer], rows=m.tokens, memory=index)
-    return LayerMemoryMap(lanes=lanes, tokens=m.tokens, keys=keys, hidden=m.hidden_size,
-                          head_dim=m.head_dim, heads=m.num_heads, ffn=m.ffn_size,
-                          regions=regions, memories=memories, offset_bits=offset_bits)
+    memory_map = LayerMemoryMap(lanes=lanes, tokens=m.tokens, keys=keys, hidden=m.hidden_size,
+                                head_dim=m.head_dim, heads=m.num_heads, ffn=m.ffn_size,
+                                regions=regions, memories=memories, offset_bits=offset_bits)
+    # the map is laid out by the pre-LN program; every norm's densest program must run on it
+    # (a few milliseconds for deit_b16), so the engine does not depend on ``model.norm``
+    for norm in NORMS:
+        problems = overwritten_reads(program_of(config, norm), memory_map)
+        if problems:
+            raise LayerEngineError(f"{config.name}: the scratchpad's memory map is unsafe for "
+                                   f"a {norm}-LN layer: {problems[0]}")
+    return memory_map

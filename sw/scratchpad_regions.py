@@ -110,15 +110,15 @@ def first_fit(sizes: dict, ranges: dict) -> dict:
     return offsets
 
 
-def program_of(config: AcceleratorConfig):
-    """The densest pre-LN program of ``config``'s engine (every head, a token gather): the one
-    ``EngineParams.program_capacity`` is sized for and the memory map is laid out by. A post-LN
-    program (BERT) is as long and runs on the same memory map: its buffers' live ranges overlap
-    only where this program's do (``sw.image.program.layer_program``; checked by
-    :func:`overwritten_reads` in the tests), so an engine's memory map does not depend on
-    ``config.model.norm``."""
+def program_of(config: AcceleratorConfig, norm: str = "pre"):
+    """The densest ``norm`` program of ``config``'s engine (every head, a token gather). The
+    pre-LN one is what ``EngineParams.program_capacity`` is sized for and the memory map is laid
+    out by. A post-LN program (BERT) is as long and runs on the same memory map: its buffers'
+    live ranges overlap only where the pre-LN program's do (``sw.image.program.layer_program``;
+    ``sw.engine_params`` checks it with :func:`overwritten_reads` for every config), so an
+    engine's memory map does not depend on ``config.model.norm``."""
     return layer_program(range(config.model.num_heads), tokens=config.model.tokens,
-                         token_keep=1)
+                         token_keep=1, norm=norm)
 
 
 def _vectors(memory_map, buffer: Buffer, rows: int) -> tuple[int, slice]:

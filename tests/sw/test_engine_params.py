@@ -123,3 +123,17 @@ def test_a_config_the_engine_cannot_build_is_refused_with_the_configs_message():
 def test_doctests_pass():
     result = doctest.testmod(sw.engine_params)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_a_memory_map_unsafe_for_either_norm_is_refused(monkeypatch):
+    """The map is laid out by the pre-LN program; building it checks that the densest program of
+    each norm runs on it (here a stand-in check that finds a problem for post-LN only)."""
+    def unsafe_for_post(program, memory_map):
+        post = program[0].opcode.name == "GEMM"              # post-LN starts with Q's GEMM
+        return ["instruction 12 reads OUTPUT, but ..."] if post else []
+
+    monkeypatch.setattr(sw.engine_params, "overwritten_reads", unsafe_for_post)
+    config = load_config("tiny").replace(name="tiny_unsafe_post")
+    with pytest.raises(LayerEngineError, match=r"^tiny_unsafe_post: the scratchpad's memory map "
+                       r"is unsafe for a post-LN layer: instruction 12 reads OUTPUT, but \.\.\.$"):
+        EngineParams.from_config(config)
