@@ -231,7 +231,7 @@ def dense_layer_macs(image: WeightImage, config: AcceleratorConfig) -> int | Non
     m, hw = image.model, config.hardware
     topology = ModelTopology(hidden_size=m.hidden_size, num_heads=m.num_heads,
                              head_dim=m.head_dim, ffn_size=m.ffn_size, tokens=m.tokens,
-                             layers=m.layers)
+                             layers=m.layers, norm=config.model.norm)
     try:
         minimum = minimum_buffers(topology, array_rows=hw.array_rows,
                                   array_cols=hw.array_cols, block_rows=hw.block_rows,

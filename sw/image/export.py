@@ -239,7 +239,7 @@ def load_torch_model(state: ExportState) -> ExportState:
                       "num_heads": structure.num_heads(config),
                       "head_dim": structure.head_dim(config),
                       "ffn_size": int(config.intermediate_size), "tokens": int(tokens),
-                      "layers": layers, "image_size": size}
+                      "layers": layers, "image_size": size, "norm": structure.norm}
     return state
 
 
@@ -527,7 +527,7 @@ def _params(state: ExportState, *, weight_words: int | None) -> AcceleratorConfi
             hidden_size=topology["hidden_size"], num_heads=topology["num_heads"],
             head_dim=topology["head_dim"],
             ffn_size=max(len(kept) for kept in state.kept_ffn), tokens=topology["tokens"],
-            layers=topology["layers"])
+            layers=topology["layers"], norm=topology["norm"])
         buffers = minimum_buffers(model, array_rows=hw.array_rows, array_cols=hw.array_cols,
                                   block_rows=hw.block_rows, block_cols=hw.block_cols)
         if weight_words is not None:
@@ -677,7 +677,7 @@ def assemble(state: ExportState) -> ExportState:
             gelu=integer.gelu, residual2=integer.residual2, linears=linears,
             program=layer_program(integer.kept_heads, tokens=tokens, token_keep=token_keep,
                                   protected=protected, fuse=fuse,
-                                  norm=state.hardware.model.norm)))
+                                  norm=state.topology["norm"])))
         tokens = token_keep
     words_per_block = EngineParams.from_config(state.hardware).words_per_block
     most_blocks = max(linear.weights.nnz_blocks for layer in layers

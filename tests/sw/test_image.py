@@ -1,6 +1,7 @@
 """Weight image round trip: export a tiny pruned DeiT, load the bytes, compare with the golden
 model field by field and output by output; determinism; atomic output; params.json."""
 
+import dataclasses
 import json
 import zlib
 
@@ -366,3 +367,15 @@ def test_summary_counts_the_padding_inside_the_kept_neurons(exported):
     assert ("layer 0: heads kept [0, 2, 3] of 4; FFN neurons kept 96 of 128 (5 of them "
             "padding); tokens kept 18 of 18;") in "\n".join(lines)
     assert "layer 1: heads kept [1, 2] of 4; FFN neurons kept 88 of 128; tokens" in "\n".join(lines)
+
+
+def test_the_models_norm_decides_the_program_not_the_presets(pruned_dir, tmp_path):
+    """A DeiT exported for a post-LN preset's hardware (the engine is the same) still gets the
+    pre-LN program and a pre-LN params.json: the norm is the model's (its structure table)."""
+    post = load_config("tiny")
+    post = post.replace(model=dataclasses.replace(post.model, norm="post"))
+    path = post.save(tmp_path / "tiny_post.json")
+    state = export(ExportRequest(model_dir=pruned_dir, config=str(path), name="tiny_image",
+                                 calibration_images=16))
+    assert state.config.model.norm == "pre"
+    assert all(layer.program[0].opcode == Opcode.LAYERNORM for layer in state.image.layers)
