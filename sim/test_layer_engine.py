@@ -21,6 +21,15 @@ from sw.synthetic_deit import save_pruned_deit
 pytestmark = pytest.mark.sim
 
 
+def assert_bit_and_cycle_exact(results):
+    """Every replayed layer equals the golden layer and every instruction's cycles the model."""
+    for result in results:
+        assert result["bit_exact"], result["name"]
+        assert result["cycles"] == result["model_cycles"], result["name"]
+        for entry in result["instructions"]:
+            assert entry["cycles"] == entry["model_cycles"], (result["name"], entry)
+
+
 def test_tiny_layers_dense_and_pruned(tmp_path):
     config = load_config("tiny")
     cases = [
@@ -34,11 +43,7 @@ def test_tiny_layers_dense_and_pruned(tmp_path):
                        token_pruning=TokenPruning(keep=6, protected=1, fuse=False)),
     ]
     results = replay(build(config, "layer_engine"), cases, tmp_path)
-    for result in results:
-        assert result["bit_exact"], result["name"]
-        assert result["cycles"] == result["model_cycles"], result["name"]
-        for entry in result["instructions"]:
-            assert entry["cycles"] == entry["model_cycles"], (result["name"], entry)
+    assert_bit_and_cycle_exact(results)
     # the pruned layers are faster; a gather shrinks everything after it
     assert results[0]["cycles"] > results[1]["cycles"] > results[2]["cycles"]
     assert results[4]["cycles"] < results[0]["cycles"]
@@ -52,7 +57,8 @@ def test_tiny_post_ln_layers_run_on_the_same_engine(tmp_path):
     residual stream's buffers."""
     tiny = load_config("tiny")
     config = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, norm="post"))
-    assert verilog_text(config, "layer_engine") == verilog_text(tiny, "layer_engine")
+    verilog = verilog_text(tiny, "layer_engine")
+    assert verilog_text(config, "layer_engine") == verilog
     cases = [
         synthetic_case(config, kept_heads=range(4), kept_ffn=128, density=1.0, seed=7),
         synthetic_case(config, kept_heads=[1, 2], kept_ffn=64, density=0.5, seed=8,
@@ -65,12 +71,9 @@ def test_tiny_post_ln_layers_run_on_the_same_engine(tmp_path):
         program=layer_program(short.layer.kept_heads, tokens=11, token_keep=11, norm="post")))
     assert all(case.layer.norm == "post" and case.program[0].opcode == Opcode.GEMM
                for case in cases)
-    results = replay(build(tiny, "layer_engine"), cases, tmp_path)
+    results = replay(build(tiny, "layer_engine", verilog=verilog), cases, tmp_path)
+    assert_bit_and_cycle_exact(results)
     for result in results:
-        assert result["bit_exact"], result["name"]
-        assert result["cycles"] == result["model_cycles"], result["name"]
-        for entry in result["instructions"]:
-            assert entry["cycles"] == entry["model_cycles"], (result["name"], entry)
         units = [entry["unit"] for entry in result["instructions"]]
         assert units[:3] == ["q", "k", "v"] and units[-1] == "control"
         assert units.index("layernorm1") > units.index("o") and units[-2] == "layernorm2"
