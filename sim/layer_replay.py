@@ -50,6 +50,10 @@ class LayerCase:
     token_pruning: object = None   #: the layer's TokenPruning (when its program gathers)
     weight_file: str | None = None  #: the image file its weights stream from, if any
     stream_bases: dict | None = None  #: that file's WEIGHT_STREAM offset of each linear
+    #: The input is the previous case's OUTPUT, left in the scratchpad (layers chain in place:
+    #: ``sw.engine_params``); the testbench does not load it, and ``x`` is only the golden
+    #: model's input to compare with.
+    chained: bool = False
 
     def expected(self, trace: dict | None = None) -> np.ndarray:
         """The golden layer's output (the same program run by ``sw.golden.layer_program``)."""
@@ -114,11 +118,16 @@ def bench_cases(config, pruning: dict = BENCH_PRUNING) -> tuple[LayerCase, Layer
     return dense, pruned
 
 
-def image_cases(image, x) -> list[LayerCase]:
+def image_cases(image, x, *, chained: bool = False, name: str | None = None) -> list[LayerCase]:
     """Every layer of a weight image, fed the golden model's input for it (``x``: the int16
     encoder input of one image, ``(tokens, hidden)``). An image read from a file
     (``load_image``) streams its weights from that file itself: the co-simulation's AXI memory
-    holds the file's bytes, and each linear is fetched from its WEIGHT_STREAM section."""
+    holds the file's bytes, and each linear is fetched from its WEIGHT_STREAM section.
+
+    ``chained``: the whole encoder runs on chip, only layer 0's input loaded; every later layer
+    reads what the layer before it left (``LayerCase.chained``), so the RTL's own outputs feed
+    it and the golden inputs are only compared with. ``name`` prefixes the cases' names
+    (default: the config's)."""
     from sw.image.format import SectionKind, TENSOR_ROLES
     from sw.image.golden import integer_layer
     from sw.golden.layer_program import run_layer_program
@@ -130,9 +139,10 @@ def image_cases(image, x) -> list[LayerCase]:
         if image.path is not None:
             bases = {TENSOR_ROLES[e.tensor]: e.offset for e in image.sections
                      if e.kind == SectionKind.WEIGHT_STREAM and e.layer == layer_image.index}
-        cases.append(LayerCase(name=f"{image.config.name}.layer{layer_image.index}",
+        cases.append(LayerCase(name=f"{name or image.config.name}.layer{layer_image.index}",
                                layer=layer, x=x, program=tuple(layer_image.program),
-                               weight_file=image.path, stream_bases=bases))
+                               weight_file=image.path, stream_bases=bases,
+                               chained=chained and bool(cases)))
         x = run_layer_program(layer_image.program, layer, x)
     return cases
 
@@ -159,7 +169,8 @@ def replay(design: BuiltDesign, cases: list[LayerCase], work_dir: Path, *,
             pickle.dump(case, handle)
         paths.append(str(path))
     result = work_dir / "result.json"
-    env = {"LAYER_CASE": os.pathsep.join(paths), "LAYER_RESULT": str(result)}
+    env = {"LAYER_CASE": os.pathsep.join(paths), "LAYER_RESULT": str(result),
+           "LAYER_OUTPUTS": str(work_dir)}
     if pause_seed is not None:
         env["AXI_PAUSE_SEED"] = str(pause_seed)
     run_testbench(design, "sim.tb_layer_engine", work_dir, extra_env=env, waves=waves)

@@ -16,7 +16,10 @@ model's (a memory that never pauses) and the model's plus the cycles in which a 
 (each pause delays what follows by at most one cycle); ``sw.cycle_model.weight_stream``.
 
 Environment: ``ACCEL_CONFIG`` (config JSON), ``LAYER_CASE`` (a pickled ``sim.layer_replay.
-LayerCase``), ``LAYER_RESULT`` (JSON written with the measurements), ``AXI_PAUSE_SEED``.
+LayerCase``), ``LAYER_RESULT`` (JSON written with the measurements), ``LAYER_OUTPUTS`` (a
+directory: each case's OUTPUT rows as read back, ``output_<case index>.npy``),
+``AXI_PAUSE_SEED``. A chained case (``LayerCase.chained``) runs on what the case before it left
+in the scratchpad: its input is not loaded.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class LayerEngineTB(TransactionTB):
         self.memory_pauses = False
         self.external_bytes = 0
         self.memory_file = None          # the image file the AXI RAM holds, if any
+        self.load_words = 0              # load-port words written (one cycle each)
 
     def _pauses(self, rng: random.Random):
         while True:
@@ -92,10 +96,12 @@ class LayerEngineTB(TransactionTB):
             self.memory.r_channel.set_pause_generator(self._pauses(rng))
 
     async def load(self, target: EngineTarget, items) -> None:
-        """Write ``(addr, data)`` items of ``target``, one per cycle."""
+        """Write ``(addr, data)`` items of ``target``, one per cycle (counted in
+        ``load_words``)."""
         dut, o = self.dut, self.load_offsets
         head = target.value << o["target"]
         for addr, word in items:
+            self.load_words += 1
             dut.load__valid.value = 1
             dut.load__payload.value = head | (addr << o["addr"]) | (word << o["data"])
             await RisingEdge(dut.clk)
@@ -160,6 +166,8 @@ class LayerEngineTB(TransactionTB):
         await self.load(EngineTarget.GELU_TABLE, plan.gelu_table)
         await self.load(EngineTarget.PROGRAM, [(i, encode(instruction))
                                                for i, instruction in enumerate(case.program)])
+        if case.chained:            # the previous layer's OUTPUT is this one's INPUT already
+            return plan
         region, c = self.map.regions[Buffer.INPUT], self.map.lanes
         x = np.asarray(case.x, dtype=np.int64)
         words = pack_lanes(x.reshape(-1, c), LANE_WIDTH)
@@ -168,9 +176,13 @@ class LayerEngineTB(TransactionTB):
             (region.address(i // per_row, i % per_row), w) for i, w in enumerate(words)])
         return plan
 
-    async def run(self, case) -> dict:
+    async def run(self, case, output_file: str | None = None) -> dict:
+        """Load and run ``case``, check it; ``output_file``: also save the OUTPUT rows read
+        back (``.npy``)."""
         started = time.monotonic()
+        words_before = self.load_words
         await self.load_layer(case)
+        load_words = self.load_words - words_before
         load_seconds = time.monotonic() - started
         started = time.monotonic()
         paused_before = self.paused
@@ -186,6 +198,8 @@ class LayerEngineTB(TransactionTB):
                 case.layer, case.x, token_pruning=case.token_pruning))
         found = await self.read_buffer(Buffer.OUTPUT, expected.shape[0], expected.shape[1])
         mismatches = int(np.count_nonzero(found != expected))
+        if output_file is not None:
+            np.save(output_file, found)
         if mismatches:
             self.fail(f"{case.name}: {mismatches} output values differ from the golden layer")
             intact = intact_at_end(case.program, self.map)   # the rest share vectors
@@ -230,7 +244,9 @@ class LayerEngineTB(TransactionTB):
         return {"name": case.name, "cycles": total, "model_cycles": model_total,
                 "instructions": instructions, "mismatches": mismatches,
                 "bit_exact": mismatches == 0, "sim_seconds": sim_seconds,
-                "load_seconds": load_seconds, "pause_cycles": paused,
+                "load_seconds": load_seconds, "load_words": load_words,
+                "input_loaded": not case.chained, "output_file": output_file,
+                "pause_cycles": paused,
                 "external_bytes": self.external_bytes}
 
     def check_paused(self, name: str, total: int, model_total: int, paused: int) -> None:
@@ -258,7 +274,10 @@ async def replay_layer(dut):
         with open(path, "rb") as handle:
             cases.append(pickle.load(handle))
     tb.attach_memory(cases, None if seed is None else int(seed))
-    results = [await tb.run(case) for case in cases]
+    outputs = os.environ.get("LAYER_OUTPUTS")
+    results = [await tb.run(case, None if outputs is None
+                            else os.path.join(outputs, f"output_{index}.npy"))
+               for index, case in enumerate(cases)]
     with open(os.environ["LAYER_RESULT"], "w") as handle:
         json.dump(results, handle, indent=2)
     assert tb.errors == 0, f"{tb.errors} scoreboard errors (see log)"

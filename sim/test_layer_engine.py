@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from hw.generate import verilog_text
+from sim.encoder_replay import encoder_cases, replay_encoders
 from sim.harness import build
-from sim.layer_replay import bench_cases, image_cases, model_cycles, replay, synthetic_case
+from sim.layer_replay import bench_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
 from sw.config import load_config
@@ -80,12 +81,14 @@ def test_tiny_post_ln_layers_run_on_the_same_engine(tmp_path):
     assert results[2]["cycles"] < results[0]["cycles"]          # 11 rows cost less than 17
 
 
-def test_every_layer_of_an_exported_digits_shaped_deit(tmp_path):
+def test_the_whole_encoder_of_an_exported_digits_shaped_deit_chains_on_chip(tmp_path):
     """The digits DeiT's topology (32 px images in 4 px patches: 66 tokens, hidden 64, 4 heads,
     FFN 128, 2 layers) with random weights, heads, FFN neurons and blocks removed and token
     pruning at keep rate 0.7 in both layers: export it, load the image from its bytes, generate
-    the engine from its params.json and replay both layers. (``make demo`` replays the trained
-    digits DeiT.)"""
+    the engine from its params.json and run the whole encoder for two images, only layer 0's
+    input loaded: layer 1 runs on the 48 rows layer 0 left in the scratchpad. Every layer is
+    bit-exact and cycle-exact, and the logits from the RTL's last output are the integer
+    model's. (``make demo`` runs the trained digits DeiT so.)"""
     model_dir = save_pruned_deit(tmp_path / "run", removed_heads={0: [1], 1: [0, 3]},
                                  removed_neurons={0: list(range(37)), 1: list(range(0, 80, 2))},
                                  block_density=0.5, image_size=32,
@@ -97,18 +100,28 @@ def test_every_layer_of_an_exported_digits_shaped_deit(tmp_path):
     image = load_image(tmp_path / "image" / "weights.bin")
     config = load_config(tmp_path / "image" / "params.json")
     assert config == image.config and config.model.tokens == 66
-    x = state.integer_model.embed(state.calibration[:1])[0]
-    cases = image_cases(image, x)
-    results = replay(build(config, "layer_engine"), cases, tmp_path / "sim")
-    assert [r["name"] for r in results] == ["digits_shaped.layer0", "digits_shaped.layer1"]
-    for result in results:
-        assert result["bit_exact"] and result["cycles"] == result["model_cycles"]
+    pixels = state.calibration[:2]
+    chains = encoder_cases(image, state.integer_model.embed(pixels))
+    runs = replay_encoders(build(config, "layer_engine"), chains, tmp_path / "sim")
+    assert [[r["name"] for r in run.layers] for run in runs] == [
+        [f"digits_shaped.input{n}.layer0", f"digits_shaped.input{n}.layer1"] for n in (0, 1)]
+    for run in runs:
+        assert_bit_and_cycle_exact(run.layers)
+        assert run.bit_exact and run.cycle_exact and run.output.shape == (36, 64)
+        assert [r["input_loaded"] for r in run.layers] == [True, False]
+        # the second layer's load is its constants only: fewer words than the first's
+        assert 0 < run.layers[1]["load_words"] < run.layers[0]["load_words"]
+    integer = state.integer_model
+    assert np.array_equal(integer.head(np.stack([run.output for run in runs])),
+                          integer.logits(pixels, token_pruning=state.token_pruning))
     # heads removed in the image are never run: 3 and 2 attention head slots
-    heads = [sum(e["unit"] == "attention_scores" for e in r["instructions"]) for r in results]
+    heads = [sum(e["unit"] == "attention_scores" for e in r["instructions"])
+             for r in runs[0].layers]
     assert heads == [3, 2]
     # each layer gathers: 66 -> 48 -> 36 token rows, as the tokens benchmark's keep 0.7
     assert [(layer.tokens, layer.token_keep) for layer in image.layers] == [(66, 48), (48, 36)]
-    assert all(any(e["unit"] == "token_gather" for e in r["instructions"]) for r in results)
+    assert all(any(e["unit"] == "token_gather" for e in r["instructions"])
+               for r in runs[0].layers)
 
 
 @pytest.mark.slow

@@ -307,6 +307,13 @@ def _memory_map(config: AcceleratorConfig, keys: int) -> LayerMemoryMap:
     memory_map = LayerMemoryMap(lanes=lanes, tokens=m.tokens, keys=keys, hidden=m.hidden_size,
                                 head_dim=m.head_dim, heads=m.num_heads, ffn=m.ffn_size,
                                 regions=regions, memories=memories, offset_bits=offset_bits)
+    # layers chain in place: a layer's OUTPUT is the next layer's INPUT, vector for vector, so
+    # a whole encoder runs without moving its residual stream (first fit puts both at the
+    # int16 memory's start, as their live ranges are disjoint; checked, not assumed)
+    if regions[Buffer.OUTPUT] != regions[Buffer.INPUT]:
+        raise LayerEngineError(f"{config.name}: the scratchpad's memory map puts OUTPUT at "
+                               f"{regions[Buffer.OUTPUT]} and INPUT at "
+                               f"{regions[Buffer.INPUT]}: layers cannot chain in place")
     # the map is laid out by the pre-LN program; every norm's densest program must run on it
     # (a few milliseconds for deit_b16), so the engine does not depend on ``model.norm``
     for norm in NORMS:

@@ -58,8 +58,21 @@ class IntegerDeiT:
     @torch.no_grad()
     def logits(self, pixel_values, *, kept_tokens=None, token_pruning=None) -> np.ndarray:
         """Class logits (float) from the integer encoder."""
-        hidden = self.encode(pixel_values, kept_tokens=kept_tokens,
-                             token_pruning=token_pruning)[..., 0, :] * self.final_scale
+        return self.classify(self.encode(pixel_values, kept_tokens=kept_tokens,
+                                         token_pruning=token_pruning))
+
+    def head(self, encoder_output) -> np.ndarray:
+        """Class logits (float) of the last encoder layer's int16 output ``(..., T', d)``: the
+        integer final LayerNorm, then :meth:`classify` (what the host does with the layer
+        engine's output of a whole encoder, ``sim.encoder_replay``)."""
+        return self.classify(layernorm_int(np.asarray(encoder_output, dtype=np.int64),
+                                           self.final_layernorm))
+
+    @torch.no_grad()
+    def classify(self, normed) -> np.ndarray:
+        """Class logits (float) of the int8 final-LayerNorm output ``(..., T', d)``: the float
+        classifier on the dequantized CLS row."""
+        hidden = np.asarray(normed)[..., 0, :] * self.final_scale
         classifier = self.model.classifier
         return (torch.as_tensor(hidden, dtype=classifier.weight.dtype) @ classifier.weight.T
                 + classifier.bias).double().numpy()

@@ -137,3 +137,28 @@ def test_a_memory_map_unsafe_for_either_norm_is_refused(monkeypatch):
     with pytest.raises(LayerEngineError, match=r"^tiny_unsafe_post: the scratchpad's memory map "
                        r"is unsafe for a post-LN layer: instruction 12 reads OUTPUT, but \.\.\.$"):
         EngineParams.from_config(config)
+
+
+@pytest.mark.parametrize("name", ["tiny", "deit_b16", "bert_base", "ulx3s_85f"])
+def test_layers_chain_in_place_output_is_the_next_layers_input(name):
+    """A whole encoder runs without moving its residual stream: OUTPUT and INPUT are one region
+    (the co-simulation of chained layers, ``sim/test_layer_engine.py``, relies on it)."""
+    mm = EngineParams.from_config(load_config(name)).memory_map
+    assert mm.regions[Buffer.OUTPUT] == mm.regions[Buffer.INPUT]
+
+
+def test_a_memory_map_where_layers_cannot_chain_is_refused(monkeypatch):
+    """First fit puts OUTPUT on INPUT; a placement that does not is refused by name."""
+    real_first_fit = sw.engine_params.first_fit
+
+    def apart(sizes, ranges):
+        offsets = real_first_fit(sizes, ranges)
+        if Buffer.OUTPUT in offsets:
+            offsets[Buffer.OUTPUT] = max(offsets.values()) + max(sizes.values())
+        return offsets
+
+    monkeypatch.setattr(sw.engine_params, "first_fit", apart)
+    config = load_config("tiny").replace(name="tiny_apart")
+    with pytest.raises(LayerEngineError, match=r"^tiny_apart: the scratchpad's memory map puts "
+                       r"OUTPUT at .* layers cannot chain in place$"):
+        EngineParams.from_config(config)

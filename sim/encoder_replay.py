@@ -1,0 +1,144 @@
+"""Whole encoders on the layer engine's RTL: every layer chained on chip, image after image.
+
+A layer replay (``sim.layer_replay``) loads each layer's golden input into the scratchpad. Here
+only the first layer's input is loaded: the scratchpad's OUTPUT region is its INPUT region
+(``sw.engine_params`` checks it for every config), so layer ``i + 1`` runs on the rows layer
+``i`` left behind, as many as its token gather kept. Between layers the testbench loads the
+next layer's program, block structure, constants, LayerNorm parameters and GELU table through
+the load port (``load_words`` counts them, one cycle each); its weights stream from the AXI
+memory as always. Every layer's output is still compared with the golden model's (``==``), and
+every instruction's cycles with the cycle model's.
+
+:func:`replay_encoders` runs the encoder of a weight image for several images and returns, per
+image, the RTL's last-layer output (read back from the scratchpad) with the cycle totals; the
+host turns that output into logits (``sw.golden.deit_int.IntegerDeiT.head``: the final
+LayerNorm and the classifier, not yet on the accelerator). :func:`synthetic_encoder` builds a
+whole random encoder of a config (the deit_b16 benchmark's twelve pruned layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.layer_replay import LayerCase, image_cases, replay
+from sw.golden.layer_program import run_layer_program
+from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
+from sw.golden.token_select import TokenPruning, keep_count
+from sw.image.program import layer_program
+
+__all__ = ["EncoderRun", "encoder_cases", "replay_encoders", "synthetic_encoder"]
+
+
+@dataclass(frozen=True, eq=False)
+class EncoderRun:
+    """One image through the whole encoder on the RTL."""
+
+    name: str
+    layers: tuple                #: each layer's measurements (``sim.layer_replay.replay``)
+    output: np.ndarray           #: the last layer's OUTPUT rows as read back, int16 (T', d)
+    expected: np.ndarray         #: the golden model's last-layer output
+
+    @property
+    def bit_exact(self) -> bool:
+        """Every layer's output equal to the golden model's (the last one read here too)."""
+        return all(r["bit_exact"] for r in self.layers) and \
+            np.array_equal(self.output, self.expected)
+
+    @property
+    def cycle_exact(self) -> bool:
+        return all(r["cycles"] == r["model_cycles"]
+                   and all(e["cycles"] == e["model_cycles"] for e in r["instructions"])
+                   for r in self.layers)
+
+    @property
+    def cycles(self) -> int:
+        """Engine cycles of all layers (load-port time excluded: :attr:`load_words`)."""
+        return sum(r["cycles"] for r in self.layers)
+
+    @property
+    def model_cycles(self) -> int:
+        return sum(r["model_cycles"] for r in self.layers)
+
+    @property
+    def load_words(self) -> int:
+        """Load-port words of the image: layer 0's input rows and every layer's program,
+        block structure and constants (one cycle each)."""
+        return sum(r["load_words"] for r in self.layers)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "bit_exact": self.bit_exact,
+                "cycle_exact": self.cycle_exact, "cycles": self.cycles,
+                "model_cycles": self.model_cycles, "load_words": self.load_words,
+                "layers": len(self.layers),
+                "inputs_loaded": sum(r["input_loaded"] for r in self.layers)}
+
+
+def encoder_cases(image, inputs, *, name: str | None = None) -> list[list[LayerCase]]:
+    """Per encoder input (``inputs``: int16 ``(N, tokens, hidden)``), the image's layers chained
+    (``sim.layer_replay.image_cases`` with ``chained``), named ``<name>.input<n>.layer<i>``."""
+    name = name or image.config.name
+    return [image_cases(image, x, chained=True, name=f"{name}.input{number}")
+            for number, x in enumerate(np.asarray(inputs, dtype=np.int64))]
+
+
+def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> list[EncoderRun]:
+    """Run every chain of :func:`encoder_cases` (or :func:`synthetic_encoder`) in one
+    simulation on ``design``; return each chain's :class:`EncoderRun`.
+
+    Raises
+    ------
+    sim.harness.TestbenchFailed
+        If a layer is not bit-exact or an instruction's cycles differ from the model.
+    """
+    for chain in chains:
+        if not chain or chain[0].chained or not all(case.chained for case in chain[1:]):
+            raise ValueError("each chain loads its first layer's input and no other")
+    flat = [case for chain in chains for case in chain]
+    results = replay(design, flat, work_dir)
+    runs, start = [], 0
+    for chain in chains:
+        measured = results[start:start + len(chain)]
+        start += len(chain)
+        last = chain[-1]
+        runs.append(EncoderRun(name=last.name.rsplit(".layer", 1)[0], layers=tuple(measured),
+                               output=np.load(measured[-1]["output_file"]),
+                               expected=last.expected()))
+    return runs
+
+
+def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,
+                      gather_layers=(3, 6, 9), name: str | None = None) -> list[LayerCase]:
+    """A random encoder of ``config``'s topology, chained: ``layers`` layers (default the
+    config's), layer ``i`` drawn with seed ``pruning["seed"] + i``, keeping
+    ``pruning["kept_heads"]`` at ``pruning["density"]`` of the blocks (every FFN neuron), and
+    the layers of ``gather_layers`` pruning tokens after their attention at
+    ``pruning["keep_rate"]`` (``pruning["protected"]`` tokens protected, the dropped ones
+    fused; ``keep_rate`` None: no gather). Dense (``sim.layer_replay.BENCH_PRUNING``'s
+    counterpart): every head, density 1, ``keep_rate`` None."""
+    m, hw = config.model, config.hardware
+    count = m.layers if layers is None else layers
+    name = name or config.name
+    x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=pruning["seed"],
+                        norm=m.norm)
+    cases = []
+    for index in range(count):
+        layer = synthetic_layer(hidden=m.hidden_size, head_dim=m.head_dim, heads=m.num_heads,
+                                ffn=m.ffn_size, kept_heads=pruning["kept_heads"],
+                                kept_ffn=m.ffn_size, block=(hw.block_rows, hw.block_cols),
+                                density=pruning["density"], seed=pruning["seed"] + index,
+                                norm=m.norm)
+        tokens, keep, gather = x.shape[0], x.shape[0], None
+        if pruning["keep_rate"] is not None and index in gather_layers:
+            gather = TokenPruning(keep=keep_count(tokens - pruning["protected"],
+                                                  pruning["keep_rate"]),
+                                  protected=pruning["protected"], fuse=True)
+            keep = gather.output_tokens(tokens)
+        program = layer_program(layer.kept_heads, tokens=tokens, token_keep=keep,
+                                protected=pruning["protected"], fuse=True, norm=m.norm)
+        cases.append(LayerCase(name=f"{name}.layer{index}", layer=layer, x=x, program=program,
+                               token_pruning=gather, chained=index > 0))
+        x = run_layer_program(program, layer, x)
+    return cases
