@@ -99,7 +99,7 @@ class _Steps:
         print(f"      ({seconds:.1f} s)", flush=True)
 
 
-def _teacher(progress: bool) -> Path:
+def teacher(progress: bool) -> Path:
     from sw.prune import DEFAULT_TEACHER
     if (DEFAULT_TEACHER / "config.json").exists():
         print(f"      found {DEFAULT_TEACHER}")
@@ -110,11 +110,11 @@ def _teacher(progress: bool) -> Path:
     return DEFAULT_TEACHER
 
 
-def _prune(teacher: Path, progress: bool) -> dict:
+def prune_with_recipe(teacher_dir: Path, progress: bool) -> dict:
     from sw.prune import prune, resolve_recipe, resolve_token_recipe
     recipe = json.loads(DEMO_RECIPE.read_text())
     args, options = resolve_recipe(recipe)
-    _, report = prune(args, options, teacher_dir=teacher, out=PRUNING_DIR, progress=progress,
+    _, report = prune(args, options, teacher_dir=teacher_dir, out=PRUNING_DIR, progress=progress,
                       tokens=resolve_token_recipe(recipe))
     print(f"      dense accuracy {report['dense_accuracy']:.3f}, pruned {report['accuracy']:.3f}"
           f"; linear density {report['linear_density']:.3f}; heads removed "
@@ -124,7 +124,7 @@ def _prune(teacher: Path, progress: bool) -> dict:
     return report
 
 
-def _export(model_dir: Path, out: Path, name: str):
+def export_model(model_dir: Path, out: Path, name: str):
     """Export ``model_dir`` for :data:`HARDWARE` into ``out``, checked against the golden
     model; returns the export state and the loaded image."""
     print(f"      {model_dir} -> {out}", flush=True)
@@ -275,22 +275,22 @@ def run(progress: bool = True) -> dict:
     steps = _Steps()
     with steps.step("dense digits DeiT teacher (build/models/digits_deit; trained now if "
                     "missing)", "teacher"):
-        teacher = _teacher(progress)
+        teacher_dir = teacher(progress)
     with steps.step(f"fine-pruning with {_relative(DEMO_RECIPE)} (block pruning to 25 %, "
                     f"tokens kept 0.7, then its fine-tunes) -> {_relative(PRUNING_DIR)}",
                     "prune"):
-        pruning = _prune(teacher, progress)
+        pruning = prune_with_recipe(teacher_dir, progress)
     with steps.step(f"exporting the pruned model and the dense teacher for the '{HARDWARE}' "
                     f"hardware", "export"):
-        pruned_state, pruned_image = _export(PRUNING_DIR, IMAGE_DIR, IMAGE_NAME)
+        pruned_state, pruned_image = export_model(PRUNING_DIR, IMAGE_DIR, IMAGE_NAME)
         print()
         print(summary_table(pruned_image, source=str(IMAGE_DIR / "weights.bin")))
         print()
-        dense_state, dense_image = _export(teacher, DENSE_DIR, DENSE_NAME)
+        dense_state, dense_image = export_model(teacher_dir, DENSE_DIR, DENSE_NAME)
     states = {"dense": dense_state, "pruned": pruned_state}
     images = {"dense": dense_image, "pruned": pruned_image}
     with steps.step("integer (golden) model accuracy on the validation split", "accuracy"):
-        integer = _integer_accuracy(states, teacher)
+        integer = _integer_accuracy(states, teacher_dir)
     configs = {"dense": load_config(DENSE_DIR / "params.json"),
                "pruned": load_config(IMAGE_DIR / "params.json")}
     check_same_engine(configs["dense"], configs["pruned"])

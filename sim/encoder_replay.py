@@ -110,14 +110,19 @@ def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> li
 
 
 def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,
-                      gather_layers=(3, 6, 9), name: str | None = None) -> list[LayerCase]:
+                      gather_layers=(3, 6, 9), name: str | None = None,
+                      golden_inputs: bool = True) -> list[LayerCase]:
     """A random encoder of ``config``'s topology, chained: ``layers`` layers (default the
     config's), layer ``i`` drawn with seed ``pruning["seed"] + i``, keeping
     ``pruning["kept_heads"]`` at ``pruning["density"]`` of the blocks (every FFN neuron), and
     the layers of ``gather_layers`` pruning tokens after their attention at
     ``pruning["keep_rate"]`` (``pruning["protected"]`` tokens protected, the dropped ones
     fused; ``keep_rate`` None: no gather). Dense (``sim.layer_replay.BENCH_PRUNING``'s
-    counterpart): every head, density 1, ``keep_rate`` None."""
+    counterpart): every head, density 1, ``keep_rate`` None.
+
+    ``golden_inputs`` False: the layers' ``x`` are zeros of the right shape, not the golden
+    model's chain (enough for the cycle model, ``sim.layer_replay.model_cycles``; no gather
+    then, as which rows a gather keeps depends on the values)."""
     m, hw = config.model, config.hardware
     count = m.layers if layers is None else layers
     name = name or config.name
@@ -140,5 +145,8 @@ def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,
                                 protected=pruning["protected"], fuse=True, norm=m.norm)
         cases.append(LayerCase(name=f"{name}.layer{index}", layer=layer, x=x, program=program,
                                token_pruning=gather, chained=index > 0))
-        x = run_layer_program(program, layer, x)
+        if golden_inputs:
+            x = run_layer_program(program, layer, x)
+        elif gather is not None:
+            raise ValueError("a gather needs the golden inputs (golden_inputs=True)")
     return cases

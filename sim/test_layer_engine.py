@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hw.generate import verilog_text
-from sim.encoder_replay import encoder_cases, replay_encoders
+from sim.encoder_replay import encoder_cases, replay_encoders, synthetic_encoder
 from sim.harness import build
 from sim.layer_replay import bench_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
@@ -79,6 +79,26 @@ def test_tiny_post_ln_layers_run_on_the_same_engine(tmp_path):
         assert units[:3] == ["q", "k", "v"] and units[-1] == "control"
         assert units.index("layernorm1") > units.index("o") and units[-2] == "layernorm2"
     assert results[2]["cycles"] < results[0]["cycles"]          # 11 rows cost less than 17
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_a_tiny_encoder_runs_chained_with_its_rows_shrinking(tmp_path, norm):
+    """Four random tiny layers (2 of 4 heads, half the blocks) chained on one engine, only the
+    first input loaded; layers 1 and 2 gather tokens (17 -> 14 -> 12 rows), so each later
+    layer starts on the rows the one before it kept. Pre-LN (DeiT) and post-LN (BERT): the same
+    build, every layer bit-exact and every instruction cycle-exact."""
+    tiny = load_config("tiny")
+    config = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, norm=norm))
+    pruning = {"kept_heads": (0, 3), "density": 0.5, "keep_rate": 0.7, "protected": 2,
+               "seed": 11}
+    chain = synthetic_encoder(config, pruning, layers=4, gather_layers=(1, 2))
+    assert [case.x.shape[0] for case in chain] == [17, 17, 14, 12]
+    assert [case.chained for case in chain] == [False, True, True, True]
+    (run,) = replay_encoders(build(tiny, "layer_engine", verilog=verilog_text(
+        tiny, "layer_engine")), [chain], tmp_path)
+    assert_bit_and_cycle_exact(run.layers)
+    assert run.bit_exact and run.cycle_exact and run.output.shape == (12, 64)
+    assert [r["input_loaded"] for r in run.layers] == [True, False, False, False]
 
 
 def test_the_whole_encoder_of_an_exported_digits_shaped_deit_chains_on_chip(tmp_path):

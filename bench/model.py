@@ -1,0 +1,202 @@
+"""Whole-encoder benchmark: every layer of a model chained on the layer engine's RTL, image in,
+encoder output (and from it logits) out, against the golden and cycle models.
+
+Two parts (issue 18), each its own co-simulation, each failing the benchmark unless every
+layer of every image is bit-exact and every instruction cycle-exact:
+
+- ``digits``: the trained digits DeiT pruned with the demo's recipe (``flow.demo``: block
+  pruning to 25 %, heads and neurons removed, tokens kept 0.7 in both layers) and its dense
+  teacher, exported for the ``tiny`` hardware, each run on :data:`DIGITS_IMAGES` validation
+  images (``sim.encoder_replay``: only layer 0's input loaded; layer 1 reads what layer 0 left
+  in the scratchpad). The logits come from the RTL's last-layer output through the host's final
+  LayerNorm and classifier (``IntegerDeiT.head``) and are compared with the integer model's
+  (``==``); top-1 of both against the labels.
+- ``deit_b16``: a random twelve-layer DeiT-B pruned as ``sim.layer_replay.BENCH_PRUNING`` says
+  (7 of 12 heads, 30 % of the blocks in every layer; token keep rate 0.7 after the attention of
+  layers 3, 6 and 9: 197 -> 140 -> 100 -> 72 rows), chained on the deit_b16 engine; its dense
+  counterpart (every head, every block, every token) by the cycle model, layer by layer.
+
+What the cycles cover: the encoder layers as the engine runs them (``cycles_*``). The patch
+embedding and the class and distillation tokens and position embeddings (before the encoder)
+and the final LayerNorm and classifier (after it) run on the host today, so they are not in
+the cycles (``scope``); the load-port words between layers (programs, block structure,
+constants: one cycle each in the testbench) are reported beside them (``load_words_*``).
+Writes ``build/bench/model.json``::
+
+    {"scope",
+     "digits": {"images", "logits_bit_exact", "cycles_equal_model", "top1_rtl",
+                "top1_integer", "cycles_per_image_dense", "cycles_per_image_pruned", "speedup",
+                "mac_reduction", "load_words_per_image_pruned", "cosim_seconds", ...},
+     "deit_b16": {"layers", "bit_exact", "cycles_equal_model", "cycles_pruned",
+                  "cycles_dense_model", "speedup", "mac_reduction", "utilization",
+                  "cosim_seconds", "tokens_per_layer", ...}}
+
+``python -m bench.model [digits|deit_b16]`` runs one part and keeps the other's last result.
+The deit_b16 part takes about 25 min on 2 cores (the engine's Verilator build, cached, about 8).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sim.encoder_replay import encoder_cases, replay_encoders, synthetic_encoder
+from sim.harness import build
+from sim.layer_replay import BENCH_PRUNING, model_cycles
+from sw.build_files import BENCH_ROOT, write_json
+from sw.config import load_config
+
+OUTPUT = BENCH_ROOT / "model.json"
+WORK = BENCH_ROOT / "model"
+#: Validation images of the digits part.
+DIGITS_IMAGES = 32
+#: Layers whose attention prunes tokens in the deit_b16 part ("after layers 3, 6 and 9").
+GATHER_LAYERS = (3, 6, 9)
+SCOPE = ("cycles are the encoder layers on the layer engine; the patch embedding with the "
+         "class and distillation tokens and position embeddings, and the final LayerNorm and "
+         "classifier, run on the host (issue 18 item 1 open); load-port words between layers "
+         "are counted separately")
+
+
+def _macs(result: dict) -> int:
+    return sum(entry["macs"] for entry in result["instructions"])
+
+
+def _check(runs) -> None:
+    for run in runs:
+        if not (run.bit_exact and run.cycle_exact):
+            raise AssertionError(f"{run.name}: not bit-exact or not cycle-exact")
+
+
+def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits") -> dict:
+    """The ``digits`` part (trains and prunes the demo's models first when missing)."""
+    from flow.demo import (DENSE_NAME, IMAGE_NAME, PRUNING_DIR, export_model, prune_with_recipe,
+                           teacher)
+    from sw.prune import split_for
+    teacher_dir = teacher(progress=False)
+    if not (PRUNING_DIR / "pruned" / "config.json").is_file():
+        prune_with_recipe(teacher_dir, progress=False)
+    document, outputs = {"images": images}, {}
+    for model, source, name in (("dense", teacher_dir, DENSE_NAME),
+                                ("pruned", PRUNING_DIR, IMAGE_NAME)):
+        state, image = export_model(source, work_dir / name, name)
+        split = split_for(teacher_dir, state.topology["image_size"])
+        pixels, labels = split.val_images[:images], split.val_labels[:images].numpy()
+        integer = state.integer_model
+        design = build(state.config, "layer_engine")
+        started = time.monotonic()
+        runs = replay_encoders(design, encoder_cases(image, integer.embed(pixels), name=name),
+                               work_dir / f"{name}-sim")
+        seconds = time.monotonic() - started
+        _check(runs)
+        rtl = integer.head(np.stack([run.output for run in runs]))
+        golden = integer.logits(pixels, token_pruning=state.token_pruning)
+        outputs[model] = {
+            "runs": runs, "seconds": seconds,
+            "logits_bit_exact": bool(np.array_equal(rtl, golden)),
+            "top1_rtl": float(np.mean(rtl.argmax(-1) == labels)),
+            "top1_integer": float(np.mean(golden.argmax(-1) == labels)),
+            "top1_equal": bool(np.array_equal(rtl.argmax(-1), golden.argmax(-1))),
+            "macs": _macs_per_image(runs)}
+        print(f"model: digits {model}: {images} images, cycles per image "
+              f"{runs[0].cycles:,} .. {max(r.cycles for r in runs):,}, logits == integer "
+              f"model {outputs[model]['logits_bit_exact']}, top-1 RTL "
+              f"{outputs[model]['top1_rtl']:.4f} ({seconds:.0f} s)", flush=True)
+    dense, pruned = outputs["dense"], outputs["pruned"]
+    mean = {model: float(np.mean([run.cycles for run in o["runs"]]))
+            for model, o in outputs.items()}
+    document.update({
+        "logits_bit_exact": pruned["logits_bit_exact"] and dense["logits_bit_exact"],
+        "cycles_equal_model": all(run.cycles == run.model_cycles
+                                  for o in outputs.values() for run in o["runs"]),
+        "top1_rtl": pruned["top1_rtl"], "top1_integer": pruned["top1_integer"],
+        "top1_rtl_equals_integer": pruned["top1_equal"],
+        "dense_top1_rtl": dense["top1_rtl"], "dense_top1_integer": dense["top1_integer"],
+        "cycles_per_image_dense": round(mean["dense"]),
+        "cycles_per_image_pruned": round(mean["pruned"]),
+        "speedup": round(mean["dense"] / mean["pruned"], 4),
+        "mac_reduction": round(dense["macs"] / pruned["macs"], 4),
+        "load_words_per_image_pruned": round(float(np.mean(
+            [run.load_words for run in pruned["runs"]]))),
+        "load_words_per_image_dense": round(float(np.mean(
+            [run.load_words for run in dense["runs"]]))),
+        "inputs_loaded_per_image": pruned["runs"][0].to_dict()["inputs_loaded"],
+        "cosim_seconds": round(pruned["seconds"], 1),
+        "dense_cosim_seconds": round(dense["seconds"], 1)})
+    return document
+
+
+def _macs_per_image(runs) -> float:
+    return float(np.mean([sum(_macs(layer) for layer in run.layers) for run in runs]))
+
+
+def measure_deit_b16(layers: int | None = None, work_dir: Path = WORK / "deit_b16") -> dict:
+    """The ``deit_b16`` part: the pruned encoder on the RTL, the dense one by the cycle model."""
+    config = load_config("deit_b16")
+    started = time.monotonic()
+    design = build(config, "layer_engine")
+    build_seconds = time.monotonic() - started
+    cases = synthetic_encoder(config, BENCH_PRUNING, layers=layers,
+                              gather_layers=GATHER_LAYERS, name="deit_b16_pruned")
+    dense_pruning = {**BENCH_PRUNING, "kept_heads": range(config.model.num_heads),
+                     "density": 1.0, "keep_rate": None}
+    dense_cases = synthetic_encoder(config, dense_pruning, layers=layers, name="deit_b16_dense",
+                                    golden_inputs=False)
+    dense_model = [model_cycles(config, case) for case in dense_cases]
+    started = time.monotonic()
+    (run,) = replay_encoders(design, [cases], work_dir)
+    seconds = time.monotonic() - started
+    dense_cycles = sum(entry.cycles for entries in dense_model for entry in entries)
+    dense_macs = sum(entry.macs for entries in dense_model for entry in entries)
+    macs = sum(_macs(layer) for layer in run.layers)
+    hw = config.hardware
+    ideal = macs / (hw.array_rows * hw.array_cols)
+    tokens = [int(case.x.shape[0]) for case in cases] + [int(run.output.shape[0])]
+    document = {
+        "layers": len(cases), "bit_exact": run.bit_exact, "cycles_equal_model": run.cycle_exact,
+        "cycles_pruned": run.cycles, "model_cycles_pruned": run.model_cycles,
+        "cycles_dense_model": dense_cycles,
+        "speedup": round(dense_cycles / run.cycles, 4),
+        "mac_reduction": round(dense_macs / macs, 4),
+        "utilization": round(ideal / run.cycles, 4),
+        "cosim_seconds": round(seconds, 1), "build_seconds": round(build_seconds, 1),
+        "load_words": run.load_words,
+        "tokens_per_layer": [[rows_in, rows_out] for rows_in, rows_out in zip(
+            tokens, tokens[1:])],
+        "cycles_per_layer": [layer["cycles"] for layer in run.layers],
+        "heads_kept": len(BENCH_PRUNING["kept_heads"]), "density": BENCH_PRUNING["density"],
+        "keep_rate": BENCH_PRUNING["keep_rate"], "gather_layers": list(GATHER_LAYERS)}
+    _check([run])
+    print(f"model: deit_b16 {document['layers']} layers chained, {run.cycles:,} cycles (model "
+          f"{run.model_cycles:,}), dense {dense_cycles:,} by the cycle model; speed-up "
+          f"{document['speedup']:.2f} vs MAC reduction {document['mac_reduction']:.2f}; "
+          f"utilization {document['utilization']:.3f}; co-simulation {seconds:.0f} s",
+          flush=True)
+    return document
+
+
+PARTS = {"digits": measure_digits, "deit_b16": measure_deit_b16}
+
+
+def run(output: Path = OUTPUT, parts=tuple(PARTS)) -> dict:
+    document = {"scope": SCOPE}
+    if output.is_file():                  # a part not run now keeps its last result
+        document.update(json.loads(output.read_text(encoding="utf-8")))
+        document["scope"] = SCOPE
+    for part in parts:
+        document[part] = PARTS[part]()
+        write_json(document, output)
+    return document
+
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(PARTS)
+    unknown = [part for part in chosen if part not in PARTS]
+    if unknown:
+        print(f"error: unknown part {unknown[0]!r}; parts: {', '.join(PARTS)}", file=sys.stderr)
+        sys.exit(2)
+    run(parts=chosen)
