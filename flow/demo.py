@@ -15,8 +15,12 @@ answering: how accurate is the pruned model, and how much faster does it run?
 4. Top-1 accuracy of both integer (golden) models on the teacher's validation split.
 5. Generate the layer engine from each ``params.json`` (what ``make verilog CONFIG=...`` does,
    top ``layer_engine``, into ``build/<config name>/``) and build it with Verilator.
-6. Replay every layer of both images through the layer engine: bit-exact to the golden model,
-   every instruction's cycles equal to the cycle model (``sim.layer_replay``).
+6. Run both whole encoders on the layer engine for :data:`DEMO_IMAGES` validation images
+   (``sim.encoder_replay``): only layer 0's input is loaded, each later layer runs on what the
+   one before it left in the scratchpad; every layer bit-exact to the golden model, every
+   instruction's cycles equal to the cycle model; the host's final LayerNorm and classifier
+   turn the RTL's last output into logits, compared with the integer model's (``==``). (The
+   patch embedding and the head are not on the accelerator yet.)
 7. Write ``build/demo/report.json``, ``report.md`` and plots (``flow.demo_report``), with
    ``make bench``'s pruning runs (``build/bench/pruning.json``, ``tokens.json``) on the
    accuracy-against-cycles plot when they exist (their cycles from the cycle model), and time
@@ -42,14 +46,14 @@ from hw.generate import generate
 from hw.synth import report_path
 from hw.synth.throughput import ENGINE_TOP, engine_clock, missing_clock
 from sim.harness import TestbenchFailed, build
-from sim.layer_replay import image_cases, model_cycles, replay
+from sim.layer_replay import image_cases, model_cycles
 from sim.replay import nonzero_macs
 from sw.build_files import BENCH_ROOT, BUILD_ROOT, REPO_ROOT
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export, verify, write
 from sw.image.loader import load_image
 from sw.image.summary import summary_table
-from sw.progress import limit_library_bars, progress_bar
+from sw.progress import limit_library_bars
 
 #: The demo's image directory names (also their accelerator config names).
 IMAGE_NAME = "digits_deit_demo"
@@ -63,6 +67,8 @@ REPORT_DIR = BUILD_ROOT / "demo"
 BENCH_RUNS = ((BENCH_ROOT / "pruning.json", BENCH_ROOT / "pruning", "bench pruned"),
               (BENCH_ROOT / "tokens.json", BENCH_ROOT / "tokens", "bench tokens"))
 HARDWARE = "tiny"
+#: Validation images each model's whole encoder runs on the RTL (chained layers).
+DEMO_IMAGES = 8
 STEPS = 7
 
 #: The recipe the demo prunes with, unchanged: block pruning plus token pruning in both layers.
@@ -144,12 +150,9 @@ def export_model(model_dir: Path, out: Path, name: str):
     return state, load_image(out / "weights.bin")
 
 
-def _integer_accuracy(states: dict, teacher: Path) -> dict:
+def _integer_accuracy(states: dict, split) -> dict:
     """Top-1 of each integer model on the teacher's validation split."""
     from sw.golden.deit_int import predict
-    from sw.prune import split_for
-    image_size = states["dense"].topology["image_size"]
-    split = split_for(teacher, image_size)
     labels = split.val_labels.numpy()
     result = {"validation_images": int(len(labels))}
     for model, state in states.items():
@@ -168,26 +171,47 @@ def check_same_engine(dense, pruned) -> None:
                              f"'{dense.name}' {expected}: not the same engine")
 
 
-def _replay(designs: dict, images: dict, states: dict) -> dict:
-    replays = {}
+def _replay(designs: dict, images: dict, states: dict, split) -> tuple[dict, dict]:
+    """Every layer of both models chained on the RTL for :data:`DEMO_IMAGES` validation images
+    (``sim.encoder_replay``); returns the first image's per-layer results (each instruction
+    with ``nonzero_macs``) and, per model, what the whole images gave: the logits from the
+    RTL's last-layer output against the integer model's, and the predicted classes."""
+    from sim.encoder_replay import encoder_cases, replay_encoders
+    replays, whole = {}, {}
+    pixels = split.val_images[:DEMO_IMAGES]
+    labels = split.val_labels[:DEMO_IMAGES].numpy()
     for model in ("dense", "pruned"):
-        print(f"      {model}: {len(images[model].layers)} layers...", flush=True)
-        state = states[model]
-        x = state.integer_model.embed(state.calibration[:1])[0]
-        cases = image_cases(images[model], x)
+        print(f"      {model}: {len(images[model].layers)} layers x {DEMO_IMAGES} images, "
+              f"chained on chip...", flush=True)
+        integer = states[model].integer_model
+        chains = encoder_cases(images[model], integer.embed(pixels))
         try:
-            results = replay(designs[model], cases, REPORT_DIR / "replay" / model)
+            runs = replay_encoders(designs[model], chains, REPORT_DIR / "replay" / model)
         except TestbenchFailed as failure:
-            raise DemoFailed(f"{model} layer replay failed: {failure}") from None
-        for case, result in zip(cases, results):
+            raise DemoFailed(f"{model} encoder replay failed: {failure}") from None
+        for case, result in zip(chains[0], runs[0].layers):
             for instruction in result["instructions"]:
                 instruction["nonzero_macs"] = nonzero_macs(case, instruction)
-            print(f"      {result['name']:<26} {result['cycles']:>9,} cycles (model "
-                  f"{result['model_cycles']:,}), bit-exact {result['bit_exact']}, "
-                  f"{len(result['instructions'])} instructions, "
-                  f"{result['sim_seconds']:.1f} s simulated", flush=True)
-        replays[model] = results
-    return replays
+        rtl = integer.head(np.stack([run.output for run in runs]))
+        golden = integer.logits(pixels, token_pruning=states[model].token_pruning)
+        whole[model] = {
+            "images": len(runs), "bit_exact": all(run.bit_exact for run in runs),
+            "cycle_exact": all(run.cycle_exact for run in runs),
+            "logits_equal": bool(np.array_equal(rtl, golden)),
+            "inputs_loaded_per_image": runs[0].to_dict()["inputs_loaded"],
+            "cycles": [run.cycles for run in runs],
+            "load_words": [run.load_words for run in runs],
+            "predicted": rtl.argmax(-1).tolist(), "integer_predicted": golden.argmax(-1).tolist(),
+            "labels": labels.tolist(),
+            "top1_rtl": float(np.mean(rtl.argmax(-1) == labels)),
+            "top1_integer": float(np.mean(golden.argmax(-1) == labels))}
+        w = whole[model]
+        print(f"      {model}: {w['images']} images, bit-exact {w['bit_exact']}, cycle-exact "
+              f"{w['cycle_exact']}, logits == integer model {w['logits_equal']}, top-1 on the "
+              f"RTL {w['top1_rtl']:.3f} (integer {w['top1_integer']:.3f}), cycles per image "
+              f"{min(w['cycles']):,} .. {max(w['cycles']):,}", flush=True)
+        replays[model] = list(runs[0].layers)
+    return replays, whole
 
 
 def _relative(path: Path) -> str:
@@ -290,7 +314,9 @@ def run(progress: bool = True) -> dict:
     states = {"dense": dense_state, "pruned": pruned_state}
     images = {"dense": dense_image, "pruned": pruned_image}
     with steps.step("integer (golden) model accuracy on the validation split", "accuracy"):
-        integer = _integer_accuracy(states, teacher_dir)
+        from sw.prune import split_for
+        split = split_for(teacher_dir, dense_state.topology["image_size"])
+        integer = _integer_accuracy(states, split)
     configs = {"dense": load_config(DENSE_DIR / "params.json"),
                "pruned": load_config(IMAGE_DIR / "params.json")}
     check_same_engine(configs["dense"], configs["pruned"])
@@ -305,9 +331,9 @@ def run(progress: bool = True) -> dict:
             built = build(configs[model], "layer_engine", verilog=design.verilog.read_text())
             print(f"      {built.directory} ({built.build_seconds:.0f} s)", flush=True)
             designs[model] = built
-    with steps.step("replaying every layer of both images through the layer engine RTL",
-                    "replay"):
-        replays = _replay(designs, images, states)
+    with steps.step(f"running both whole encoders on the layer engine RTL for {DEMO_IMAGES} "
+                    f"validation images (layers chained on chip)", "replay"):
+        replays, whole = _replay(designs, images, states, split)
     with steps.step(f"writing the report into {REPORT_DIR}", "report"):
         topology = dense_image.model
         facts = {
@@ -335,6 +361,7 @@ def run(progress: bool = True) -> dict:
                         "token_rows": [[layer.tokens, layer.token_keep]
                                        for layer in images["pruned"].layers]},
             "replays": replays,
+            "whole_images": whole,
             "steps": list(steps.times),       # the report's own step is not in it
             "bench": _bench_points(),
             "clocks": engine_clocks(configs, {"dense": DENSE_DIR, "pruned": IMAGE_DIR}),

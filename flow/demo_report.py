@@ -24,6 +24,12 @@ what ``make demo`` prints last.
 ``replays``         ``{"dense": [...], "pruned": [...]}``: one ``sim.layer_replay.replay``
                     result per layer, each instruction with ``nonzero_macs`` added (tokens times
                     the non-zero weights of a linear; every MAC of an attention product)
+``whole_images``    optional, ``{"dense": {...}, "pruned": {...}}``: each whole encoder run on
+                    the RTL for several validation images, layers chained on chip
+                    (``flow.demo._replay``: ``images``, ``bit_exact``, ``cycle_exact``,
+                    ``logits_equal`` (the logits from the RTL's output == the integer
+                    model's), ``top1_rtl``, ``top1_integer``, ``cycles`` and ``predicted``
+                    per image, ``labels``); ``replays`` holds the first image's layers
 ``steps``           ``[{"step", "seconds"}]`` wall times
 ``bench``           ``make bench``'s runs as points or None: ``[{"label", "kind", "accuracy",
                     "linear_density", "cycles", "source"}]`` (``cycles``: the cycle model's
@@ -186,6 +192,7 @@ def build_report(facts: dict) -> dict:
                       for model in _MODELS},
         "cycle_exact": {model: all(layer["cycle_exact"] for layer in replays[model])
                         for model in _MODELS},
+        "whole_images": facts.get("whole_images"),
         "total": total, "layers": layers, "units": units, "clocks": clocks,
         "accuracy_points": _accuracy_points(
             facts, {model: total[f"{model}_cycles"] for model in _MODELS}), "steps": steps,
@@ -243,10 +250,24 @@ def headline(report: dict) -> str:
             f"({_number(total['dense_cycles'])} -> {_number(total['pruned_cycles'])} cycles per "
             f"image) for {_number(total['mac_reduction'], 2)}x fewer MACs; utilization "
             f"{_number(total['dense_utilization'])} dense, {_number(total['pruned_utilization'])}"
-            f" pruned. " + ("Every layer of both models ran bit-exact to the golden model and "
+            f" pruned. " + _whole_sentence(report)
+            + ("Every layer of both models ran bit-exact to the golden model and "
                             "cycle-exact to the cycle model." if exact else
                             "NOT every layer was bit-exact and cycle-exact: see the tables.")
             + _time_sentence(report))
+
+
+def _whole_sentence(report: dict) -> str:
+    """``Both whole encoders ran on N images ...`` when the report has whole images."""
+    whole = report.get("whole_images")
+    if not whole:
+        return ""
+    equal = all(whole[m]["logits_equal"] for m in _MODELS)
+    return (f"Both whole encoders ran on the RTL for {whole['pruned']['images']} validation "
+            f"images, layer to layer on chip (only the first layer's input loaded): logits "
+            f"from the RTL's output {'equal' if equal else 'NOT equal'} to the integer "
+            f"model's on every image, top-1 on them {_number(whole['pruned']['top1_rtl'])} "
+            f"pruned, {_number(whole['dense']['top1_rtl'])} dense. ")
 
 
 def _time_sentence(report: dict) -> str:
@@ -296,6 +317,15 @@ def answer_rows(report: dict) -> list[list[str]]:
         ["cycle-exact (RTL == cycle model)", _yes(report["cycle_exact"]["dense"]),
          _yes(report["cycle_exact"]["pruned"]), ""],
     ]
+    whole = report.get("whole_images")
+    if whole:
+        rows += [
+            [f"whole encoder on the RTL, {whole['pruned']['images']} images: logits == integer "
+             f"model", *(_yes(whole[m]["logits_equal"] and whole[m]["bit_exact"]
+                              and whole[m]["cycle_exact"]) for m in _MODELS), ""],
+            ["top-1 of those images, RTL (integer model)",
+             *(f"{_number(whole[m]['top1_rtl'])} ({_number(whole[m]['top1_integer'])})"
+               for m in _MODELS), ""]]
     return rows + time_rows(report)
 
 
@@ -377,9 +407,11 @@ def markdown(report: dict) -> str:
               f"image ran on config `{hardware['pruned_config']}`, the dense model on "
               f"`{hardware['dense_config']}` (same array, blocks and lanes; buffers sized for "
               f"each model).", "", *_buffer_lines(hardware),
-              "Every layer of both models was replayed through the layer engine's RTL "
-              "(Verilator): outputs compared with the golden model (`==`), every instruction's "
-              "cycles with the cycle model (`sw/cycle_model/layer_engine.py`).", "",
+              "Every layer of both models ran through the layer engine's RTL (Verilator), "
+              "chained on chip where the report has whole images (only layer 0's input "
+              "loaded): outputs compared with the golden model (`==`), every instruction's "
+              "cycles with the cycle model (`sw/cycle_model/layer_engine.py`). The tables "
+              "below are the first image's layers.", "",
               "## Per layer (measured cycles)", ""]
     rows = []
     for layer in report["layers"]:

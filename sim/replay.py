@@ -9,7 +9,10 @@ The layer engine is generated from ``DIR/params.json`` and built with Verilator 
 ``build/sim/``, as ``sim.harness.build`` caches every build); each chosen layer runs on it fed the
 golden model's input for that layer, computed from the first ``N`` of the calibration images
 recorded with the image in ``manifest.json`` (:func:`encoder_inputs`; ``--model`` overrides the
-recorded model directory). The testbench checks every output against the golden model (``==``)
+recorded model directory); with every layer chosen (``--layers all``, the default) the layers
+are chained on chip instead: only layer 0's input is loaded, each later layer runs on what the
+one before it left in the scratchpad (``sim.encoder_replay``), while its golden input is still
+what its output is compared with. The testbench checks every output against the golden model (``==``)
 and every instruction's cycles against the cycle model. A per-layer table goes to standard
 output; ``DIR/replay/`` receives ``replay.json`` (``layers: [{index, bit_exact, cycles,
 model_cycles, utilization, at_fmax, ...}]``, ``per_image``, ``clock``) and with ``--waves`` the
@@ -300,6 +303,7 @@ class ReplayReport:
     waves: Path | None = None            #: the trace, with ``--waves``
     log: Path | None = None              #: the simulation's log, kept when not exact
     image_layers: int | None = None      #: layers in the image (all replayed: per image)
+    chained: bool = False                #: layers ran one after another on chip (all chosen)
     dense_layer_macs: int | None = None  #: :func:`dense_layer_macs`
     clock: object = None                 #: ``hw.synth.throughput.EngineClock`` or None
     clock_note: str | None = None        #: why there is no clock, and how to measure it
@@ -338,7 +342,8 @@ class ReplayReport:
                 "exact": self.exact,
                 "layers": [{**layer.to_dict(), "at_fmax": self.layer_at_fmax(layer)}
                            for layer in self.layers],
-                "image_layers": self.image_layers, "dense_layer_macs": self.dense_layer_macs,
+                "image_layers": self.image_layers, "chained": self.chained,
+                "dense_layer_macs": self.dense_layer_macs,
                 "clock": None if self.clock is None else self.clock.to_dict(),
                 "clock_note": self.clock_note, "per_image": self.per_image(),
                 "build_seconds": round(self.build_seconds, 2),
@@ -364,6 +369,7 @@ class ReplayReport:
                    waves=None if waves is None or directory is None else directory / waves,
                    log=None if document.get("log") is None else Path(document["log"]),
                    image_layers=document.get("image_layers"),
+                   chained=document.get("chained", False),
                    dense_layer_macs=document.get("dense_layer_macs"),
                    clock=None if clock is None else EngineClock(**clock),
                    clock_note=document.get("clock_note"))
@@ -398,6 +404,9 @@ class ReplayReport:
                      f"{'yes' if all(l.bit_exact for l in self.layers) else 'NO':>11}"
                      f"{macs / (self.processing_elements * cycles):>13.3f}"
                      + time_columns(self.replayed_at_fmax()))
+        if self.chained:
+            lines.append("layers chained on chip: only layer 0's input loaded, each later layer "
+                         "ran on the rows the one before it left in the scratchpad")
         if not timed:
             if self.clock_note:
                 lines.append(self.clock_note)
@@ -483,9 +492,11 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
         raise ReplayError(str(error)) from None
     say(f"golden model inputs from {inputs} calibration image{'s' * (inputs > 1)}")
     x = encoder_inputs(image_dir, image, inputs, model_dir=model_dir)
+    # every layer: the whole encoder runs on chip, each layer on what the one before it left
+    chained = len(chosen) == len(image.layers)
     cases = []
     for number in range(inputs):
-        for layer, case in zip(image.layers, image_cases(image, x[number])):
+        for layer, case in zip(image.layers, image_cases(image, x[number], chained=chained)):
             index = layer.index
             if index in chosen:
                 cases.append((index, dataclasses.replace(
@@ -524,7 +535,7 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
             layers=layer_results(image, config, cases, results),
             build_seconds=design.build_seconds, sim_seconds=time.monotonic() - started,
             directory=out, waves=out / WAVES_FILE if waves else None,
-            image_layers=len(image.layers), dense_layer_macs=dense_macs,
+            image_layers=len(image.layers), chained=chained, dense_layer_macs=dense_macs,
             clock=clock, clock_note=clock_note)
         if not report.exact:
             report = dataclasses.replace(report, log=work / "sim.log")

@@ -135,6 +135,29 @@ def test_the_answer_leads_the_markdown_and_the_console():
     assert console[-2].split() == ["0", "602", "300", "2.01x", "3.00x", "0.997", "0.667"]
 
 
+def test_whole_images_join_the_answer():
+    facts = _facts()
+    whole = {"images": 8, "bit_exact": True, "cycle_exact": True, "logits_equal": True,
+             "top1_rtl": 0.875, "top1_integer": 0.875}
+    facts["whole_images"] = {"dense": {**whole, "top1_rtl": 1.0, "top1_integer": 1.0},
+                             "pruned": whole}
+    report = build_report(facts)
+    assert report["whole_images"] == facts["whole_images"]
+    assert ("dense, 0.783 pruned. Both whole encoders ran on the RTL for 8 validation images, "
+            "layer to layer on chip (only the first layer's input loaded): logits from the "
+            "RTL's output equal to the integer model's on every image, top-1 on them 0.875 "
+            "pruned, 1.000 dense. Every layer") in headline(report)
+    text = markdown(report).splitlines()
+    assert text[13:15] == [
+        "| whole encoder on the RTL, 8 images: logits == integer model | yes | yes |  |",
+        "| top-1 of those images, RTL (integer model) | 1.000 (1.000) | 0.875 (0.875) |  |"]
+    facts["whole_images"]["pruned"]["logits_equal"] = False
+    report = build_report(facts)
+    assert "| whole encoder on the RTL, 8 images: logits == integer model | yes | NO |  |" in \
+        markdown(report)
+    assert "logits from the RTL's output NOT equal" in headline(report)
+
+
 def test_a_failed_check_is_the_answer_too():
     report = build_report(_facts(pruned_exact=False))
     assert headline(report).endswith("NOT every layer was bit-exact and cycle-exact: see the "

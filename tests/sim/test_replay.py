@@ -259,11 +259,13 @@ def test_replay_every_layer_of_a_tiny_image(exported, capsys):
     assert document["log"] is None                 # exact: the work files were removed
     assert sorted(path.name for path in (image_dir / "replay").iterdir()) == [RESULT_FILE]
     table = out.splitlines()
-    assert table[-6].split() == ["layer", "tokens", "cycles", "model", "cycles", "bit-exact",
+    assert table[-7].split() == ["layer", "tokens", "cycles", "model", "cycles", "bit-exact",
                                  "utilization"]
-    assert table[-5].split()[:5] == ["0", "18->15", f"{layers[0]['cycles']:,}",
+    assert table[-6].split()[:5] == ["0", "18->15", f"{layers[0]['cycles']:,}",
                                      f"{layers[0]['cycles']:,}", "yes"]
-    assert table[-3].split()[:2] == ["image", f"{sum(l['cycles'] for l in layers):,}"]
+    assert table[-4].split()[:2] == ["image", f"{sum(l['cycles'] for l in layers):,}"]
+    # every layer chosen: the encoder ran chained on chip, layer 1 on layer 0's output
+    assert document["chained"] and table[-3].startswith("layers chained on chip: only layer 0")
     # no synthesis report of this config's engine here: no time, one line naming the command
     assert table[-2].startswith("no time at Fmax: no synthesis report of the layer engine (")
     assert table[-2].endswith(f"; measure it with `make synth CONFIG={image_dir}/params.json` "
@@ -277,7 +279,7 @@ def test_replay_every_layer_of_a_tiny_image(exported, capsys):
     # a second replay replaces the first (its own output), here with one layer
     assert main(["--image", str(image_dir), "--layers", "1"]) == 0
     again = json.loads((image_dir / "replay" / RESULT_FILE).read_text())
-    assert [layer["index"] for layer in again["layers"]] == [1]
+    assert [layer["index"] for layer in again["layers"]] == [1] and not again["chained"]
     assert again["layers"][0]["cycles"] == layers[1]["cycles"]
 
 
