@@ -18,6 +18,7 @@ whole random encoder of a config (the deit_b16 benchmark's twelve pruned layers)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning, keep_count
 from sw.image.program import layer_program
 
-__all__ = ["EncoderRun", "encoder_cases", "replay_encoders", "synthetic_encoder"]
+__all__ = ["EncoderRun", "encoder_cases", "model_cases", "replay_encoders", "synthetic_encoder"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,8 +95,9 @@ def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> li
         If a layer is not bit-exact or an instruction's cycles differ from the model.
     """
     for chain in chains:
-        if not chain or chain[0].chained or not all(case.chained for case in chain[1:]):
-            raise ValueError("each chain loads its first layer's input and no other")
+        if not chain or (chain[0].chained and not chain[0].loads) or \
+                not all(case.chained for case in chain[1:]):
+            raise ValueError("each chain loads its first program's input and no other")
     flat = [case for chain in chains for case in chain]
     results = replay(design, flat, work_dir)
     runs, start = [], 0
@@ -103,10 +105,42 @@ def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> li
         measured = results[start:start + len(chain)]
         start += len(chain)
         last = chain[-1]
-        runs.append(EncoderRun(name=last.name.rsplit(".layer", 1)[0], layers=tuple(measured),
+        runs.append(EncoderRun(name=last.name.rsplit(".", 1)[0], layers=tuple(measured),
                                output=np.load(measured[-1]["output_file"]),
                                expected=last.expected()))
     return runs
+
+
+def model_cases(image, embedding, head, pixel_values, *, name: str | None = None
+                ) -> list[list[LayerCase]]:
+    """Per image of ``pixel_values``, the whole model as one chain of programs on the engine:
+    the embedding program (its patch rows and position table loaded, nothing else), every layer
+    of ``image`` and the head program (row count 1), each on what the one before it left;
+    names ``<name>.input<n>.embedding``, ``.layer<i>``, ``.head``. ``embedding`` and ``head``:
+    ``sw.golden.model_stages.quantize_stages`` of the model the image was exported from. The
+    head's result is the int8 logits (the GELU region)."""
+    from sw.golden.model_stages import embedding_int, engine_layer, quantize_patches
+    from sw.image.program import Buffer, embedding_program, head_program
+    name = name or image.config.name
+    hw = image.config.hardware
+    block = (hw.block_rows, hw.block_cols)
+    chains = []
+    for number, patches in enumerate(quantize_patches(pixel_values, embedding)):
+        prefix = f"{name}.input{number}"
+        x = embedding_int(patches, embedding)
+        layers = image_cases(image, x, chained=True, name=prefix)
+        template = layers[0].layer
+        first = LayerCase(name=f"{prefix}.embedding",
+                          layer=engine_layer(embedding, template, block),
+                          x=np.zeros_like(x), program=embedding_program(), chained=True,
+                          loads=((Buffer.GELU, patches), (Buffer.RESIDUAL1, embedding.position)))
+        last = run_layer_program(layers[-1].program, layers[-1].layer, layers[-1].x)
+        final = LayerCase(name=f"{prefix}.head", layer=engine_layer(head, template, block),
+                          x=last[:1], program=head_program(), chained=True,
+                          result=Buffer.GELU)
+        chains.append([first, dataclasses.replace(layers[0], chained=True), *layers[1:],
+                       final])
+    return chains
 
 
 def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,

@@ -22,7 +22,7 @@ from sim.harness import BuiltDesign, run_testbench
 from sw.golden.encoder_layer import IntegerEncoderLayer
 from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning
-from sw.image.program import layer_program
+from sw.image.program import Buffer, layer_program
 
 __all__ = ["LayerCase", "synthetic_case", "image_cases", "replay", "model_cycles",
            "BENCH_PRUNING", "BERT_BENCH_PRUNING", "bench_cases"]
@@ -54,11 +54,17 @@ class LayerCase:
     #: ``sw.engine_params``); the testbench does not load it, and ``x`` is only the golden
     #: model's input to compare with.
     chained: bool = False
+    #: ``(Buffer, rows)`` pairs the testbench loads besides INPUT (the embedding program's patch
+    #: rows and position table: ``sw.golden.model_stages``).
+    loads: tuple = ()
+    #: The buffer read back and compared (the head program's logits are in GELU).
+    result: int = Buffer.OUTPUT
 
     def expected(self, trace: dict | None = None) -> np.ndarray:
         """The golden layer's output (the same program run by ``sw.golden.layer_program``)."""
         from sw.golden.layer_program import run_layer_program
-        return run_layer_program(self.program, self.layer, self.x, trace=trace)
+        return run_layer_program(self.program, self.layer, self.x, trace=trace,
+                                 preload=dict(self.loads), result=self.result)
 
 
 def synthetic_case(config, *, kept_heads, kept_ffn: int, density: float, seed: int = 0,

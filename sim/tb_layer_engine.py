@@ -166,15 +166,22 @@ class LayerEngineTB(TransactionTB):
         await self.load(EngineTarget.GELU_TABLE, plan.gelu_table)
         await self.load(EngineTarget.PROGRAM, [(i, encode(instruction))
                                                for i, instruction in enumerate(case.program)])
-        if case.chained:            # the previous layer's OUTPUT is this one's INPUT already
-            return plan
-        region, c = self.map.regions[Buffer.INPUT], self.map.lanes
-        x = np.asarray(case.x, dtype=np.int64)
+        loads = list(case.loads)
+        if not case.chained:        # chained: the previous layer's OUTPUT is this INPUT already
+            loads.insert(0, (Buffer.INPUT, case.x))
+        for buffer, rows in loads:
+            await self.load_rows(Buffer(buffer), rows)
+        return plan
+
+    async def load_rows(self, buffer: Buffer, rows) -> None:
+        """Write ``rows`` (2-D, any width up to the region's) into ``buffer``'s region."""
+        region, c = self.map.regions[buffer], self.map.lanes
+        x = np.asarray(rows, dtype=np.int64)
+        x = np.pad(x, ((0, 0), (0, -x.shape[1] % c)))
         words = pack_lanes(x.reshape(-1, c), LANE_WIDTH)
         per_row = x.shape[1] // c
         await self.load(EngineTarget.SCRATCH, [
             (region.address(i // per_row, i % per_row), w) for i, w in enumerate(words)])
-        return plan
 
     async def run(self, case, output_file: str | None = None) -> dict:
         """Load and run ``case``, check it; ``output_file``: also save the OUTPUT rows read
@@ -196,7 +203,8 @@ class LayerEngineTB(TransactionTB):
         if case.token_pruning is not None:          # the program is the golden layer's too
             assert np.array_equal(expected, encoder_layer_int(
                 case.layer, case.x, token_pruning=case.token_pruning))
-        found = await self.read_buffer(Buffer.OUTPUT, expected.shape[0], expected.shape[1])
+        found = await self.read_buffer(Buffer(case.result), expected.shape[0],
+                                       expected.shape[1])
         mismatches = int(np.count_nonzero(found != expected))
         if output_file is not None:
             np.save(output_file, found)

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from hw.generate import verilog_text
-from sim.encoder_replay import encoder_cases, replay_encoders, synthetic_encoder
+from sim.encoder_replay import encoder_cases, model_cases, replay_encoders, synthetic_encoder
 from sim.harness import build
 from sim.layer_replay import bench_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
 from sw.config import load_config
 from sw.cycle_model.gemm import gemm_cycles
+from sw.golden.model_stages import embedding_int, head_int, quantize_patches, quantize_stages
 from sw.golden.token_select import TokenPruning
 from sw.image.program import layer_program
 from sw.isa import Opcode
@@ -134,6 +135,24 @@ def test_the_whole_encoder_of_an_exported_digits_shaped_deit_chains_on_chip(tmp_
     integer = state.integer_model
     assert np.array_equal(integer.head(np.stack([run.output for run in runs])),
                           integer.logits(pixels, token_pruning=state.token_pruning))
+    # the whole model, image in, int8 logits out: the embedding program, both layers and the
+    # head program, one chain per image, only the patch rows and position table loaded
+    embedding, head = quantize_stages(integer, state.calibration,
+                                      block_rows=config.hardware.block_rows)
+    models = replay_encoders(build(config, "layer_engine"),
+                             model_cases(image, embedding, head, pixels), tmp_path / "model")
+    for run, encoder in zip(models, runs):
+        assert_bit_and_cycle_exact(run.layers)
+        assert [r["name"].rsplit(".", 1)[1] for r in run.layers] == [
+            "embedding", "layer0", "layer1", "head"]
+        assert [r["input_loaded"] for r in run.layers] == [False] * 4
+        assert run.output.shape == (1, 16) and run.bit_exact
+        units = [[e["unit"] for e in r["instructions"]] for r in run.layers]
+        assert units[0] == ["fc2", "control"] and units[-1] == ["layernorm1", "fc1", "control"]
+        # the head runs on one row, the class token's: a fraction of a layer's cycles
+        assert run.layers[-1]["cycles"] < run.layers[1]["cycles"] // 10
+    assert np.array_equal(np.concatenate([run.output for run in models]),
+                          head_int(embedding_int_chain(image, embedding, pixels), head)[:, 0])
     # heads removed in the image are never run: 3 and 2 attention head slots
     heads = [sum(e["unit"] == "attention_scores" for e in r["instructions"])
              for r in runs[0].layers]
@@ -142,6 +161,20 @@ def test_the_whole_encoder_of_an_exported_digits_shaped_deit_chains_on_chip(tmp_
     assert [(layer.tokens, layer.token_keep) for layer in image.layers] == [(66, 48), (48, 36)]
     assert all(any(e["unit"] == "token_gather" for e in r["instructions"])
                for r in runs[0].layers)
+
+
+def embedding_int_chain(image, embedding, pixels):
+    """The golden last-layer output of each image, from the integer embedding."""
+    from sw.golden.layer_program import run_layer_program
+    from sw.image.golden import integer_layer
+    x = embedding_int(quantize_patches(pixels, embedding), embedding)
+    outputs = []
+    for rows in x:
+        for layer_image in image.layers:
+            rows = run_layer_program(layer_image.program,
+                                     integer_layer(layer_image, image.config.model.norm), rows)
+        outputs.append(rows)
+    return np.stack(outputs)
 
 
 @pytest.mark.slow

@@ -44,6 +44,7 @@ from sw.config import NORMS, AcceleratorConfig, ConfigError, block_words
 from sw.golden.encoder_layer import PROBABILITY_BITS, RESIDUAL_BITS
 from sw.isa import TENSOR_ROLES, Buffer
 from sw.scratchpad_regions import first_fit, live_ranges, overwritten_reads, program_of
+from sw.image.program import embedding_program, head_program
 
 __all__ = ["LANE_WIDTH", "ENGINE_TENSORS", "KEYS", "VALUES", "LayerEngineError",
            "ElementType", "element_types", "ScratchMemory", "Region", "LayerMemoryMap",
@@ -321,4 +322,12 @@ def _memory_map(config: AcceleratorConfig, keys: int) -> LayerMemoryMap:
         if problems:
             raise LayerEngineError(f"{config.name}: the scratchpad's memory map is unsafe for "
                                    f"a {norm}-LN layer: {problems[0]}")
+    # and for the programs around the encoder (sw.golden.model_stages)
+    for what, program, loaded, result in (
+            ("embedding", embedding_program(), (Buffer.GELU, Buffer.RESIDUAL1), Buffer.OUTPUT),
+            ("head", head_program(), (Buffer.INPUT,), Buffer.GELU)):
+        problems = overwritten_reads(program, memory_map, loaded, result)
+        if problems:
+            raise LayerEngineError(f"{config.name}: the scratchpad's memory map is unsafe for "
+                                   f"the {what} program: {problems[0]}")
     return memory_map

@@ -127,7 +127,7 @@ def _vectors(memory_map, buffer: Buffer, rows: int) -> tuple[int, slice]:
     return index, slice(offset, offset + rows * region.stride)
 
 
-def _replay_owners(program, memory_map):
+def _replay_owners(program, memory_map, loaded=(Buffer.INPUT,), result=Buffer.OUTPUT):
     """Replays ``program`` on a shadow of the scratchpad holding, per vector, the buffer that
     last wrote it (-1: nothing). Yields ``("read", position, instruction, buffer, owners)``
     before each read (the read-back of OUTPUT is position ``len(program)``, instruction None),
@@ -137,9 +137,10 @@ def _replay_owners(program, memory_map):
     until a TOKEN_GATHER, its ``arg`` after it."""
     shadow = [np.full(memory.depth, -1) for memory in memory_map.memories]
     rows = memory_map.tokens
-    written = {Buffer.INPUT: _vectors(memory_map, Buffer.INPUT, rows)}
-    index, vectors = written[Buffer.INPUT]
-    shadow[index][vectors] = Buffer.INPUT                  # the load
+    written = {}
+    for buffer in loaded:                                  # the loads, in order
+        index, vectors = written[buffer] = _vectors(memory_map, buffer, rows)
+        shadow[index][vectors] = buffer
     for position, instruction in enumerate(program):
         sources = [Buffer(s) for s in (instruction.src_a, instruction.src_b) if s != UNUSED]
         read = {}
@@ -158,19 +159,22 @@ def _replay_owners(program, memory_map):
                     vectors.start < s_vectors.stop and s_vectors.start < vectors.stop:
                 yield "clobber", position, instruction, source, None
         shadow[index][vectors] = instruction.dst
-    index, vectors = _vectors(memory_map, Buffer.OUTPUT, rows)
-    yield "read", len(program), None, Buffer.OUTPUT, shadow[index][vectors]
+    index, vectors = _vectors(memory_map, result, rows)
+    yield "read", len(program), None, result, shadow[index][vectors]
     yield "end", None, None, written, shadow
 
 
-def overwritten_reads(program, memory_map) -> list[str]:
-    """Every read of ``program`` (and the read-back of OUTPUT) that would find vectors another
+def overwritten_reads(program, memory_map, loaded=(Buffer.INPUT,),
+                      result=Buffer.OUTPUT) -> list[str]:
+    """Every read of ``program`` (and the read-back of ``result``, OUTPUT by default) that would find vectors another
     buffer wrote since the buffer's own write, one line each (empty: the memory map's sharing is
     safe for ``program``). Rows as the engine runs them (all tokens, then a gather's kept ones);
     a unit writing its destination over a source it still reads counts too (an in-place gather,
-    destination and source one buffer, does not)."""
+    destination and source one buffer, does not). ``loaded``: the buffers written before the
+    program starts, in order (the embedding program's patch rows and position table)."""
     problems = []
-    for event, position, instruction, buffer, owners in _replay_owners(program, memory_map):
+    for event, position, instruction, buffer, owners in _replay_owners(program, memory_map,
+                                                                       loaded, result):
         what = "the read-back" if instruction is None else \
             f"instruction {position} ({instruction})"
         if event == "clobber":

@@ -26,8 +26,13 @@ class ProgramError(ValueError):
 
 
 def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=None,
-                      trace: dict | None = None) -> np.ndarray:
-    """Run ``program`` on the int16 layer input ``x`` ``(..., T, hidden)``; return OUTPUT.
+                      trace: dict | None = None, preload: dict | None = None,
+                      result: Buffer = Buffer.OUTPUT) -> np.ndarray:
+    """Run ``program`` on the int16 layer input ``x`` ``(..., T, hidden)``; return OUTPUT (or
+    the ``result`` buffer).
+
+    ``preload``: ``{Buffer: rows}`` holding before the program starts, besides INPUT (the
+    embedding program's patch rows and position table, ``sw.golden.model_stages``).
 
     A TOKEN_GATHER keeps its ``arg`` rows as the token-gather unit chooses them
     (``sw.golden.token_select``): the ``protected`` leading tokens, the candidates with the
@@ -44,6 +49,8 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
         counts do not fit the rows it gathers.
     """
     buffers = {Buffer.INPUT: np.asarray(x, dtype=np.int64)}
+    buffers.update({Buffer(key): np.asarray(rows, dtype=np.int64)
+                    for key, rows in (preload or {}).items()})
     head_dim = layer.head_dim
     layernorms = (layer.ln1, layer.ln2)
     residuals = (layer.residual1, layer.residual2)
@@ -106,4 +113,4 @@ def run_layer_program(program, layer: IntegerEncoderLayer, x, *, kept_tokens=Non
     if trace is not None:
         trace.update({Buffer(key).name.lower(): value for key, value in buffers.items()})
         trace.update(linear_outputs)
-    return read(Buffer.OUTPUT)
+    return read(result)

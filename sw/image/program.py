@@ -17,7 +17,8 @@ from sw.packing import ByteReader, ByteWriter, ImageFormatError
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
            "Buffer", "Instruction", "layer_program", "gather_arg2", "gather_fields",
-           "Epilogue", "gemm_arg2", "encode_program", "decode_program", "check_program"]
+           "Epilogue", "gemm_arg2", "embedding_program", "head_program", "encode_program",
+           "decode_program", "check_program"]
 
 
 def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 1,
@@ -83,6 +84,29 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 
               arg2=gemm_arg2(Epilogue.RESIDUAL, SECOND)),
         ]
     return tuple(program) + (i(Opcode.END),)
+
+
+def embedding_program() -> tuple[Instruction, ...]:
+    """The patch embedding (``sw.golden.model_stages``): the patch rows (int8, loaded into the
+    GELU region, as wide as the FFN) through the patch linear in FC2's tensor slot (5), its
+    residual epilogue adding the position table (int16, loaded into RESIDUAL1) with the first
+    residual constants, into OUTPUT: INPUT's region, so the first layer's input. Rows: every
+    token (the engine's row count is the constants' ``tokens``)."""
+    return (Instruction(Opcode.GEMM, Buffer.OUTPUT, Buffer.GELU, Buffer.RESIDUAL1, arg=5,
+                        arg2=gemm_arg2(Epilogue.RESIDUAL, FIRST)),
+            Instruction(Opcode.END))
+
+
+def head_program() -> tuple[Instruction, ...]:
+    """The final LayerNorm (first set) into LN2 and the classifier in FC1's tensor slot (4)
+    from there into the GELU region (int8 logits, classes as wide as the FFN at most), as a
+    layer's FC1 reads LN2 and writes GELU: the memory map keeps those two apart, where LN1 may
+    share GELU's vectors. Run with a row count of 1, the class token's row
+    (``sw.golden.model_stages``)."""
+    return (Instruction(Opcode.LAYERNORM, Buffer.LN2, Buffer.INPUT, arg=FIRST),
+            Instruction(Opcode.GEMM, Buffer.GELU, Buffer.LN2, arg=4,
+                        arg2=gemm_arg2(Epilogue.NONE)),
+            Instruction(Opcode.END))
 
 
 def encode_program(program) -> bytes:
