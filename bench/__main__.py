@@ -23,6 +23,7 @@ BENCHMARKS = {
     "gemm": "bench.gemm",
     "units": "bench.units",
     "layer": "bench.layer",
+    "model": "bench.model",
     "bert": "bench.bert",
     "synth": "bench.synth",
 }

@@ -1,32 +1,32 @@
-"""Whole-encoder benchmark: every layer of a model chained on the layer engine's RTL, image in,
-encoder output (and from it logits) out, against the golden and cycle models.
+"""Whole-model benchmark: every program of a model chained on the layer engine's RTL, against
+the golden and cycle models.
 
 Two parts (issue 18), each its own co-simulation, each failing the benchmark unless every
-layer of every image is bit-exact and every instruction cycle-exact:
+program of every image is bit-exact and every instruction cycle-exact:
 
 - ``digits``: the trained digits DeiT pruned with the demo's recipe (``flow.demo``: block
   pruning to 25 %, heads and neurons removed, tokens kept 0.7 in both layers) and its dense
-  teacher, exported for the ``tiny`` hardware, each run on :data:`DIGITS_IMAGES` validation
-  images (``sim.encoder_replay``: only layer 0's input loaded; layer 1 reads what layer 0 left
-  in the scratchpad). The logits come from the RTL's last-layer output through the host's final
-  LayerNorm and classifier (``IntegerDeiT.head``) and are compared with the integer model's
-  (``==``); top-1 of both against the labels.
+  teacher, exported for the ``tiny`` hardware, each run whole on :data:`DIGITS_IMAGES`
+  validation images, image in and int8 logits out (``sim.encoder_replay.model_cases``: the
+  embedding program, both layers and the head program, each on what the one before it left in
+  the scratchpad; the host loads only the quantized patch rows and the position table). The
+  logits are compared with the whole integer model's (``sw.golden.model_stages.model_int``,
+  ``==``); top-1 of both against the labels.
 - ``deit_b16``: a random twelve-layer DeiT-B pruned as ``sim.layer_replay.BENCH_PRUNING`` says
   (7 of 12 heads, 30 % of the blocks in every layer; token keep rate 0.7 after the attention of
-  layers 3, 6 and 9: 197 -> 140 -> 100 -> 72 rows), chained on the deit_b16 engine; its dense
-  counterpart (every head, every block, every token) by the cycle model, layer by layer.
+  layers 3, 6 and 9: 197 -> 140 -> 100 -> 72 rows), its layers chained on the deit_b16 engine
+  (no embedding or head: random layers have no model around them); its dense counterpart
+  (every head, every block, every token) by the cycle model, layer by layer.
 
-What the cycles cover: the encoder layers as the engine runs them (``cycles_*``). The patch
-embedding and the class and distillation tokens and position embeddings (before the encoder)
-and the final LayerNorm and classifier (after it) run on the host today, so they are not in
-the cycles (``scope``); the load-port words between layers (programs, block structure,
-constants: one cycle each in the testbench) are reported beside them (``load_words_*``).
-Writes ``build/bench/model.json``::
+Cycles are the engine's, program by program (``cycles_*``); the load-port words between
+programs (programs, block structure, constants: one cycle each in the testbench) are reported
+beside them (``load_words_*``), not in them (``scope``). Writes ``build/bench/model.json``::
 
     {"scope",
      "digits": {"images", "logits_bit_exact", "cycles_equal_model", "top1_rtl",
                 "top1_integer", "cycles_per_image_dense", "cycles_per_image_pruned", "speedup",
-                "mac_reduction", "load_words_per_image_pruned", "cosim_seconds", ...},
+                "mac_reduction", "cycles_embedding_pruned", "cycles_head_pruned",
+                "load_words_per_image_pruned", "cosim_seconds", ...},
      "deit_b16": {"layers", "bit_exact", "cycles_equal_model", "cycles_pruned",
                   "cycles_dense_model", "speedup", "mac_reduction", "utilization",
                   "cosim_seconds", "tokens_per_layer", ...}}
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.encoder_replay import encoder_cases, replay_encoders, synthetic_encoder
+from sim.encoder_replay import replay_encoders, synthetic_encoder
 from sim.harness import build
 from sim.layer_replay import BENCH_PRUNING, model_cycles
 from sw.build_files import BENCH_ROOT, write_json
@@ -56,10 +56,11 @@ WORK = BENCH_ROOT / "model"
 DIGITS_IMAGES = 32
 #: Layers whose attention prunes tokens in the deit_b16 part ("after layers 3, 6 and 9").
 GATHER_LAYERS = (3, 6, 9)
-SCOPE = ("cycles are the encoder layers on the layer engine; the patch embedding with the "
-         "class and distillation tokens and position embeddings, and the final LayerNorm and "
-         "classifier, run on the host (issue 18 item 1 open); load-port words between layers "
-         "are counted separately")
+SCOPE = ("digits: the whole model on the layer engine, image in and int8 logits out (patch "
+         "embedding, every layer and head as engine programs; the host loads the quantized "
+         "patch rows and the position table); deit_b16: the twelve encoder layers chained (its "
+         "embedding and head are not in its cycles); load-port words between programs (programs, "
+         "block structure, constants) are counted separately, not in the cycles")
 
 
 def _macs(result: dict) -> int:
@@ -76,6 +77,8 @@ def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits"
     """The ``digits`` part (trains and prunes the demo's models first when missing)."""
     from flow.demo import (DENSE_NAME, IMAGE_NAME, PRUNING_DIR, export_model, prune_with_recipe,
                            teacher)
+    from sim.encoder_replay import model_cases
+    from sw.golden.model_stages import model_int, quantize_stages
     from sw.prune import split_for
     teacher_dir = teacher(progress=False)
     if not (PRUNING_DIR / "pruned" / "config.json").is_file():
@@ -85,16 +88,20 @@ def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits"
                                 ("pruned", PRUNING_DIR, IMAGE_NAME)):
         state, image = export_model(source, work_dir / name, name)
         split = split_for(teacher_dir, state.topology["image_size"])
-        pixels, labels = split.val_images[:images], split.val_labels[:images].numpy()
+        pixels = split.val_images[:images].numpy()
+        labels = split.val_labels[:images].numpy()
         integer = state.integer_model
+        embedding, head = quantize_stages(integer, state.calibration,
+                                          block_rows=state.config.hardware.block_rows)
         design = build(state.config, "layer_engine")
         started = time.monotonic()
-        runs = replay_encoders(design, encoder_cases(image, integer.embed(pixels), name=name),
+        runs = replay_encoders(design, model_cases(image, embedding, head, pixels, name=name),
                                work_dir / f"{name}-sim")
         seconds = time.monotonic() - started
         _check(runs)
-        rtl = integer.head(np.stack([run.output for run in runs]))
-        golden = integer.logits(pixels, token_pruning=state.token_pruning)
+        rtl = np.concatenate([run.output for run in runs])[:, :head.classes]
+        golden = model_int(integer, embedding, head, pixels,
+                           token_pruning=state.token_pruning)[:, :head.classes]
         outputs[model] = {
             "runs": runs, "seconds": seconds,
             "logits_bit_exact": bool(np.array_equal(rtl, golden)),
@@ -103,12 +110,16 @@ def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits"
             "top1_equal": bool(np.array_equal(rtl.argmax(-1), golden.argmax(-1))),
             "macs": _macs_per_image(runs)}
         print(f"model: digits {model}: {images} images, cycles per image "
-              f"{runs[0].cycles:,} .. {max(r.cycles for r in runs):,}, logits == integer "
-              f"model {outputs[model]['logits_bit_exact']}, top-1 RTL "
+              f"{min(r.cycles for r in runs):,} .. {max(r.cycles for r in runs):,}, int8 logits "
+              f"== integer model {outputs[model]['logits_bit_exact']}, top-1 RTL "
               f"{outputs[model]['top1_rtl']:.4f} ({seconds:.0f} s)", flush=True)
     dense, pruned = outputs["dense"], outputs["pruned"]
     mean = {model: float(np.mean([run.cycles for run in o["runs"]]))
             for model, o in outputs.items()}
+    stages = {part: round(float(np.mean([r["cycles"] for run in pruned["runs"]
+                                         for r in run.layers
+                                         if r["name"].endswith("." + part)])))
+              for part in ("embedding", "head")}
     document.update({
         "logits_bit_exact": pruned["logits_bit_exact"] and dense["logits_bit_exact"],
         "cycles_equal_model": all(run.cycles == run.model_cycles
@@ -118,13 +129,13 @@ def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits"
         "dense_top1_rtl": dense["top1_rtl"], "dense_top1_integer": dense["top1_integer"],
         "cycles_per_image_dense": round(mean["dense"]),
         "cycles_per_image_pruned": round(mean["pruned"]),
+        "cycles_embedding_pruned": stages["embedding"], "cycles_head_pruned": stages["head"],
         "speedup": round(mean["dense"] / mean["pruned"], 4),
         "mac_reduction": round(dense["macs"] / pruned["macs"], 4),
         "load_words_per_image_pruned": round(float(np.mean(
             [run.load_words for run in pruned["runs"]]))),
         "load_words_per_image_dense": round(float(np.mean(
             [run.load_words for run in dense["runs"]]))),
-        "inputs_loaded_per_image": pruned["runs"][0].to_dict()["inputs_loaded"],
         "cosim_seconds": round(pruned["seconds"], 1),
         "dense_cosim_seconds": round(dense["seconds"], 1)})
     return document

@@ -12,15 +12,17 @@ answering: how accurate is the pruned model, and how much faster does it run?
    teacher into ``build/images/digits_deit_dense/`` (``weights.bin``, ``params.json``,
    ``manifest.json``); each image's golden model is checked equal to the one quantized from
    its torch model.
-4. Top-1 accuracy of both integer (golden) models on the teacher's validation split.
+4. Top-1 accuracy of both whole integer (golden) models on the teacher's validation split:
+   the patch embedding and the head in integers too (``sw.golden.model_stages``, calibrated on
+   the export's images), what the RTL runs.
 5. Generate the layer engine from each ``params.json`` (what ``make verilog CONFIG=...`` does,
    top ``layer_engine``, into ``build/<config name>/``) and build it with Verilator.
-6. Run both whole encoders on the layer engine for :data:`DEMO_IMAGES` validation images
-   (``sim.encoder_replay``): only layer 0's input is loaded, each later layer runs on what the
-   one before it left in the scratchpad; every layer bit-exact to the golden model, every
-   instruction's cycles equal to the cycle model; the host's final LayerNorm and classifier
-   turn the RTL's last output into logits, compared with the integer model's (``==``). (The
-   patch embedding and the head are not on the accelerator yet.)
+6. Run both whole models on the layer engine for :data:`DEMO_IMAGES` validation images, image
+   in and int8 logits out (``sim.encoder_replay.model_cases``): the host loads only the
+   quantized patch rows and the position table; the embedding program, every layer and the
+   head program run one after the other on what the one before left in the scratchpad; every
+   program bit-exact to the golden model, every instruction's cycles equal to the cycle model,
+   the logits equal to the whole integer model's (``==``).
 7. Write ``build/demo/report.json``, ``report.md`` and plots (``flow.demo_report``), with
    ``make bench``'s pruning runs (``build/bench/pruning.json``, ``tokens.json``) on the
    accuracy-against-cycles plot when they exist (their cycles from the cycle model), and time
@@ -150,17 +152,27 @@ def export_model(model_dir: Path, out: Path, name: str):
     return state, load_image(out / "weights.bin")
 
 
-def _integer_accuracy(states: dict, split) -> dict:
-    """Top-1 of each integer model on the teacher's validation split."""
-    from sw.golden.deit_int import predict
+def _integer_accuracy(states: dict, split, stages: dict) -> dict:
+    """Top-1 of each whole integer model (``sw.golden.model_stages.model_int``: the embedding
+    and the head in integers too, what the RTL runs) on the teacher's validation split."""
+    from sw.golden.model_stages import model_int
     labels = split.val_labels.numpy()
     result = {"validation_images": int(len(labels))}
     for model, state in states.items():
-        logits = predict(state.integer_model, split.val_images,
-                         token_pruning=state.token_pruning)
+        embedding, head = stages[model]
+        logits = model_int(state.integer_model, embedding, head, split.val_images.numpy(),
+                           token_pruning=state.token_pruning)
         result[model] = float(np.mean(logits.argmax(-1) == labels))
         print(f"      {model}: integer top-1 {result[model]:.3f} on {len(labels)} images")
     return result
+
+
+def _stages(states: dict) -> dict:
+    """Each model's integer embedding and head, calibrated on its export's images."""
+    from sw.golden.model_stages import quantize_stages
+    return {model: quantize_stages(state.integer_model, state.calibration,
+                                   block_rows=state.config.hardware.block_rows)
+            for model, state in states.items()}
 
 
 def check_same_engine(dense, pruned) -> None:
@@ -171,29 +183,35 @@ def check_same_engine(dense, pruned) -> None:
                              f"'{dense.name}' {expected}: not the same engine")
 
 
-def _replay(designs: dict, images: dict, states: dict, split) -> tuple[dict, dict]:
-    """Every layer of both models chained on the RTL for :data:`DEMO_IMAGES` validation images
-    (``sim.encoder_replay``); returns the first image's per-layer results (each instruction
-    with ``nonzero_macs``) and, per model, what the whole images gave: the logits from the
-    RTL's last-layer output against the integer model's, and the predicted classes."""
-    from sim.encoder_replay import encoder_cases, replay_encoders
+def _replay(designs: dict, images: dict, states: dict, split, stages: dict
+            ) -> tuple[dict, dict]:
+    """Both whole models on the RTL for :data:`DEMO_IMAGES` validation images, image in and
+    int8 logits out (``sim.encoder_replay.model_cases``: the embedding program, every layer and
+    the head program chained on chip); returns the first image's per-program results (each
+    instruction with ``nonzero_macs``, each result with its ``part``) and, per model, what the
+    images gave: the logits against the integer model's, and the predicted classes."""
+    from sim.encoder_replay import model_cases, replay_encoders
+    from sw.golden.model_stages import model_int
     replays, whole = {}, {}
-    pixels = split.val_images[:DEMO_IMAGES]
+    pixels = split.val_images[:DEMO_IMAGES].numpy()
     labels = split.val_labels[:DEMO_IMAGES].numpy()
     for model in ("dense", "pruned"):
-        print(f"      {model}: {len(images[model].layers)} layers x {DEMO_IMAGES} images, "
-              f"chained on chip...", flush=True)
-        integer = states[model].integer_model
-        chains = encoder_cases(images[model], integer.embed(pixels))
+        embedding, head = stages[model]
+        print(f"      {model}: embedding, {len(images[model].layers)} layers and head x "
+              f"{DEMO_IMAGES} images, chained on chip...", flush=True)
+        chains = model_cases(images[model], embedding, head, pixels)
         try:
             runs = replay_encoders(designs[model], chains, REPORT_DIR / "replay" / model)
         except TestbenchFailed as failure:
-            raise DemoFailed(f"{model} encoder replay failed: {failure}") from None
+            raise DemoFailed(f"{model} whole-model replay failed: {failure}") from None
         for case, result in zip(chains[0], runs[0].layers):
+            result["part"] = case.name.rsplit(".", 1)[-1]
             for instruction in result["instructions"]:
                 instruction["nonzero_macs"] = nonzero_macs(case, instruction)
-        rtl = integer.head(np.stack([run.output for run in runs]))
-        golden = integer.logits(pixels, token_pruning=states[model].token_pruning)
+        rtl = np.concatenate([run.output for run in runs])
+        golden = model_int(states[model].integer_model, embedding, head, pixels,
+                           token_pruning=states[model].token_pruning)
+        predicted = rtl[:, :head.classes].argmax(-1)
         whole[model] = {
             "images": len(runs), "bit_exact": all(run.bit_exact for run in runs),
             "cycle_exact": all(run.cycle_exact for run in runs),
@@ -201,15 +219,16 @@ def _replay(designs: dict, images: dict, states: dict, split) -> tuple[dict, dic
             "inputs_loaded_per_image": runs[0].to_dict()["inputs_loaded"],
             "cycles": [run.cycles for run in runs],
             "load_words": [run.load_words for run in runs],
-            "predicted": rtl.argmax(-1).tolist(), "integer_predicted": golden.argmax(-1).tolist(),
+            "predicted": predicted.tolist(),
+            "integer_predicted": golden[:, :head.classes].argmax(-1).tolist(),
             "labels": labels.tolist(),
-            "top1_rtl": float(np.mean(rtl.argmax(-1) == labels)),
-            "top1_integer": float(np.mean(golden.argmax(-1) == labels))}
+            "top1_rtl": float(np.mean(predicted == labels)),
+            "top1_integer": float(np.mean(golden[:, :head.classes].argmax(-1) == labels))}
         w = whole[model]
         print(f"      {model}: {w['images']} images, bit-exact {w['bit_exact']}, cycle-exact "
-              f"{w['cycle_exact']}, logits == integer model {w['logits_equal']}, top-1 on the "
-              f"RTL {w['top1_rtl']:.3f} (integer {w['top1_integer']:.3f}), cycles per image "
-              f"{min(w['cycles']):,} .. {max(w['cycles']):,}", flush=True)
+              f"{w['cycle_exact']}, int8 logits == integer model {w['logits_equal']}, top-1 on "
+              f"the RTL {w['top1_rtl']:.3f} (integer {w['top1_integer']:.3f}), cycles per "
+              f"image {min(w['cycles']):,} .. {max(w['cycles']):,}", flush=True)
         replays[model] = list(runs[0].layers)
     return replays, whole
 
@@ -316,7 +335,8 @@ def run(progress: bool = True) -> dict:
     with steps.step("integer (golden) model accuracy on the validation split", "accuracy"):
         from sw.prune import split_for
         split = split_for(teacher_dir, dense_state.topology["image_size"])
-        integer = _integer_accuracy(states, split)
+        stages = _stages(states)
+        integer = _integer_accuracy(states, split, stages)
     configs = {"dense": load_config(DENSE_DIR / "params.json"),
                "pruned": load_config(IMAGE_DIR / "params.json")}
     check_same_engine(configs["dense"], configs["pruned"])
@@ -331,9 +351,9 @@ def run(progress: bool = True) -> dict:
             built = build(configs[model], "layer_engine", verilog=design.verilog.read_text())
             print(f"      {built.directory} ({built.build_seconds:.0f} s)", flush=True)
             designs[model] = built
-    with steps.step(f"running both whole encoders on the layer engine RTL for {DEMO_IMAGES} "
-                    f"validation images (layers chained on chip)", "replay"):
-        replays, whole = _replay(designs, images, states, split)
+    with steps.step(f"running both whole models on the layer engine RTL for {DEMO_IMAGES} "
+                    f"validation images (image in, logits out, chained on chip)", "replay"):
+        replays, whole = _replay(designs, images, states, split, stages)
     with steps.step(f"writing the report into {REPORT_DIR}", "report"):
         topology = dense_image.model
         facts = {

@@ -41,8 +41,8 @@ what ``make demo`` prints last.
                     command measures it (``hw.synth.throughput.missing_clock``)
 
 Utilization is non-zero MACs over ``array_rows x array_cols`` times cycles; speed-up and MAC
-reduction are dense over pruned; cycles are per image (one forward pass through every encoder
-layer; the patch embedding and the classifier do not run on the engine). With a clock, each
+reduction are dense over pruned; cycles are per image (every program ``replays`` holds: the
+encoder layers and, where the demo ran whole images, the patch embedding and the head too). With a clock, each
 layer and the image also get ``at_fmax`` (``hw.synth.throughput.at_fmax``): latency in
 microseconds, layers or images per second, effective GOP/s (twice the dense model's MACs of that
 layer or image, as its replay executed them, per second of this model's run: dense-equivalent)
@@ -87,7 +87,7 @@ def _replay_summary(result: dict, processing_elements: int) -> dict:
         unit["nonzero_macs"] += entry["nonzero_macs"]
         unit["instructions"] += 1
     macs = sum(unit["nonzero_macs"] for unit in units.values())
-    return {"name": result["name"], "cycles": result["cycles"],
+    return {"name": result["name"], "part": result.get("part"), "cycles": result["cycles"],
             "macs": sum(entry["macs"] for entry in result["instructions"]),
             "model_cycles": result["model_cycles"], "bit_exact": bool(result["bit_exact"]),
             "cycle_exact": (result["cycles"] == result["model_cycles"] and all(
@@ -154,7 +154,8 @@ def build_report(facts: dict) -> dict:
                          f"{len(replays['pruned'])} pruned layers")
     layers = []
     for index, (dense, pruned) in enumerate(zip(replays["dense"], replays["pruned"])):
-        layers.append({"index": index, "dense": dense, "pruned": pruned,
+        layers.append({"index": index, "label": dense["part"] or index,
+                       "dense": dense, "pruned": pruned,
                        "speedup": _ratio(dense["cycles"], pruned["cycles"]),
                        "mac_reduction": _ratio(dense["nonzero_macs"], pruned["nonzero_macs"])})
     names: list = []
@@ -258,16 +259,17 @@ def headline(report: dict) -> str:
 
 
 def _whole_sentence(report: dict) -> str:
-    """``Both whole encoders ran on N images ...`` when the report has whole images."""
+    """``Both whole models ran on N images ...`` when the report has whole images."""
     whole = report.get("whole_images")
     if not whole:
         return ""
     equal = all(whole[m]["logits_equal"] for m in _MODELS)
-    return (f"Both whole encoders ran on the RTL for {whole['pruned']['images']} validation "
-            f"images, layer to layer on chip (only the first layer's input loaded): logits "
-            f"from the RTL's output {'equal' if equal else 'NOT equal'} to the integer "
-            f"model's on every image, top-1 on them {_number(whole['pruned']['top1_rtl'])} "
-            f"pruned, {_number(whole['dense']['top1_rtl'])} dense. ")
+    return (f"Both whole models ran on the RTL for {whole['pruned']['images']} validation "
+            f"images, image in and logits out, program to program on chip (the host loads "
+            f"only the patch rows and the position table): logits "
+            f"{'equal' if equal else 'NOT equal'} to the integer model's on every image, "
+            f"top-1 on them {_number(whole['pruned']['top1_rtl'])} pruned, "
+            f"{_number(whole['dense']['top1_rtl'])} dense. ")
 
 
 def _time_sentence(report: dict) -> str:
@@ -320,7 +322,7 @@ def answer_rows(report: dict) -> list[list[str]]:
     whole = report.get("whole_images")
     if whole:
         rows += [
-            [f"whole encoder on the RTL, {whole['pruned']['images']} images: logits == integer "
+            [f"whole model on the RTL, {whole['pruned']['images']} images: logits == integer "
              f"model", *(_yes(whole[m]["logits_equal"] and whole[m]["bit_exact"]
                               and whole[m]["cycle_exact"]) for m in _MODELS), ""],
             ["top-1 of those images, RTL (integer model)",
@@ -367,7 +369,8 @@ def console_summary(report: dict) -> str:
               f"{'MAC reduction':>15}{'util. dense':>13}{'util. pruned':>14}"]
     for layer in report["layers"]:
         dense, pruned = layer["dense"], layer["pruned"]
-        lines.append(f"  {layer['index']:<6}{_number(dense['cycles']):>14}"
+        lines.append(f"  {str(layer.get('label', layer['index'])):<10}"
+                     f"{_number(dense['cycles']):>10}"
                      f"{_number(pruned['cycles']):>15}{_number(layer['speedup'], 2):>9}x"
                      f"{_number(layer['mac_reduction'], 2):>14}x"
                      f"{_number(dense['utilization']):>13}{_number(pruned['utilization']):>14}")
@@ -385,7 +388,8 @@ def markdown(report: dict) -> str:
                     text_columns=(0, 3))
     lines += ["", f"Accuracies: top-1 on {accuracy.get('validation_images', '?')} validation "
               f"images (sources: the accuracy table below); the integer model is the golden "
-              f"model the RTL matches bit for bit. Cycles: every encoder layer of one image, "
+              f"model the RTL matches bit for bit. Cycles: every program of one image (the "
+              f"patch embedding, each encoder layer and the head where whole images ran), "
               f"replayed through the layer engine's RTL (Verilator); utilization counts all of "
               f"a layer's cycles (LayerNorm, softmax, GELU, residuals too).", "",
               *[f"- Clock, {line}." for line in clock_lines(report)], "",
@@ -412,11 +416,12 @@ def markdown(report: dict) -> str:
               "loaded): outputs compared with the golden model (`==`), every instruction's "
               "cycles with the cycle model (`sw/cycle_model/layer_engine.py`). The tables "
               "below are the first image's layers.", "",
-              "## Per layer (measured cycles)", ""]
+              "## Per program (measured cycles)", ""]
     rows = []
     for layer in report["layers"]:
         dense, pruned = layer["dense"], layer["pruned"]
-        rows.append([layer["index"], _number(dense["cycles"]), _number(pruned["cycles"]),
+        rows.append([layer.get("label", layer["index"]), _number(dense["cycles"]),
+                     _number(pruned["cycles"]),
                      _number(layer["speedup"], 2), _number(dense["nonzero_macs"]),
                      _number(pruned["nonzero_macs"]), _number(layer["mac_reduction"], 2),
                      _number(dense["utilization"]), _number(pruned["utilization"]),
@@ -464,7 +469,8 @@ def _time_section(report: dict) -> list[str]:
         return lines + [" ".join(f"Clock, {line}." for line in clock_lines(report))]
     rows = []
     for name, dense, pruned in (
-            *[(layer["index"], layer["dense"]["at_fmax"], layer["pruned"]["at_fmax"])
+            *[(layer.get("label", layer["index"]), layer["dense"]["at_fmax"],
+               layer["pruned"]["at_fmax"])
               for layer in report["layers"]],
             ("image", report["total"]["dense_at_fmax"], report["total"]["pruned_at_fmax"])):
         dense, pruned = dense or {}, pruned or {}
@@ -530,7 +536,8 @@ def plot_layers(report: dict, path: Path) -> None:
     plt = _figure()
     layers = report["layers"]
     total = report["total"]
-    names = [f"layer {layer['index']}" for layer in layers] + ["all layers"]
+    names = [str(layer["label"]) if isinstance(layer.get("label"), str)
+             else f"layer {layer['index']}" for layer in layers] + ["all layers"]
     speedups = [layer["speedup"] or 0 for layer in layers] + [total["speedup"] or 0]
     reductions = [layer["mac_reduction"] or 0 for layer in layers] + [total["mac_reduction"] or 0]
     positions = list(range(len(names)))

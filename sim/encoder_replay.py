@@ -26,6 +26,7 @@ import numpy as np
 
 from sim.layer_replay import LayerCase, image_cases, replay
 from sw.golden.layer_program import run_layer_program
+from sw.golden.model_stages import STAGE_UNITS
 from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning, keep_count
 from sw.image.program import layer_program
@@ -100,6 +101,10 @@ def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> li
             raise ValueError("each chain loads its first program's input and no other")
     flat = [case for chain in chains for case in chain]
     results = replay(design, flat, work_dir)
+    for case, result in zip(flat, results):         # the stages' units by their own names
+        names = STAGE_UNITS.get(case.name.rsplit(".", 1)[-1], {})
+        for entry in result["instructions"]:
+            entry["unit"] = names.get(entry["unit"], entry["unit"])
     runs, start = [], 0
     for chain in chains:
         measured = results[start:start + len(chain)]

@@ -148,7 +148,8 @@ def test_the_whole_encoder_of_an_exported_digits_shaped_deit_chains_on_chip(tmp_
         assert [r["input_loaded"] for r in run.layers] == [False] * 4
         assert run.output.shape == (1, 16) and run.bit_exact
         units = [[e["unit"] for e in r["instructions"]] for r in run.layers]
-        assert units[0] == ["fc2", "control"] and units[-1] == ["layernorm1", "fc1", "control"]
+        assert units[0] == ["patch_embedding", "control"]
+        assert units[-1] == ["final_layernorm", "classifier", "control"]
         # the head runs on one row, the class token's: a fraction of a layer's cycles
         assert run.layers[-1]["cycles"] < run.layers[1]["cycles"] // 10
     assert np.array_equal(np.concatenate([run.output for run in models]),

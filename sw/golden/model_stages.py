@@ -38,7 +38,7 @@ from sw.golden.kernels import (LayerNormConstants, ResidualConstants, layernorm_
 from sw.isa import TENSOR_ROLES
 from sw.quantize.linear import QuantizedLinear, quantize_linear, quantize_tensor
 
-__all__ = ["EMBEDDING_ROLE", "HEAD_ROLE", "IntegerEmbedding", "IntegerHead", "patch_rows",
+__all__ = ["EMBEDDING_ROLE", "HEAD_ROLE", "STAGE_UNITS", "IntegerEmbedding", "IntegerHead", "patch_rows",
            "quantize_patches", "embedding_int", "head_int", "model_int", "engine_layer",
            "quantize_stages"]
 
@@ -46,6 +46,12 @@ __all__ = ["EMBEDDING_ROLE", "HEAD_ROLE", "IntegerEmbedding", "IntegerHead", "pa
 #: FC2's (hidden x FFN), the classifier (classes x hidden) as FC1's (FFN x hidden), so the
 #: scratchpad's GELU region (tokens x FFN, int8) holds the patch rows and the logits.
 EMBEDDING_ROLE, HEAD_ROLE = "fc2", "fc1"
+
+
+#: What the cycle model's unit names mean in each stage's program (the GEMM's tensor slot and
+#: the LayerNorm's constant set name a layer's units there).
+STAGE_UNITS = {"embedding": {EMBEDDING_ROLE: "patch_embedding"},
+               "head": {"layernorm1": "final_layernorm", HEAD_ROLE: "classifier"}}
 
 
 @dataclass(frozen=True, eq=False)

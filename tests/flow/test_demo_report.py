@@ -143,19 +143,19 @@ def test_whole_images_join_the_answer():
                              "pruned": whole}
     report = build_report(facts)
     assert report["whole_images"] == facts["whole_images"]
-    assert ("dense, 0.783 pruned. Both whole encoders ran on the RTL for 8 validation images, "
-            "layer to layer on chip (only the first layer's input loaded): logits from the "
-            "RTL's output equal to the integer model's on every image, top-1 on them 0.875 "
-            "pruned, 1.000 dense. Every layer") in headline(report)
+    assert ("dense, 0.783 pruned. Both whole models ran on the RTL for 8 validation images, "
+            "image in and logits out, program to program on chip (the host loads only the "
+            "patch rows and the position table): logits equal to the integer model's on every "
+            "image, top-1 on them 0.875 pruned, 1.000 dense. Every layer") in headline(report)
     text = markdown(report).splitlines()
     assert text[13:15] == [
-        "| whole encoder on the RTL, 8 images: logits == integer model | yes | yes |  |",
+        "| whole model on the RTL, 8 images: logits == integer model | yes | yes |  |",
         "| top-1 of those images, RTL (integer model) | 1.000 (1.000) | 0.875 (0.875) |  |"]
     facts["whole_images"]["pruned"]["logits_equal"] = False
     report = build_report(facts)
-    assert "| whole encoder on the RTL, 8 images: logits == integer model | yes | NO |  |" in \
+    assert "| whole model on the RTL, 8 images: logits == integer model | yes | NO |  |" in \
         markdown(report)
-    assert "logits from the RTL's output NOT equal" in headline(report)
+    assert "logits NOT equal" in headline(report)
 
 
 def test_a_failed_check_is_the_answer_too():
