@@ -1,6 +1,12 @@
 """Fidelity benchmark: the integer model against the float model on digits, and the golden
 model's speed on a deit_b16-sized layer. Writes ``build/bench/fidelity.json``.
 
+``top1_int`` and ``top1_agreement``: the integer encoder between the float patch embedding and
+the float classifier (``sw.golden.deit_int``); ``whole_model``: the whole model in integers as
+the layer engine runs it, int8 patch rows in and int8 logits out
+(``sw.golden.model_stages.model_int``, the stages calibrated on the same images; blocks of 8
+rows for the classifier's padding, which does not change the logits).
+
 The digits DeiT is read from ``build/models/digits_deit`` (trained there first, about a
 minute, if absent). Calibration: the first ``CALIBRATION_IMAGES`` training images.
 """
@@ -18,6 +24,7 @@ from sw.build_files import BENCH_ROOT, DIGITS_TEACHER, write_json
 from sw.data.digits import load_digits_split
 from sw.golden.deit_int import predict, quantize_model
 from sw.golden.encoder_layer import RESIDUAL_BITS, encoder_layer_int, quantize_encoder_layer
+from sw.golden.model_stages import model_int, quantize_stages
 from sw.models import load_model
 from sw.quantize.calibration import calibrate, encoder_layers
 
@@ -64,6 +71,10 @@ def run(output: Path = OUTPUT) -> dict:
     labels = split.val_labels.numpy()
     cosine = (float_logits * int_logits).sum(1) / (np.linalg.norm(float_logits, axis=1)
                                                   * np.linalg.norm(int_logits, axis=1))
+    # the whole model in integers, as the engine runs it: embedding and head too
+    embedding, head = quantize_stages(integer, split.train_images[:CALIBRATION_IMAGES],
+                                      block_rows=8)
+    whole = model_int(integer, embedding, head, split.val_images.numpy())[:, :head.classes]
     document = {
         "dataset": "digits",
         "validation_images": int(len(labels)),
@@ -73,6 +84,11 @@ def run(output: Path = OUTPUT) -> dict:
         "top1_agreement": float((float_logits.argmax(1) == int_logits.argmax(1)).mean()),
         "logits_cosine": float(cosine.mean()),
         "logits_cosine_min": float(cosine.min()),
+        "whole_model": {
+            "top1_int": float((whole.argmax(1) == labels).mean()),
+            "top1_agreement": float((float_logits.argmax(1) == whole.argmax(1)).mean()),
+            "top1_agreement_with_encoder_only": float(
+                (int_logits.argmax(1) == whole.argmax(1)).mean())},
         "golden_layer_seconds_deit_b16": golden_layer_seconds(),
     }
     write_json(document, output)

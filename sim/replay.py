@@ -218,7 +218,9 @@ def nonzero_macs(case, instruction: dict) -> int:
     it works on times the non-zero weights of a linear, every MAC of an attention product (its
     "weights" are activations), none for the other units."""
     if instruction["opcode"] == "GEMM":
-        weight = getattr(case.layer, instruction["unit"]).weight
+        from sw.golden.model_stages import STAGE_ROLES      # a stage's GEMM: its tensor slot
+        role = STAGE_ROLES.get(instruction["unit"], instruction["unit"])
+        weight = getattr(case.layer, role).weight
         return int(instruction["rows"]) * int(np.count_nonzero(weight))
     return int(instruction["macs"])
 

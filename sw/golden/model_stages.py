@@ -38,7 +38,7 @@ from sw.golden.kernels import (LayerNormConstants, ResidualConstants, layernorm_
 from sw.isa import TENSOR_ROLES
 from sw.quantize.linear import QuantizedLinear, quantize_linear, quantize_tensor
 
-__all__ = ["EMBEDDING_ROLE", "HEAD_ROLE", "STAGE_UNITS", "IntegerEmbedding", "IntegerHead", "patch_rows",
+__all__ = ["EMBEDDING_ROLE", "HEAD_ROLE", "STAGE_UNITS", "STAGE_ROLES", "IntegerEmbedding", "IntegerHead", "patch_rows",
            "quantize_patches", "embedding_int", "head_int", "model_int", "engine_layer",
            "quantize_stages"]
 
@@ -52,6 +52,8 @@ EMBEDDING_ROLE, HEAD_ROLE = "fc2", "fc1"
 #: the LayerNorm's constant set name a layer's units there).
 STAGE_UNITS = {"embedding": {EMBEDDING_ROLE: "patch_embedding"},
                "head": {"layernorm1": "final_layernorm", HEAD_ROLE: "classifier"}}
+#: The tensor slot of each stage's GEMM, by its unit name.
+STAGE_ROLES = {"patch_embedding": EMBEDDING_ROLE, "classifier": HEAD_ROLE}
 
 
 @dataclass(frozen=True, eq=False)
