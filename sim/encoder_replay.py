@@ -104,7 +104,8 @@ def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> li
     for case, result in zip(flat, results):         # the stages' units by their own names
         names = STAGE_UNITS.get(case.name.rsplit(".", 1)[-1], {})
         for entry in result["instructions"]:
-            entry["unit"] = names.get(entry["unit"], entry["unit"])
+            if entry["unit"] in names:
+                entry["role"], entry["unit"] = entry["unit"], names[entry["unit"]]
     runs, start = [], 0
     for chain in chains:
         measured = results[start:start + len(chain)]
@@ -122,13 +123,22 @@ def model_cases(image, embedding, head, pixel_values, *, name: str | None = None
     the embedding program (its patch rows and position table loaded, nothing else), every layer
     of ``image`` and the head program (row count 1), each on what the one before it left;
     names ``<name>.input<n>.embedding``, ``.layer<i>``, ``.head``. ``embedding`` and ``head``:
-    ``sw.golden.model_stages.quantize_stages`` of the model the image was exported from. The
-    head's result is the int8 logits (the GELU region)."""
-    from sw.golden.model_stages import embedding_int, engine_layer, quantize_patches
-    from sw.image.program import Buffer, embedding_program, head_program
+    ``sw.golden.model_stages.quantize_stages`` of the model the image was exported from; each
+    stage's GEMM goes in the tensor slot that holds it on the image's engine
+    (``stage_role``). The head's result is the int8 logits.
+
+    Raises
+    ------
+    ValueError
+        If a stage's weight fits no tensor slot of the engine."""
+    from sw.golden.model_stages import embedding_int, engine_layer, quantize_patches, stage_role
+    from sw.image.program import HEAD_SLOTS, Buffer, embedding_program, head_program
     name = name or image.config.name
     hw = image.config.hardware
     block = (hw.block_rows, hw.block_cols)
+    embedding_role, head_role = stage_role(embedding, image.config), stage_role(head, image.config)
+    logits = HEAD_SLOTS[head_role][2]
+    patch_rows = embedding_program(embedding_role)[0].src_a
     chains = []
     for number, patches in enumerate(quantize_patches(pixel_values, embedding)):
         prefix = f"{name}.input{number}"
@@ -136,13 +146,14 @@ def model_cases(image, embedding, head, pixel_values, *, name: str | None = None
         layers = image_cases(image, x, chained=True, name=prefix)
         template = layers[0].layer
         first = LayerCase(name=f"{prefix}.embedding",
-                          layer=engine_layer(embedding, template, block),
-                          x=np.zeros_like(x), program=embedding_program(), chained=True,
-                          loads=((Buffer.GELU, patches), (Buffer.RESIDUAL1, embedding.position)))
+                          layer=engine_layer(embedding, template, block, embedding_role),
+                          x=np.zeros_like(x), program=embedding_program(embedding_role),
+                          chained=True,
+                          loads=((patch_rows, patches), (Buffer.RESIDUAL1, embedding.position)))
         last = run_layer_program(layers[-1].program, layers[-1].layer, layers[-1].x)
-        final = LayerCase(name=f"{prefix}.head", layer=engine_layer(head, template, block),
-                          x=last[:1], program=head_program(), chained=True,
-                          result=Buffer.GELU)
+        final = LayerCase(name=f"{prefix}.head",
+                          layer=engine_layer(head, template, block, head_role), x=last[:1],
+                          program=head_program(head_role), chained=True, result=logits)
         chains.append([first, dataclasses.replace(layers[0], chained=True), *layers[1:],
                        final])
     return chains

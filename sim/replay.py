@@ -218,9 +218,8 @@ def nonzero_macs(case, instruction: dict) -> int:
     it works on times the non-zero weights of a linear, every MAC of an attention product (its
     "weights" are activations), none for the other units."""
     if instruction["opcode"] == "GEMM":
-        from sw.golden.model_stages import STAGE_ROLES      # a stage's GEMM: its tensor slot
-        role = STAGE_ROLES.get(instruction["unit"], instruction["unit"])
-        weight = getattr(case.layer, role).weight
+        # a stage's GEMM keeps the tensor slot it ran in (``sim.encoder_replay``)
+        weight = getattr(case.layer, instruction.get("role", instruction["unit"])).weight
         return int(instruction["rows"]) * int(np.count_nonzero(weight))
     return int(instruction["macs"])
 

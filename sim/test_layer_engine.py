@@ -155,6 +155,9 @@ def test_an_exported_digits_shaped_deit_runs_whole_on_chip(tmp_path):
         units = [[e["unit"] for e in r["instructions"]] for r in run.layers]
         assert units[0] == ["patch_embedding", "control"]
         assert units[-1] == ["final_layernorm", "classifier", "control"]
+        # the slots that hold the stages on this engine (attention width 64): O and Q
+        assert [[e.get("role") for e in r["instructions"] if e["opcode"] == "GEMM"]
+                for r in (run.layers[0], run.layers[-1])] == [["o"], ["q"]]
         # the head runs on one row, the class token's: a fraction of a layer's cycles
         assert run.layers[-1]["cycles"] < run.layers[1]["cycles"] // 10
     assert np.array_equal(np.concatenate([run.output for run in models]),

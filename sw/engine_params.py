@@ -44,7 +44,7 @@ from sw.config import NORMS, AcceleratorConfig, ConfigError, block_words
 from sw.golden.encoder_layer import PROBABILITY_BITS, RESIDUAL_BITS
 from sw.isa import TENSOR_ROLES, Buffer
 from sw.scratchpad_regions import first_fit, live_ranges, overwritten_reads, program_of
-from sw.image.program import embedding_program, head_program
+from sw.image.program import EMBEDDING_SLOTS, HEAD_SLOTS, embedding_program, head_program
 
 __all__ = ["LANE_WIDTH", "ENGINE_TENSORS", "KEYS", "VALUES", "LayerEngineError",
            "ElementType", "element_types", "ScratchMemory", "Region", "LayerMemoryMap",
@@ -323,9 +323,11 @@ def _memory_map(config: AcceleratorConfig, keys: int) -> LayerMemoryMap:
             raise LayerEngineError(f"{config.name}: the scratchpad's memory map is unsafe for "
                                    f"a {norm}-LN layer: {problems[0]}")
     # and for the programs around the encoder (sw.golden.model_stages)
-    for what, program, loaded, result in (
-            ("embedding", embedding_program(), (Buffer.GELU, Buffer.RESIDUAL1), Buffer.OUTPUT),
-            ("head", head_program(), (Buffer.INPUT,), Buffer.GELU)):
+    stages = [(f"embedding ({role})", embedding_program(role), (rows, Buffer.RESIDUAL1),
+               Buffer.OUTPUT) for role, (_, rows) in EMBEDDING_SLOTS.items()]
+    stages += [(f"head ({role})", head_program(role), (Buffer.INPUT,), logits)
+               for role, (_, _, logits) in HEAD_SLOTS.items()]
+    for what, program, loaded, result in stages:
         problems = overwritten_reads(program, memory_map, loaded, result)
         if problems:
             raise LayerEngineError(f"{config.name}: the scratchpad's memory map is unsafe for "

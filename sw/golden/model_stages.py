@@ -2,7 +2,8 @@
 embedding before the first layer and the final LayerNorm and classifier after the last.
 
 Both are programs on the same engine as the layers (``sw.image.program.embedding_program`` and
-``head_program``), with no instruction or unit of their own:
+``head_program``), with no instruction or unit of their own; each puts its weight in a GEMM
+tensor slot that holds it on the engine at hand (:func:`stage_role`):
 
 - **Embedding.** The host cuts the image into patch rows (:func:`patch_rows`: the stride-``p``
   ``p x p`` convolution is exactly a linear map of each flattened patch) and quantizes them to
@@ -35,25 +36,19 @@ from sw.golden.encoder_layer import RESIDUAL_BITS, IntegerEncoderLayer
 from sw.golden.gemm import linear_int
 from sw.golden.kernels import (LayerNormConstants, ResidualConstants, layernorm_int,
                                residual_add_int, residual_constants)
+from sw.image.program import EMBEDDING_SLOTS, HEAD_SLOTS
 from sw.isa import TENSOR_ROLES
 from sw.quantize.linear import QuantizedLinear, quantize_linear, quantize_tensor
 
-__all__ = ["EMBEDDING_ROLE", "HEAD_ROLE", "STAGE_UNITS", "STAGE_ROLES", "IntegerEmbedding", "IntegerHead", "patch_rows",
+__all__ = ["STAGE_UNITS", "stage_role", "IntegerEmbedding", "IntegerHead", "patch_rows",
            "quantize_patches", "embedding_int", "head_int", "model_int", "engine_layer",
            "quantize_stages"]
 
-#: The tensor slot each stage's GEMM uses: the patch embedding (hidden x patch features) as
-#: FC2's (hidden x FFN), the classifier (classes x hidden) as FC1's (FFN x hidden), so the
-#: scratchpad's GELU region (tokens x FFN, int8) holds the patch rows and the logits.
-EMBEDDING_ROLE, HEAD_ROLE = "fc2", "fc1"
-
-
 #: What the cycle model's unit names mean in each stage's program (the GEMM's tensor slot and
 #: the LayerNorm's constant set name a layer's units there).
-STAGE_UNITS = {"embedding": {EMBEDDING_ROLE: "patch_embedding"},
-               "head": {"layernorm1": "final_layernorm", HEAD_ROLE: "classifier"}}
-#: The tensor slot of each stage's GEMM, by its unit name.
-STAGE_ROLES = {"patch_embedding": EMBEDDING_ROLE, "classifier": HEAD_ROLE}
+STAGE_UNITS = {"embedding": {role: "patch_embedding" for role in EMBEDDING_SLOTS},
+               "head": {"layernorm1": "final_layernorm",
+                        **{role: "classifier" for role in HEAD_SLOTS}}}
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,20 +140,48 @@ def _empty_linear(block: tuple) -> QuantizedLinear:
                            output_scale=1.0)
 
 
-def engine_layer(stage, template: IntegerEncoderLayer, block: tuple) -> IntegerEncoderLayer:
-    """The stand-in layer the engine loads to run a stage's program: its GEMM in the stage's
-    tensor slot (:data:`EMBEDDING_ROLE` / :data:`HEAD_ROLE`), its constants in the first set
-    (the embedding's residual add, the head's LayerNorm), every other slot a block of zeros and
-    every other constant ``template``'s (a real layer's, loaded but never used)."""
-    parts = {role: _empty_linear(block) for role in TENSOR_ROLES}
+def _stage_linear(stage) -> QuantizedLinear:
     if isinstance(stage, IntegerEmbedding):
-        parts[EMBEDDING_ROLE] = stage.linear
+        return stage.linear
+    if isinstance(stage, IntegerHead):
+        return stage.classifier
+    raise TypeError(f"not a model stage: {type(stage).__name__}")
+
+
+def stage_role(stage, config) -> str:
+    """The tensor slot a stage's GEMM uses on ``config``'s engine: the first of its slots
+    (``sw.image.program.EMBEDDING_SLOTS`` / ``HEAD_SLOTS``) whose largest weight holds it.
+
+    Raises
+    ------
+    ValueError
+        If no slot holds the weight (the message names the config, the weight and the slots).
+    """
+    from sw.engine_params import EngineParams
+    shapes = EngineParams.from_config(config).role_shapes
+    slots = EMBEDDING_SLOTS if isinstance(stage, IntegerEmbedding) else HEAD_SLOTS
+    out_features, in_features = _stage_linear(stage).weight.shape
+    for role in slots:
+        if out_features <= shapes[role][0] and in_features <= shapes[role][1]:
+            return role
+    what = "patch embedding" if isinstance(stage, IntegerEmbedding) else "classifier"
+    held = ", ".join(f"{role} {shapes[role][0]}x{shapes[role][1]}" for role in slots)
+    raise ValueError(f"{config.name}: the {what} weight {out_features}x{in_features} fits no "
+                     f"tensor slot of the engine ({held})")
+
+
+def engine_layer(stage, template: IntegerEncoderLayer, block: tuple,
+                 role: str) -> IntegerEncoderLayer:
+    """The stand-in layer the engine loads to run a stage's program: its GEMM in tensor slot
+    ``role`` (:func:`stage_role`), its constants in the first set (the embedding's residual
+    add, the head's LayerNorm), every other slot a block of zeros and every other constant
+    ``template``'s (a real layer's, loaded but never used)."""
+    parts = {name: _empty_linear(block) for name in TENSOR_ROLES}
+    parts[role] = _stage_linear(stage)
+    if isinstance(stage, IntegerEmbedding):
         parts["residual1"] = stage.residual
-    elif isinstance(stage, IntegerHead):
-        parts[HEAD_ROLE] = stage.classifier
-        parts["ln1"] = stage.final_layernorm
     else:
-        raise TypeError(f"not a model stage: {type(stage).__name__}")
+        parts["ln1"] = stage.final_layernorm
     return dataclasses.replace(template, **parts)
 
 

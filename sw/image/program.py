@@ -17,7 +17,8 @@ from sw.packing import ByteReader, ByteWriter, ImageFormatError
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
            "Buffer", "Instruction", "layer_program", "gather_arg2", "gather_fields",
-           "Epilogue", "gemm_arg2", "embedding_program", "head_program", "encode_program",
+           "Epilogue", "gemm_arg2", "EMBEDDING_SLOTS", "HEAD_SLOTS", "embedding_program",
+           "head_program", "encode_program",
            "decode_program", "check_program"]
 
 
@@ -86,26 +87,35 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 
     return tuple(program) + (i(Opcode.END),)
 
 
-def embedding_program() -> tuple[Instruction, ...]:
+#: The GEMM slots (tensor ids) a stage program may put its weight in, each with the buffers it
+#: reads and writes as that slot's layer instruction does (so the memory map keeps them apart
+#: for the stage as for the layer), in order of preference: the embedding as O (CONTEXT in,
+#: attention width) or FC2 (GELU in, FFN width); the classifier as Q (LN1 in, Q out: classes up
+#: to the attention width) or FC1 (LN2 in, GELU out: up to the FFN width).
+EMBEDDING_SLOTS = {"o": (3, Buffer.CONTEXT), "fc2": (5, Buffer.GELU)}
+HEAD_SLOTS = {"q": (0, Buffer.LN1, Buffer.Q), "fc1": (4, Buffer.LN2, Buffer.GELU)}
+
+
+def embedding_program(role: str = "o") -> tuple[Instruction, ...]:
     """The patch embedding (``sw.golden.model_stages``): the patch rows (int8, loaded into the
-    GELU region, as wide as the FFN) through the patch linear in FC2's tensor slot (5), its
-    residual epilogue adding the position table (int16, loaded into RESIDUAL1) with the first
-    residual constants, into OUTPUT: INPUT's region, so the first layer's input. Rows: every
-    token (the engine's row count is the constants' ``tokens``)."""
-    return (Instruction(Opcode.GEMM, Buffer.OUTPUT, Buffer.GELU, Buffer.RESIDUAL1, arg=5,
+    slot's input region, :data:`EMBEDDING_SLOTS`) through the patch linear in tensor slot
+    ``role``, its residual epilogue adding the position table (int16, loaded into RESIDUAL1)
+    with the first residual constants, into OUTPUT: INPUT's region, so the first layer's input.
+    Rows: every token (the engine's row count is the constants' ``tokens``)."""
+    tensor, rows = EMBEDDING_SLOTS[role]
+    return (Instruction(Opcode.GEMM, Buffer.OUTPUT, rows, Buffer.RESIDUAL1, arg=tensor,
                         arg2=gemm_arg2(Epilogue.RESIDUAL, FIRST)),
             Instruction(Opcode.END))
 
 
-def head_program() -> tuple[Instruction, ...]:
-    """The final LayerNorm (first set) into LN2 and the classifier in FC1's tensor slot (4)
-    from there into the GELU region (int8 logits, classes as wide as the FFN at most), as a
-    layer's FC1 reads LN2 and writes GELU: the memory map keeps those two apart, where LN1 may
-    share GELU's vectors. Run with a row count of 1, the class token's row
+def head_program(role: str = "q") -> tuple[Instruction, ...]:
+    """The final LayerNorm (first set) of the last layer's output into the slot's input region
+    and the classifier in tensor slot ``role`` from there into its output region (int8 logits;
+    :data:`HEAD_SLOTS`). Run with a row count of 1, the class token's row
     (``sw.golden.model_stages``)."""
-    return (Instruction(Opcode.LAYERNORM, Buffer.LN2, Buffer.INPUT, arg=FIRST),
-            Instruction(Opcode.GEMM, Buffer.GELU, Buffer.LN2, arg=4,
-                        arg2=gemm_arg2(Epilogue.NONE)),
+    tensor, normed, logits = HEAD_SLOTS[role]
+    return (Instruction(Opcode.LAYERNORM, normed, Buffer.INPUT, arg=FIRST),
+            Instruction(Opcode.GEMM, logits, normed, arg=tensor, arg2=gemm_arg2(Epilogue.NONE)),
             Instruction(Opcode.END))
 
 

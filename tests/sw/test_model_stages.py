@@ -2,15 +2,17 @@
 convolution's, the embedding and head programs compute what the stage functions say, and the
 integer stages track the float model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from sw.golden.deit_int import quantize_model
 from sw.golden.layer_program import ProgramError, run_layer_program
-from sw.golden.model_stages import (EMBEDDING_ROLE, HEAD_ROLE, IntegerHead, embedding_int,
-                                    engine_layer, head_int, patch_rows, quantize_patches,
-                                    quantize_stages)
+from sw.config import load_config
+from sw.golden.model_stages import (IntegerHead, embedding_int, engine_layer, head_int,
+                                    patch_rows, quantize_patches, quantize_stages, stage_role)
 from sw.golden.synthetic_layer import synthetic_layer
 from sw.image.program import Buffer, embedding_program, head_program
 from sw.models import build_small_deit, small_deit_config
@@ -59,25 +61,47 @@ def test_the_integer_embedding_tracks_the_float_one(model_and_stages):
                                atol=0.01 * np.abs(reference).max())
 
 
-def test_the_programs_compute_the_stage_functions(model_and_stages):
+@pytest.mark.parametrize("roles", [("o", "q"), ("fc2", "fc1")])
+def test_the_programs_compute_the_stage_functions(model_and_stages, roles):
     """``run_layer_program`` of each stage's program on its stand-in layer is the stage
-    function, value for value (the co-simulation then holds the RTL to the program)."""
+    function, value for value, whichever tensor slots hold the stages' weights (the
+    co-simulation then holds the RTL to the program)."""
     _, integer, embedding, head, images = model_and_stages
+    embedding_role, head_role = roles
     patches = quantize_patches(images.numpy()[:2], embedding)
     template = _template()
-    stand_in = engine_layer(embedding, template, BLOCK)
-    assert stand_in.fc2 is embedding.linear and stand_in.residual1 is embedding.residual
-    assert stand_in.q.weight.shape == BLOCK and not stand_in.q.weight.any()
+    stand_in = engine_layer(embedding, template, BLOCK, embedding_role)
+    assert getattr(stand_in, embedding_role) is embedding.linear
+    assert stand_in.residual1 is embedding.residual
+    assert stand_in.k.weight.shape == BLOCK and not stand_in.k.weight.any()
+    program = embedding_program(embedding_role)
+    head_layer = engine_layer(head, template, BLOCK, head_role)
     for rows in patches:
-        x = run_layer_program(embedding_program(), stand_in, np.zeros((66, 64), np.int64),
-                              preload={Buffer.GELU: rows, Buffer.RESIDUAL1: embedding.position})
+        x = run_layer_program(program, stand_in, np.zeros((66, 64), np.int64),
+                              preload={program[0].src_a: rows,
+                                       Buffer.RESIDUAL1: embedding.position})
         assert np.array_equal(x, embedding_int(rows, embedding))
-        logits = run_layer_program(head_program(), engine_layer(head, template, BLOCK), x[:1],
-                                   result=Buffer.GELU)
+        head_steps = head_program(head_role)
+        logits = run_layer_program(head_steps, head_layer, x[:1], result=head_steps[1].dst)
         assert np.array_equal(logits, head_int(x, head)) and logits.shape == (1, 16)
-    assert (EMBEDDING_ROLE, HEAD_ROLE) == ("fc2", "fc1")
-    with pytest.raises(ProgramError, match="buffer GELU is read before it is written"):
-        run_layer_program(embedding_program(), stand_in, np.zeros((66, 64), np.int64))
+    with pytest.raises(ProgramError, match="is read before it is written"):
+        run_layer_program(program, stand_in, np.zeros((66, 64), np.int64))
+
+
+def test_each_stage_takes_the_first_tensor_slot_that_holds_it(model_and_stages):
+    _, _, embedding, head, _ = model_and_stages
+    tiny = load_config("tiny")                  # attention width 64, FFN 128
+    assert (stage_role(embedding, tiny), stage_role(head, tiny)) == ("o", "q")
+    pruned = tiny.replace(name="pruned_ffn", model={"ffn_size": 32})   # the demo's FFN width
+    assert (stage_role(embedding, pruned), stage_role(head, pruned)) == ("o", "q")
+    # patch features beyond the attention width (8 x 8 patches of 3 channels would give 192;
+    # here 96): FC2's slot, as wide as the FFN
+    wide = dataclasses.replace(embedding, linear=dataclasses.replace(
+        embedding.linear, weight=np.zeros((64, 96), np.int64)))
+    assert stage_role(wide, tiny) == "fc2"
+    with pytest.raises(ValueError, match=r"^pruned_ffn: the patch embedding weight 64x96 fits "
+                                         r"no tensor slot of the engine \(o 64x64, fc2 64x32\)$"):
+        stage_role(wide, pruned)
 
 
 def test_the_integer_head_classifies_like_the_float_model(model_and_stages):
@@ -99,4 +123,4 @@ def test_the_integer_head_classifies_like_the_float_model(model_and_stages):
 
 def test_engine_layer_takes_stages_only():
     with pytest.raises(TypeError, match="^not a model stage: str$"):
-        engine_layer("head", _template(), BLOCK)
+        engine_layer("head", _template(), BLOCK, "q")
