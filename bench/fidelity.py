@@ -24,7 +24,8 @@ from sw.build_files import BENCH_ROOT, DIGITS_TEACHER, write_json
 from sw.data.digits import load_digits_split
 from sw.golden.deit_int import predict, quantize_model
 from sw.golden.encoder_layer import RESIDUAL_BITS, encoder_layer_int, quantize_encoder_layer
-from sw.golden.model_stages import model_int, quantize_stages
+from sw.golden.model_stages import (embedding_int, head_int, model_int, quantize_patches,
+                                    quantize_stages)
 from sw.models import load_model
 from sw.quantize.calibration import calibrate, encoder_layers
 
@@ -75,6 +76,13 @@ def run(output: Path = OUTPUT) -> dict:
     embedding, head = quantize_stages(integer, split.train_images[:CALIBRATION_IMAGES],
                                       block_rows=8)
     whole = model_int(integer, embedding, head, split.val_images.numpy())[:, :head.classes]
+    # where the whole model's extra differences come from: one stage in integers at a time
+    integer_embedding = embedding_int(quantize_patches(split.val_images.numpy(), embedding),
+                                      embedding)
+    float_embedding = integer.embed(split.val_images)
+    for layer in integer.layers:
+        integer_embedding = encoder_layer_int(layer, integer_embedding)
+        float_embedding = encoder_layer_int(layer, float_embedding)
     document = {
         "dataset": "digits",
         "validation_images": int(len(labels)),
@@ -88,7 +96,12 @@ def run(output: Path = OUTPUT) -> dict:
             "top1_int": float((whole.argmax(1) == labels).mean()),
             "top1_agreement": float((float_logits.argmax(1) == whole.argmax(1)).mean()),
             "top1_agreement_with_encoder_only": float(
-                (int_logits.argmax(1) == whole.argmax(1)).mean())},
+                (int_logits.argmax(1) == whole.argmax(1)).mean()),
+            "agreement_integer_embedding_float_head": float(
+                (integer.head(integer_embedding).argmax(1) == float_logits.argmax(1)).mean()),
+            "agreement_float_embedding_integer_head": float(
+                (head_int(float_embedding, head)[:, 0, :head.classes].argmax(1)
+                 == float_logits.argmax(1)).mean())},
         "golden_layer_seconds_deit_b16": golden_layer_seconds(),
     }
     write_json(document, output)
