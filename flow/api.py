@@ -240,7 +240,8 @@ def generate(source, out_dir: PathLike | None = None, *,
 
 
 def replay(image, *, layers="all", inputs: int = 1, waves: bool = False,
-           model: PathLike | None = None, progress: bool = False) -> ReplayReport:
+           model: PathLike | None = None, whole: bool = False,
+           progress: bool = False) -> ReplayReport:
     """Replay ``layers`` (``"all"``, ``"0,1"`` or a list) of an exported image on the layer
     engine's RTL, generated from its ``params.json`` and built with Verilator (cached), as
     ``python sim/replay.py`` does: each layer fed the golden model's input from each of the
@@ -248,7 +249,8 @@ def replay(image, *, layers="all", inputs: int = 1, waves: bool = False,
     the model recorded there (``model``: where that model is now, if it moved), checked
     bit-exact and cycle-exact. Writes ``<image>/replay/replay.json`` (and
     ``waves.vcd`` with ``waves``) and returns the report (``.layers``, ``.exact``,
-    ``.table()``).
+    ``.table()``). ``whole``: the whole model, image in and int8 logits out (``--whole``:
+    ``.stages``, ``.images``).
 
     ``image``: the export's directory or its :class:`ExportedModel`.
 
@@ -264,7 +266,7 @@ def replay(image, *, layers="all", inputs: int = 1, waves: bool = False,
     if directory is None:
         raise ValueError("replay needs an image written to a directory: export(..., out=DIR)")
     return replay_image(Path(directory), model_dir=None if model is None else Path(model),
-                        layers=layers, inputs=inputs, waves=waves,
+                        layers=layers, inputs=inputs, waves=waves, whole=whole,
                         on_step=(lambda text: print(f"- {text}", flush=True)) if progress
                         else None)
 

@@ -1,7 +1,7 @@
 """Replay the layers of any exported weight image on the layer engine's RTL, from the command line.
 
-    python sim/replay.py --image DIR [--layers 0,1|all] [--inputs N] [--waves] [--model MODEL]
-                         [--fmax-mhz MHZ]
+    python sim/replay.py --image DIR [--layers 0,1|all] [--inputs N] [--whole] [--waves]
+                         [--model MODEL] [--fmax-mhz MHZ]
     python -m sim.replay ...                                   (the same)
 
 ``DIR`` is an ``export_sparse.py`` output (``weights.bin``, ``params.json``, ``manifest.json``).
@@ -12,7 +12,10 @@ recorded with the image in ``manifest.json`` (:func:`encoder_inputs`; ``--model`
 recorded model directory); with every layer chosen (``--layers all``, the default) the layers
 are chained on chip instead: only layer 0's input is loaded, each later layer runs on what the
 one before it left in the scratchpad (``sim.encoder_replay``), while its golden input is still
-what its output is compared with. The testbench checks every output against the golden model (``==``)
+what its output is compared with. ``--whole`` runs the whole model instead, image in and int8
+logits out (the patch embedding and the head as programs of the same engine,
+``sw.golden.model_stages``), and reports each input's class and whether its logits equal the
+whole integer model's. The testbench checks every output against the golden model (``==``)
 and every instruction's cycles against the cycle model. A per-layer table goes to standard
 output; ``DIR/replay/`` receives ``replay.json`` (``layers: [{index, bit_exact, cycles,
 model_cycles, utilization, at_fmax, ...}]``, ``per_image``, ``clock``) and with ``--waves`` the
@@ -169,12 +172,21 @@ def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
         changed, there are fewer than ``count`` calibration images, or the model is missing or
         does not fit the image.
     """
+    return recorded_inputs(image_dir, image, count, model_dir=model_dir)[0]
+
+
+def recorded_inputs(image_dir: Path, image: WeightImage, count: int, *,
+                    model_dir: Path | None = None):
+    """:func:`encoder_inputs`, with what they came from: ``(x, golden, images)``, ``golden``
+    the ``IntegerDeiT`` whose float patch embedding made ``x`` (no layers: the image has them)
+    and ``images`` every recorded calibration image (``--whole`` calibrates the integer
+    embedding and head on them and replays the first ``count``)."""
     from sw.data.calibration import load_recorded_calibration
     from sw.data.source import DataError
     from sw.golden.deit_int import IntegerDeiT
     from sw.models import load_model
     try:
-        recorded = load_recorded_calibration(image_dir, count=count)
+        recorded = load_recorded_calibration(image_dir)
     except DataError as error:
         raise ReplayError(str(error)) from None
     if len(recorded.images) < count:
@@ -197,7 +209,7 @@ def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
     try:
         import torch
         with torch.no_grad():
-            x = golden.embed(recorded.images)
+            x = golden.embed(recorded.images[:count])
     except Exception as error:     # noqa: BLE001 (a model of another image size or shape)
         raise ReplayError(f"{where}: {one_line(directory)}: cannot embed the calibration "
                           f"images ({type(error).__name__}: {one_line(error)})") from None
@@ -206,7 +218,7 @@ def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
         raise ReplayError(f"{where}: {one_line(directory)} embeds an image into "
                           f"{x.shape[1]} tokens x {x.shape[2]}, the image's layer 0 takes "
                           f"{expected[0]} x {expected[1]}: not the model it was exported from")
-    return x
+    return x, golden, np.asarray(recorded.images)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -308,10 +320,19 @@ class ReplayReport:
     dense_layer_macs: int | None = None  #: :func:`dense_layer_macs`
     clock: object = None                 #: ``hw.synth.throughput.EngineClock`` or None
     clock_note: str | None = None        #: why there is no clock, and how to measure it
+    #: ``--whole``: the embedding and head programs ran too, image in and int8 logits out;
+    #: ``stages``: ``({"name", "cycles", "model_cycles", "bit_exact", "cycle_exact"}, ...)``
+    #: over every input; ``images``: per input ``{"input", "predicted", "integer_predicted",
+    #: "logits_equal", "cycles", "model_cycles"}`` (every program of the image)
+    whole: bool = False
+    stages: tuple = ()
+    images: tuple = ()
 
     @property
     def exact(self) -> bool:
-        return all(layer.bit_exact and layer.cycle_exact for layer in self.layers)
+        return (all(layer.bit_exact and layer.cycle_exact for layer in self.layers)
+                and all(stage["bit_exact"] and stage["cycle_exact"] for stage in self.stages)
+                and all(image["logits_equal"] for image in self.images))
 
     @property
     def whole_image(self) -> bool:
@@ -330,7 +351,9 @@ class ReplayReport:
             return None
         dense = (None if self.dense_layer_macs is None
                  else self.dense_layer_macs * len(self.layers))
-        return self.clock.at(sum(layer.cycles for layer in self.layers), dense_macs=dense)
+        cycles = sum(layer.cycles for layer in self.layers)
+        return self.clock.at(cycles + sum(stage["cycles"] for stage in self.stages),
+                             dense_macs=dense)
 
     def per_image(self) -> dict | None:
         """``at_fmax`` of all layers of one image (None without a clock, or when not all
@@ -344,6 +367,7 @@ class ReplayReport:
                 "layers": [{**layer.to_dict(), "at_fmax": self.layer_at_fmax(layer)}
                            for layer in self.layers],
                 "image_layers": self.image_layers, "chained": self.chained,
+                "whole": self.whole, "stages": list(self.stages), "images": list(self.images),
                 "dense_layer_macs": self.dense_layer_macs,
                 "clock": None if self.clock is None else self.clock.to_dict(),
                 "clock_note": self.clock_note, "per_image": self.per_image(),
@@ -371,6 +395,9 @@ class ReplayReport:
                    log=None if document.get("log") is None else Path(document["log"]),
                    image_layers=document.get("image_layers"),
                    chained=document.get("chained", False),
+                   whole=document.get("whole", False),
+                   stages=tuple(document.get("stages", ())),
+                   images=tuple(document.get("images", ())),
                    dense_layer_macs=document.get("dense_layer_macs"),
                    clock=None if clock is None else EngineClock(**clock),
                    clock_note=document.get("clock_note"))
@@ -396,8 +423,14 @@ class ReplayReport:
             lines.append(f"{layer.index:<7}{tokens:>10}{layer.cycles:>12,}"
                          f"{layer.model_cycles:>14,}{'yes' if layer.bit_exact else 'NO':>11}"
                          f"{layer.utilization:>13.3f}" + time_columns(self.layer_at_fmax(layer)))
-        cycles = sum(layer.cycles for layer in self.layers)
-        model = sum(layer.model_cycles for layer in self.layers)
+        for stage in self.stages:            # --whole: the embedding and head programs
+            lines.append(f"{stage['name']:<10}{'':>7}{stage['cycles']:>12,}"
+                         f"{stage['model_cycles']:>14,}"
+                         f"{'yes' if stage['bit_exact'] else 'NO':>11}")
+        cycles = sum(layer.cycles for layer in self.layers) + sum(
+            stage["cycles"] for stage in self.stages)
+        model = sum(layer.model_cycles for layer in self.layers) + sum(
+            stage["model_cycles"] for stage in self.stages)
         macs = sum(layer.nonzero_macs for layer in self.layers)
         image = self.per_image()
         lines.append(f"{'image' if self.whole_image else 'all':<7}{'':>10}{cycles:>12,}"
@@ -405,7 +438,15 @@ class ReplayReport:
                      f"{'yes' if all(l.bit_exact for l in self.layers) else 'NO':>11}"
                      f"{macs / (self.processing_elements * cycles):>13.3f}"
                      + time_columns(self.replayed_at_fmax()))
-        if self.chained:
+        if self.whole:
+            lines.append("whole model on chip: the host loaded each image's int8 patch rows and "
+                         "the position table; embedding, layers and head ran one after another")
+            for image in self.images:
+                lines.append(f"input {image['input']}: class {image['predicted']} (integer "
+                             f"model: {image['integer_predicted']}), int8 logits == integer "
+                             f"model: {'yes' if image['logits_equal'] else 'NO'}, "
+                             f"{image['cycles']:,} cycles (model {image['model_cycles']:,})")
+        elif self.chained:
             lines.append("layers chained on chip: only layer 0's input loaded, each later layer "
                          "ran on the rows the one before it left in the scratchpad")
         if not timed:
@@ -455,7 +496,7 @@ def layer_results(image: WeightImage, config: AcceleratorConfig, cases: list,
 # ------------------------------------------------------------------------------------------------
 
 def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
-                 waves: bool = False, fmax_mhz: float | None = None,
+                 waves: bool = False, fmax_mhz: float | None = None, whole: bool = False,
                  on_step=None) -> ReplayReport:
     """Replay ``layers`` (``"all"``, ``"0,1"`` or a list of indices) of the image in
     ``image_dir`` on the layer engine generated from its ``params.json``, each fed the golden
@@ -464,6 +505,12 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
     :func:`encoder_inputs`); write ``image_dir/replay/`` and return the report, with time at
     the engine's measured Fmax or at ``fmax_mhz`` (:func:`replay_clock`). ``on_step(text)``
     hears progress.
+
+    ``whole``: run the whole model instead, image in and int8 logits out: the embedding
+    program, every layer and the head program chained on chip per input
+    (``sim.encoder_replay.model_cases``), the integer embedding and head calibrated on every
+    recorded calibration image (``sw.golden.model_stages.quantize_stages``); each input's
+    logits are compared with the whole integer model's (``report.images``).
 
     A layer that is not bit-exact or cycle-exact is recorded as such (``report.exact`` is
     False), not raised.
@@ -491,12 +538,24 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
         check_output_directory(out, manifest=RESULT_FILE, contents={RESULT_FILE, WAVES_FILE})
     except OutputRefused as error:
         raise ReplayError(str(error)) from None
+    if whole and len(chosen) != len(image.layers):
+        raise ReplayError("--whole runs every layer: leave --layers out (or give 'all')")
     say(f"golden model inputs from {inputs} calibration image{'s' * (inputs > 1)}")
-    x = encoder_inputs(image_dir, image, inputs, model_dir=model_dir)
+    x, golden, calibration = recorded_inputs(image_dir, image, inputs, model_dir=model_dir)
     # every layer: the whole encoder runs on chip, each layer on what the one before it left
     chained = len(chosen) == len(image.layers)
-    cases = []
-    for number in range(inputs):
+    cases, chains, stages = [], [], None
+    if whole:
+        from sim.encoder_replay import model_cases
+        from sw.golden.model_stages import quantize_stages
+        try:
+            stages = quantize_stages(golden, calibration,
+                                     block_rows=config.hardware.block_rows)
+            chains = model_cases(image, *stages, calibration[:inputs])
+        except ValueError as error:      # a stage no tensor slot of the engine holds
+            raise ReplayError(f"--whole: {error}") from None
+        cases = [(case.name.rsplit(".", 1)[1], case) for chain in chains for case in chain]
+    for number in range(0 if whole else inputs):
         for layer, case in zip(image.layers, image_cases(image, x[number], chained=chained)):
             index = layer.index
             if index in chosen:
@@ -530,14 +589,22 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
             results = json.loads((work / "result.json").read_text())
         if waves:
             shutil.move(work / TRACE_FILE, staging / WAVES_FILE)
+        stage_results, image_results = (), ()
+        if whole:
+            stage_results, image_results = _whole_results(cases, results, chains, stages)
+        layer_pairs = [(pair, result) for pair, result in zip(cases, results)
+                       if isinstance(pair[0], int) or pair[0].startswith("layer")]
         report = ReplayReport(
             image=str(image_dir), config=config.name,
             processing_elements=hw.array_rows * hw.array_cols, inputs=inputs,
-            layers=layer_results(image, config, cases, results),
+            layers=layer_results(image, config,
+                                 [(_layer_index(index), case) for (index, case), _ in layer_pairs],
+                                 [result for _, result in layer_pairs]),
             build_seconds=design.build_seconds, sim_seconds=time.monotonic() - started,
             directory=out, waves=out / WAVES_FILE if waves else None,
             image_layers=len(image.layers), chained=chained, dense_layer_macs=dense_macs,
-            clock=clock, clock_note=clock_note)
+            clock=clock, clock_note=clock_note, whole=whole, stages=stage_results,
+            images=image_results)
         if not report.exact:
             report = dataclasses.replace(report, log=work / "sim.log")
         (staging / RESULT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n",
@@ -553,6 +620,42 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
     if report.exact:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _layer_index(index) -> int:
+    """A layer's index from its case key (an int, or ``"layer<i>"`` in a whole-model chain)."""
+    return index if isinstance(index, int) else int(index.removeprefix("layer"))
+
+
+def _whole_results(cases, results, chains, stages) -> tuple[tuple, tuple]:
+    """``(stages, images)`` of a ``--whole`` replay (:class:`ReplayReport`): the embedding's
+    and the head's measurements folded over the inputs, and per input the predicted class
+    from the RTL's int8 logits against the integer model's (``==``)."""
+    from sw.golden.model_stages import STAGE_UNITS
+    folded = {}
+    for (key, case), result in zip(cases, results):
+        if key in STAGE_UNITS:
+            cycle_exact = result["cycles"] == result["model_cycles"] and all(
+                e["cycles"] == e["model_cycles"] for e in result["instructions"])
+            entry = folded.setdefault(key, {"name": key, "cycles": 0, "model_cycles": 0,
+                                            "bit_exact": True, "cycle_exact": True})
+            entry["cycles"] = max(entry["cycles"], result["cycles"])
+            entry["model_cycles"] = result["model_cycles"]
+            entry["bit_exact"] &= bool(result["bit_exact"])
+            entry["cycle_exact"] &= cycle_exact
+    head = stages[1]
+    images, start = [], 0
+    for number, chain in enumerate(chains):
+        measured = results[start:start + len(chain)]
+        start += len(chain)
+        expected = chain[-1].expected()[0, :head.classes]
+        found = np.load(measured[-1]["output_file"])[0, :head.classes]
+        images.append({"input": number, "predicted": int(found.argmax()),
+                       "integer_predicted": int(expected.argmax()),
+                       "logits_equal": bool(np.array_equal(found, expected)),
+                       "cycles": sum(r["cycles"] for r in measured),
+                       "model_cycles": sum(r["model_cycles"] for r in measured)})
+    return tuple(folded[name] for name in STAGE_UNITS if name in folded), tuple(images)
 
 
 def read_report(image_dir) -> ReplayReport:
@@ -591,6 +694,11 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--inputs", type=int, default=1, metavar="N",
                         help="replay each layer with the inputs of the first N calibration "
                              "images (default 1)")
+    parser.add_argument("--whole", action="store_true",
+                        help="run the whole model, image in and int8 logits out: the patch "
+                             "embedding, every layer and the head (final LayerNorm and "
+                             "classifier) as programs chained on chip; report each input's "
+                             "class and whether its logits equal the integer model's")
     parser.add_argument("--waves", action="store_true",
                         help=f"trace every signal into DIR/{REPLAY_DIR}/{WAVES_FILE} (a separate "
                              f"traced build; open with GTKWave or Surfer)")
@@ -608,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = replay_image(options.image, model_dir=options.model, layers=options.layers,
                               inputs=options.inputs, waves=options.waves,
+                              whole=options.whole,
                               fmax_mhz=options.fmax_mhz,
                               on_step=lambda text: print(f"- {text}", flush=True))
     except ReplayError as error:

@@ -284,6 +284,40 @@ def test_replay_every_layer_of_a_tiny_image(exported, capsys):
 
 
 @pytest.mark.sim
+def test_whole_model_image_in_logits_out(exported, tmp_path, capsys):
+    """``--whole``: per input the embedding program, both layers and the head program chained
+    on chip; every program exact, each input's int8 logits equal to the whole integer
+    model's, its class printed."""
+    image = _copy(exported[0], tmp_path / "image")
+    assert main(["--image", str(image), "--whole", "--inputs", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    document = json.loads((image / "replay" / RESULT_FILE).read_text())
+    assert document["whole"] and document["exact"]
+    assert [layer["index"] for layer in document["layers"]] == [0, 1]
+    assert all(layer["inputs"] == 2 and layer["bit_exact"] and layer["cycle_exact"]
+               for layer in document["layers"])
+    assert [stage["name"] for stage in document["stages"]] == ["embedding", "head"]
+    assert all(stage["bit_exact"] and stage["cycle_exact"] for stage in document["stages"])
+    images = document["images"]
+    assert [entry["input"] for entry in images] == [0, 1]
+    for entry in images:
+        assert entry["logits_equal"] and entry["predicted"] == entry["integer_predicted"]
+        assert entry["cycles"] == entry["model_cycles"] == sum(
+            layer["cycles"] for layer in document["layers"]) + sum(
+            stage["cycles"] for stage in document["stages"])
+    # ... layer rows, the stages' rows, the image's, then the whole model's lines, the clock's
+    assert out[-8].split()[:2] == ["embedding", f"{document['stages'][0]['cycles']:,}"]
+    assert out[-7].split()[0] == "head" and out[-6].split()[0] == "image"
+    assert out[-5].startswith("whole model on chip: the host loaded each image's int8 patch")
+    assert out[-4].startswith(f"input 0: class {images[0]['predicted']} (integer model: ")
+    assert out[-3].startswith("input 1: class ")
+    # a layer list with --whole is refused, nothing written
+    assert main(["--image", str(image), "--whole", "--layers", "1"]) == 2
+    assert capsys.readouterr().err == ("sim/replay.py: error: --whole runs every layer: leave "
+                                       "--layers out (or give 'all')\n")
+
+
+@pytest.mark.sim
 @pytest.mark.slow
 def test_waves(exported, tmp_path, capsys):
     """``--waves``: a traced build (minutes) writes a VCD of the run beside replay.json."""
