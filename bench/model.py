@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.encoder_replay import replay_encoders, synthetic_encoder
+from sim.encoder_replay import measure_encoder, replay_encoders
 from sim.harness import build
-from sim.layer_replay import BENCH_PRUNING, model_cycles
+from sim.layer_replay import BENCH_PRUNING
 from sw.build_files import BENCH_ROOT, write_json
 from sw.config import load_config
 
@@ -146,47 +146,18 @@ def _macs_per_image(runs) -> float:
 
 
 def measure_deit_b16(layers: int | None = None, work_dir: Path = WORK / "deit_b16") -> dict:
-    """The ``deit_b16`` part: the pruned encoder on the RTL, the dense one by the cycle model."""
-    config = load_config("deit_b16")
-    started = time.monotonic()
-    design = build(config, "layer_engine")
-    build_seconds = time.monotonic() - started
-    cases = synthetic_encoder(config, BENCH_PRUNING, layers=layers,
-                              gather_layers=GATHER_LAYERS, name="deit_b16_pruned")
-    dense_pruning = {**BENCH_PRUNING, "kept_heads": range(config.model.num_heads),
-                     "density": 1.0, "keep_rate": None}
-    dense_cases = synthetic_encoder(config, dense_pruning, layers=layers, name="deit_b16_dense",
-                                    golden_inputs=False)
-    dense_model = [model_cycles(config, case) for case in dense_cases]
-    started = time.monotonic()
-    (run,) = replay_encoders(design, [cases], work_dir)
-    seconds = time.monotonic() - started
-    dense_cycles = sum(entry.cycles for entries in dense_model for entry in entries)
-    dense_macs = sum(entry.macs for entries in dense_model for entry in entries)
-    macs = sum(_macs(layer) for layer in run.layers)
-    hw = config.hardware
-    ideal = macs / (hw.array_rows * hw.array_cols)
-    tokens = [int(case.x.shape[0]) for case in cases] + [int(run.output.shape[0])]
-    document = {
-        "layers": len(cases), "bit_exact": run.bit_exact, "cycles_equal_model": run.cycle_exact,
-        "cycles_pruned": run.cycles, "model_cycles_pruned": run.model_cycles,
-        "cycles_dense_model": dense_cycles,
-        "speedup": round(dense_cycles / run.cycles, 4),
-        "mac_reduction": round(dense_macs / macs, 4),
-        "utilization": round(ideal / run.cycles, 4),
-        "cosim_seconds": round(seconds, 1), "build_seconds": round(build_seconds, 1),
-        "load_words": run.load_words,
-        "tokens_per_layer": [[rows_in, rows_out] for rows_in, rows_out in zip(
-            tokens, tokens[1:])],
-        "cycles_per_layer": [layer["cycles"] for layer in run.layers],
-        "heads_kept": len(BENCH_PRUNING["kept_heads"]), "density": BENCH_PRUNING["density"],
-        "keep_rate": BENCH_PRUNING["keep_rate"], "gather_layers": list(GATHER_LAYERS)}
-    _check([run])
-    print(f"model: deit_b16 {document['layers']} layers chained, {run.cycles:,} cycles (model "
-          f"{run.model_cycles:,}), dense {dense_cycles:,} by the cycle model; speed-up "
+    """The ``deit_b16`` part: the pruned encoder on the RTL, the dense one by the cycle model
+    (``sim.encoder_replay.measure_encoder``)."""
+    document = measure_encoder(load_config("deit_b16"), BENCH_PRUNING, layers=layers,
+                               gather_layers=GATHER_LAYERS, work_dir=work_dir)
+    print(f"model: deit_b16 {document['layers']} layers chained, {document['cycles_pruned']:,} "
+          f"cycles (model {document['model_cycles_pruned']:,}), dense "
+          f"{document['cycles_dense_model']:,} by the cycle model; speed-up "
           f"{document['speedup']:.2f} vs MAC reduction {document['mac_reduction']:.2f}; "
-          f"utilization {document['utilization']:.3f}; co-simulation {seconds:.0f} s",
-          flush=True)
+          f"utilization {document['utilization']:.3f}; co-simulation "
+          f"{document['cosim_seconds']:.0f} s", flush=True)
+    if not (document["bit_exact"] and document["cycles_equal_model"]):
+        raise AssertionError("deit_b16 encoder: not bit-exact or not cycle-exact")
     return document
 
 

@@ -31,7 +31,8 @@ from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning, keep_count
 from sw.image.program import layer_program
 
-__all__ = ["EncoderRun", "encoder_cases", "model_cases", "replay_encoders", "synthetic_encoder"]
+__all__ = ["EncoderRun", "encoder_cases", "model_cases", "replay_encoders", "synthetic_encoder",
+           "measure_encoder"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,3 +201,48 @@ def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,
         elif gather is not None:
             raise ValueError("a gather needs the golden inputs (golden_inputs=True)")
     return cases
+
+
+def measure_encoder(config, pruning: dict, *, gather_layers, work_dir: Path,
+                    layers: int | None = None) -> dict:
+    """A random encoder of ``config`` pruned as ``pruning`` says (:func:`synthetic_encoder`)
+    chained on its engine's RTL, beside the dense encoder by the cycle model: ``{"layers",
+    "bit_exact", "cycles_equal_model", "cycles_pruned", "model_cycles_pruned",
+    "cycles_dense_model", "speedup", "mac_reduction", "utilization", "cosim_seconds",
+    "build_seconds", "load_words", "tokens_per_layer", "cycles_per_layer", ...}`` (speed-up:
+    dense over pruned cycles; MAC reduction: the cycle model's MACs, dense over pruned;
+    utilization: the pruned MACs over PEs x cycles)."""
+    import time
+    from sim.harness import build
+    from sim.layer_replay import model_cycles
+    started = time.monotonic()
+    design = build(config, "layer_engine")
+    build_seconds = time.monotonic() - started
+    cases = synthetic_encoder(config, pruning, layers=layers, gather_layers=gather_layers,
+                              name=f"{config.name}_pruned")
+    dense_pruning = {**pruning, "kept_heads": range(config.model.num_heads), "density": 1.0,
+                     "keep_rate": None}
+    dense_model = [model_cycles(config, case) for case in synthetic_encoder(
+        config, dense_pruning, layers=layers, name=f"{config.name}_dense", golden_inputs=False)]
+    started = time.monotonic()
+    (run,) = replay_encoders(design, [cases], work_dir)
+    seconds = time.monotonic() - started
+    dense_cycles = sum(entry.cycles for entries in dense_model for entry in entries)
+    dense_macs = sum(entry.macs for entries in dense_model for entry in entries)
+    macs = sum(entry["macs"] for layer in run.layers for entry in layer["instructions"])
+    hw = config.hardware
+    tokens = [int(case.x.shape[0]) for case in cases] + [int(run.output.shape[0])]
+    return {
+        "layers": len(cases), "bit_exact": run.bit_exact, "cycles_equal_model": run.cycle_exact,
+        "cycles_pruned": run.cycles, "model_cycles_pruned": run.model_cycles,
+        "cycles_dense_model": dense_cycles,
+        "speedup": round(dense_cycles / run.cycles, 4),
+        "mac_reduction": round(dense_macs / macs, 4),
+        "utilization": round(macs / (hw.array_rows * hw.array_cols) / run.cycles, 4),
+        "cosim_seconds": round(seconds, 1), "build_seconds": round(build_seconds, 1),
+        "load_words": run.load_words,
+        "tokens_per_layer": [[rows_in, rows_out] for rows_in, rows_out in zip(tokens,
+                                                                              tokens[1:])],
+        "cycles_per_layer": [layer["cycles"] for layer in run.layers],
+        "heads_kept": len(pruning["kept_heads"]), "density": pruning["density"],
+        "keep_rate": pruning["keep_rate"], "gather_layers": list(gather_layers)}

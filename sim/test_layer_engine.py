@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from hw.generate import verilog_text
-from sim.encoder_replay import encoder_cases, model_cases, replay_encoders, synthetic_encoder
+from sim.encoder_replay import (encoder_cases, measure_encoder, model_cases, replay_encoders,
+                                synthetic_encoder)
 from sim.harness import build
-from sim.layer_replay import bench_cases, model_cycles, replay, synthetic_case
+from sim.layer_replay import BENCH_PRUNING, bench_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
 from sw.config import load_config
@@ -212,8 +213,8 @@ def test_deit_b16_whole_pruned_encoder(tmp_path):
     deit_b16 engine, only layer 0's input loaded: every layer bit-exact and cycle-exact, and
     the whole encoder's speed-up over the dense one (cycle model) at least 0.9 x its MAC
     reduction (``bench.model``'s deit_b16 part; about 25 min on 2 cores)."""
-    from bench.model import measure_deit_b16
-    document = measure_deit_b16(work_dir=tmp_path)
+    document = measure_encoder(load_config("deit_b16"), BENCH_PRUNING,
+                               gather_layers=(3, 6, 9), work_dir=tmp_path)
     assert document["layers"] == 12 and document["bit_exact"]
     assert document["cycles_equal_model"]
     assert document["tokens_per_layer"][3] == [197, 140]
