@@ -365,7 +365,7 @@ def console_summary(report: dict) -> str:
         lines.append(f"  {row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}"
                      f"  {row[3]}".rstrip())
     lines += [f"  clock, {line}" for line in clock_lines(report)]
-    lines += ["", f"  {'layer':<6}{'dense cycles':>14}{'pruned cycles':>15}{'speed-up':>10}"
+    lines += ["", f"  {'program':<8}{'dense cycles':>12}{'pruned cycles':>15}{'speed-up':>10}"
               f"{'MAC reduction':>15}{'util. dense':>13}{'util. pruned':>14}"]
     for layer in report["layers"]:
         dense, pruned = layer["dense"], layer["pruned"]
@@ -427,7 +427,7 @@ def markdown(report: dict) -> str:
                      _number(dense["utilization"]), _number(pruned["utilization"]),
                      "yes" if dense["bit_exact"] and pruned["bit_exact"] else "NO",
                      "yes" if dense["cycle_exact"] and pruned["cycle_exact"] else "NO"])
-    lines += _table(["layer", "dense cycles", "pruned cycles", "speed-up", "dense MACs",
+    lines += _table(["program", "dense cycles", "pruned cycles", "speed-up", "dense MACs",
                      "pruned MACs", "MAC reduction", "dense util.", "pruned util.",
                      "bit-exact", "cycle-exact"], rows)
     lines += ["", *_time_section(report)]
