@@ -31,7 +31,8 @@ from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning, keep_count
 from sw.image.program import layer_program
 
-__all__ = ["EncoderRun", "encoder_cases", "model_cases", "replay_encoders", "synthetic_encoder",
+__all__ = ["EncoderRun", "encoder_cases", "model_cases", "bert_cases", "replay_encoders",
+           "synthetic_encoder",
            "measure_encoder"]
 
 
@@ -157,6 +158,45 @@ def model_cases(image, embedding, head, pixel_values, *, name: str | None = None
                           program=head_program(head_role), chained=True, result=logits)
         chains.append([first, dataclasses.replace(layers[0], chained=True), *layers[1:],
                        final])
+    return chains
+
+
+def bert_cases(config, integer_bert, input_ids, *, name: str = "bert"
+               ) -> list[list[LayerCase]]:
+    """Per sequence of ``input_ids`` (``(N, T)``, ``T`` at most the engine's tokens: a
+    sequence runs at its true length), a whole BERT (``sw.golden.bert_int.IntegerBert``) as
+    one chain on ``config``'s engine: the embedding LayerNorm program (the host's int16
+    embedding sum loaded into RESIDUAL1), every post-LN layer and the pooler program (row count
+    1), each on what the one before it left; the result is the int8 pooler output, before the
+    host's tanh and classifier. Names ``<name>.input<n>.embedding_layernorm``, ``.layer<i>``,
+    ``.pooler``."""
+    from sw.golden.encoder_layer import encoder_layer_int
+    from sw.golden.kernels import layernorm_int
+    from sw.golden.model_stages import stand_in_layer
+    from sw.image.program import Buffer, embedding_layernorm_program, pooler_program
+    hw = config.hardware
+    block = (hw.block_rows, hw.block_cols)
+    template = integer_bert.layers[0]
+    chains = []
+    for number, total in enumerate(integer_bert.embed(input_ids)):
+        prefix = f"{name}.input{number}"
+        chain = [LayerCase(name=f"{prefix}.embedding_layernorm",
+                           layer=stand_in_layer(template, block,
+                                                ln1=integer_bert.embedding_layernorm),
+                           x=np.zeros_like(total), program=embedding_layernorm_program(),
+                           chained=True, loads=((Buffer.RESIDUAL1, total),))]
+        x = layernorm_int(total, integer_bert.embedding_layernorm)
+        for index, layer in enumerate(integer_bert.layers):
+            program = layer_program(layer.kept_heads, tokens=x.shape[0], token_keep=x.shape[0],
+                                    norm="post")
+            chain.append(LayerCase(name=f"{prefix}.layer{index}", layer=layer, x=x,
+                                   program=program, chained=True))
+            x = encoder_layer_int(layer, x)
+        chain.append(LayerCase(name=f"{prefix}.pooler",
+                               layer=stand_in_layer(template, block, q=integer_bert.pooler),
+                               x=x[:1], program=pooler_program(), chained=True,
+                               result=Buffer.Q))
+        chains.append(chain)
     return chains
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hw.generate import verilog_text
-from sim.encoder_replay import (encoder_cases, measure_encoder, model_cases, replay_encoders,
-                                synthetic_encoder)
+from sim.encoder_replay import (bert_cases, encoder_cases, measure_encoder, model_cases,
+                                replay_encoders, synthetic_encoder)
 from sim.harness import build
 from sim.layer_replay import BENCH_PRUNING, bench_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
@@ -171,6 +171,40 @@ def test_an_exported_digits_shaped_deit_runs_whole_on_chip(tmp_path):
     assert [(layer.tokens, layer.token_keep) for layer in image.layers] == [(66, 48), (48, 36)]
     assert all(any(e["unit"] == "token_gather" for e in r["instructions"])
                for r in runs[0].layers)
+
+
+def test_a_whole_tiny_bert_runs_on_chip(tmp_path):
+    """A random tiny BERT (hidden 64, 4 heads, FFN 128, 2 post-LN layers), two 12-token
+    sequences on the 17-token tiny engine: the embedding LayerNorm program (the host's int16
+    embedding sum loaded), both layers and the pooler program (row count 1) chained on chip,
+    every program bit-exact and cycle-exact, the int8 pooler output equal to the integer
+    BERT's (``sw.golden.bert_int``; tanh and the classifier stay on the host)."""
+    import torch
+    from sw.golden.bert_int import quantize_bert
+    from sw.models import build_small_bert, small_bert_config
+    torch.manual_seed(0)
+    config = small_bert_config(num_layers=2)
+    config.initializer_range = 0.1
+    model = build_small_bert(config).eval()
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(4, 21, (18, 12), generator=generator)
+    ids[:, 0], ids[:, -1] = 2, 3
+    integer = quantize_bert(model, ids[:16], progress=False)
+    tiny = load_config("tiny")
+    post = dataclasses.replace(tiny, model=dataclasses.replace(tiny.model, norm="post"))
+    chains = bert_cases(post, integer, ids[16:])
+    runs = replay_encoders(build(tiny, "layer_engine", verilog=verilog_text(
+        tiny, "layer_engine")), chains, tmp_path)
+    for run in runs:
+        assert_bit_and_cycle_exact(run.layers)
+        assert [r["name"].rsplit(".", 1)[1] for r in run.layers] == [
+            "embedding_layernorm", "layer0", "layer1", "pooler"]
+        assert [r["input_loaded"] for r in run.layers] == [False] * 4
+        units = [[e["unit"] for e in r["instructions"]] for r in run.layers]
+        assert units[0] == ["embedding_layernorm", "control"]
+        assert units[-1] == ["pooler", "control"]
+    assert np.array_equal(np.concatenate([run.output for run in runs]),
+                          integer.pooled(ids[16:]))
 
 
 def embedding_int_chain(image, embedding, pixels):

@@ -44,7 +44,8 @@ from sw.config import NORMS, AcceleratorConfig, ConfigError, block_words
 from sw.golden.encoder_layer import PROBABILITY_BITS, RESIDUAL_BITS
 from sw.isa import TENSOR_ROLES, Buffer
 from sw.scratchpad_regions import first_fit, live_ranges, overwritten_reads, program_of
-from sw.image.program import EMBEDDING_SLOTS, HEAD_SLOTS, embedding_program, head_program
+from sw.image.program import (EMBEDDING_SLOTS, HEAD_SLOTS, embedding_layernorm_program,
+                              embedding_program, head_program, pooler_program)
 
 __all__ = ["LANE_WIDTH", "ENGINE_TENSORS", "KEYS", "VALUES", "LayerEngineError",
            "ElementType", "element_types", "ScratchMemory", "Region", "LayerMemoryMap",
@@ -327,6 +328,8 @@ def _memory_map(config: AcceleratorConfig, keys: int) -> LayerMemoryMap:
                Buffer.OUTPUT) for role, (_, rows) in EMBEDDING_SLOTS.items()]
     stages += [(f"head ({role})", head_program(role), (Buffer.INPUT,), logits)
                for role, (_, _, logits) in HEAD_SLOTS.items()]
+    stages += [("embedding LayerNorm", embedding_layernorm_program(), (Buffer.RESIDUAL1,),
+                Buffer.OUTPUT), ("pooler", pooler_program(), (Buffer.INPUT,), Buffer.Q)]
     for what, program, loaded, result in stages:
         problems = overwritten_reads(program, memory_map, loaded, result)
         if problems:

@@ -40,7 +40,7 @@ from sw.image.program import EMBEDDING_SLOTS, HEAD_SLOTS
 from sw.isa import TENSOR_ROLES
 from sw.quantize.linear import QuantizedLinear, quantize_linear, quantize_tensor
 
-__all__ = ["STAGE_UNITS", "stage_role", "IntegerEmbedding", "IntegerHead", "patch_rows",
+__all__ = ["STAGE_UNITS", "stage_role", "stand_in_layer", "IntegerEmbedding", "IntegerHead", "patch_rows",
            "quantize_patches", "embedding_int", "head_int", "model_int", "engine_layer",
            "quantize_stages"]
 
@@ -48,7 +48,9 @@ __all__ = ["STAGE_UNITS", "stage_role", "IntegerEmbedding", "IntegerHead", "patc
 #: the LayerNorm's constant set name a layer's units there).
 STAGE_UNITS = {"embedding": {role: "patch_embedding" for role in EMBEDDING_SLOTS},
                "head": {"layernorm1": "final_layernorm",
-                        **{role: "classifier" for role in HEAD_SLOTS}}}
+                        **{role: "classifier" for role in HEAD_SLOTS}},
+               "embedding_layernorm": {"layernorm1": "embedding_layernorm"},
+               "pooler": {"q": "pooler"}}
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,19 +172,26 @@ def stage_role(stage, config) -> str:
                      f"tensor slot of the engine ({held})")
 
 
+def stand_in_layer(template: IntegerEncoderLayer, block: tuple, **parts) -> IntegerEncoderLayer:
+    """``template`` with ``parts`` (linears by role, constants by field) replaced and every
+    other linear a block of zeros: what the engine loads to run a program that uses only
+    ``parts`` (the other constants are loaded but never used)."""
+    linears = {name: _empty_linear(block) for name in TENSOR_ROLES}
+    return dataclasses.replace(template, **{**linears, **parts})
+
+
 def engine_layer(stage, template: IntegerEncoderLayer, block: tuple,
                  role: str) -> IntegerEncoderLayer:
     """The stand-in layer the engine loads to run a stage's program: its GEMM in tensor slot
     ``role`` (:func:`stage_role`), its constants in the first set (the embedding's residual
     add, the head's LayerNorm), every other slot a block of zeros and every other constant
     ``template``'s (a real layer's, loaded but never used)."""
-    parts = {name: _empty_linear(block) for name in TENSOR_ROLES}
-    parts[role] = _stage_linear(stage)
+    parts = {role: _stage_linear(stage)}
     if isinstance(stage, IntegerEmbedding):
         parts["residual1"] = stage.residual
     else:
         parts["ln1"] = stage.final_layernorm
-    return dataclasses.replace(template, **parts)
+    return stand_in_layer(template, block, **parts)
 
 
 def _backbone(model):

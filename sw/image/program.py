@@ -18,7 +18,7 @@ from sw.packing import ByteReader, ByteWriter, ImageFormatError
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
            "Buffer", "Instruction", "layer_program", "gather_arg2", "gather_fields",
            "Epilogue", "gemm_arg2", "EMBEDDING_SLOTS", "HEAD_SLOTS", "embedding_program",
-           "head_program", "encode_program",
+           "head_program", "embedding_layernorm_program", "pooler_program", "encode_program",
            "decode_program", "check_program"]
 
 
@@ -116,6 +116,23 @@ def head_program(role: str = "q") -> tuple[Instruction, ...]:
     tensor, normed, logits = HEAD_SLOTS[role]
     return (Instruction(Opcode.LAYERNORM, normed, Buffer.INPUT, arg=FIRST),
             Instruction(Opcode.GEMM, logits, normed, arg=tensor, arg2=gemm_arg2(Epilogue.NONE)),
+            Instruction(Opcode.END))
+
+
+def embedding_layernorm_program() -> tuple[Instruction, ...]:
+    """BERT's embedding LayerNorm (first set) of the host's int16 embedding sum, loaded into
+    RESIDUAL1, into OUTPUT: INPUT's region, so the first post-LN layer's int8 input (the pair a
+    post-LN layer's ``LAYERNORM OUTPUT <- RESIDUAL1`` uses)."""
+    return (Instruction(Opcode.LAYERNORM, Buffer.OUTPUT, Buffer.RESIDUAL1, arg=FIRST),
+            Instruction(Opcode.END))
+
+
+def pooler_program() -> tuple[Instruction, ...]:
+    """BERT's pooler dense (Q's tensor slot, 0) on the last post-LN layer's int8 output in
+    INPUT, into Q (int8), as a post-LN layer's Q reads INPUT; run with a row count of 1, the
+    CLS row. Its tanh and the classifier stay on the host (``sw.golden.bert_int``)."""
+    return (Instruction(Opcode.GEMM, Buffer.Q, Buffer.INPUT, arg=0,
+                        arg2=gemm_arg2(Epilogue.NONE)),
             Instruction(Opcode.END))
 
 
