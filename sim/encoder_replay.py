@@ -31,7 +31,8 @@ from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning, keep_count
 from sw.image.program import layer_program
 
-__all__ = ["EncoderRun", "encoder_cases", "model_cases", "bert_cases", "replay_encoders",
+__all__ = ["EncoderRun", "encoder_cases", "model_cases", "stage_cases", "bert_cases",
+           "replay_encoders",
            "synthetic_encoder",
            "measure_encoder"]
 
@@ -133,32 +134,44 @@ def model_cases(image, embedding, head, pixel_values, *, name: str | None = None
     ------
     ValueError
         If a stage's weight fits no tensor slot of the engine."""
-    from sw.golden.model_stages import embedding_int, engine_layer, quantize_patches, stage_role
-    from sw.image.program import HEAD_SLOTS, Buffer, embedding_program, head_program
-    name = name or image.config.name
-    hw = image.config.hardware
-    block = (hw.block_rows, hw.block_cols)
-    embedding_role, head_role = stage_role(embedding, image.config), stage_role(head, image.config)
-    logits = HEAD_SLOTS[head_role][2]
-    patch_rows = embedding_program(embedding_role)[0].src_a
+    from sw.golden.model_stages import embedding_int, quantize_patches
     chains = []
     for number, patches in enumerate(quantize_patches(pixel_values, embedding)):
-        prefix = f"{name}.input{number}"
+        prefix = f"{name or image.config.name}.input{number}"
         x = embedding_int(patches, embedding)
         layers = image_cases(image, x, chained=True, name=prefix)
-        template = layers[0].layer
-        first = LayerCase(name=f"{prefix}.embedding",
-                          layer=engine_layer(embedding, template, block, embedding_role),
-                          x=np.zeros_like(x), program=embedding_program(embedding_role),
-                          chained=True,
-                          loads=((patch_rows, patches), (Buffer.RESIDUAL1, embedding.position)))
         last = run_layer_program(layers[-1].program, layers[-1].layer, layers[-1].x)
-        final = LayerCase(name=f"{prefix}.head",
-                          layer=engine_layer(head, template, block, head_role), x=last[:1],
-                          program=head_program(head_role), chained=True, result=logits)
+        first, final = stage_cases(image.config, embedding, head, patches, last,
+                                   template=layers[0].layer, prefix=prefix)
         chains.append([first, dataclasses.replace(layers[0], chained=True), *layers[1:],
                        final])
     return chains
+
+
+def stage_cases(config, embedding, head, patches, encoder_output, *, template,
+                prefix: str) -> tuple[LayerCase, LayerCase]:
+    """The embedding program's case of one image's int8 patch rows (``patches``, from
+    ``sw.golden.model_stages.quantize_patches``) and the head program's case of the last
+    layer's output (``encoder_output``) on ``config``'s engine, each stage's GEMM in the tensor
+    slot that holds it (``stage_role``); ``template``: a real layer of the model, whose
+    constants fill what the stages do not use. Names ``<prefix>.embedding``, ``.head``."""
+    from sw.golden.model_stages import embedding_int, engine_layer, stage_role
+    from sw.image.program import HEAD_SLOTS, Buffer, embedding_program, head_program
+    hw = config.hardware
+    block = (hw.block_rows, hw.block_cols)
+    embedding_role, head_role = stage_role(embedding, config), stage_role(head, config)
+    program = embedding_program(embedding_role)
+    x = embedding_int(patches, embedding)
+    first = LayerCase(name=f"{prefix}.embedding",
+                      layer=engine_layer(embedding, template, block, embedding_role),
+                      x=np.zeros_like(x), program=program, chained=True,
+                      loads=((program[0].src_a, patches),
+                             (Buffer.RESIDUAL1, embedding.position)))
+    final = LayerCase(name=f"{prefix}.head",
+                      layer=engine_layer(head, template, block, head_role),
+                      x=np.asarray(encoder_output)[:1], program=head_program(head_role),
+                      chained=True, result=HEAD_SLOTS[head_role][2])
+    return first, final
 
 
 def bert_cases(config, integer_bert, input_ids, *, name: str = "bert"

@@ -8,7 +8,7 @@ import pytest
 
 from hw.generate import verilog_text
 from sim.encoder_replay import (bert_cases, encoder_cases, measure_encoder, model_cases,
-                                replay_encoders, synthetic_encoder)
+                                replay_encoders, stage_cases, synthetic_encoder)
 from sim.harness import build
 from sim.layer_replay import BENCH_PRUNING, bench_cases, model_cycles, replay, synthetic_case
 from sw.image.export import ExportRequest, export, write
@@ -205,6 +205,44 @@ def test_a_whole_tiny_bert_runs_on_chip(tmp_path):
         assert units[-1] == ["pooler", "control"]
     assert np.array_equal(np.concatenate([run.output for run in runs]),
                           integer.pooled(ids[16:]))
+
+
+def test_stage_programs_in_their_other_tensor_slots(tmp_path):
+    """Random stages too wide for the first slots on the tiny engine (attention width 64, FFN
+    128): 96 patch features put the embedding in FC2's slot (rows in GELU), 80 classes the
+    head in FC1's (LN2 -> GELU). Embedding then head, chained, both bit- and cycle-exact."""
+    from sw.golden.kernels import residual_constants
+    from sw.golden.model_stages import IntegerEmbedding, IntegerHead, stage_role
+    from sw.golden.synthetic_layer import INT8_SCALE, RESIDUAL_SCALE, synthetic_layer
+    from sw.quantize.linear import quantize_linear
+    tiny = load_config("tiny")
+    rng = np.random.default_rng(5)
+    template = synthetic_layer(hidden=64, head_dim=16, heads=4, ffn=128, kept_heads=range(4),
+                               kept_ffn=128, block=(8, 8), density=1.0)
+    embedding = IntegerEmbedding(
+        patch_size=4, channels=6, protected=2, patch_scale=INT8_SCALE,
+        linear=quantize_linear(rng.normal(0, 96 ** -0.5, (64, 96)), rng.normal(0, 0.1, 64),
+                               input_scale=INT8_SCALE, output_scale=INT8_SCALE),
+        position=rng.integers(-4000, 4000, (17, 64)),
+        residual=residual_constants(RESIDUAL_SCALE, INT8_SCALE, RESIDUAL_SCALE,
+                                    in_width=16, out_width=16))
+    head = IntegerHead(final_layernorm=template.ln1, classes=80, logit_scale=INT8_SCALE,
+                       classifier=quantize_linear(rng.normal(0, 0.125, (80, 64)),
+                                                  rng.normal(0, 0.1, 80),
+                                                  input_scale=INT8_SCALE,
+                                                  output_scale=INT8_SCALE))
+    assert (stage_role(embedding, tiny), stage_role(head, tiny)) == ("fc2", "fc1")
+    patches = rng.integers(-127, 128, (17, 96))
+    patches[:2] = 0
+    x = embedding_int(patches, embedding)
+    chain = list(stage_cases(tiny, embedding, head, patches, x, template=template,
+                             prefix="tiny_slots"))
+    (run,) = replay_encoders(build(tiny, "layer_engine", verilog=verilog_text(
+        tiny, "layer_engine")), [chain], tmp_path)
+    assert_bit_and_cycle_exact(run.layers)
+    assert [[e.get("role") for e in r["instructions"] if e["opcode"] == "GEMM"]
+            for r in run.layers] == [["fc2"], ["fc1"]]
+    assert np.array_equal(run.output, head_int(x, head)) and run.output.shape == (1, 80)
 
 
 def embedding_int_chain(image, embedding, pixels):
