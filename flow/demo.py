@@ -205,7 +205,7 @@ def _replay(designs: dict, images: dict, states: dict, split, stages: dict
         except TestbenchFailed as failure:
             raise DemoFailed(f"{model} whole-model replay failed: {failure}") from None
         for case, result in zip(chains[0], runs[0].layers):
-            result["part"] = case.name.rsplit(".", 1)[-1]
+            result["part"] = case.part
             for instruction in result["instructions"]:
                 instruction["nonzero_macs"] = nonzero_macs(case, instruction)
         rtl = np.concatenate([run.output for run in runs])

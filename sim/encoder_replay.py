@@ -105,7 +105,7 @@ def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> li
     flat = [case for chain in chains for case in chain]
     results = replay(design, flat, work_dir)
     for case, result in zip(flat, results):         # the stages' units by their own names
-        names = STAGE_UNITS.get(case.name.rsplit(".", 1)[-1], {})
+        names = STAGE_UNITS.get(case.stage, {})
         for entry in result["instructions"]:
             if entry["unit"] in names:
                 entry["role"], entry["unit"] = entry["unit"], names[entry["unit"]]
@@ -166,11 +166,11 @@ def stage_cases(config, embedding, head, patches, encoder_output, *, template,
                       layer=engine_layer(embedding, template, block, embedding_role),
                       x=np.zeros_like(x), program=program, chained=True,
                       loads=((program[0].src_a, patches),
-                             (Buffer.RESIDUAL1, embedding.position)))
+                             (Buffer.RESIDUAL1, embedding.position)), stage="embedding")
     final = LayerCase(name=f"{prefix}.head",
                       layer=engine_layer(head, template, block, head_role),
                       x=np.asarray(encoder_output)[:1], program=head_program(head_role),
-                      chained=True, result=HEAD_SLOTS[head_role][2])
+                      chained=True, result=HEAD_SLOTS[head_role][2], stage="head")
     return first, final
 
 
@@ -197,7 +197,8 @@ def bert_cases(config, integer_bert, input_ids, *, name: str = "bert"
                            layer=stand_in_layer(template, block,
                                                 ln1=integer_bert.embedding_layernorm),
                            x=np.zeros_like(total), program=embedding_layernorm_program(),
-                           chained=True, loads=((Buffer.RESIDUAL1, total),))]
+                           chained=True, loads=((Buffer.RESIDUAL1, total),),
+                           stage="embedding_layernorm")]
         x = layernorm_int(total, integer_bert.embedding_layernorm)
         for index, layer in enumerate(integer_bert.layers):
             program = layer_program(layer.kept_heads, tokens=x.shape[0], token_keep=x.shape[0],
@@ -208,7 +209,7 @@ def bert_cases(config, integer_bert, input_ids, *, name: str = "bert"
         chain.append(LayerCase(name=f"{prefix}.pooler",
                                layer=stand_in_layer(template, block, q=integer_bert.pooler),
                                x=x[:1], program=pooler_program(), chained=True,
-                               result=Buffer.Q))
+                               result=Buffer.Q, stage="pooler"))
         chains.append(chain)
     return chains
 

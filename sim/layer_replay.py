@@ -59,6 +59,15 @@ class LayerCase:
     loads: tuple = ()
     #: The buffer read back and compared (the head program's logits are in GELU).
     result: int = Buffer.OUTPUT
+    #: Which program of a model this is when not a layer (``sw.golden.model_stages.STAGE_UNITS``:
+    #: ``"embedding"``, ``"head"``, ``"embedding_layernorm"``, ``"pooler"``).
+    stage: str | None = None
+
+    @property
+    def part(self) -> str:
+        """The program's name within its model: its stage, or the last part of its name
+        (``layer<i>``)."""
+        return self.stage or self.name.rsplit(".", 1)[-1]
 
     def expected(self, trace: dict | None = None) -> np.ndarray:
         """The golden layer's output (the same program run by ``sw.golden.layer_program``)."""

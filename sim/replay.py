@@ -554,7 +554,7 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
             chains = model_cases(image, *stages, calibration[:inputs])
         except ValueError as error:      # a stage no tensor slot of the engine holds
             raise ReplayError(f"--whole: {error}") from None
-        cases = [(case.name.rsplit(".", 1)[1], case) for chain in chains for case in chain]
+        cases = [(case.part, case) for chain in chains for case in chain]
     for number in range(0 if whole else inputs):
         for layer, case in zip(image.layers, image_cases(image, x[number], chained=chained)):
             index = layer.index
