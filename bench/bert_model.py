@@ -78,6 +78,23 @@ def _pruned_run(target: float, teacher_dir: Path, out: Path, progress: bool) -> 
     return report
 
 
+def digits_split(teacher_dir, model):
+    """The digits sequences' train/validation split of ``model`` (the teacher in
+    ``teacher_dir``), every sequence unpadded.
+
+    Raises
+    ------
+    ValueError
+        If a digits sequence is padded.
+    """
+    from sw.prune import check_data
+    split = check_data(Path(teacher_dir), "digits", None, arch="bert").load_split(model.config)
+    lengths = split.val_ids.ne(split.pad_token_id).sum(1)
+    if not bool((lengths == split.val_ids.shape[1]).all()):
+        raise ValueError("digits sequences are expected to be unpadded")
+    return split
+
+
 def run_accuracy(targets=TARGET_DENSITIES, *, teacher_dir=TEACHER, pruned_dirs=None,
                  calibration: int = CALIBRATION_SEQUENCES, progress: bool = False) -> dict:
     """Measure the dense and pruned digits BERT, float and integer (see the module docstring).
@@ -85,17 +102,13 @@ def run_accuracy(targets=TARGET_DENSITIES, *, teacher_dir=TEACHER, pruned_dirs=N
     ``pruned_dirs[i]``: an ``sw/prune.py`` output for ``targets[i]`` to reuse (default: prune
     into ``build/bench/bert_model/density_<target>``, reusing an earlier run there).
     """
-    from sw.prune import check_data
     teacher_dir = Path(teacher_dir)
     pruned_dirs = ([RUNS_DIR / f"density_{target}" for target in targets]
                    if pruned_dirs is None else [Path(p) for p in pruned_dirs])
     reports = [_pruned_run(target, teacher_dir, out, progress)
                for target, out in zip(targets, pruned_dirs)]      # trains the teacher if missing
     dense = load_model(teacher_dir)
-    split = check_data(teacher_dir, "digits", None, arch="bert").load_split(dense.config)
-    lengths = split.val_ids.ne(split.pad_token_id).sum(1)
-    if not bool((lengths == split.val_ids.shape[1]).all()):
-        raise ValueError("digits sequences are expected to be unpadded")
+    split = digits_split(teacher_dir, dense)
     measured = _measure(dense, split, calibration)
     document = {"task": "digits-sequence", "dense_accuracy": measured["accuracy"],
                 "dense_integer_accuracy": measured["integer_accuracy"],
