@@ -77,8 +77,8 @@ def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits"
     """The ``digits`` part (trains and prunes the demo's models first when missing)."""
     from flow.demo import (DENSE_NAME, IMAGE_NAME, PRUNING_DIR, export_model, prune_with_recipe,
                            teacher)
-    from sim.encoder_replay import model_cases
-    from sw.golden.model_stages import model_int, quantize_stages
+    from sim.encoder_replay import model_cases, whole_model_outcome
+    from sw.golden.model_stages import model_int
     from sw.prune import split_for
     teacher_dir = teacher(progress=False)
     if not (PRUNING_DIR / "pruned" / "config.json").is_file():
@@ -90,25 +90,16 @@ def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits"
         split = split_for(teacher_dir, state.topology["image_size"])
         pixels = split.val_images[:images].numpy()
         labels = split.val_labels[:images].numpy()
-        integer = state.integer_model
-        embedding, head = quantize_stages(integer, state.calibration,
-                                          block_rows=state.config.hardware.block_rows)
         design = build(state.config, "layer_engine")
         started = time.monotonic()
-        runs = replay_encoders(design, model_cases(image, embedding, head, pixels, name=name),
+        runs = replay_encoders(design, model_cases(image, pixels, name=name),
                                work_dir / f"{name}-sim")
         seconds = time.monotonic() - started
         _check(runs)
-        rtl = np.concatenate([run.output for run in runs])[:, :head.classes]
-        golden = model_int(integer, embedding, head, pixels,
-                           token_pruning=state.token_pruning)[:, :head.classes]
-        outputs[model] = {
-            "runs": runs, "seconds": seconds,
-            "logits_bit_exact": bool(np.array_equal(rtl, golden)),
-            "top1_rtl": float(np.mean(rtl.argmax(-1) == labels)),
-            "top1_integer": float(np.mean(golden.argmax(-1) == labels)),
-            "top1_equal": bool(np.array_equal(rtl.argmax(-1), golden.argmax(-1))),
-            "macs": _macs_per_image(runs)}
+        golden = model_int(state.integer_model, state.embedding, state.head, pixels,
+                           token_pruning=state.token_pruning)
+        outputs[model] = {"runs": runs, "seconds": seconds, "macs": _macs_per_image(runs),
+                          **whole_model_outcome(runs, golden, state.head.classes, labels)}
         print(f"model: digits {model}: {images} images, cycles per image "
               f"{min(r.cycles for r in runs):,} .. {max(r.cycles for r in runs):,}, int8 logits "
               f"== integer model {outputs[model]['logits_bit_exact']}, top-1 RTL "

@@ -10,16 +10,17 @@ answering: how accurate is the pruned model, and how much faster does it run?
 3. Export with ``sw.image.export`` for the ``tiny`` hardware: the pruned model into
    ``build/images/digits_deit_demo/`` and, with the same exporter and hardware, the unpruned
    teacher into ``build/images/digits_deit_dense/`` (``weights.bin``, ``params.json``,
-   ``manifest.json``); each image's golden model is checked equal to the one quantized from
-   its torch model.
+   ``manifest.json``: the whole model, patch embedding and classifier included); each
+   image's golden model, layer by layer and image in to logits out, is checked equal to the
+   one quantized from its torch model.
 4. Top-1 accuracy of both whole integer (golden) models on the teacher's validation split:
    the patch embedding and the head in integers too (``sw.golden.model_stages``, calibrated on
-   the export's images), what the RTL runs.
+   the export's images, the stages the image holds), what the RTL runs.
 5. Generate the layer engine from each ``params.json`` (what ``make verilog CONFIG=...`` does,
    top ``layer_engine``, into ``build/<config name>/``) and build it with Verilator.
 6. Run both whole models on the layer engine for :data:`DEMO_IMAGES` validation images, image
-   in and int8 logits out (``sim.encoder_replay.model_cases``): the host loads only the
-   quantized patch rows and the position table; the embedding program, every layer and the
+   in and int8 logits out (``sim.encoder_replay.model_cases``, every program and weight from
+   the image): the host loads only the quantized patch rows and the position table; the embedding program, every layer and the
    head program run one after the other on what the one before left in the scratchpad; every
    program bit-exact to the golden model, every instruction's cycles equal to the cycle model,
    the logits equal to the whole integer model's (``==``).
@@ -152,27 +153,18 @@ def export_model(model_dir: Path, out: Path, name: str):
     return state, load_image(out / "weights.bin")
 
 
-def _integer_accuracy(states: dict, split, stages: dict) -> dict:
+def _integer_accuracy(states: dict, split) -> dict:
     """Top-1 of each whole integer model (``sw.golden.model_stages.model_int``: the embedding
     and the head in integers too, what the RTL runs) on the teacher's validation split."""
     from sw.golden.model_stages import model_int
     labels = split.val_labels.numpy()
     result = {"validation_images": int(len(labels))}
     for model, state in states.items():
-        embedding, head = stages[model]
-        logits = model_int(state.integer_model, embedding, head, split.val_images.numpy(),
-                           token_pruning=state.token_pruning)
+        logits = model_int(state.integer_model, state.embedding, state.head,
+                           split.val_images.numpy(), token_pruning=state.token_pruning)
         result[model] = float(np.mean(logits.argmax(-1) == labels))
         print(f"      {model}: integer top-1 {result[model]:.3f} on {len(labels)} images")
     return result
-
-
-def _stages(states: dict) -> dict:
-    """Each model's integer embedding and head, calibrated on its export's images."""
-    from sw.golden.model_stages import quantize_stages
-    return {model: quantize_stages(state.integer_model, state.calibration,
-                                   block_rows=state.config.hardware.block_rows)
-            for model, state in states.items()}
 
 
 def check_same_engine(dense, pruned) -> None:
@@ -183,23 +175,22 @@ def check_same_engine(dense, pruned) -> None:
                              f"'{dense.name}' {expected}: not the same engine")
 
 
-def _replay(designs: dict, images: dict, states: dict, split, stages: dict
-            ) -> tuple[dict, dict]:
+def _replay(designs: dict, images: dict, states: dict, split) -> tuple[dict, dict]:
     """Both whole models on the RTL for :data:`DEMO_IMAGES` validation images, image in and
     int8 logits out (``sim.encoder_replay.model_cases``: the embedding program, every layer and
     the head program chained on chip); returns the first image's per-program results (each
     instruction with ``nonzero_macs``, each result with its ``part``) and, per model, what the
     images gave: the logits against the integer model's, and the predicted classes."""
-    from sim.encoder_replay import model_cases, replay_encoders
+    from sim.encoder_replay import model_cases, replay_encoders, whole_model_outcome
     from sw.golden.model_stages import model_int
     replays, whole = {}, {}
     pixels = split.val_images[:DEMO_IMAGES].numpy()
     labels = split.val_labels[:DEMO_IMAGES].numpy()
     for model in ("dense", "pruned"):
-        embedding, head = stages[model]
+        state = states[model]
         print(f"      {model}: embedding, {len(images[model].layers)} layers and head x "
               f"{DEMO_IMAGES} images, chained on chip...", flush=True)
-        chains = model_cases(images[model], embedding, head, pixels)
+        chains = model_cases(images[model], pixels)
         try:
             runs = replay_encoders(designs[model], chains, REPORT_DIR / "replay" / model)
         except TestbenchFailed as failure:
@@ -208,22 +199,20 @@ def _replay(designs: dict, images: dict, states: dict, split, stages: dict
             result["part"] = case.part
             for instruction in result["instructions"]:
                 instruction["nonzero_macs"] = nonzero_macs(case, instruction)
-        rtl = np.concatenate([run.output for run in runs])
-        golden = model_int(states[model].integer_model, embedding, head, pixels,
-                           token_pruning=states[model].token_pruning)
-        predicted = rtl[:, :head.classes].argmax(-1)
+        golden = model_int(state.integer_model, state.embedding, state.head, pixels,
+                           token_pruning=state.token_pruning)
+        outcome = whole_model_outcome(runs, golden, state.head.classes, labels)
         whole[model] = {
             "images": len(runs), "bit_exact": all(run.bit_exact for run in runs),
             "cycle_exact": all(run.cycle_exact for run in runs),
-            "logits_equal": bool(np.array_equal(rtl, golden)),
+            "logits_equal": outcome["logits_bit_exact"],
             "inputs_loaded_per_image": runs[0].to_dict()["inputs_loaded"],
             "cycles": [run.cycles for run in runs],
             "load_words": [run.load_words for run in runs],
-            "predicted": predicted.tolist(),
-            "integer_predicted": golden[:, :head.classes].argmax(-1).tolist(),
+            "predicted": outcome["predicted"],
+            "integer_predicted": outcome["integer_predicted"],
             "labels": labels.tolist(),
-            "top1_rtl": float(np.mean(predicted == labels)),
-            "top1_integer": float(np.mean(golden[:, :head.classes].argmax(-1) == labels))}
+            "top1_rtl": outcome["top1_rtl"], "top1_integer": outcome["top1_integer"]}
         w = whole[model]
         print(f"      {model}: {w['images']} images, bit-exact {w['bit_exact']}, cycle-exact "
               f"{w['cycle_exact']}, int8 logits == integer model {w['logits_equal']}, top-1 on "
@@ -335,8 +324,7 @@ def run(progress: bool = True) -> dict:
     with steps.step("integer (golden) model accuracy on the validation split", "accuracy"):
         from sw.prune import split_for
         split = split_for(teacher_dir, dense_state.topology["image_size"])
-        stages = _stages(states)
-        integer = _integer_accuracy(states, split, stages)
+        integer = _integer_accuracy(states, split)
     configs = {"dense": load_config(DENSE_DIR / "params.json"),
                "pruned": load_config(IMAGE_DIR / "params.json")}
     check_same_engine(configs["dense"], configs["pruned"])
@@ -353,7 +341,7 @@ def run(progress: bool = True) -> dict:
             designs[model] = built
     with steps.step(f"running both whole models on the layer engine RTL for {DEMO_IMAGES} "
                     f"validation images (image in, logits out, chained on chip)", "replay"):
-        replays, whole = _replay(designs, images, states, split, stages)
+        replays, whole = _replay(designs, images, states, split)
     with steps.step(f"writing the report into {REPORT_DIR}", "report"):
         topology = dense_image.model
         facts = {

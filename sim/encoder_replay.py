@@ -30,8 +30,10 @@ from sw.golden.model_stages import STAGE_UNITS
 from sw.golden.synthetic_layer import synthetic_input, synthetic_layer
 from sw.golden.token_select import TokenPruning, keep_count
 from sw.image.program import layer_program
+from sw.isa import TENSOR_ROLES
 
-__all__ = ["EncoderRun", "encoder_cases", "model_cases", "stage_cases", "bert_cases",
+__all__ = ["EncoderRun", "encoder_cases", "model_cases", "whole_model_outcome", "stage_cases",
+           "bert_cases",
            "replay_encoders",
            "synthetic_encoder",
            "measure_encoder"]
@@ -120,21 +122,17 @@ def replay_encoders(design, chains: list[list[LayerCase]], work_dir: Path) -> li
     return runs
 
 
-def model_cases(image, embedding, head, pixel_values, *, name: str | None = None
-                ) -> list[list[LayerCase]]:
-    """Per image of ``pixel_values``, the whole model as one chain of programs on the engine:
-    the embedding program (its patch rows and position table loaded, nothing else), every layer
-    of ``image`` and the head program (row count 1), each on what the one before it left;
-    names ``<name>.input<n>.embedding``, ``.layer<i>``, ``.head``. ``embedding`` and ``head``:
-    ``sw.golden.model_stages.quantize_stages`` of the model the image was exported from; each
-    stage's GEMM goes in the tensor slot that holds it on the image's engine
-    (``stage_role``). The head's result is the int8 logits.
-
-    Raises
-    ------
-    ValueError
-        If a stage's weight fits no tensor slot of the engine."""
+def model_cases(image, pixel_values, *, name: str | None = None) -> list[list[LayerCase]]:
+    """Per image of ``pixel_values``, the image's whole model as one chain of programs on the
+    engine: the embedding program (its patch rows and position table loaded, nothing else),
+    every layer and the head program (row count 1), each on what the one before it left; names
+    ``<name>.input<n>.embedding``, ``.layer<i>``, ``.head``. The stages are the image's
+    (EMBEDDING, HEAD, their linears and programs; ``sw.image.golden``), and an image read from a
+    file streams their weights from their WEIGHT_STREAM sections, as it does the layers'. The
+    head's result is the int8 logits."""
     from sw.golden.model_stages import embedding_int, quantize_patches
+    from sw.image.golden import integer_embedding, integer_head
+    embedding, head = integer_embedding(image), integer_head(image)
     chains = []
     for number, patches in enumerate(quantize_patches(pixel_values, embedding)):
         prefix = f"{name or image.config.name}.input{number}"
@@ -143,9 +141,42 @@ def model_cases(image, embedding, head, pixel_values, *, name: str | None = None
         last = run_layer_program(layers[-1].program, layers[-1].layer, layers[-1].x)
         first, final = stage_cases(image.config, embedding, head, patches, last,
                                    template=layers[0].layer, prefix=prefix)
+        first, final = (dataclasses.replace(case, weight_file=image.path,
+                                            stream_bases=_stage_streams(image, case))
+                        for case in (first, final))
         chains.append([first, dataclasses.replace(layers[0], chained=True), *layers[1:],
                        final])
     return chains
+
+
+def whole_model_outcome(runs: list[EncoderRun], golden_logits, classes: int, labels) -> dict:
+    """What whole-model runs (:func:`model_cases` through :func:`replay_encoders`) gave against
+    the integer model's int8 logits ``golden_logits`` ``(N, classes padded)`` and the true
+    ``labels``: ``logits_bit_exact`` (``==`` over every image's real classes), each image's
+    ``predicted`` and ``integer_predicted`` class, ``top1_rtl``, ``top1_integer`` and
+    ``top1_equal`` (the RTL's classes are the integer model's)."""
+    rtl = np.concatenate([run.output for run in runs])[:, :classes]
+    golden = np.asarray(golden_logits)[:, :classes]
+    predicted, integer = rtl.argmax(-1), golden.argmax(-1)
+    labels = np.asarray(labels)
+    return {"logits_bit_exact": bool(np.array_equal(rtl, golden)),
+            "predicted": predicted.tolist(), "integer_predicted": integer.tolist(),
+            "top1_rtl": float(np.mean(predicted == labels)),
+            "top1_integer": float(np.mean(integer == labels)),
+            "top1_equal": bool(np.array_equal(predicted, integer))}
+
+
+def _stage_streams(image, case: LayerCase) -> dict | None:
+    """The stream base of each tensor slot of a stage's case: its own slot's WEIGHT_STREAM
+    section in the image file, every other slot empty (no blocks, nothing fetched)."""
+    if image.path is None:
+        return None
+    from sw.image.format import NO_LAYER, STAGE_TENSORS, SectionKind
+    from sw.image.golden import stage_role_of
+    offset = next(e.offset for e in image.sections if e.kind == SectionKind.WEIGHT_STREAM
+                  and e.layer == NO_LAYER and e.tensor == STAGE_TENSORS[case.stage])
+    role = stage_role_of(case.program)
+    return {slot: offset if slot == role else 0 for slot in TENSOR_ROLES}
 
 
 def stage_cases(config, embedding, head, patches, encoder_output, *, template,

@@ -13,9 +13,10 @@ recorded model directory); with every layer chosen (``--layers all``, the defaul
 are chained on chip instead: only layer 0's input is loaded, each later layer runs on what the
 one before it left in the scratchpad (``sim.encoder_replay``), while its golden input is still
 what its output is compared with. ``--whole`` runs the whole model instead, image in and int8
-logits out (the patch embedding and the head as programs of the same engine,
-``sw.golden.model_stages``), and reports each input's class and whether its logits equal the
-whole integer model's. The testbench checks every output against the golden model (``==``)
+logits out (the patch embedding and the head as programs of the same engine, from the image's
+EMBEDDING and HEAD sections; it needs only the image and the recorded calibration images, not
+the model), and reports each input's class and whether its logits equal the whole integer
+model's (``sw.image.golden``). The testbench checks every output against the golden model (``==``)
 and every instruction's cycles against the cycle model. A per-layer table goes to standard
 output; ``DIR/replay/`` receives ``replay.json`` (``layers: [{index, bit_exact, cycles,
 model_cycles, utilization, at_fmax, ...}]``, ``per_image``, ``clock``) and with ``--waves`` the
@@ -150,6 +151,28 @@ def load_replay_image(image_dir: Path) -> tuple[WeightImage, AcceleratorConfig]:
     return image, config
 
 
+def recorded_calibration(image_dir: Path, count: int):
+    """The calibration recorded with the image (``manifest.json``,
+    ``sw.data.calibration.load_recorded_calibration``), holding at least ``count`` images: its
+    first ``count`` are what ``--whole`` feeds the whole model.
+
+    Raises
+    ------
+    ReplayError
+        If none is recorded, the data changed, or it has fewer than ``count`` images.
+    """
+    from sw.data.calibration import load_recorded_calibration
+    from sw.data.source import DataError
+    try:
+        recorded = load_recorded_calibration(image_dir)
+    except DataError as error:
+        raise ReplayError(str(error)) from None
+    if len(recorded.images) < count:
+        raise ReplayError(f"--inputs {count}: the image was calibrated on "
+                          f"{len(recorded.images)} images; at most that many inputs")
+    return recorded
+
+
 def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
                    model_dir: Path | None = None) -> np.ndarray:
     """The golden model's int16 encoder inputs ``(count, tokens, hidden)`` of the first
@@ -172,26 +195,10 @@ def encoder_inputs(image_dir: Path, image: WeightImage, count: int, *,
         changed, there are fewer than ``count`` calibration images, or the model is missing or
         does not fit the image.
     """
-    return recorded_inputs(image_dir, image, count, model_dir=model_dir)[0]
-
-
-def recorded_inputs(image_dir: Path, image: WeightImage, count: int, *,
-                    model_dir: Path | None = None):
-    """:func:`encoder_inputs`, with what they came from: ``(x, golden, images)``, ``golden``
-    the ``IntegerDeiT`` whose float patch embedding made ``x`` (no layers: the image has them)
-    and ``images`` every recorded calibration image (``--whole`` calibrates the integer
-    embedding and head on them and replays the first ``count``)."""
-    from sw.data.calibration import load_recorded_calibration
-    from sw.data.source import DataError
     from sw.golden.deit_int import IntegerDeiT
     from sw.models import load_model
-    try:
-        recorded = load_recorded_calibration(image_dir)
-    except DataError as error:
-        raise ReplayError(str(error)) from None
-    if len(recorded.images) < count:
-        raise ReplayError(f"--inputs {count}: the image was calibrated on "
-                          f"{len(recorded.images)} images; at most that many inputs")
+    recorded = recorded_calibration(image_dir, count)
+    images = recorded.images[:count]
     where = "--model" if model_dir is not None else "the model recorded in manifest.json"
     directory = Path(model_dir) if model_dir is not None else recorded.model_dir
     if (directory / "pruned" / "config.json").is_file():      # a pruning output, as exported
@@ -209,7 +216,7 @@ def recorded_inputs(image_dir: Path, image: WeightImage, count: int, *,
     try:
         import torch
         with torch.no_grad():
-            x = golden.embed(recorded.images[:count])
+            x = golden.embed(images)
     except Exception as error:     # noqa: BLE001 (a model of another image size or shape)
         raise ReplayError(f"{where}: {one_line(directory)}: cannot embed the calibration "
                           f"images ({type(error).__name__}: {one_line(error)})") from None
@@ -218,7 +225,7 @@ def recorded_inputs(image_dir: Path, image: WeightImage, count: int, *,
         raise ReplayError(f"{where}: {one_line(directory)} embeds an image into "
                           f"{x.shape[1]} tokens x {x.shape[2]}, the image's layer 0 takes "
                           f"{expected[0]} x {expected[1]}: not the model it was exported from")
-    return x, golden, np.asarray(recorded.images)
+    return x
 
 
 # ------------------------------------------------------------------------------------------------
@@ -508,9 +515,9 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
 
     ``whole``: run the whole model instead, image in and int8 logits out: the embedding
     program, every layer and the head program chained on chip per input
-    (``sim.encoder_replay.model_cases``), the integer embedding and head calibrated on every
-    recorded calibration image (``sw.golden.model_stages.quantize_stages``); each input's
-    logits are compared with the whole integer model's (``report.images``).
+    (``sim.encoder_replay.model_cases``, the stages from the image), on the first ``inputs``
+    recorded calibration images; each input's logits are compared with the whole integer
+    model's (``report.images``).
 
     A layer that is not bit-exact or cycle-exact is recorded as such (``report.exact`` is
     False), not raised.
@@ -540,20 +547,18 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
         raise ReplayError(str(error)) from None
     if whole and len(chosen) != len(image.layers):
         raise ReplayError("--whole runs every layer: leave --layers out (or give 'all')")
-    say(f"golden model inputs from {inputs} calibration image{'s' * (inputs > 1)}")
-    x, golden, calibration = recorded_inputs(image_dir, image, inputs, model_dir=model_dir)
+    if whole:
+        say(f"the whole model on {inputs} calibration image{'s' * (inputs > 1)}")
+        calibration = recorded_calibration(image_dir, inputs).images[:inputs]
+    else:
+        say(f"golden model inputs from {inputs} calibration image{'s' * (inputs > 1)}")
+        x = encoder_inputs(image_dir, image, inputs, model_dir=model_dir)
     # every layer: the whole encoder runs on chip, each layer on what the one before it left
     chained = len(chosen) == len(image.layers)
-    cases, chains, stages = [], [], None
+    cases, chains = [], []
     if whole:
         from sim.encoder_replay import model_cases
-        from sw.golden.model_stages import quantize_stages
-        try:
-            stages = quantize_stages(golden, calibration,
-                                     block_rows=config.hardware.block_rows)
-            chains = model_cases(image, *stages, calibration[:inputs])
-        except ValueError as error:      # a stage no tensor slot of the engine holds
-            raise ReplayError(f"--whole: {error}") from None
+        chains = model_cases(image, calibration)
         cases = [(case.part, case) for chain in chains for case in chain]
     for number in range(0 if whole else inputs):
         for layer, case in zip(image.layers, image_cases(image, x[number], chained=chained)):
@@ -591,7 +596,8 @@ def replay_image(image_dir, *, model_dir=None, layers="all", inputs: int = 1,
             shutil.move(work / TRACE_FILE, staging / WAVES_FILE)
         stage_results, image_results = (), ()
         if whole:
-            stage_results, image_results = _whole_results(cases, results, chains, stages)
+            stage_results, image_results = _whole_results(cases, results, chains,
+                                                          image.head.classes)
         layer_pairs = [(pair, result) for pair, result in zip(cases, results)
                        if isinstance(pair[0], int) or pair[0].startswith("layer")]
         report = ReplayReport(
@@ -627,7 +633,7 @@ def _layer_index(index) -> int:
     return index if isinstance(index, int) else int(index.removeprefix("layer"))
 
 
-def _whole_results(cases, results, chains, stages) -> tuple[tuple, tuple]:
+def _whole_results(cases, results, chains, classes: int) -> tuple[tuple, tuple]:
     """``(stages, images)`` of a ``--whole`` replay (:class:`ReplayReport`): the embedding's
     and the head's measurements folded over the inputs, and per input the predicted class
     from the RTL's int8 logits against the integer model's (``==``)."""
@@ -643,13 +649,12 @@ def _whole_results(cases, results, chains, stages) -> tuple[tuple, tuple]:
             entry["model_cycles"] = result["model_cycles"]
             entry["bit_exact"] &= bool(result["bit_exact"])
             entry["cycle_exact"] &= cycle_exact
-    head = stages[1]
     images, start = [], 0
     for number, chain in enumerate(chains):
         measured = results[start:start + len(chain)]
         start += len(chain)
-        expected = chain[-1].expected()[0, :head.classes]
-        found = np.load(measured[-1]["output_file"])[0, :head.classes]
+        expected = chain[-1].expected()[0, :classes]
+        found = np.load(measured[-1]["output_file"])[0, :classes]
         images.append({"input": number, "predicted": int(found.argmax()),
                        "integer_predicted": int(expected.argmax()),
                        "logits_equal": bool(np.array_equal(found, expected)),

@@ -15,7 +15,7 @@ from sw.image.export import ExportRequest, export, write
 from sw.image.loader import load_image
 from sw.config import load_config
 from sw.cycle_model.gemm import gemm_cycles
-from sw.golden.model_stages import embedding_int, head_int, quantize_patches, quantize_stages
+from sw.golden.model_stages import embedding_int, head_int, model_int
 from sw.golden.token_select import TokenPruning
 from sw.image.program import layer_program
 from sw.isa import Opcode
@@ -131,10 +131,8 @@ def test_an_exported_digits_shaped_deit_runs_whole_on_chip(tmp_path):
     # per image, the encoder alone (layer 0's input loaded) and the whole model, image in and
     # int8 logits out (the embedding program, both layers and the head program; only the
     # patch rows and the position table loaded), in one run of one build
-    embedding, head = quantize_stages(integer, state.calibration,
-                                      block_rows=config.hardware.block_rows)
     chains = encoder_cases(image, integer.embed(pixels))
-    chains += model_cases(image, embedding, head, pixels)
+    chains += model_cases(image, pixels)
     runs = replay_encoders(build(config, "layer_engine"), chains, tmp_path / "sim")
     runs, models = runs[:2], runs[2:]
     assert [[r["name"] for r in run.layers] for run in runs] == [
@@ -161,8 +159,11 @@ def test_an_exported_digits_shaped_deit_runs_whole_on_chip(tmp_path):
                 for r in (run.layers[0], run.layers[-1])] == [["o"], ["q"]]
         # the head runs on one row, the class token's: a fraction of a layer's cycles
         assert run.layers[-1]["cycles"] < run.layers[1]["cycles"] // 10
+    # the logits are the whole integer model's, computed from the torch model's quantization
+    # by the stage functions (not the image's programs)
     assert np.array_equal(np.concatenate([run.output for run in models]),
-                          head_int(embedding_int_chain(image, embedding, pixels), head)[:, 0])
+                          model_int(integer, state.embedding, state.head, pixels,
+                                    token_pruning=state.token_pruning))
     # heads removed in the image are never run: 3 and 2 attention head slots
     heads = [sum(e["unit"] == "attention_scores" for e in r["instructions"])
              for r in runs[0].layers]
@@ -243,20 +244,6 @@ def test_stage_programs_in_their_other_tensor_slots(tmp_path):
     assert [[e.get("role") for e in r["instructions"] if e["opcode"] == "GEMM"]
             for r in run.layers] == [["fc2"], ["fc1"]]
     assert np.array_equal(run.output, head_int(x, head)) and run.output.shape == (1, 80)
-
-
-def embedding_int_chain(image, embedding, pixels):
-    """The golden last-layer output of each image, from the integer embedding."""
-    from sw.golden.layer_program import run_layer_program
-    from sw.image.golden import integer_layer
-    x = embedding_int(quantize_patches(pixels, embedding), embedding)
-    outputs = []
-    for rows in x:
-        for layer_image in image.layers:
-            rows = run_layer_program(layer_image.program,
-                                     integer_layer(layer_image, image.config.model.norm), rows)
-        outputs.append(rows)
-    return np.stack(outputs)
 
 
 @pytest.mark.slow

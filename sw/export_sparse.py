@@ -103,6 +103,9 @@ def _export(options) -> int:
         print(f"  final LayerNorm: {result['final']['differences']} of "
               f"{result['final']['values']} values differ ({result['images']} images); float "
               f"vs integer top-1 agreement {result['float_vs_integer_top1_agreement']:.3f}")
+        print(f"  whole model (image in, int8 logits out): {result['logits']['differences']} "
+              f"of {result['logits']['values']} logits differ; float vs whole integer model "
+              f"top-1 agreement {result['float_vs_whole_integer_top1_agreement']:.3f}")
         if result["differences"]:
             status = VERIFY_FAILED
     write(state, options.out)

@@ -151,25 +151,17 @@ def _stage_linear(stage) -> QuantizedLinear:
 
 
 def stage_role(stage, config) -> str:
-    """The tensor slot a stage's GEMM uses on ``config``'s engine: the first of its slots
-    (``sw.image.program.EMBEDDING_SLOTS`` / ``HEAD_SLOTS``) whose largest weight holds it.
+    """The tensor slot a stage's GEMM uses on ``config``'s engine
+    (``sw.image.program.stage_slot`` of its weight's shape).
 
     Raises
     ------
     ValueError
         If no slot holds the weight (the message names the config, the weight and the slots).
     """
-    from sw.engine_params import EngineParams
-    shapes = EngineParams.from_config(config).role_shapes
-    slots = EMBEDDING_SLOTS if isinstance(stage, IntegerEmbedding) else HEAD_SLOTS
-    out_features, in_features = _stage_linear(stage).weight.shape
-    for role in slots:
-        if out_features <= shapes[role][0] and in_features <= shapes[role][1]:
-            return role
-    what = "patch embedding" if isinstance(stage, IntegerEmbedding) else "classifier"
-    held = ", ".join(f"{role} {shapes[role][0]}x{shapes[role][1]}" for role in slots)
-    raise ValueError(f"{config.name}: the {what} weight {out_features}x{in_features} fits no "
-                     f"tensor slot of the engine ({held})")
+    from sw.image.program import stage_slot
+    name = "embedding" if isinstance(stage, IntegerEmbedding) else "head"
+    return stage_slot(name, _stage_linear(stage).weight.shape, config)
 
 
 def stand_in_layer(template: IntegerEncoderLayer, block: tuple, **parts) -> IntegerEncoderLayer:

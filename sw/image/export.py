@@ -4,11 +4,13 @@ The export is an ordered list of named steps (:data:`STEPS`), each ``step(state)
 read the hardware config, find and load the model and its pruning report, decide the kept heads
 and FFN neurons, check that every matrix fits the hardware's block shape, quantize with the
 integer model's calibration (on ``calibration``: an image folder or the digits, by default the
-data recorded with the model, :func:`choose_calibration_data`), assemble the image and the
-accelerator parameters sized from the pruned model, and check the bytes by loading them back.
-:func:`verify` then runs the golden model from the image's bytes and from the torch model and
-counts differences; :func:`write` puts the outputs in place atomically. Every problem with the
-input raises :class:`ExportError` with one line naming it.
+data recorded with the model, :func:`choose_calibration_data`), quantize the model around the
+encoder (the patch embedding with the position table, the final LayerNorm and the classifier:
+``sw.golden.model_stages``), assemble the image and the accelerator parameters sized from the
+pruned model, and check the bytes by loading them back. :func:`verify` then runs the golden
+model from the image's bytes and from the torch model and counts differences, per layer and in
+the whole model's logits; :func:`write` puts the outputs in place atomically. Every problem
+with the input raises :class:`ExportError` with one line naming it.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from sw.atomic import check_output_directory as check_replay_directory
 from sw.block_sparse import BlockSparseMatrix
 from sw.config import AcceleratorConfig, ConfigError, ModelTopology, load_config, minimum_buffers
 from sw.engine_params import EngineParams
-from sw.image.format import (SCALE_POINTS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
-                             ModelInfo, WeightImage, dense_shape, pruning_block_problem)
+from sw.image.format import (SCALE_POINTS, TENSOR_ROLES, EmbeddingImage, HeadImage, ImageError,
+                             LayerImage, LinearImage, ModelInfo, WeightImage, dense_shape,
+                             pruning_block_problem)
 from sw.image.loader import parse_image
-from sw.image.program import layer_program
+from sw.image.program import layer_program, stage_program, stage_slot
 from sw.image.summary import manifest
 from sw.image.writer import encode_image
 from sw.numerics import signed_range
@@ -107,6 +110,8 @@ class ExportState:
     calibration_data: object = None               #: sw.data.source.DataSource
     calibration: object = None                    #: calibration images (torch tensor)
     integer_model: object = None                  #: sw.golden.deit_int.IntegerDeiT
+    embedding: object = None                      #: sw.golden.model_stages.IntegerEmbedding
+    head: object = None                           #: sw.golden.model_stages.IntegerHead
     config: AcceleratorConfig | None = None       #: params.json
     image: WeightImage | None = None
     data: bytes = b""
@@ -637,18 +642,45 @@ def quantize(state: ExportState) -> ExportState:
     return state
 
 
-def _linear_image(state: ExportState, index: int, role: str, quantized) -> LinearImage:
+def quantize_stages(state: ExportState) -> ExportState:
+    """Quantize the model around the encoder on the same calibration images: the patch
+    embedding (the pixels' and its output's int8 scales) with the position table, and the
+    classifier on the final LayerNorm's output (``sw.golden.model_stages.quantize_stages``)."""
+    from sw.golden.model_stages import quantize_stages as quantize_model_stages
+    model = state.model
+    if not hasattr(model, "classifier"):
+        heads = ", ".join(name for name in ("cls_classifier", "distillation_classifier")
+                          if hasattr(model, name))
+        raise ExportError(f"{state.request.model_dir}: {type(model).__name__} has "
+                          f"{heads or 'no classifier'}; the accelerator's head program runs "
+                          f"one classifier on the class token (a distilled DeiT's averaged "
+                          f"two heads are not supported)")
+    try:
+        state.embedding, state.head = quantize_model_stages(
+            state.integer_model, state.calibration,
+            block_rows=state.hardware.hardware.block_rows)
+    except ValueError as error:
+        raise ExportError(f"quantizing the embedding and head failed: {error}") from None
+    return state
+
+
+def _linear_image(state: ExportState, what: str, quantized,
+                  pruning_block: tuple = (0, 0)) -> LinearImage:
+    """A linear's image (``what`` names it in messages: ``"layer 0 q"``, ``"embedding"``)."""
     hw = state.hardware.hardware
+    rows, cols = np.shape(quantized.weight)
+    if rows % hw.block_rows or cols % hw.block_cols:
+        raise ExportError(f"{what}: the {hw.block_rows}x{hw.block_cols} block of config "
+                          f"'{state.hardware.name}' does not divide the {rows}x{cols} matrix")
     matrix = BlockSparseMatrix.from_dense(quantized.weight, (hw.block_rows, hw.block_cols))
     low, high = signed_range(hw.acc_width)
     bias = np.asarray(quantized.bias)
     if bias.size and (bias.min() < low or bias.max() > high):
-        raise ExportError(f"layer {index} {role}: a bias needs more than acc_width "
-                          f"{hw.acc_width} bits")
+        raise ExportError(f"{what}: a bias needs more than acc_width {hw.acc_width} bits")
     if np.asarray(quantized.multiplier).max(initial=0) >= 1 << hw.multiplier_width:
-        raise ExportError(f"layer {index} {role}: a multiplier needs more than "
-                          f"multiplier_width {hw.multiplier_width} bits")
-    return LinearImage(weights=matrix, pruning_block_shape=state.pruning_blocks[index][role],
+        raise ExportError(f"{what}: a multiplier needs more than multiplier_width "
+                          f"{hw.multiplier_width} bits")
+    return LinearImage(weights=matrix, pruning_block_shape=pruning_block,
                        bias=bias, multiplier=np.asarray(quantized.multiplier),
                        shift=np.asarray(quantized.shift),
                        weight_scale=np.asarray(quantized.weight_scale, dtype=np.float64),
@@ -661,7 +693,8 @@ def assemble(state: ExportState) -> ExportState:
     layers = []
     tokens = topology["tokens"]
     for index, integer in enumerate(state.integer_model.layers):
-        linears = {role: _linear_image(state, index, role, getattr(integer, role))
+        linears = {role: _linear_image(state, f"layer {index} {role}", getattr(integer, role),
+                                       state.pruning_blocks[index][role])
                    for role in TENSOR_ROLES}
         gather = state.token_pruning[index]
         token_keep = tokens if gather is None else gather.output_tokens(tokens)
@@ -679,11 +712,21 @@ def assemble(state: ExportState) -> ExportState:
                                   protected=protected, fuse=fuse,
                                   norm=state.topology["norm"])))
         tokens = token_keep
+    stage_linears = {"embedding": _linear_image(state, "embedding", state.embedding.linear),
+                     "head": _linear_image(state, "head", state.head.classifier)}
     words_per_block = EngineParams.from_config(state.hardware).words_per_block
-    most_blocks = max(linear.weights.nnz_blocks for layer in layers
-                      for linear in layer.linears.values())
+    most_blocks = max(linear.weights.nnz_blocks for linear in (
+        *stage_linears.values(), *(linear for layer in layers
+                                   for linear in layer.linears.values())))
     state.config = _params(state, weight_words=most_blocks * words_per_block)
-    integer_model = state.integer_model
+    programs = {}
+    for stage, linear in stage_linears.items():
+        try:
+            programs[stage] = stage_program(stage, stage_slot(stage, linear.weights.shape,
+                                                              state.config))
+        except ValueError as error:
+            raise ExportError(str(error)) from None
+    embedding, integer_model = state.embedding, state.integer_model
     state.image = WeightImage(
         config=state.config,
         model=ModelInfo(architecture=state.architecture, layers=topology["layers"],
@@ -691,7 +734,15 @@ def assemble(state: ExportState) -> ExportState:
                         head_dim=topology["head_dim"], ffn_size=topology["ffn_size"],
                         tokens=topology["tokens"], input_scale=float(integer_model.input_scale),
                         final_scale=float(integer_model.final_scale)),
-        final_layernorm=integer_model.final_layernorm, layers=tuple(layers))
+        final_layernorm=integer_model.final_layernorm,
+        embedding=EmbeddingImage(
+            patch_size=embedding.patch_size, channels=embedding.channels,
+            image_size=topology["image_size"], protected=embedding.protected,
+            residual=embedding.residual, position=embedding.position,
+            linear=stage_linears["embedding"], program=programs["embedding"]),
+        layers=tuple(layers),
+        head=HeadImage(classes=state.head.classes, linear=stage_linears["head"],
+                       program=programs["head"]))
     try:
         state.data = encode_image(state.image)
         state.image = parse_image(state.data, source="the exported image")
@@ -710,6 +761,7 @@ STEPS = (
     ("fit to the hardware", fit_to_hardware),
     ("choose calibration data", choose_calibration_data),
     ("quantize", quantize),
+    ("quantize embedding and head", quantize_stages),
     ("assemble image", assemble),
 )
 
@@ -737,17 +789,21 @@ def export(request: ExportRequest, *, on_step=None) -> ExportState:
 def verify(state: ExportState, images=None) -> dict:
     """Golden model from the image's bytes vs golden model quantized from the torch model.
 
-    Both run on ``images`` (default: the calibration images) from the same int16 embeddings;
-    every layer's output and the final LayerNorm output are compared with ``==``. Returns
-    ``{"images", "layers": [{"index", "values", "differences"}], "final": {...},
-    "differences"}`` (total differing values) and the float model's top-1 agreement with the
-    integer one.
+    Both run on ``images`` (default: the calibration images). The encoder runs from the same
+    int16 embeddings, and every layer's output and the final LayerNorm output are compared with
+    ``==``; then the whole model, image in and int8 logits out, from the image's programs
+    (``sw.image.golden.classify``) against the integer model with its stages
+    (``sw.golden.model_stages.model_int``). Returns ``{"images", "layers": [{"index",
+    "values", "differences"}], "final": {...}, "logits": {...}, "differences"}`` (total
+    differing values), the float model's top-1 agreement with the integer encoder (float
+    embedding and classifier) and with the whole integer model.
     """
     import torch
 
     from sw.golden.encoder_layer import encoder_layer_int
     from sw.golden.kernels import layernorm_int
-    from sw.image.golden import encode
+    from sw.golden.model_stages import model_int
+    from sw.image.golden import classify, encode
     images = state.calibration if images is None else images
     reference = state.integer_model
     from_bytes = parse_image(state.data, source="the exported image")
@@ -762,6 +818,10 @@ def verify(state: ExportState, images=None) -> dict:
         layers.append({"index": index, "values": int(x.size), "differences": differences})
     reference_output = layernorm_int(x, reference.final_layernorm)
     final = int(np.count_nonzero(reference_output != image_output))
+    image_logits = classify(from_bytes, images)
+    reference_logits = model_int(reference, state.embedding, state.head, images,
+                                 token_pruning=state.token_pruning)
+    logits = int(np.count_nonzero(image_logits != reference_logits))
     model = state.model
     if any(gather is not None for gather in state.token_pruning):     # the same gathers
         import copy
@@ -774,10 +834,13 @@ def verify(state: ExportState, images=None) -> dict:
     with torch.no_grad():
         float_top1 = model(pixel_values=images).logits.argmax(-1).numpy()
     integer_top1 = reference.logits(images, token_pruning=state.token_pruning).argmax(-1)
+    whole_top1 = image_logits[:, :from_bytes.head.classes].argmax(-1)
     return {"images": int(len(images)), "layers": layers,
             "final": {"values": int(image_output.size), "differences": final},
-            "differences": total + final,
-            "float_vs_integer_top1_agreement": float(np.mean(float_top1 == integer_top1))}
+            "logits": {"values": int(image_logits.size), "differences": logits},
+            "differences": total + final + logits,
+            "float_vs_integer_top1_agreement": float(np.mean(float_top1 == integer_top1)),
+            "float_vs_whole_integer_top1_agreement": float(np.mean(float_top1 == whole_top1))}
 
 
 def write(state: ExportState, out: Path) -> dict:

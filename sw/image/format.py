@@ -25,10 +25,10 @@ __all__ = [
     "FILE_CRC_OFFSET", "SECTION_ALIGNMENT", "SECTION_ENTRY_FIELDS", "SECTION_ENTRY_SIZE",
     "NO_LAYER", "NO_TENSOR", "SectionKind", "TENSOR_ROLES", "ARCHITECTURES", "MODEL_FIELDS",
     "LAYER_FIELDS", "SCALE_POINTS", "LAYERNORM_FIELDS", "SOFTMAX_FIELDS", "CONTEXT_FIELDS",
-    "RESIDUAL_FIELDS", "GELU_FIELDS", "LINEAR_FIELDS", "ImageError", "SectionEntry",
-    "section_alignment",
-    "ModelInfo", "LinearImage", "LayerImage", "WeightImage", "section_name", "dense_shape",
-    "pruning_block_problem",
+    "RESIDUAL_FIELDS", "GELU_FIELDS", "LINEAR_FIELDS", "EMBEDDING_FIELDS", "HEAD_FIELDS",
+    "STAGE_TENSORS", "ImageError", "SectionEntry", "section_alignment",
+    "ModelInfo", "LinearImage", "LayerImage", "EmbeddingImage", "HeadImage", "WeightImage",
+    "section_name", "dense_shape", "pruning_block_problem",
 ]
 
 #: First 8 bytes of every image. The non-ASCII first byte and the CR LF pair catch 7-bit and
@@ -36,7 +36,9 @@ __all__ = [
 MAGIC = b"\x89SPIMG\r\n"
 
 #: Version of the layout described here; a loader reads exactly the versions it knows.
-FORMAT_VERSION = 2
+#: Version 3 added the model around the encoder (EMBEDDING, HEAD and their linears and
+#: programs); version 2 held the encoder only.
+FORMAT_VERSION = 3
 
 #: Written as a u32: the bytes ``04 03 02 01`` on disk say the image is little-endian.
 BYTE_ORDER_MARK = 0x01020304
@@ -79,6 +81,11 @@ SECTION_ENTRY_SIZE = 32
 NO_LAYER = 0xFFFF
 NO_TENSOR = 0xFFFF
 
+#: ``tensor`` of the model-wide LINEAR, WEIGHT_STREAM and PROGRAM sections of the two stages
+#: around the encoder (``layer`` is NO_LAYER): the patch embedding's linear and program, the
+#: classifier and the head program. Layer linears are 0..5 (TENSOR_ROLES).
+STAGE_TENSORS = {"embedding": 6, "head": 7}
+
 
 class SectionKind(enum.IntEnum):
     """What a section holds (the ``kind`` field of its table entry)."""
@@ -86,10 +93,12 @@ class SectionKind(enum.IntEnum):
     CONFIG = 1            #: the accelerator configuration, UTF-8 JSON (params.json's bytes)
     MODEL = 2             #: model-wide numbers (MODEL_FIELDS)
     FINAL_LAYERNORM = 3   #: the encoder's final LayerNorm (a LAYERNORM record)
+    EMBEDDING = 4         #: the patch geometry, the embedding's residual add, the position table
+    HEAD = 5              #: the classifier's class count
     LAYER = 16            #: one layer's sizes, scales, kept heads and FFN neurons
     LAYER_CONSTANTS = 17  #: one layer's LayerNorm / softmax / context / residual / GELU constants
     LINEAR = 18           #: one linear's block structure and quantization constants
-    PROGRAM = 19          #: one layer's program (sw.image.program)
+    PROGRAM = 19          #: one layer's or stage's program (sw.image.program)
     WEIGHT_STREAM = 20    #: one linear's weights as the layer engine fetches them
 
 
@@ -153,6 +162,22 @@ LINEAR_FIELDS = (
 )
 
 
+#: Start of the EMBEDDING section; a RESIDUAL record and the int16 position table
+#: ``(tokens, hidden_size)`` follow.
+EMBEDDING_FIELDS = (
+    ("patch_size", "u32"),
+    ("channels", "u32"),
+    ("image_size", "u32"),
+    ("protected", "u32"),
+)
+
+#: The HEAD section.
+HEAD_FIELDS = (
+    ("classes", "u32"),
+    ("reserved", "u32"),
+)
+
+
 class ImageError(ValueError):
     """A weight image cannot be read or written; one line naming the file, section and offset."""
 
@@ -191,8 +216,10 @@ def section_name(kind: int, layer: int, tensor: int) -> str:
     parts = []
     if layer != NO_LAYER:
         parts.append(f"layer {layer}")
+    stages = {number: stage for stage, number in STAGE_TENSORS.items()}
     if tensor != NO_TENSOR:
-        parts.append(TENSOR_ROLES[tensor] if tensor < len(TENSOR_ROLES) else f"tensor {tensor}")
+        parts.append(TENSOR_ROLES[tensor] if tensor < len(TENSOR_ROLES)
+                     else stages.get(tensor, f"tensor {tensor}"))
     return f"{' '.join(parts)} ({kind_name})" if parts else kind_name
 
 
@@ -277,8 +304,43 @@ class LayerImage:
 
 
 @dataclass(frozen=True, eq=False)
+class EmbeddingImage:
+    """The stage before the encoder: what the host cuts from the image, the patch linear,
+    the position table its residual epilogue adds, and the program that runs them."""
+
+    patch_size: int                #: side of a square patch, in pixels (the conv's stride)
+    channels: int                  #: input channels
+    image_size: int                #: side of the square input image, in pixels
+    protected: int                 #: leading rows without a patch (class, distillation)
+    residual: ResidualConstants    #: position table (int16) + linear output (int8) -> int16
+    position: np.ndarray           #: int16 (tokens, hidden), class / distillation folded in
+    linear: LinearImage            #: (hidden, channels * patch_size ** 2), not pruned
+    program: tuple                 #: sw.image.program.embedding_program of its tensor slot
+
+    @property
+    def patch_scale(self) -> float:
+        """Real value of one unit of the int8 patch rows the host loads."""
+        return self.linear.input_scale
+
+
+@dataclass(frozen=True, eq=False)
+class HeadImage:
+    """The stage after the encoder: the final LayerNorm (``WeightImage.final_layernorm``) and
+    the classifier on the class token, and the program that runs them."""
+
+    classes: int                   #: real classes; the linear's further rows are zero padding
+    linear: LinearImage            #: (classes padded to block_rows, hidden), int8 logits
+    program: tuple                 #: sw.image.program.head_program of its tensor slot
+
+    @property
+    def logit_scale(self) -> float:
+        """Real value of one unit of the int8 logits."""
+        return self.linear.output_scale
+
+
+@dataclass(frozen=True, eq=False)
 class WeightImage:
-    """A whole image: the accelerator config, the model, its layers.
+    """A whole image: the accelerator config, the model, its stages and layers.
 
     ``sections`` and ``file_size`` are filled in by the loader (empty / 0 before writing),
     ``path`` by ``load_image`` (the file the co-simulation's AXI memory is loaded with).
@@ -287,7 +349,9 @@ class WeightImage:
     config: AcceleratorConfig
     model: ModelInfo
     final_layernorm: LayerNormConstants
+    embedding: EmbeddingImage
     layers: tuple                  #: LayerImage per encoder layer
+    head: HeadImage
     sections: tuple = field(default=())
     file_size: int = 0
     path: str | None = None

@@ -24,15 +24,17 @@ import numpy as np
 from sw.config import AcceleratorConfig, ConfigError
 from sw.golden.kernels import (GeluConstants, LayerNormConstants, ResidualConstants,
                                SoftmaxConstants)
-from sw.image.format import (ARCHITECTURES, BYTE_ORDER_MARK, CONTEXT_FIELDS, FILE_CRC_OFFSET,
-                             FORMAT_VERSION, GELU_FIELDS, HEADER_FIELDS, HEADER_SIZE,
-                             LAYER_FIELDS, LAYERNORM_FIELDS, LINEAR_FIELDS, MAGIC, MODEL_FIELDS,
-                             NO_LAYER, NO_TENSOR, RESIDUAL_FIELDS, SCALE_POINTS,
-                             SECTION_ALIGNMENT, SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE,
-                             SOFTMAX_FIELDS, TENSOR_ROLES, ImageError, LayerImage, LinearImage,
-                             ModelInfo, SectionEntry, SectionKind, WeightImage, dense_shape,
-                             pruning_block_problem, section_alignment, section_name)
-from sw.image.program import check_program, decode_program
+from sw.image.format import (ARCHITECTURES, BYTE_ORDER_MARK, CONTEXT_FIELDS, EMBEDDING_FIELDS,
+                             FILE_CRC_OFFSET, FORMAT_VERSION, GELU_FIELDS, HEAD_FIELDS,
+                             HEADER_FIELDS, HEADER_SIZE, LAYER_FIELDS, LAYERNORM_FIELDS,
+                             LINEAR_FIELDS, MAGIC, MODEL_FIELDS, NO_LAYER, NO_TENSOR,
+                             RESIDUAL_FIELDS, SCALE_POINTS, SECTION_ALIGNMENT,
+                             SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE, SOFTMAX_FIELDS,
+                             STAGE_TENSORS, TENSOR_ROLES, EmbeddingImage, HeadImage, ImageError,
+                             LayerImage, LinearImage, ModelInfo, SectionEntry, SectionKind,
+                             WeightImage, dense_shape, pruning_block_problem, section_alignment,
+                             section_name)
+from sw.image.program import check_program, check_stage_program, decode_program, stage_slot
 from sw.numerics import SHIFT_WIDTH
 from sw.block_sparse import BlockSparseMatrix
 from sw.packing import (ByteReader, ImageFormatError, fields_size, unpack_block_sparse,
@@ -291,17 +293,37 @@ def _decode(data: bytes, entries: list[SectionEntry], fail) -> WeightImage:
             raise fail(f"section {index} '{entry.name}' (offset {entry.offset}): {error}") from None
         return result
 
+    def stage(name, kind, record_reader, expected_shape):
+        """A stage's record, linear and program (``expected_shape(record)``: its weight's)."""
+        tensor = STAGE_TENSORS[name]
+        record = decode(kind, NO_LAYER, NO_TENSOR, record_reader, model)
+        linear = decode(SectionKind.LINEAR, NO_LAYER, tensor, _linear, name,
+                        expected_shape(record), None, config)
+        linear = decode(SectionKind.WEIGHT_STREAM, NO_LAYER, tensor, _weight_stream, linear,
+                        config)
+        program = decode(SectionKind.PROGRAM, NO_LAYER, tensor, _stage_program, name,
+                         linear.weights.shape, config)
+        return {**record, "linear": linear, "program": program}
+
     config = decode(SectionKind.CONFIG, NO_LAYER, NO_TENSOR, _config)
     model = decode(SectionKind.MODEL, NO_LAYER, NO_TENSOR, _model, config)
     final_layernorm = decode(SectionKind.FINAL_LAYERNORM, NO_LAYER, NO_TENSOR, _layernorm_record,
                              model.hidden_size, "final LayerNorm")
+    block_rows = config.hardware.block_rows
+    embedding = EmbeddingImage(**stage(
+        "embedding", SectionKind.EMBEDDING, _embedding,
+        lambda record: (model.hidden_size, record["channels"] * record["patch_size"] ** 2)))
+    head = HeadImage(**stage(
+        "head", SectionKind.HEAD, _head,
+        lambda record: (-(-record["classes"] // block_rows) * block_rows, model.hidden_size)))
     layers, tokens = [], model.tokens
     for index in range(model.layers):
         layer = decode(SectionKind.LAYER, index, NO_TENSOR, _layer, model, tokens)
         constants = decode(SectionKind.LAYER_CONSTANTS, index, NO_TENSOR, _constants, model)
         linears = {}
         for tensor, role in enumerate(TENSOR_ROLES):
-            linear = decode(SectionKind.LINEAR, index, tensor, _linear, role, layer, model,
+            linear = decode(SectionKind.LINEAR, index, tensor, _linear, role,
+                            _expected_shape(role, layer, model), dense_shape(role, model),
                             config)
             linears[role] = decode(SectionKind.WEIGHT_STREAM, index, tensor, _weight_stream,
                                    linear, config)
@@ -315,7 +337,8 @@ def _decode(data: bytes, entries: list[SectionEntry], fail) -> WeightImage:
         raise fail(f"section {index} '{entry.name}' (offset {entry.offset}) does not belong to "
                    f"a {model.layers}-layer image")
     return WeightImage(config=config, model=model, final_layernorm=final_layernorm,
-                       layers=tuple(layers), sections=tuple(entries), file_size=len(data))
+                       embedding=embedding, layers=tuple(layers), head=head,
+                       sections=tuple(entries), file_size=len(data))
 
 
 def _config(reader: ByteReader) -> AcceleratorConfig:
@@ -467,14 +490,51 @@ def _expected_shape(role: str, layer: dict, model: ModelInfo) -> tuple[int, int]
             "o": (hidden, attention), "fc1": (ffn, hidden), "fc2": (hidden, ffn)}[role]
 
 
-def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
+def _embedding(reader: ByteReader, model: ModelInfo) -> dict:
+    fields = reader.fields(EMBEDDING_FIELDS, "embedding record")
+    for name in ("patch_size", "channels", "image_size", "protected"):
+        _require(fields[name] > 0, f"{name} must be positive, found {fields[name]}")
+    size, patch = fields["image_size"], fields["patch_size"]
+    _require(size % patch == 0, f"patch_size {patch} does not divide image_size {size}")
+    patches = (size // patch) ** 2
+    _require(patches + fields["protected"] == model.tokens,
+             f"{patches} patches ({size // patch} x {size // patch}) and {fields['protected']} "
+             f"protected rows make {patches + fields['protected']} tokens, the model has "
+             f"{model.tokens}")
+    residual = ResidualConstants(**_record(reader, RESIDUAL_FIELDS, "embedding residual"))
+    position = reader.array("i16", model.tokens * model.hidden_size, "position table")
+    return {**fields, "residual": residual,
+            "position": position.reshape(model.tokens, model.hidden_size)}
+
+
+def _head(reader: ByteReader, model: ModelInfo) -> dict:
+    fields = reader.fields(HEAD_FIELDS, "head record")
+    _require_reserved_zero(fields, "head record")
+    _require(fields["classes"] > 0, f"classes must be positive, found {fields['classes']}")
+    return {"classes": fields["classes"]}
+
+
+def _stage_program(reader: ByteReader, stage: str, shape: tuple,
+                   config: AcceleratorConfig) -> tuple:
+    program = decode_program(reader)
+    try:
+        check_stage_program(program, stage, stage_slot(stage, shape, config))
+    except ValueError as error:
+        raise _SectionProblem(f"program {error}") from None
+    return program
+
+
+def _linear(reader: ByteReader, role: str, expected: tuple, dense: tuple | None,
             config: AcceleratorConfig) -> LinearImage:
+    """A LINEAR section of an ``expected`` ``(out, in)`` weight whose unpruned shape is
+    ``dense`` (None: a stage's linear, which is not pruned)."""
     fields = reader.fields(LINEAR_FIELDS, "linear record")
     _require_reserved_zero(fields, "linear record")
     shape = (fields["out_features"], fields["in_features"])
-    expected = _expected_shape(role, layer, model)
+    origin = ("from the kept heads / neurons" if dense is not None
+              else "from the model's sizes and the EMBEDDING / HEAD record")
     _require(shape == expected, f"{role} weight is {shape[0]}x{shape[1]}, expected "
-                                f"{expected[0]}x{expected[1]} from the kept heads / neurons")
+                                f"{expected[0]}x{expected[1]} {origin}")
     hw = config.hardware
     block = (fields["block_rows"], fields["block_cols"])
     _require(block == (hw.block_rows, hw.block_cols),
@@ -507,8 +567,12 @@ def _linear(reader: ByteReader, role: str, layer: dict, model: ModelInfo,
     _require(bool(np.all(np.isfinite(weight_scale)) and np.all(weight_scale > 0)),
              "weight scales must be finite positive numbers")
     pruning = (fields["pruning_block_rows"], fields["pruning_block_cols"])
-    problem = pruning_block_problem(pruning, dense_shape(role, model))
-    _require(problem is None, f"pruning block shape: {problem}")
+    if dense is None:
+        _require(pruning == (0, 0), f"pruning block shape: {pruning[0]}x{pruning[1]} must be "
+                                    f"0x0 (the {role} stage's weight is not pruned)")
+    else:
+        problem = pruning_block_problem(pruning, dense)
+        _require(problem is None, f"pruning block shape: {problem}")
     return LinearImage(weights=weights, pruning_block_shape=pruning, bias=bias,
                        multiplier=multiplier, shift=shift, weight_scale=weight_scale,
                        input_scale=_positive_scale(fields["input_scale"], "input_scale"),

@@ -17,9 +17,10 @@ from sw.packing import ByteReader, ByteWriter, ImageFormatError
 
 __all__ = ["PROGRAM_VERSION", "PROGRAM_FIELDS", "INSTRUCTION_FIELDS", "UNUSED", "Opcode",
            "Buffer", "Instruction", "layer_program", "gather_arg2", "gather_fields",
-           "Epilogue", "gemm_arg2", "EMBEDDING_SLOTS", "HEAD_SLOTS", "embedding_program",
-           "head_program", "embedding_layernorm_program", "pooler_program", "encode_program",
-           "decode_program", "check_program"]
+           "Epilogue", "gemm_arg2", "EMBEDDING_SLOTS", "HEAD_SLOTS", "STAGE_SLOTS",
+           "embedding_program", "head_program", "stage_slot", "stage_program",
+           "embedding_layernorm_program", "pooler_program", "encode_program",
+           "decode_program", "check_program", "check_stage_program"]
 
 
 def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 1,
@@ -94,6 +95,37 @@ def layer_program(kept_heads, *, tokens: int, token_keep: int, protected: int = 
 #: to the attention width) or FC1 (LN2 in, GELU out: up to the FFN width).
 EMBEDDING_SLOTS = {"o": (3, Buffer.CONTEXT), "fc2": (5, Buffer.GELU)}
 HEAD_SLOTS = {"q": (0, Buffer.LN1, Buffer.Q), "fc1": (4, Buffer.LN2, Buffer.GELU)}
+#: Each stage's slots, by the stage's name (``sw.image.format.STAGE_TENSORS``).
+STAGE_SLOTS = {"embedding": EMBEDDING_SLOTS, "head": HEAD_SLOTS}
+#: What messages call each stage's weight.
+_STAGE_WEIGHTS = {"embedding": "patch embedding", "head": "classifier"}
+
+
+def stage_slot(stage: str, shape, config) -> str:
+    """The tensor slot a stage's GEMM uses on ``config``'s engine: the first of its slots
+    (:data:`STAGE_SLOTS`) whose largest weight (``EngineParams.role_shapes``) holds the
+    ``(out, in)`` ``shape``. The exporter and the loader both choose with it, so an image's
+    stage programs follow from its config and weights.
+
+    Raises
+    ------
+    ValueError
+        If no slot holds the weight (the message names the config, the weight and the slots).
+    """
+    from sw.engine_params import EngineParams
+    shapes = EngineParams.from_config(config).role_shapes
+    out_features, in_features = shape
+    for role in STAGE_SLOTS[stage]:
+        if out_features <= shapes[role][0] and in_features <= shapes[role][1]:
+            return role
+    held = ", ".join(f"{role} {shapes[role][0]}x{shapes[role][1]}" for role in STAGE_SLOTS[stage])
+    raise ValueError(f"{config.name}: the {_STAGE_WEIGHTS[stage]} weight {out_features}x"
+                     f"{in_features} fits no tensor slot of the engine ({held})")
+
+
+def stage_program(stage: str, role: str) -> tuple[Instruction, ...]:
+    """:func:`embedding_program` or :func:`head_program` (``stage``) in tensor slot ``role``."""
+    return embedding_program(role) if stage == "embedding" else head_program(role)
 
 
 def embedding_program(role: str = "o") -> tuple[Instruction, ...]:
@@ -188,6 +220,21 @@ def check_program(program, *, kept_heads, tokens: int, token_keep: int,
     protected, fuse = gather_fields(gathers[0].arg2) if gathers else (1, True)
     expected = layer_program(kept_heads, tokens=tokens, token_keep=token_keep,
                              protected=max(protected, 1), fuse=fuse, norm=norm)
+    _compare(program, expected)
+
+
+def check_stage_program(program, stage: str, role: str) -> None:
+    """A stage's PROGRAM section holds exactly :func:`stage_program` of its slot ``role``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first instruction that differs (or the length difference).
+    """
+    _compare(program, stage_program(stage, role))
+
+
+def _compare(program, expected) -> None:
     for index, (found, wanted) in enumerate(zip(program, expected)):
         if found != wanted:
             raise ValueError(f"instruction {index} is {found}, expected {wanted}")

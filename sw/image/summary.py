@@ -10,7 +10,8 @@ import zlib
 
 import numpy as np
 
-from sw.image.format import FORMAT_VERSION, TENSOR_ROLES, SectionKind, WeightImage
+from sw.image.format import (FORMAT_VERSION, NO_LAYER, STAGE_TENSORS, TENSOR_ROLES, SectionKind,
+                             WeightImage)
 from sw.image.format import dense_shape as unpruned_shape
 from sw.packing import block_sparse_size, pack_array, pack_block_sparse
 
@@ -50,28 +51,41 @@ def tensor_records(image: WeightImage) -> list[dict]:
         if entry.kind in LINEAR_SECTIONS:
             key = (entry.layer, entry.tensor)
             section_bytes[key] = section_bytes.get(key, 0) + entry.length
+    embedding = image.embedding
+    records += _linear_records("embedding", embedding.linear, embedding.linear.weights.shape,
+                               section_bytes.get((NO_LAYER, STAGE_TENSORS["embedding"])))
+    position = embedding.position
+    records.append({"name": "embedding.position", "dtype": "int16", "shape": list(position.shape),
+                    "dense_shape": list(position.shape),
+                    **_stats(position, position.size, pack_array(position, "i16"))})
     for layer in image.layers:
         for tensor, role in enumerate(TENSOR_ROLES):
-            linear = layer.linears[role]
-            matrix = linear.weights
-            dense = dense_shape(image, role)
-            grid = matrix.grid[0] * matrix.grid[1]
-            records.append({
-                "name": f"layer{layer.index}.{role}.weight", "dtype": "int8",
-                "shape": list(matrix.shape), "dense_shape": list(dense),
-                "block_shape": list(matrix.block_shape),
-                "pruning_block_shape": list(linear.pruning_block_shape),
-                "stored_blocks": matrix.nnz_blocks, "blocks": grid,
-                "section_bytes": section_bytes.get((layer.index, tensor)),
-                **_stats(matrix.blocks, dense[0] * dense[1], pack_block_sparse(matrix))})
-            records.append({
-                "name": f"layer{layer.index}.{role}.bias", "dtype": "int32",
-                "shape": [int(linear.bias.size)], "dense_shape": [dense[0]],
-                **_stats(linear.bias, dense[0], pack_array(linear.bias, "i32"))})
+            records += _linear_records(f"layer{layer.index}.{role}", layer.linears[role],
+                                       dense_shape(image, role),
+                                       section_bytes.get((layer.index, tensor)))
         for name, constants in (("ln1", layer.ln1), ("ln2", layer.ln2)):
             records += _layernorm_records(f"layer{layer.index}.{name}", constants)
     records += _layernorm_records("final_layernorm", image.final_layernorm)
+    head = image.head
+    records += _linear_records("head", head.linear, head.linear.weights.shape,
+                               section_bytes.get((NO_LAYER, STAGE_TENSORS["head"])))
     return records
+
+
+def _linear_records(name: str, linear, dense: tuple, section_bytes: int | None) -> list[dict]:
+    """A linear's weight and bias records (``dense``: its unpruned ``(out, in)``)."""
+    matrix = linear.weights
+    grid = matrix.grid[0] * matrix.grid[1]
+    return [
+        {"name": f"{name}.weight", "dtype": "int8", "shape": list(matrix.shape),
+         "dense_shape": list(dense), "block_shape": list(matrix.block_shape),
+         "pruning_block_shape": list(linear.pruning_block_shape),
+         "stored_blocks": matrix.nnz_blocks, "blocks": grid, "section_bytes": section_bytes,
+         **_stats(matrix.blocks, dense[0] * dense[1], pack_block_sparse(matrix))},
+        {"name": f"{name}.bias", "dtype": "int32", "shape": [int(linear.bias.size)],
+         "dense_shape": [dense[0]],
+         **_stats(linear.bias, dense[0], pack_array(linear.bias, "i32"))},
+    ]
 
 
 def _layernorm_records(prefix: str, constants) -> list[dict]:
@@ -91,15 +105,18 @@ def byte_breakdown(image: WeightImage) -> dict:
     multiplier, shift, weight scale), other sections (config, model, LayerNorm and layer
     constants, programs) and framing (header, table, padding)."""
     linear = sum(entry.length for entry in image.sections if entry.kind in LINEAR_SECTIONS)
+    linears = [image.embedding.linear, image.head.linear,
+               *(linear for layer in image.layers for linear in layer.linears.values())]
     weights = sum(block_sparse_size(l.weights.shape, l.weights.block_shape, l.weights.nnz_blocks)
-                  for layer in image.layers for l in layer.linears.values())
+                  for l in linears)
     sections = sum(entry.length for entry in image.sections)
     return {"bcsr_weights": weights, "linear_constants": linear - weights,
             "other_sections": sections - linear, "framing": image.file_size - sections}
 
 
 def image_totals(image: WeightImage) -> dict:
-    """Sizes that compare the image with the dense int8 weights of the unpruned model."""
+    """Sizes that compare the image with the dense int8 weights of the unpruned model's encoder
+    linears (the pruned part; the embedding and classifier are not pruned)."""
     dense = sum(np.prod(dense_shape(image, role)) for _ in image.layers for role in TENSOR_ROLES)
     stored = sum(layer.linears[role].weights.blocks.size for layer in image.layers
                  for role in TENSOR_ROLES)
@@ -124,6 +141,14 @@ def manifest(image: WeightImage, *, image_crc32: int) -> dict:
                   "hidden_size": model.hidden_size, "num_heads": model.num_heads,
                   "head_dim": model.head_dim, "ffn_size": model.ffn_size,
                   "tokens": model.tokens},
+        "embedding": {"patch_size": image.embedding.patch_size,
+                      "channels": image.embedding.channels,
+                      "image_size": image.embedding.image_size,
+                      "protected": image.embedding.protected,
+                      "patch_scale": image.embedding.patch_scale,
+                      "instructions": len(image.embedding.program)},
+        "head": {"classes": image.head.classes, "logit_scale": image.head.logit_scale,
+                 "instructions": len(image.head.program)},
         "layers": [{"index": layer.index, "kept_heads": list(layer.kept_heads),
                     "kept_ffn": len(layer.kept_ffn), "ffn_padding": layer.ffn_padding,
                     "tokens": layer.tokens, "token_keep": layer.token_keep,
@@ -154,6 +179,12 @@ def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
                      f"{pruning:>10}{blocks:>10}{record['nonzeros']:>10}"
                      f"{record['density']:>9.3f}{record['min']:>6}{record['max']:>5}"
                      f"{record['section_bytes']:>8}")
+    embedding, head = image.embedding, image.head
+    lines.append(f"embedding: {embedding.image_size} px images, {embedding.channels} channels, "
+                 f"{embedding.patch_size} px patches -> {model.tokens - embedding.protected} "
+                 f"patch rows of {embedding.linear.weights.shape[1]} int8 features (scale "
+                 f"{embedding.patch_scale:.6g}), {embedding.protected} protected rows; "
+                 f"{len(embedding.program)} instructions")
     for layer in image.layers:
         # kept_ffn already counts the padding neurons
         padding = f" ({layer.ffn_padding} of them padding)" if layer.ffn_padding else ""
@@ -161,8 +192,11 @@ def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
                      f"{model.num_heads}; FFN neurons kept {len(layer.kept_ffn)} of "
                      f"{model.ffn_size}{padding}; tokens kept {layer.token_keep} of "
                      f"{layer.tokens}; {len(layer.program)} instructions")
+    lines.append(f"head: final LayerNorm and classifier, {head.classes} classes "
+                 f"({head.linear.weights.shape[0]} rows), int8 logits (scale "
+                 f"{head.logit_scale:.6g}); {len(head.program)} instructions")
     totals = image_totals(image)
-    lines.append(f"weights: {totals['nonzero_weights']:,} non-zero, "
+    lines.append(f"encoder weights: {totals['nonzero_weights']:,} non-zero, "
                  f"{totals['stored_int8_weight_bytes']:,} int8 bytes in stored blocks vs "
                  f"{totals['dense_int8_weight_bytes']:,} dense int8 bytes "
                  f"({totals['stored_over_dense']:.3f}); whole image {image.file_size:,} bytes "

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import zlib
 
-from sw.image.format import (BYTE_ORDER_MARK, CONTEXT_FIELDS, FILE_CRC_OFFSET, FORMAT_VERSION,
-                             GELU_FIELDS, HEADER_FIELDS, HEADER_SIZE, LAYER_FIELDS,
-                             LAYERNORM_FIELDS, LINEAR_FIELDS, MAGIC, MODEL_FIELDS, NO_LAYER,
-                             NO_TENSOR, RESIDUAL_FIELDS, SCALE_POINTS,
-                             SECTION_ENTRY_FIELDS, SECTION_ENTRY_SIZE, SOFTMAX_FIELDS,
-                             TENSOR_ROLES, ImageError, LayerImage, LinearImage, SectionKind,
-                             WeightImage, section_alignment)
+from sw.image.format import (BYTE_ORDER_MARK, CONTEXT_FIELDS, EMBEDDING_FIELDS,
+                             FILE_CRC_OFFSET, FORMAT_VERSION, GELU_FIELDS, HEAD_FIELDS,
+                             HEADER_FIELDS, HEADER_SIZE, LAYER_FIELDS, LAYERNORM_FIELDS,
+                             LINEAR_FIELDS, MAGIC, MODEL_FIELDS, NO_LAYER, NO_TENSOR,
+                             RESIDUAL_FIELDS, SCALE_POINTS, SECTION_ENTRY_FIELDS,
+                             SECTION_ENTRY_SIZE, SOFTMAX_FIELDS, STAGE_TENSORS, TENSOR_ROLES,
+                             EmbeddingImage, HeadImage, ImageError, LayerImage, LinearImage,
+                             SectionKind, WeightImage, section_alignment)
 from sw.image.program import encode_program
 from sw.packing import ByteReader, ByteWriter, fields_size, pack_array, pack_stream_weights
 
@@ -90,6 +91,37 @@ def _linear_section(linear: LinearImage) -> bytes:
     return writer.getvalue()
 
 
+def _embedding_section(embedding: EmbeddingImage) -> bytes:
+    writer = ByteWriter()
+    writer.fields(EMBEDDING_FIELDS, {
+        "patch_size": embedding.patch_size, "channels": embedding.channels,
+        "image_size": embedding.image_size, "protected": embedding.protected})
+    _record(writer, RESIDUAL_FIELDS, embedding.residual)
+    writer.array(embedding.position, "i16")
+    return writer.getvalue()
+
+
+def _head_section(head: HeadImage) -> bytes:
+    writer = ByteWriter()
+    writer.fields(HEAD_FIELDS, {"classes": head.classes, "reserved": 0})
+    return writer.getvalue()
+
+
+def _stage_sections(image: WeightImage, stage: str, record: bytes
+                    ) -> list[tuple[int, int, int, bytes]]:
+    """A stage's record, its linear (LINEAR, WEIGHT_STREAM) and its program."""
+    part = getattr(image, stage)
+    tensor = STAGE_TENSORS[stage]
+    hw = image.config.hardware
+    kind = SectionKind.EMBEDDING if stage == "embedding" else SectionKind.HEAD
+    return [(kind, NO_LAYER, NO_TENSOR, record),
+            (SectionKind.LINEAR, NO_LAYER, tensor, _linear_section(part.linear)),
+            (SectionKind.WEIGHT_STREAM, NO_LAYER, tensor,
+             pack_stream_weights(part.linear.weights, hw.array_rows, hw.array_cols,
+                                 hw.data_width)),
+            (SectionKind.PROGRAM, NO_LAYER, tensor, encode_program(part.program))]
+
+
 def _sections(image: WeightImage) -> list[tuple[int, int, int, bytes]]:
     """``(kind, layer, tensor, payload)`` in the canonical order."""
     final = ByteWriter()
@@ -98,6 +130,7 @@ def _sections(image: WeightImage) -> list[tuple[int, int, int, bytes]]:
         (SectionKind.CONFIG, NO_LAYER, NO_TENSOR, image.config.to_json().encode("utf-8")),
         (SectionKind.MODEL, NO_LAYER, NO_TENSOR, _model_section(image)),
         (SectionKind.FINAL_LAYERNORM, NO_LAYER, NO_TENSOR, final.getvalue()),
+        *_stage_sections(image, "embedding", _embedding_section(image.embedding)),
     ]
     for layer in image.layers:
         sections.append((SectionKind.LAYER, layer.index, NO_TENSOR, _layer_section(layer)))
@@ -113,6 +146,7 @@ def _sections(image: WeightImage) -> list[tuple[int, int, int, bytes]]:
                                                  hw.data_width)))
         sections.append((SectionKind.PROGRAM, layer.index, NO_TENSOR,
                          encode_program(layer.program)))
+    sections += _stage_sections(image, "head", _head_section(image.head))
     return sections
 
 

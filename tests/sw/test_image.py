@@ -150,6 +150,37 @@ def test_verify_finds_no_difference(exported):
     assert result["images"] == 16 and result["differences"] == 0
     assert all(layer["differences"] == 0 and layer["values"] == 16 * 18 * 64
                for layer in result["layers"])
+    assert result["logits"] == {"values": 16 * 16, "differences": 0}
+    assert 0 <= result["float_vs_whole_integer_top1_agreement"] <= 1
+
+
+def test_the_image_holds_the_whole_model(exported):
+    """The stages read back are the exporter's integer stages, their programs those of the
+    slots that hold them, and the image's programs, image in and logits out, are the whole
+    integer model; a changed classifier weight changes the logits (the check can fail)."""
+    from sw.golden.model_stages import model_int
+    from sw.image.golden import classify, integer_embedding, integer_head
+    from sw.image.program import embedding_program, head_program
+    image = parse_image(exported.data)
+    embedding, head = integer_embedding(image), integer_head(image)
+    assert np.array_equal(embedding.linear.weight, exported.embedding.linear.weight)
+    assert np.array_equal(embedding.position, exported.embedding.position)
+    assert embedding.residual == exported.embedding.residual
+    assert embedding.patch_scale == exported.embedding.patch_scale
+    assert np.array_equal(head.classifier.weight, exported.head.classifier.weight)
+    assert np.array_equal(head.classifier.multiplier, exported.head.classifier.multiplier)
+    assert (head.classes, head.logit_scale) == (exported.head.classes, exported.head.logit_scale)
+    # the tiny engine's O slot holds the 64x48 patch linear, Q the 16x64 classifier
+    assert image.embedding.program == embedding_program("o")
+    assert image.head.program == head_program("q")
+    pixels = exported.calibration[:6]
+    logits = classify(image, pixels)
+    assert logits.shape == (6, 16)
+    assert np.array_equal(logits, model_int(exported.integer_model, exported.embedding,
+                                            exported.head, pixels))
+    blocks = image.head.linear.weights.blocks
+    blocks[...] = np.where(blocks > 0, -127, 127)
+    assert not np.array_equal(classify(image, pixels), logits)
 
 
 def test_golden_from_image_detects_a_changed_weight(exported):
@@ -182,7 +213,7 @@ def test_written_outputs(exported, tmp_path):
     assert load_config(out / "params.json").to_json() == exported.config.to_json()
     assert json.loads((out / "manifest.json").read_text()) == document
     assert document["image"] == {"file": "weights.bin", "bytes": len(data),
-                                 "crc32": f"{zlib.crc32(data):08x}", "sections": 33}
+                                 "crc32": f"{zlib.crc32(data):08x}", "sections": 41}
     records = {record["name"]: record for record in document["tensors"]}
     q = records["layer1.q.weight"]
     matrix = exported.image.layers[1].linears["q"].weights
@@ -204,6 +235,10 @@ def test_written_outputs(exported, tmp_path):
     # the summary lists every linear
     table = summary_table(load_image(out / "weights.bin"))
     assert all(f"layer{i}.{role} " in table for i in range(2) for role in TENSOR_ROLES)
+    assert "embedding " in table and "head " in table
+    assert records["head.weight"]["shape"] == [16, 64]         # 10 classes, 8-row blocks
+    assert records["embedding.position"]["shape"] == [18, 64]
+    assert document["head"]["classes"] == 10 and document["embedding"]["protected"] == 2
 
 
 def test_params_json_generates_verilog(exported, tmp_path):
@@ -269,6 +304,11 @@ def test_sections_in_canonical_order(exported):
     kinds = [(entry.kind, entry.layer, entry.tensor) for entry in image.sections]
     assert kinds[:3] == [(SectionKind.CONFIG, 0xFFFF, 0xFFFF), (SectionKind.MODEL, 0xFFFF, 0xFFFF),
                          (SectionKind.FINAL_LAYERNORM, 0xFFFF, 0xFFFF)]
+    stage = [SectionKind.LINEAR, SectionKind.WEIGHT_STREAM, SectionKind.PROGRAM]
+    assert kinds[3:7] == [(SectionKind.EMBEDDING, 0xFFFF, 0xFFFF),
+                          *((kind, 0xFFFF, 6) for kind in stage)]
+    assert kinds[-4:] == [(SectionKind.HEAD, 0xFFFF, 0xFFFF), *((kind, 0xFFFF, 7) for kind in stage)]
+    kinds = kinds[4:]
     assert kinds[3:18] == ([(SectionKind.LAYER, 0, 0xFFFF),
                             (SectionKind.LAYER_CONSTANTS, 0, 0xFFFF)]
                            + [(kind, 0, t) for t in range(6)
@@ -281,7 +321,11 @@ def test_sections_in_canonical_order(exported):
     for entry in image.sections:
         if entry.kind == SectionKind.WEIGHT_STREAM:
             assert entry.offset % 64 == 0
-            weights = image.layers[entry.layer].linears[TENSOR_ROLES[entry.tensor]].weights
+            if entry.layer == 0xFFFF:
+                part = image.embedding if entry.tensor == 6 else image.head
+                weights = part.linear.weights
+            else:
+                weights = image.layers[entry.layer].linears[TENSOR_ROLES[entry.tensor]].weights
             assert exported.data[entry.offset:entry.offset + entry.length] == \
                 pack_stream_weights(weights, hw.array_rows, hw.array_cols, hw.data_width)
 

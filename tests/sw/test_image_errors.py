@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export
-from sw.image.format import (FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC,
-                             SECTION_ENTRY_SIZE, ImageError, SectionKind)
+from sw.image.format import (EMBEDDING_FIELDS, FORMAT_VERSION, HEADER_SIZE, LINEAR_FIELDS, MAGIC,
+                             SECTION_ENTRY_SIZE, STAGE_TENSORS, ImageError, SectionKind)
 from sw.image.loader import load_image, parse_image
 from sw.image.writer import seal
 from sw.packing import fields_size, pack_array
@@ -157,7 +157,7 @@ def test_kept_head_out_of_range(data):
 
 
 def test_program_must_be_the_layer_program(data):
-    entry = next(e for e in sections(data) if e.kind == SectionKind.PROGRAM)
+    entry = next(e for e in sections(data) if e.kind == SectionKind.PROGRAM and e.layer == 0)
     second = entry.offset + 8 + 8            # header, then instruction 1 (GEMM Q <- LN1, arg 0)
     altered = seal(patched(data, second + 4, pack_array([5], "u16")))
     with pytest.raises(ImageError, match=r"'layer 0 \(PROGRAM\)' \(offset \d+\): program "
@@ -459,3 +459,102 @@ def test_a_weight_stream_must_start_on_an_axi_burst(data):
     assert one_line(error) == (f"x: section {index} '{entry.name}' (offset "
                                f"{entry.offset - 8}): starts at byte {entry.offset - 8}, not on a "
                                f"64-byte AXI burst of the config's layer engine")
+
+
+# --- the stages around the encoder (EMBEDDING, HEAD, their linears and programs) ---------------
+
+def refusal(altered) -> str:
+    with pytest.raises(ImageError) as error:
+        parse_image(seal(altered), source="x")
+    return one_line(error)
+
+
+def located(data, kind, tensor=None, layer=0xFFFF):
+    index, entry = next((i, e) for i, e in enumerate(sections(data)) if e.kind == kind
+                        and e.layer == layer and (tensor is None or e.tensor == tensor))
+    return index, entry
+
+
+def test_the_embedding_record_must_make_the_models_tokens(data):
+    index, entry = located(data, SectionKind.EMBEDDING)
+    assert refusal(patched(data, entry.offset, pack_array([2], "u32"))) == (
+        f"x: section {index} 'EMBEDDING' (offset {entry.offset}): 16 patches (4 x 4) and 2 "
+        f"protected rows make 18 tokens, the model has 6")
+    assert refusal(patched(data, entry.offset, pack_array([3], "u32"))) == (
+        f"x: section {index} 'EMBEDDING' (offset {entry.offset}): patch_size 3 does not divide "
+        f"image_size 8")
+    channels_at = entry.offset + fields_size(EMBEDDING_FIELDS[:1])
+    assert refusal(patched(data, channels_at, pack_array([0], "u32"))) == (
+        f"x: section {index} 'EMBEDDING' (offset {entry.offset}): channels must be positive, "
+        f"found 0")
+
+
+def test_the_classifier_must_have_the_heads_classes_in_whole_blocks(data):
+    index, entry = located(data, SectionKind.HEAD)
+    linear_index, linear = located(data, SectionKind.LINEAR, STAGE_TENSORS["head"])
+    assert refusal(patched(data, entry.offset, pack_array([20], "u32"))) == (
+        f"x: section {linear_index} 'head (LINEAR)' (offset {linear.offset}): head weight is "
+        f"16x32, expected 24x32 from the model's sizes and the EMBEDDING / HEAD record")
+    assert refusal(patched(data, entry.offset + 4, pack_array([5], "u32"))) == (
+        f"x: section {index} 'HEAD' (offset {entry.offset}): head record field reserved must be "
+        f"zero, found 5")
+
+
+def test_a_stage_linear_is_not_pruned(data):
+    index, entry = located(data, SectionKind.LINEAR, STAGE_TENSORS["embedding"])
+    at = entry.offset + fields_size(LINEAR_FIELDS[:4])
+    assert refusal(patched(data, at, pack_array([8, 8], "u32"))) == (
+        f"x: section {index} 'embedding (LINEAR)' (offset {entry.offset}): pruning block shape: "
+        f"8x8 must be 0x0 (the embedding stage's weight is not pruned)")
+
+
+def test_a_stage_program_is_the_one_of_the_slot_that_holds_its_weight(data):
+    """The small model's 32x48 patch linear is wider than the O slot (32x32) of its engine, so
+    the embedding program uses FC2's (32 x 64): the same GEMM in O's slot (tensor 3) is
+    refused."""
+    index, entry = located(data, SectionKind.PROGRAM, STAGE_TENSORS["embedding"])
+    first = entry.offset + 8                      # after the program header
+    assert refusal(patched(data, first + 4, pack_array([3], "u16"))) == (
+        f"x: section {index} 'embedding (PROGRAM)' (offset {entry.offset}): program "
+        f"instruction 0 is GEMM OUTPUT <- GELU, RESIDUAL1 (arg 3, arg2 2), expected GEMM "
+        f"OUTPUT <- GELU, RESIDUAL1 (arg 5, arg2 2)")
+
+
+def test_a_missing_stage_section_is_named(data):
+    """A version-3 image without its head (the table's last four entries dropped and the file
+    cut after the last layer) is refused naming the section."""
+    entries = sections(data)
+    head = [i for i, e in enumerate(entries) if e.kind == SectionKind.HEAD][0]
+    count = len(entries) - 4
+    assert head == count
+    end = entries[count - 1].offset + entries[count - 1].length
+    table_end = HEADER_SIZE + count * SECTION_ENTRY_SIZE
+    shrunk = bytearray(data[:end])
+    shrunk[20:24] = pack_array([count], "u32")
+    shrunk[24:32] = pack_array([end], "u64")
+    # the entries' offsets stay valid: the table shrinks, the sections do not move, and the
+    # bytes the dropped entries held become zero padding
+    shrunk[table_end:HEADER_SIZE + len(entries) * SECTION_ENTRY_SIZE] = bytes(
+        4 * SECTION_ENTRY_SIZE)
+    assert refusal(bytes(shrunk)) == "x: missing section 'HEAD'"
+
+
+def test_a_distilled_deit_with_two_heads_is_refused(tmp_path):
+    from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
+    config = DeiTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, image_size=8, patch_size=2, num_labels=10)
+    DeiTForImageClassificationWithTeacher(config).save_pretrained(tmp_path / "teacher")
+    message = export_error(tmp_path, tmp_path / "teacher", calibration="digits")
+    assert message.endswith("DeiTForImageClassificationWithTeacher has cls_classifier, "
+                            "distillation_classifier; the accelerator's head program runs one "
+                            "classifier on the class token (a distilled DeiT's averaged two "
+                            "heads are not supported)")
+
+
+def test_a_patch_embedding_no_tensor_slot_holds_is_refused(tmp_path):
+    """48 patch features (3 channels, 4 px patches) are wider than the O slot (32 x 32) and,
+    with 16 FFN neurons kept, than FC2's (32 x 16) of the engine sized for the model."""
+    model = save_pruned_deit(tmp_path / "run", removed_heads={}, block_density=1.0,
+                             removed_neurons={0: list(range(48))}, **SMALL)
+    assert export_error(tmp_path, model) == ("run: the patch embedding weight 32x48 fits no "
+                                             "tensor slot of the engine (o 32x32, fc2 32x16)")
