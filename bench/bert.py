@@ -10,12 +10,21 @@ its post-LN program (``sw.image.program.layer_program``) runs on it. The dense l
 pruned as ``sim.layer_replay.BERT_BENCH_PRUNING`` says (7 of 12 heads, 30 % of the 32 x 32
 blocks, every token kept) replay in one co-simulation (``bench.layer.measure_layer``): each
 bit-exact to the golden post-LN layer and every instruction's cycles equal to the cycle model,
-or the benchmark fails. Writes ``build/bench/bert.json``::
+or the benchmark fails. The model part (``bench.bert_whole.measure_whole``): the pruned digits
+BERT of the accuracy part (its ``shrunk/`` model, FFN padded to whole blocks with inert
+neurons) run whole on the RTL for the first 32 validation sequences in one co-simulation, on an
+engine of its shape (hidden 64, 4 heads, FFN 128, 66 tokens, post-LN; tiny's 4 x 4 array): the
+embedding LayerNorm program, both layers and the pooler program chained on chip, every program
+bit-exact and cycle-exact, the int8 pooler output and the logits the host makes of it (tanh and
+the float classifier) ``==`` the integer model's. Writes ``build/bench/bert.json``::
 
     {"task", "dense_accuracy", "runs", "integer_agreement",
      "layer": {"config", "tokens", "bit_exact", "cycles", "model_cycles", "utilization",
                "speedup", "mac_reduction", ... (every field of bench.layer's document)},
-     "model": null, "model_note"}
+     "model": {"sequences", "logits_bit_exact", "cycles_equal_model", "cycles_per_sequence",
+               "dense_model_cycles_per_sequence", "top1_rtl", "top1_integer",
+               "cosim_seconds", ... (every field of bench.bert_whole's document)},
+     "model_note"}
 
 ``task`` .. ``integer_agreement`` and the keys beside them are ``run_accuracy``'s document.
 ``layer``'s fields are those of ``build/bench/layer.json`` (``bench.layer``: ``utilization`` =
@@ -30,6 +39,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.bert_model import run_accuracy
+from bench.bert_whole import measure_whole
 from bench.layer import measure_layer
 from sim.layer_replay import BERT_BENCH_PRUNING
 from sw.build_files import BENCH_ROOT, write_json
@@ -37,18 +47,20 @@ from sw.config import load_config
 
 OUTPUT = BENCH_ROOT / "bert.json"
 
-#: Why the whole-model part is null: what it waits for.
-MODEL_NOTE = ("the trained digits BERT has not run whole on the RTL here: the embedding-"
-              "LayerNorm, post-LN layer and pooler programs chain on chip (sim.encoder_replay."
-              "bert_cases, tested on a random tiny BERT), but this benchmark does not run them "
-              "yet and BERT does not export; not measured")
+#: What the whole-model part measures and what it leaves to the host.
+MODEL_NOTE = ("the pruned digits BERT whole on the RTL: the host's embedding sum (a table lookup, "
+              "int16) loaded, the embedding LayerNorm, both post-LN layers and the pooler dense "
+              "as engine programs; the pooler's tanh and the classifier on the host (float), "
+              "not in the cycles; the layers are taken from the model in memory (BERT does not "
+              "export to a weight image yet); dense cycles from the cycle model")
 
 
 def run(output: Path = OUTPUT) -> dict:
     accuracy = run_accuracy()
     config = load_config("bert_base")
     layer, _ = measure_layer(config, BERT_BENCH_PRUNING, BENCH_ROOT / "bert_layer")
-    document = {**accuracy, "layer": layer, "model": None, "model_note": MODEL_NOTE}
+    model = measure_whole()             # the pruned model of run_accuracy's first target
+    document = {**accuracy, "layer": layer, "model": model, "model_note": MODEL_NOTE}
     write_json(document, output)
     for run in accuracy["runs"]:
         print(f"bert: digits-sequence BERT dense {accuracy['dense_accuracy']:.4f}; at "
@@ -62,6 +74,12 @@ def run(output: Path = OUTPUT) -> dict:
           f"{layer['mac_reduction']:.2f}; utilization {layer['utilization']:.3f}; "
           f"bit-exact {layer['bit_exact']}; co-simulation {layer['cosim_seconds']:.0f} s "
           f"(dense {layer['dense_cosim_seconds']:.0f} s)")
+    print(f"bert: the pruned digits BERT whole on the RTL, {model['sequences']} sequences: "
+          f"logits == integer model {model['logits_bit_exact']}, cycles == model "
+          f"{model['cycles_equal_model']}; {model['cycles_per_sequence']:,} cycles per sequence "
+          f"(dense {model['dense_model_cycles_per_sequence']:,} by the cycle model); top-1 RTL "
+          f"{model['top1_rtl']:.4f}, integer {model['top1_integer']:.4f}; co-simulation "
+          f"{model['cosim_seconds']:.0f} s")
     return document
 
 
