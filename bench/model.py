@@ -12,11 +12,15 @@ program of every image is bit-exact and every instruction cycle-exact:
   the scratchpad; the host loads only the quantized patch rows and the position table). The
   logits are compared with the whole integer model's (``sw.golden.model_stages.model_int``,
   ``==``); top-1 of both against the labels.
-- ``deit_b16``: a random twelve-layer DeiT-B pruned as ``sim.layer_replay.BENCH_PRUNING`` says
-  (7 of 12 heads, 30 % of the blocks in every layer; token keep rate 0.7 after the attention of
-  layers 3, 6 and 9: 197 -> 140 -> 100 -> 72 rows), its layers chained on the deit_b16 engine
-  (no embedding or head: random layers have no model around them); its dense counterpart
-  (every head, every block, every token) by the cycle model, layer by layer.
+- ``deit_b16``: a random whole DeiT-B pruned as ``sim.layer_replay.BENCH_PRUNING`` says (7 of
+  12 heads, 30 % of the blocks in every layer; token keep rate 0.7 after the attention of
+  layers 3, 6 and 9: 197 -> 140 -> 100 -> 72 rows), image in and int8 logits out on the
+  deit_b16 engine: a random patch embedding (224 px images in 16 px patches: 196 rows of 768
+  int8 features and the class token's) and head (final LayerNorm, 1,000 classes) of
+  :data:`DEIT_B16_STAGES` (``sw.golden.synthetic_layer.synthetic_stages``) as the embedding
+  and head programs, the twelve layers between them, all chained; its dense counterpart
+  (every head, every block, every token; the same stages) by the cycle model, program by
+  program.
 
 Cycles are the engine's, program by program (``cycles_*``); the load-port words between
 programs (programs, block structure, constants: one cycle each in the testbench) are reported
@@ -29,7 +33,7 @@ beside them (``load_words_*``), not in them (``scope``). Writes ``build/bench/mo
                 "load_words_per_image_pruned", "cosim_seconds", ...},
      "deit_b16": {"layers", "bit_exact", "cycles_equal_model", "cycles_pruned",
                   "cycles_dense_model", "speedup", "mac_reduction", "utilization",
-                  "cosim_seconds", "tokens_per_layer", ...}}
+                  "cosim_seconds", "tokens_per_layer", "stage_cycles", ...}}
 
 ``python -m bench.model [digits|deit_b16]`` runs one part and keeps the other's last result.
 The deit_b16 part takes about 25 min on 2 cores (the engine's Verilator build, cached, about 8).
@@ -56,10 +60,13 @@ WORK = BENCH_ROOT / "model"
 DIGITS_IMAGES = 32
 #: Layers whose attention prunes tokens in the deit_b16 part ("after layers 3, 6 and 9").
 GATHER_LAYERS = (3, 6, 9)
+#: The deit_b16 part's stages: DeiT-B/16's patch embedding (224 px RGB images in 16 px
+#: patches, 196 of them, and the class token: the config's 197 rows) and ImageNet's classes.
+DEIT_B16_STAGES = {"channels": 3, "patch_size": 16, "classes": 1000, "protected": 1}
 SCOPE = ("digits: the whole model on the layer engine, image in and int8 logits out (patch "
          "embedding, every layer and head as engine programs; the host loads the quantized "
-         "patch rows and the position table); deit_b16: the twelve encoder layers chained (its "
-         "embedding and head are not in its cycles); load-port words between programs (programs, "
+         "patch rows and the position table); deit_b16: the same, a random DeiT-B's embedding, "
+         "twelve layers and head chained; load-port words between programs (programs, "
          "block structure, constants) are counted separately, not in the cycles")
 
 
@@ -137,18 +144,21 @@ def _macs_per_image(runs) -> float:
 
 
 def measure_deit_b16(layers: int | None = None, work_dir: Path = WORK / "deit_b16") -> dict:
-    """The ``deit_b16`` part: the pruned encoder on the RTL, the dense one by the cycle model
-    (``sim.encoder_replay.measure_encoder``)."""
+    """The ``deit_b16`` part: the pruned whole model on the RTL, the dense one by the cycle
+    model (``sim.encoder_replay.measure_encoder``)."""
     document = measure_encoder(load_config("deit_b16"), BENCH_PRUNING, layers=layers,
-                               gather_layers=GATHER_LAYERS, work_dir=work_dir)
-    print(f"model: deit_b16 {document['layers']} layers chained, {document['cycles_pruned']:,} "
+                               gather_layers=GATHER_LAYERS, work_dir=work_dir,
+                               stages=DEIT_B16_STAGES)
+    print(f"model: deit_b16 whole (embedding {document['stage_cycles']['embedding']:,} cycles, "
+          f"{document['layers']} layers chained, head {document['stage_cycles']['head']:,}), "
+          f"{document['cycles_pruned']:,} "
           f"cycles (model {document['model_cycles_pruned']:,}), dense "
           f"{document['cycles_dense_model']:,} by the cycle model; speed-up "
           f"{document['speedup']:.2f} vs MAC reduction {document['mac_reduction']:.2f}; "
           f"utilization {document['utilization']:.3f}; co-simulation "
           f"{document['cosim_seconds']:.0f} s", flush=True)
     if not (document["bit_exact"] and document["cycles_equal_model"]):
-        raise AssertionError("deit_b16 encoder: not bit-exact or not cycle-exact")
+        raise AssertionError("deit_b16 whole model: not bit-exact or not cycle-exact")
     return document
 
 

@@ -247,7 +247,7 @@ def bert_cases(config, integer_bert, input_ids, *, name: str = "bert"
 
 def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,
                       gather_layers=(3, 6, 9), name: str | None = None,
-                      golden_inputs: bool = True) -> list[LayerCase]:
+                      golden_inputs: bool = True, x=None) -> list[LayerCase]:
     """A random encoder of ``config``'s topology, chained: ``layers`` layers (default the
     config's), layer ``i`` drawn with seed ``pruning["seed"] + i``, keeping
     ``pruning["kept_heads"]`` at ``pruning["density"]`` of the blocks (every FFN neuron), and
@@ -258,12 +258,14 @@ def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,
 
     ``golden_inputs`` False: the layers' ``x`` are zeros of the right shape, not the golden
     model's chain (enough for the cycle model, ``sim.layer_replay.model_cycles``; no gather
-    then, as which rows a gather keeps depends on the values)."""
+    then, as which rows a gather keeps depends on the values). ``x``: layer 0's input (default
+    random, ``synthetic_input``)."""
     m, hw = config.model, config.hardware
     count = m.layers if layers is None else layers
     name = name or config.name
-    x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=pruning["seed"],
-                        norm=m.norm)
+    if x is None:
+        x = synthetic_input(tokens=m.tokens, hidden=m.hidden_size, seed=pruning["seed"],
+                            norm=m.norm)
     cases = []
     for index in range(count):
         layer = synthetic_layer(hidden=m.hidden_size, head_dim=m.head_dim, heads=m.num_heads,
@@ -289,35 +291,65 @@ def synthetic_encoder(config, pruning: dict, *, layers: int | None = None,
 
 
 def measure_encoder(config, pruning: dict, *, gather_layers, work_dir: Path,
-                    layers: int | None = None) -> dict:
+                    layers: int | None = None, stages: dict | None = None) -> dict:
     """A random encoder of ``config`` pruned as ``pruning`` says (:func:`synthetic_encoder`)
     chained on its engine's RTL, beside the dense encoder by the cycle model: ``{"layers",
     "bit_exact", "cycles_equal_model", "cycles_pruned", "model_cycles_pruned",
     "cycles_dense_model", "speedup", "mac_reduction", "utilization", "cosim_seconds",
     "build_seconds", "load_words", "tokens_per_layer", "cycles_per_layer", ...}`` (speed-up:
     dense over pruned cycles; MAC reduction: the cycle model's MACs, dense over pruned;
-    utilization: the pruned MACs over PEs x cycles)."""
+    utilization: the pruned MACs over PEs x cycles).
+
+    ``stages`` (``{"channels", "patch_size", "classes", "protected"}``): the whole model
+    instead, image in and int8 logits out: a random patch embedding and head of that shape
+    (``sw.golden.synthetic_layer.synthetic_stages``) run as the embedding program before the
+    layers (only the patch rows and the position table loaded) and the head program after
+    them, in the same chain; the dense model has the same stages (they are not pruned), and
+    ``stage_cycles`` gives each stage's cycles."""
     import time
     from sim.harness import build
     from sim.layer_replay import model_cycles
+    from sw.golden.model_stages import embedding_int
+    from sw.golden.synthetic_layer import synthetic_patches, synthetic_stages
     started = time.monotonic()
     design = build(config, "layer_engine")
     build_seconds = time.monotonic() - started
+    m, seed = config.model, pruning["seed"]
+    x = parts = None
+    if stages is not None:
+        parts = synthetic_stages(tokens=m.tokens, hidden=m.hidden_size,
+                                 block_rows=config.hardware.block_rows, seed=seed, **stages)
+        patches = synthetic_patches(tokens=m.tokens, features=parts[0].patch_features,
+                                    protected=stages["protected"], seed=seed)
+        x = embedding_int(patches, parts[0])
     cases = synthetic_encoder(config, pruning, layers=layers, gather_layers=gather_layers,
-                              name=f"{config.name}_pruned")
+                              name=f"{config.name}_pruned", x=x)
     dense_pruning = {**pruning, "kept_heads": range(config.model.num_heads), "density": 1.0,
                      "keep_rate": None}
     dense_model = [model_cycles(config, case) for case in synthetic_encoder(
         config, dense_pruning, layers=layers, name=f"{config.name}_dense", golden_inputs=False)]
+    chain = cases
+    last = cases[-1].expected()                     # the encoder's golden output
+    if parts is not None:
+        first, final = stage_cases(config, *parts, patches, last, template=cases[0].layer,
+                                   prefix=f"{config.name}_pruned")
+        chain = [first, dataclasses.replace(cases[0], chained=True), *cases[1:], final]
+        dense_model += [model_cycles(config, first), model_cycles(config, final)]
     started = time.monotonic()
-    (run,) = replay_encoders(design, [cases], work_dir)
+    (run,) = replay_encoders(design, [chain], work_dir)
     seconds = time.monotonic() - started
     dense_cycles = sum(entry.cycles for entries in dense_model for entry in entries)
     dense_macs = sum(entry.macs for entries in dense_model for entry in entries)
     macs = sum(entry["macs"] for layer in run.layers for entry in layer["instructions"])
     hw = config.hardware
-    tokens = [int(case.x.shape[0]) for case in cases] + [int(run.output.shape[0])]
+    tokens = [int(case.x.shape[0]) for case in cases] + [int(last.shape[0])]
+    layer_results = [result for case, result in zip(chain, run.layers) if case.stage is None]
+    extra = {} if parts is None else {
+        "stage_cycles": {case.stage: result["cycles"] for case, result in zip(chain, run.layers)
+                         if case.stage is not None},
+        "classes": parts[1].classes, "patch_features": parts[0].patch_features}
     return {
+        **extra,
         "layers": len(cases), "bit_exact": run.bit_exact, "cycles_equal_model": run.cycle_exact,
         "cycles_pruned": run.cycles, "model_cycles_pruned": run.model_cycles,
         "cycles_dense_model": dense_cycles,
@@ -328,6 +360,6 @@ def measure_encoder(config, pruning: dict, *, gather_layers, work_dir: Path,
         "load_words": run.load_words,
         "tokens_per_layer": [[rows_in, rows_out] for rows_in, rows_out in zip(tokens,
                                                                               tokens[1:])],
-        "cycles_per_layer": [layer["cycles"] for layer in run.layers],
+        "cycles_per_layer": [layer["cycles"] for layer in layer_results],
         "heads_kept": len(pruning["kept_heads"]), "density": pruning["density"],
         "keep_rate": pruning["keep_rate"], "gather_layers": list(gather_layers)}

@@ -246,6 +246,24 @@ def test_stage_programs_in_their_other_tensor_slots(tmp_path):
     assert np.array_equal(run.output, head_int(x, head)) and run.output.shape == (1, 80)
 
 
+def test_a_random_whole_model_measures_like_the_benchmark(tmp_path):
+    """``measure_encoder(stages=...)``, the deit_b16 benchmark's whole model, on the tiny
+    engine: a random patch embedding and head around two pruned layers (the first gathering
+    tokens), chained in one run; every program exact, and the image's cycles are the stages'
+    and the layers' together."""
+    pruning = {**BENCH_PRUNING, "kept_heads": (0, 2, 3)}
+    document = measure_encoder(load_config("tiny"), pruning, gather_layers=(0,),
+                               work_dir=tmp_path, layers=2,
+                               stages={"channels": 3, "patch_size": 4, "classes": 10,
+                                       "protected": 2})
+    assert document["bit_exact"] and document["cycles_equal_model"]
+    assert document["tokens_per_layer"] == [[17, 14], [14, 14]]
+    assert (document["classes"], document["patch_features"]) == (10, 48)
+    assert document["cycles_pruned"] == sum(document["cycles_per_layer"]) + sum(
+        document["stage_cycles"].values())
+    assert document["speedup"] > 1 and document["mac_reduction"] > 1
+
+
 @pytest.mark.slow
 def test_deit_b16_pruned_layer(tmp_path):
     """The benchmark's pruned deit_b16 layer (7 of 12 heads, 30 % blocks, keep rate 0.7):
@@ -266,15 +284,20 @@ def test_deit_b16_pruned_layer(tmp_path):
 
 
 @pytest.mark.slow
-def test_deit_b16_whole_pruned_encoder(tmp_path):
-    """Issue 18's full-size check: twelve random deit_b16 layers pruned as the benchmark says
-    (7 of 12 heads, 30 % blocks; tokens kept 0.7 after layers 3, 6 and 9) chained on the
-    deit_b16 engine, only layer 0's input loaded: every layer bit-exact and cycle-exact, and
-    the whole encoder's speed-up over the dense one (cycle model) at least 0.9 x its MAC
-    reduction (``bench.model``'s deit_b16 part; about 25 min on 2 cores)."""
+def test_deit_b16_whole_pruned_model(tmp_path):
+    """Issue 18's full-size check: a random whole DeiT-B, image in and int8 logits out, its
+    twelve layers pruned as the benchmark says (7 of 12 heads, 30 % blocks; tokens kept 0.7
+    after layers 3, 6 and 9) and its patch embedding (196 rows of 768 features) and head (1,000
+    classes) as the embedding and head programs, chained on the deit_b16 engine, only the patch
+    rows and the position table loaded: every program bit-exact and cycle-exact, and the whole
+    model's speed-up over the dense one (cycle model) at least 0.9 x its MAC reduction
+    (``bench.model``'s deit_b16 part; about 25 min on 2 cores)."""
     document = measure_encoder(load_config("deit_b16"), BENCH_PRUNING,
-                               gather_layers=(3, 6, 9), work_dir=tmp_path)
+                               gather_layers=(3, 6, 9), work_dir=tmp_path,
+                               stages={"channels": 3, "patch_size": 16, "classes": 1000,
+                                       "protected": 1})
     assert document["layers"] == 12 and document["bit_exact"]
+    assert set(document["stage_cycles"]) == {"embedding", "head"}
     assert document["cycles_equal_model"]
     assert document["tokens_per_layer"][3] == [197, 140]
     assert document["speedup"] >= 0.9 * document["mac_reduction"]

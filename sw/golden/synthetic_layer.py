@@ -94,3 +94,48 @@ def synthetic_input(*, tokens: int, hidden: int, seed: int = 0, norm: str = "pre
     scale, bits = (RESIDUAL_SCALE, RESIDUAL_BITS) if norm == "pre" else (INT8_SCALE, 8)
     x = np.round(rng.normal(0, 1, (tokens, hidden)) / scale)
     return np.clip(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1).astype(np.int64)
+
+
+def synthetic_stages(*, tokens: int, hidden: int, channels: int, patch_size: int, classes: int,
+                     protected: int, block_rows: int, seed: int = 0):
+    """A random patch embedding and head (``sw.golden.model_stages``) for a model of this
+    shape: ``(IntegerEmbedding, IntegerHead)``. The patch linear maps ``channels *
+    patch_size ** 2`` int8 features to ``hidden``; the position table is an int16 table of
+    unit-variance values at the residual scale; the head's final LayerNorm and classifier
+    (``classes`` rows, padded with zero rows to ``block_rows``) read the residual stream.
+    Deterministic for a seed."""
+    from sw.golden.model_stages import IntegerEmbedding, IntegerHead
+    from sw.quantize.linear import quantize_tensor
+    rng = np.random.default_rng(seed)
+    features = channels * patch_size ** 2
+    embedding = IntegerEmbedding(
+        patch_size=patch_size, channels=channels, protected=protected, patch_scale=INT8_SCALE,
+        linear=quantize_linear(rng.normal(0, features ** -0.5, (hidden, features)),
+                               rng.normal(0, 0.1, hidden), input_scale=INT8_SCALE,
+                               output_scale=INT8_SCALE),
+        position=quantize_tensor(rng.normal(0, 1, (tokens, hidden)), RESIDUAL_SCALE,
+                                 RESIDUAL_BITS),
+        residual=residual_constants(RESIDUAL_SCALE, INT8_SCALE, RESIDUAL_SCALE,
+                                    in_width=RESIDUAL_BITS, out_width=RESIDUAL_BITS))
+    padded = -(-classes // block_rows) * block_rows
+    weight, bias = np.zeros((padded, hidden)), np.zeros(padded)
+    weight[:classes] = rng.normal(0, hidden ** -0.5, (classes, hidden))
+    bias[:classes] = rng.normal(0, 0.1, classes)
+    head = IntegerHead(
+        final_layernorm=layernorm_constants(rng.normal(1, 0.1, hidden),
+                                            rng.normal(0, 0.1, hidden), INT8_SCALE,
+                                            in_width=RESIDUAL_BITS),
+        classifier=quantize_linear(weight, bias, input_scale=INT8_SCALE,
+                                   output_scale=INT8_SCALE),
+        classes=classes, logit_scale=INT8_SCALE)
+    return embedding, head
+
+
+def synthetic_patches(*, tokens: int, features: int, protected: int, seed: int = 0
+                      ) -> np.ndarray:
+    """int8 patch rows ``(tokens, features)`` as the host loads them: unit-variance values at
+    the int8 scale, the first ``protected`` rows (class and distillation tokens) zero."""
+    rng = np.random.default_rng(seed + 2)
+    rows = np.clip(np.round(rng.normal(0, 1, (tokens, features)) / INT8_SCALE), -128, 127)
+    rows[:protected] = 0
+    return rows.astype(np.int64)

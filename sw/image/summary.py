@@ -102,8 +102,8 @@ def _layernorm_records(prefix: str, constants) -> list[dict]:
 def byte_breakdown(image: WeightImage) -> dict:
     """Where the image's bytes go: BCSR weights (row_ptr, col_idx in the LINEAR sections, the
     blocks in the WEIGHT_STREAM sections), per-output linear constants (record, bias,
-    multiplier, shift, weight scale), other sections (config, model, LayerNorm and layer
-    constants, programs) and framing (header, table, padding)."""
+    multiplier, shift, weight scale), other sections (config, model, the embedding's position
+    table, LayerNorm and layer constants, programs) and framing (header, table, padding)."""
     linear = sum(entry.length for entry in image.sections if entry.kind in LINEAR_SECTIONS)
     linears = [image.embedding.linear, image.head.linear,
                *(linear for layer in image.layers for linear in layer.linears.values())]
@@ -204,6 +204,6 @@ def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
     parts = totals["image_bytes_by_part"]
     lines.append(f"image bytes: {parts['bcsr_weights']:,} BCSR weights (indices included), "
                  f"{parts['linear_constants']:,} per-output constants (bias, multiplier, shift, "
-                 f"weight scale), {parts['other_sections']:,} config / LayerNorm / layer "
-                 f"constants / programs, {parts['framing']:,} header, table and padding")
+                 f"weight scale), {parts['other_sections']:,} config / position table / LayerNorm / "
+                 f"layer constants / programs, {parts['framing']:,} header, table and padding")
     return "\n".join(lines)
