@@ -12,7 +12,7 @@ embedding LayerNorm program (the host's int16 embedding sum loaded), both post-L
 the pooler program, chained on chip (``sim.encoder_replay.bert_cases``). Every program is
 bit-exact and its cycles equal the cycle model's, or the testbench fails. The int8 pooler
 output read back is compared with ``IntegerBert.pooled`` (``==``), and the logits the host
-makes of it (:func:`host_logits`: tanh and the float classifier, ``docs/numerics.md``
+makes of it (``IntegerBert.head``: tanh and the float classifier, ``docs/numerics.md``
 "Integer BERT") with ``IntegerBert.logits`` (``==``)::
 
     {"sequences", "logits_bit_exact", "pooled_bit_exact", "cycles_equal_model",
@@ -131,17 +131,6 @@ def pad_ffn(model, step: int) -> tuple[torch.nn.Module, list[int]]:
 
 
 @torch.no_grad()
-def host_logits(integer, pooled) -> np.ndarray:
-    """The host's step after the pooler dense (``docs/numerics.md`` "Integer BERT"): the int8
-    pooler output ``(N, d)`` dequantized at ``integer.pooler_scale``, ``tanh``, and the float
-    classifier of ``integer.model``; float logits ``(N, classes)``, as
-    ``IntegerBert.logits`` makes them of ``IntegerBert.pooled``."""
-    values = np.tanh(np.asarray(pooled) * integer.pooler_scale)
-    classifier = integer.model.classifier
-    return (torch.as_tensor(values, dtype=classifier.weight.dtype) @ classifier.weight.T
-            + classifier.bias).double().numpy()
-
-
 def chain_model_cycles(config, chain) -> tuple[int, int]:
     """The cycle model's engine cycles and MACs of one chain of cases
     (``sim.layer_replay.model_cycles`` of each program, summed)."""
@@ -189,10 +178,8 @@ def run_whole(config, integer, input_ids, labels, work_dir: Path) -> dict:
             raise AssertionError(f"{run.name}: not bit-exact or not cycle-exact")
     pooled_rtl = np.concatenate([run.output for run in runs])
     pooled = integer.pooled(ids)
-    logits = integer.logits(ids)
-    if not np.array_equal(host_logits(integer, pooled), logits):
-        raise AssertionError("host_logits of IntegerBert.pooled differ from IntegerBert.logits")
-    logits_rtl = host_logits(integer, pooled_rtl)
+    logits = integer.head(pooled)
+    logits_rtl = integer.head(pooled_rtl)
     predicted_rtl, predicted = logits_rtl.argmax(-1), logits.argmax(-1)
     cycles = [run.cycles for run in runs]
     macs = [sum(entry["macs"] for result in run.layers for entry in result["instructions"])

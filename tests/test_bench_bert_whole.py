@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.bert_whole import engine_config, host_logits, pad_ffn, run_whole
+from bench.bert_whole import engine_config, pad_ffn, run_whole
 from sw.config import load_config
 from sw.golden.bert_int import quantize_bert
 from sw.models import build_small_bert, small_bert_config
@@ -64,13 +64,6 @@ def test_inert_ffn_padding_leaves_the_float_and_integer_model_unchanged():
     assert pad_ffn(padded, 8)[1] == [0, 0]
     with pytest.raises(ValueError, match=r"^FFN step must be a positive integer, not 0$"):
         pad_ffn(model, 0)
-
-
-def test_the_host_step_is_the_integer_models():
-    model, ids = pruned_bert(24)
-    integer = quantize_bert(model, ids[:16], progress=False)
-    assert np.array_equal(host_logits(integer, integer.pooled(ids[16:])),
-                          integer.logits(ids[16:]))
 
 
 @pytest.mark.slow

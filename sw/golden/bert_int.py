@@ -117,9 +117,15 @@ class IntegerBert:
     @torch.no_grad()
     def logits(self, input_ids, token_type_ids=None) -> np.ndarray:
         """Class logits (float): host tanh and classifier on the dequantized pooler output."""
-        pooled = np.tanh(self.pooled(input_ids, token_type_ids) * self.pooler_scale)
+        return self.head(self.pooled(input_ids, token_type_ids))
+
+    def head(self, pooled) -> np.ndarray:
+        """The host's step after the pooler dense: the int8 pooler output ``(N, d)`` (this
+        model's or the accelerator's) dequantized at ``pooler_scale``, ``tanh``, and the float
+        classifier; float logits ``(N, classes)``."""
+        values = np.tanh(np.asarray(pooled) * self.pooler_scale)
         classifier = self.model.classifier
-        return (torch.as_tensor(pooled, dtype=classifier.weight.dtype) @ classifier.weight.T
+        return (torch.as_tensor(values, dtype=classifier.weight.dtype) @ classifier.weight.T
                 + classifier.bias).double().numpy()
 
 
