@@ -125,8 +125,9 @@ class IntegerBert:
         classifier; float logits ``(N, classes)``."""
         values = np.tanh(np.asarray(pooled) * self.pooler_scale)
         classifier = self.model.classifier
-        return (torch.as_tensor(values, dtype=classifier.weight.dtype) @ classifier.weight.T
-                + classifier.bias).double().numpy()
+        with torch.no_grad():
+            return (torch.as_tensor(values, dtype=classifier.weight.dtype) @ classifier.weight.T
+                    + classifier.bias).double().numpy()
 
 
 @torch.no_grad()
