@@ -182,8 +182,7 @@ def run_whole(config, integer, input_ids, labels, work_dir: Path) -> dict:
     logits_rtl = integer.head(pooled_rtl)
     predicted_rtl, predicted = logits_rtl.argmax(-1), logits.argmax(-1)
     cycles = [run.cycles for run in runs]
-    macs = [sum(entry["macs"] for result in run.layers for entry in result["instructions"])
-            for run in runs]
+    macs = [run.macs for run in runs]
     hw = config.hardware
     stages = [_stage(r["name"]) for r in runs[0].layers]
     return {

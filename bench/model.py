@@ -70,10 +70,6 @@ SCOPE = ("digits: the whole model on the layer engine, image in and int8 logits 
          "block structure, constants) are counted separately, not in the cycles")
 
 
-def _macs(result: dict) -> int:
-    return sum(entry["macs"] for entry in result["instructions"])
-
-
 def _check(runs) -> None:
     for run in runs:
         if not (run.bit_exact and run.cycle_exact):
@@ -140,7 +136,7 @@ def measure_digits(images: int = DIGITS_IMAGES, work_dir: Path = WORK / "digits"
 
 
 def _macs_per_image(runs) -> float:
-    return float(np.mean([sum(_macs(layer) for layer in run.layers) for run in runs]))
+    return float(np.mean([run.macs for run in runs]))
 
 
 def measure_deit_b16(layers: int | None = None, work_dir: Path = WORK / "deit_b16") -> dict:

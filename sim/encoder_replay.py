@@ -70,6 +70,12 @@ class EncoderRun:
         return sum(r["model_cycles"] for r in self.layers)
 
     @property
+    def macs(self) -> int:
+        """Multiply-accumulates of every instruction run, as the cycle model counts them
+        (``macs`` of each instruction's result)."""
+        return sum(e["macs"] for r in self.layers for e in r["instructions"])
+
+    @property
     def load_words(self) -> int:
         """Load-port words of the image: layer 0's input rows and every layer's program,
         block structure and constants (one cycle each)."""
@@ -340,7 +346,7 @@ def measure_encoder(config, pruning: dict, *, gather_layers, work_dir: Path,
     seconds = time.monotonic() - started
     dense_cycles = sum(entry.cycles for entries in dense_model for entry in entries)
     dense_macs = sum(entry.macs for entries in dense_model for entry in entries)
-    macs = sum(entry["macs"] for layer in run.layers for entry in layer["instructions"])
+    macs = run.macs
     hw = config.hardware
     tokens = [int(case.x.shape[0]) for case in cases] + [int(last.shape[0])]
     layer_results = [result for case, result in zip(chain, run.layers) if case.stage is None]
