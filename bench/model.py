@@ -36,7 +36,8 @@ beside them (``load_words_*``), not in them (``scope``). Writes ``build/bench/mo
                   "cosim_seconds", "tokens_per_layer", "stage_cycles", ...}}
 
 ``python -m bench.model [digits|deit_b16]`` runs one part and keeps the other's last result.
-The deit_b16 part takes about 25 min on 2 cores (the engine's Verilator build, cached, about 8).
+The deit_b16 part takes about 20 min on 2 cores (15 of co-simulation, 2026-12-08; the engine's
+Verilator build, cached, 4 to 8 more).
 """
 
 from __future__ import annotations

@@ -291,7 +291,7 @@ def test_deit_b16_whole_pruned_model(tmp_path):
     classes) as the embedding and head programs, chained on the deit_b16 engine, only the patch
     rows and the position table loaded: every program bit-exact and cycle-exact, and the whole
     model's speed-up over the dense one (cycle model) at least 0.9 x its MAC reduction
-    (``bench.model``'s deit_b16 part; about 25 min on 2 cores)."""
+    (``bench.model``'s deit_b16 part; about 20 min on 2 cores)."""
     document = measure_encoder(load_config("deit_b16"), BENCH_PRUNING,
                                gather_layers=(3, 6, 9), work_dir=tmp_path,
                                stages={"channels": 3, "patch_size": 16, "classes": 1000,
