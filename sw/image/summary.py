@@ -13,6 +13,7 @@ import numpy as np
 from sw.image.format import (FORMAT_VERSION, NO_LAYER, STAGE_TENSORS, TENSOR_ROLES, SectionKind,
                              WeightImage)
 from sw.image.format import dense_shape as unpruned_shape
+from sw.image.golden import stage_role_of
 from sw.packing import block_sparse_size, pack_array, pack_block_sparse
 
 __all__ = ["dense_shape", "tensor_records", "byte_breakdown", "image_totals", "manifest",
@@ -184,7 +185,8 @@ def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
                  f"{embedding.patch_size} px patches -> {model.tokens - embedding.protected} "
                  f"patch rows of {embedding.linear.weights.shape[1]} int8 features (scale "
                  f"{embedding.patch_scale:.6g}), {embedding.protected} protected rows; "
-                 f"{len(embedding.program)} instructions")
+                 f"{len(embedding.program)} instructions, GEMM in the "
+                 f"{stage_role_of(embedding.program)} slot")
     for layer in image.layers:
         # kept_ffn already counts the padding neurons
         padding = f" ({layer.ffn_padding} of them padding)" if layer.ffn_padding else ""
@@ -194,7 +196,8 @@ def summary_table(image: WeightImage, *, source: str = "weights.bin") -> str:
                      f"{layer.tokens}; {len(layer.program)} instructions")
     lines.append(f"head: final LayerNorm and classifier, {head.classes} classes "
                  f"({head.linear.weights.shape[0]} rows), int8 logits (scale "
-                 f"{head.logit_scale:.6g}); {len(head.program)} instructions")
+                 f"{head.logit_scale:.6g}); {len(head.program)} instructions, GEMM in the "
+                 f"{stage_role_of(head.program)} slot")
     totals = image_totals(image)
     lines.append(f"encoder weights: {totals['nonzero_weights']:,} non-zero, "
                  f"{totals['stored_int8_weight_bytes']:,} int8 bytes in stored blocks vs "

@@ -236,6 +236,8 @@ def test_written_outputs(exported, tmp_path):
     table = summary_table(load_image(out / "weights.bin"))
     assert all(f"layer{i}.{role} " in table for i in range(2) for role in TENSOR_ROLES)
     assert "embedding " in table and "head " in table
+    assert "2 instructions, GEMM in the o slot" in table
+    assert "3 instructions, GEMM in the q slot" in table
     assert records["head.weight"]["shape"] == [16, 64]         # 10 classes, 8-row blocks
     assert records["embedding.position"]["shape"] == [18, 64]
     assert document["head"]["classes"] == 10 and document["embedding"]["protected"] == 2
