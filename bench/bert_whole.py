@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from bench.bert_model import CALIBRATION_SEQUENCES, RUNS_DIR, TARGET_DENSITIES, TEACHER
-from sw.build_files import BENCH_ROOT, REPO_ROOT
+from sw.build_files import BENCH_ROOT, shown_path
 from sw.config import AcceleratorConfig, ModelTopology, load_config, minimum_buffers
 from sw.engine_params import EngineParams
 
@@ -130,23 +130,12 @@ def pad_ffn(model, step: int) -> tuple[torch.nn.Module, list[int]]:
     return padded.eval(), added
 
 
-@torch.no_grad()
 def chain_model_cycles(config, chain) -> tuple[int, int]:
     """The cycle model's engine cycles and MACs of one chain of cases
     (``sim.layer_replay.model_cycles`` of each program, summed)."""
     from sim.layer_replay import model_cycles
     entries = [entry for case in chain for entry in model_cycles(config, case)]
     return sum(entry.cycles for entry in entries), sum(entry.macs for entry in entries)
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when inside it."""
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
-def _stage(name: str) -> str:
-    return name.rsplit(".", 1)[1]
 
 
 def run_whole(config, integer, input_ids, labels, work_dir: Path) -> dict:
@@ -184,7 +173,7 @@ def run_whole(config, integer, input_ids, labels, work_dir: Path) -> dict:
     cycles = [run.cycles for run in runs]
     macs = [run.macs for run in runs]
     hw = config.hardware
-    stages = [_stage(r["name"]) for r in runs[0].layers]
+    stages = [case.part for case in chains[0]]
     return {
         "sequences": len(runs),
         "logits_bit_exact": bool(np.array_equal(logits_rtl, logits)),
@@ -252,7 +241,7 @@ def measure_whole(sequences: int = SEQUENCES, *, teacher_dir=TEACHER, pruned_dir
         "ffn_kept": [layer.fc1.weight.shape[0] - pad
                      for layer, pad in zip(integer.layers, added)],
         "ffn_padding": added, "calibration_sequences": calibration,
-        "pruned_model": _shown(pruned_dir / "shrunk")})
+        "pruned_model": shown_path(pruned_dir / "shrunk")})
     return document
 
 

@@ -51,7 +51,7 @@ from hw.synth.throughput import ENGINE_TOP, engine_clock, missing_clock
 from sim.harness import TestbenchFailed, build
 from sim.layer_replay import image_cases, model_cycles
 from sim.replay import nonzero_macs
-from sw.build_files import BENCH_ROOT, BUILD_ROOT, REPO_ROOT
+from sw.build_files import BENCH_ROOT, BUILD_ROOT, REPO_ROOT, shown_path
 from sw.config import load_config
 from sw.image.export import ExportError, ExportRequest, export, verify, write
 from sw.image.loader import load_image
@@ -222,12 +222,6 @@ def _replay(designs: dict, images: dict, states: dict, split) -> tuple[dict, dic
     return replays, whole
 
 
-def _relative(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (shorter lines)."""
-    path = Path(path)
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
 def bench_runs(sources=BENCH_RUNS) -> list[dict]:
     """``make bench``'s pruned runs, from the documents in ``sources`` that exist:
     ``[{"label", "kind", "accuracy", "linear_density", "directory", "source"}]`` (filled runs
@@ -253,7 +247,7 @@ def bench_runs(sources=BENCH_RUNS) -> list[dict]:
                              "accuracy": float(run["accuracy"]),
                              "linear_density": float(run["linear_density"]),
                              "directory": runs_dir / name,
-                             "source": f"{_relative(document_path)}, make bench"})
+                             "source": f"{shown_path(document_path)}, make bench"})
         except (OSError, ValueError, KeyError, TypeError) as error:
             print(f"      note: ignoring {document_path} ({type(error).__name__}: {error})")
     return runs
@@ -294,7 +288,7 @@ def engine_clocks(configs: dict, directories: dict) -> dict:
     for model, config in configs.items():
         report = report_path(config, ENGINE_TOP)
         clock = engine_clock(report)
-        command = f"make synth CONFIG={_relative(directories[model] / 'params.json')}"
+        command = f"make synth CONFIG={shown_path(directories[model] / 'params.json')}"
         clocks[model] = ({"clock": clock.to_dict(), "note": None} if clock is not None else
                          {"clock": None, "note": missing_clock(report, command)})
     return clocks
@@ -308,8 +302,8 @@ def run(progress: bool = True) -> dict:
     with steps.step("dense digits DeiT teacher (build/models/digits_deit; trained now if "
                     "missing)", "teacher"):
         teacher_dir = teacher(progress)
-    with steps.step(f"fine-pruning with {_relative(DEMO_RECIPE)} (block pruning to 25 %, "
-                    f"tokens kept 0.7, then its fine-tunes) -> {_relative(PRUNING_DIR)}",
+    with steps.step(f"fine-pruning with {shown_path(DEMO_RECIPE)} (block pruning to 25 %, "
+                    f"tokens kept 0.7, then its fine-tunes) -> {shown_path(PRUNING_DIR)}",
                     "prune"):
         pruning = prune_with_recipe(teacher_dir, progress)
     with steps.step(f"exporting the pruned model and the dense teacher for the '{HARDWARE}' "
@@ -360,8 +354,8 @@ def run(progress: bool = True) -> dict:
                          "pruned": {"float": pruning["accuracy"], "integer": integer["pruned"]},
                          "validation_images": integer["validation_images"],
                          "sources": {model: {
-                             "float": f"{_relative(PRUNING_DIR)}/pruning_report.json",
-                             "integer": f"golden model of {_relative(directory)}, make demo"}
+                             "float": f"{shown_path(PRUNING_DIR)}/pruning_report.json",
+                             "integer": f"golden model of {shown_path(directory)}, make demo"}
                              for model, directory in (("dense", DENSE_DIR),
                                                       ("pruned", IMAGE_DIR))}},
             "pruning": {**{key: pruning[key] for key in ("linear_density", "heads_removed",
@@ -385,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flow.demo", description="make demo: prune the digits DeiT, export it "
         "and its dense teacher, replay every layer of both on the layer engine's RTL, and "
-        f"report accuracy and cycles into {_relative(REPORT_DIR)}/.")
+        f"report accuracy and cycles into {shown_path(REPORT_DIR)}/.")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars and no per-epoch lines (bars are drawn only on "
                              "a terminal anyway)")
@@ -400,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     print(console_summary(report))
     print()
     print(f"inspect the image: python sw/export_sparse.py --inspect "
-          f"{_relative(IMAGE_DIR / 'weights.bin')}")
-    print(f"report: {_relative(REPORT_DIR / 'report.md')}  (whole demo "
+          f"{shown_path(IMAGE_DIR / 'weights.bin')}")
+    print(f"report: {shown_path(REPORT_DIR / 'report.md')}  (whole demo "
           f"{time.monotonic() - started:.0f} s)")
     return 0
 

@@ -33,10 +33,7 @@ from sw.image.program import layer_program
 from sw.isa import TENSOR_ROLES
 
 __all__ = ["EncoderRun", "encoder_cases", "model_cases", "whole_model_outcome", "stage_cases",
-           "bert_cases",
-           "replay_encoders",
-           "synthetic_encoder",
-           "measure_encoder"]
+           "bert_cases", "replay_encoders", "synthetic_encoder", "measure_encoder"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,8 +141,7 @@ def model_cases(image, pixel_values, *, name: str | None = None) -> list[list[La
         prefix = f"{name or image.config.name}.input{number}"
         x = embedding_int(patches, embedding)
         layers = image_cases(image, x, chained=True, name=prefix)
-        last = run_layer_program(layers[-1].program, layers[-1].layer, layers[-1].x)
-        first, final = stage_cases(image.config, embedding, head, patches, last,
+        first, final = stage_cases(image.config, embedding, head, patches, layers[-1].expected(),
                                    template=layers[0].layer, prefix=prefix)
         first, final = (dataclasses.replace(case, weight_file=image.path,
                                             stream_bases=_stage_streams(image, case))
@@ -192,16 +188,17 @@ def stage_cases(config, embedding, head, patches, encoder_output, *, template,
     layer's output (``encoder_output``) on ``config``'s engine, each stage's GEMM in the tensor
     slot that holds it (``stage_role``); ``template``: a real layer of the model, whose
     constants fill what the stages do not use. Names ``<prefix>.embedding``, ``.head``."""
-    from sw.golden.model_stages import embedding_int, engine_layer, stage_role
+    from sw.golden.model_stages import engine_layer, stage_role
     from sw.image.program import HEAD_SLOTS, Buffer, embedding_program, head_program
     hw = config.hardware
     block = (hw.block_rows, hw.block_cols)
     embedding_role, head_role = stage_role(embedding, config), stage_role(head, config)
     program = embedding_program(embedding_role)
-    x = embedding_int(patches, embedding)
+    rows = np.asarray(patches).shape[0]
     first = LayerCase(name=f"{prefix}.embedding",
                       layer=engine_layer(embedding, template, block, embedding_role),
-                      x=np.zeros_like(x), program=program, chained=True,
+                      x=np.zeros((rows, embedding.linear.weight.shape[0]), np.int64),
+                      program=program, chained=True,
                       loads=((program[0].src_a, patches),
                              (Buffer.RESIDUAL1, embedding.position)), stage="embedding")
     final = LayerCase(name=f"{prefix}.head",

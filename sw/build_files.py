@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sw.atomic import write_text
 
-__all__ = ["BENCH_ROOT", "BUILD_ROOT", "DIGITS_TEACHER", "REPO_ROOT", "write_json"]
+__all__ = ["BENCH_ROOT", "BUILD_ROOT", "DIGITS_TEACHER", "REPO_ROOT", "shown_path", "write_json"]
 
 #: The repository's root (this file is ``sw/build_files.py``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +24,13 @@ BENCH_ROOT = BUILD_ROOT / "bench"
 
 #: The dense digits DeiT teacher ``python sw/train_digits.py`` writes by default.
 DIGITS_TEACHER = BUILD_ROOT / "models" / "digits_deit"
+
+
+def shown_path(path) -> str:
+    """``path`` relative to the repository when it lies inside it (shorter lines in messages
+    and reports), else as given."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def write_json(document, path) -> None:

@@ -642,11 +642,11 @@ def quantize(state: ExportState) -> ExportState:
     return state
 
 
-def quantize_stages(state: ExportState) -> ExportState:
+def quantize_embedding_and_head(state: ExportState) -> ExportState:
     """Quantize the model around the encoder on the same calibration images: the patch
     embedding (the pixels' and its output's int8 scales) with the position table, and the
     classifier on the final LayerNorm's output (``sw.golden.model_stages.quantize_stages``)."""
-    from sw.golden.model_stages import quantize_stages as quantize_model_stages
+    from sw.golden.model_stages import quantize_stages
     model = state.model
     if not hasattr(model, "classifier"):
         heads = ", ".join(name for name in ("cls_classifier", "distillation_classifier")
@@ -656,7 +656,7 @@ def quantize_stages(state: ExportState) -> ExportState:
                           f"one classifier on the class token (a distilled DeiT's averaged "
                           f"two heads are not supported)")
     try:
-        state.embedding, state.head = quantize_model_stages(
+        state.embedding, state.head = quantize_stages(
             state.integer_model, state.calibration,
             block_rows=state.hardware.hardware.block_rows)
     except ValueError as error:
@@ -761,7 +761,7 @@ STEPS = (
     ("fit to the hardware", fit_to_hardware),
     ("choose calibration data", choose_calibration_data),
     ("quantize", quantize),
-    ("quantize embedding and head", quantize_stages),
+    ("quantize embedding and head", quantize_embedding_and_head),
     ("assemble image", assemble),
 )
 
